@@ -1,0 +1,340 @@
+//! The batching loader: parses input on the fast path, groups records by stream, hands batches
+//! to a [`BatchWriter`], and echoes each STATE exactly once, in input order, after every record
+//! before it is committed.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use tokio::sync::mpsc;
+
+use super::{Batch, Input};
+use crate::output::Output;
+use crate::protocol::*;
+use crate::{Error, Result};
+
+/// Index of a stream in the configured catalog.
+pub type StreamId = usize;
+
+/// How a sync ended, for [`BatchWriter::close`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Every record was received and committed.
+    Success,
+    /// The sync stopped early; what was committed stays, nothing more may be finalised.
+    Failure,
+}
+
+/// What a destination implements to be driven by [`load`].
+#[async_trait]
+pub trait BatchWriter: Send {
+    /// Prepares stream `id` before any record (create tables, reject unsupported modes).
+    async fn open(&mut self, id: StreamId, stream: &ConfiguredAirbyteStream) -> Result<()>;
+    /// Writes records of stream `id`; they need not be durable until [`BatchWriter::commit`].
+    async fn write(&mut self, id: StreamId, batch: Batch) -> Result<()>;
+    /// Makes every record written to `id` so far durable. States are echoed after this.
+    async fn commit(&mut self, id: StreamId) -> Result<()>;
+    /// Ends the sync for `id` (e.g. swap in an overwritten table after `Success`).
+    async fn close(&mut self, id: StreamId, outcome: Outcome) -> Result<()>;
+}
+
+/// Flush thresholds of the loader.
+#[derive(Debug, Clone)]
+pub struct LoaderOptions {
+    /// A stream's batch goes to the writer at this many records…
+    pub batch_records: usize,
+    /// …or this many bytes of record data.
+    pub batch_bytes: usize,
+    /// Pending states are acknowledged (commit, then echo) once this much time passed…
+    pub commit_interval: Duration,
+    /// …or this many bytes of records arrived since the last commit.
+    pub commit_bytes: usize,
+}
+
+impl Default for LoaderOptions {
+    fn default() -> Self {
+        Self {
+            batch_records: 10_000,
+            batch_bytes: 8 << 20,
+            commit_interval: Duration::from_secs(15),
+            commit_bytes: 64 << 20,
+        }
+    }
+}
+
+/// Runs a whole `write`: opens every configured stream, loads the input, commits, echoes
+/// states, closes. On any error the streams are closed with [`Outcome::Failure`] and no state
+/// past the last successful commit has been echoed.
+pub async fn load<W: BatchWriter>(
+    input: Input,
+    catalog: &ConfiguredAirbyteCatalog,
+    writer: &mut W,
+    options: LoaderOptions,
+    output: &Output,
+) -> Result<()> {
+    let mut loader = Loader::new(catalog, writer, options, output);
+    let result = loader.run(input, catalog).await;
+    let outcome = if result.is_ok() { Outcome::Success } else { Outcome::Failure };
+    let mut closed = Ok(());
+    for id in 0..catalog.streams.len() {
+        let r = loader.writer.close(id, outcome).await;
+        if closed.is_ok() {
+            closed = r;
+        }
+    }
+    result.and(closed)
+}
+
+struct StreamBuf {
+    batch: Batch,
+    dirty: bool,
+    since_state: u64,
+}
+
+struct Loader<'a, W> {
+    writer: &'a mut W,
+    options: LoaderOptions,
+    output: &'a Output,
+    ids: HashMap<StreamDescriptor, StreamId>,
+    streams: Vec<StreamBuf>,
+    pending: Vec<AirbyteStateMessage>,
+    since_global_state: u64,
+    bytes_since_commit: usize,
+    last_commit: Instant,
+    records: u64,
+    skipped_lines: u64,
+}
+
+impl<'a, W: BatchWriter> Loader<'a, W> {
+    fn new(
+        catalog: &ConfiguredAirbyteCatalog,
+        writer: &'a mut W,
+        options: LoaderOptions,
+        output: &'a Output,
+    ) -> Self {
+        Self {
+            writer,
+            options,
+            output,
+            ids: catalog.streams.iter().enumerate().map(|(i, s)| (s.descriptor(), i)).collect(),
+            streams: catalog
+                .streams
+                .iter()
+                .map(|_| StreamBuf { batch: Batch::default(), dirty: false, since_state: 0 })
+                .collect(),
+            pending: Vec::new(),
+            since_global_state: 0,
+            bytes_since_commit: 0,
+            last_commit: Instant::now(),
+            records: 0,
+            skipped_lines: 0,
+        }
+    }
+
+    async fn run(&mut self, input: Input, catalog: &ConfiguredAirbyteCatalog) -> Result<()> {
+        for (id, stream) in catalog.streams.iter().enumerate() {
+            self.writer.open(id, stream).await?;
+        }
+        let mut chunks = spawn_reader(input);
+        let mut carry: Vec<u8> = Vec::new();
+        let mut tick = tokio::time::interval(self.options.commit_interval.max(Duration::from_millis(10)));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let chunk = tokio::select! {
+                chunk = chunks.recv() => chunk,
+                _ = tick.tick() => {
+                    if self.commit_due() {
+                        self.commit_all().await?;
+                    }
+                    continue;
+                }
+            };
+            let Some(chunk) = chunk else { break };
+            let chunk = chunk.map_err(|e| Error::system(format!("cannot read input: {e}")))?;
+            let mut rest = &chunk[..];
+            if !carry.is_empty() {
+                match memchr::memchr(b'\n', rest) {
+                    Some(nl) => {
+                        carry.extend_from_slice(&rest[..nl]);
+                        let line = std::mem::take(&mut carry);
+                        self.line(&line).await?;
+                        rest = &rest[nl + 1..];
+                    }
+                    None => {
+                        carry.extend_from_slice(rest);
+                        continue;
+                    }
+                }
+            }
+            while let Some(nl) = memchr::memchr(b'\n', rest) {
+                self.line(&rest[..nl]).await?;
+                rest = &rest[nl + 1..];
+            }
+            carry.extend_from_slice(rest);
+        }
+        if !carry.is_empty() {
+            self.line(&carry).await?;
+        }
+        self.commit_all().await?;
+        if self.skipped_lines > 0 {
+            tracing::warn!(skipped = self.skipped_lines, "input lines were not protocol messages");
+        }
+        tracing::info!(records = self.records, "write complete");
+        Ok(())
+    }
+
+    async fn line(&mut self, line: &[u8]) -> Result<()> {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.iter().all(u8::is_ascii_whitespace) {
+            return Ok(());
+        }
+        let id = match decode_line(line) {
+            Ok(InputLine::Record(record)) => {
+                let descriptor = StreamDescriptor::new(
+                    record.stream.as_ref(),
+                    record.namespace.as_deref().map(str::to_string),
+                );
+                let Some(&id) = self.ids.get(&descriptor) else {
+                    return Err(Error::system(format!(
+                        "received a record for stream '{descriptor}', which is not in the configured catalog"
+                    )));
+                };
+                let data = record.data.get();
+                self.bytes_since_commit += data.len();
+                let stream = &mut self.streams[id];
+                stream.batch.push(data, record.emitted_at, record.meta);
+                stream.since_state += 1;
+                self.since_global_state += 1;
+                self.records += 1;
+                id
+            }
+            Ok(InputLine::Message(AirbyteMessage::State { state })) => {
+                return self.state(state).await;
+            }
+            Ok(InputLine::Message(other)) => {
+                tracing::debug!("ignoring a {} message", message_kind(&other));
+                return Ok(());
+            }
+            Err(e) => {
+                self.skipped_lines += 1;
+                let preview: String = String::from_utf8_lossy(&line[..line.len().min(120)]).into();
+                tracing::warn!("skipping an input line that is not a protocol message ({e}): {preview}");
+                return Ok(());
+            }
+        };
+        let batch = &self.streams[id].batch;
+        if batch.len() >= self.options.batch_records || batch.data_bytes() >= self.options.batch_bytes
+        {
+            self.write_batch(id).await?;
+        }
+        Ok(())
+    }
+
+    async fn state(&mut self, mut state: AirbyteStateMessage) -> Result<()> {
+        let count = match state.kind() {
+            AirbyteStateType::Stream => {
+                let id = state.stream.as_ref().and_then(|s| self.ids.get(&s.stream_descriptor));
+                match id {
+                    Some(&id) => std::mem::take(&mut self.streams[id].since_state),
+                    None => 0,
+                }
+            }
+            AirbyteStateType::Global | AirbyteStateType::Legacy => {
+                for s in &mut self.streams {
+                    s.since_state = 0;
+                }
+                std::mem::take(&mut self.since_global_state)
+            }
+        };
+        state.destination_stats = Some(AirbyteStateStats::records(count));
+        self.pending.push(state);
+        if self.commit_due() {
+            self.commit_all().await?;
+        }
+        Ok(())
+    }
+
+    fn commit_due(&self) -> bool {
+        !self.pending.is_empty()
+            && (self.bytes_since_commit >= self.options.commit_bytes
+                || self.last_commit.elapsed() >= self.options.commit_interval)
+    }
+
+    async fn write_batch(&mut self, id: StreamId) -> Result<()> {
+        let batch = std::mem::take(&mut self.streams[id].batch);
+        if batch.is_empty() {
+            return Ok(());
+        }
+        self.streams[id].dirty = true;
+        self.writer.write(id, batch).await
+    }
+
+    /// Writes every buffered record, commits every stream written to, then echoes the
+    /// pending states in the order they arrived.
+    async fn commit_all(&mut self) -> Result<()> {
+        for id in 0..self.streams.len() {
+            self.write_batch(id).await?;
+        }
+        for id in 0..self.streams.len() {
+            if self.streams[id].dirty {
+                self.writer.commit(id).await?;
+                self.streams[id].dirty = false;
+            }
+        }
+        for state in self.pending.drain(..) {
+            self.output.send(AirbyteMessage::State { state });
+        }
+        self.output.flush();
+        self.bytes_since_commit = 0;
+        self.last_commit = Instant::now();
+        Ok(())
+    }
+}
+
+fn message_kind(m: &AirbyteMessage) -> &'static str {
+    match m {
+        AirbyteMessage::Record { .. } => "RECORD",
+        AirbyteMessage::State { .. } => "STATE",
+        AirbyteMessage::Log { .. } => "LOG",
+        AirbyteMessage::Spec { .. } => "SPEC",
+        AirbyteMessage::ConnectionStatus { .. } => "CONNECTION_STATUS",
+        AirbyteMessage::Catalog { .. } => "CATALOG",
+        AirbyteMessage::Trace { .. } => "TRACE",
+        AirbyteMessage::Control { .. } => "CONTROL",
+        AirbyteMessage::DestinationCatalog { .. } => "DESTINATION_CATALOG",
+        AirbyteMessage::Unknown => "unknown",
+    }
+}
+
+/// Reads the input on its own thread in large chunks, so parsing overlaps with I/O. A plain
+/// thread (not a runtime blocking task) so a stuck stdin never holds up shutdown.
+fn spawn_reader(input: Input) -> mpsc::Receiver<std::io::Result<Vec<u8>>> {
+    let (tx, rx) = mpsc::channel(4);
+    let mut reader = input.into_inner();
+    std::thread::spawn(move || {
+        loop {
+            let mut chunk = vec![0u8; 1 << 20];
+            let mut filled = 0;
+            // Fill most of the chunk: pipes hand out 64 KiB at a time.
+            while filled < chunk.len() / 2 {
+                match reader.read(&mut chunk[filled..]) {
+                    Ok(0) => break,
+                    Ok(n) => filled += n,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(e) => {
+                        let _ = tx.blocking_send(Err(e));
+                        return;
+                    }
+                }
+            }
+            if filled == 0 {
+                return;
+            }
+            chunk.truncate(filled);
+            if tx.blocking_send(Ok(chunk)).is_err() {
+                return;
+            }
+        }
+    });
+    rx
+}

@@ -1,0 +1,68 @@
+//! The destination side: the [`Destination`] trait, and the batching [`load`] helper that turns
+//! stdin into per-stream batches for a [`BatchWriter`] and acknowledges states only after the
+//! records before them are committed.
+
+mod batch;
+mod loader;
+
+pub use batch::{Batch, RecordRef};
+pub use loader::{BatchWriter, LoaderOptions, Outcome, StreamId, load};
+
+use std::io::Read;
+
+use async_trait::async_trait;
+use schemars::JsonSchema;
+use serde::de::DeserializeOwned;
+
+use crate::output::Output;
+use crate::protocol::*;
+use crate::Result;
+
+/// A destination connector: `spec`, `check` and `write`. Most destinations implement `write`
+/// as a call to [`load`] with their [`BatchWriter`].
+#[async_trait]
+pub trait Destination: Send + Sync + Sized + 'static {
+    type Config: DeserializeOwned + JsonSchema + Send + Sync + 'static;
+
+    /// The sync modes this destination handles (written into the spec).
+    fn supported_sync_modes(&self) -> Vec<DestinationSyncMode> {
+        vec![DestinationSyncMode::Append, DestinationSyncMode::Overwrite]
+    }
+
+    fn spec(&self) -> ConnectorSpecification {
+        let mut spec =
+            ConnectorSpecification::new(crate::spec::connection_specification::<Self::Config>());
+        spec.supported_destination_sync_modes = Some(self.supported_sync_modes());
+        spec.supports_incremental = Some(true);
+        spec
+    }
+
+    /// Verifies the destination can be written with this config.
+    async fn check(&self, config: &Self::Config) -> Result<()>;
+
+    /// Consumes the messages of `input` and writes their records.
+    async fn write(
+        &self,
+        config: &Self::Config,
+        catalog: &ConfiguredAirbyteCatalog,
+        input: Input,
+        output: &Output,
+    ) -> Result<()>;
+}
+
+/// The message stream a destination reads (stdin in production, anything in tests).
+pub struct Input(Box<dyn Read + Send>);
+
+impl Input {
+    pub fn stdin() -> Self {
+        Self(Box::new(std::io::stdin()))
+    }
+
+    pub fn new(reader: impl Read + Send + 'static) -> Self {
+        Self(Box::new(reader))
+    }
+
+    pub(crate) fn into_inner(self) -> Box<dyn Read + Send> {
+        self.0
+    }
+}

@@ -1,0 +1,175 @@
+//! The source side: the [`Source`] trait every source implements, and the [`Stream`] trait most
+//! sources implement instead of writing `read` themselves.
+
+mod driver;
+mod writer;
+
+pub use driver::read_streams;
+pub use writer::RecordWriter;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use schemars::JsonSchema;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use crate::output::Output;
+use crate::protocol::*;
+use crate::{CliOptions, Result};
+
+/// A source connector.
+///
+/// Required: the config type and `check`. Most sources then implement [`Source::streams`] and
+/// let the kit's read driver do `discover` and `read` (statuses, checkpoints, concurrency,
+/// errors). A source with shared state (CDC) overrides `read` itself.
+///
+/// Errors returned from `check` with a `config_error` failure type become a CONNECTION_STATUS
+/// FAILED (exit 0); any other error, from any method, becomes a TRACE ERROR and a non-zero exit.
+#[async_trait]
+pub trait Source: Send + Sync + Sized + 'static {
+    /// The typed config; its JSON Schema is the spec's `connectionSpecification`.
+    type Config: DeserializeOwned + JsonSchema + Send + Sync + 'static;
+
+    fn spec(&self) -> ConnectorSpecification {
+        ConnectorSpecification::new(crate::spec::connection_specification::<Self::Config>())
+    }
+
+    /// Takes command-line options beyond the standard ones (e.g. `--manifest-path`).
+    fn configure(&mut self, _options: &CliOptions) -> Result<()> {
+        Ok(())
+    }
+
+    /// Verifies the config can be used: credentials, reachability, permissions.
+    async fn check(&self, config: &Self::Config) -> Result<()>;
+
+    /// The streams this config gives access to.
+    async fn streams(&self, _config: &Self::Config) -> Result<Vec<Arc<dyn Stream>>> {
+        Err(crate::Error::system("this source does not define streams"))
+    }
+
+    async fn discover(&self, config: &Self::Config) -> Result<AirbyteCatalog> {
+        let streams = self.streams(config).await?;
+        Ok(AirbyteCatalog { streams: streams.iter().map(|s| s.airbyte_stream()).collect() })
+    }
+
+    /// Checkpoint interval and concurrency for the read driver.
+    fn read_options(&self, _config: &Self::Config) -> ReadOptions {
+        ReadOptions::default()
+    }
+
+    async fn read(
+        &self,
+        config: &Self::Config,
+        catalog: &ConfiguredAirbyteCatalog,
+        state: &InputState,
+        output: &Output,
+    ) -> Result<()> {
+        let streams = self.streams(config).await?;
+        read_streams(streams, catalog, state, &self.read_options(config), output).await
+    }
+}
+
+/// How the read driver runs streams.
+#[derive(Debug, Clone)]
+pub struct ReadOptions {
+    /// A STATE at least every this many records of a stream (when the stream can give one).
+    pub checkpoint_interval: u64,
+    /// Streams read at the same time.
+    pub max_concurrent_streams: usize,
+}
+
+impl Default for ReadOptions {
+    fn default() -> Self {
+        Self { checkpoint_interval: 10_000, max_concurrent_streams: 4 }
+    }
+}
+
+/// One stream of a source: its shape, and how to read it from a state.
+#[async_trait]
+pub trait Stream: Send + Sync + 'static {
+    fn name(&self) -> &str;
+
+    fn namespace(&self) -> Option<&str> {
+        None
+    }
+
+    /// The JSON Schema of a record (`type: object`).
+    fn json_schema(&self) -> Value;
+
+    fn primary_key(&self) -> Vec<Vec<String>> {
+        Vec::new()
+    }
+
+    /// The cursor used by default for incremental reads; a stream with one supports them.
+    fn default_cursor_field(&self) -> Option<Vec<String>> {
+        None
+    }
+
+    /// True when the source decides the cursor and the user cannot pick another.
+    fn source_defined_cursor(&self) -> bool {
+        self.default_cursor_field().is_some()
+    }
+
+    fn supported_sync_modes(&self) -> Vec<SyncMode> {
+        match self.default_cursor_field() {
+            Some(_) => vec![SyncMode::FullRefresh, SyncMode::Incremental],
+            None => vec![SyncMode::FullRefresh],
+        }
+    }
+
+    /// True when a full refresh can resume from a state part way through.
+    fn is_resumable(&self) -> bool {
+        false
+    }
+
+    /// Rows (and bytes) this read is expected to produce, for progress estimates.
+    async fn estimate(&self, _ctx: &ReadContext) -> Option<(i64, Option<i64>)> {
+        None
+    }
+
+    /// Reads records into `out`, resuming from `ctx.state`. Call [`RecordWriter::checkpoint`]
+    /// (or use [`RecordWriter::record_with_state`]) so the sync can resume; a stream that never
+    /// checkpoints gets one final state from the driver.
+    async fn read(&self, ctx: &ReadContext, out: &mut RecordWriter) -> Result<()>;
+
+    fn descriptor(&self) -> StreamDescriptor {
+        StreamDescriptor::new(self.name(), self.namespace().map(str::to_string))
+    }
+
+    /// The stream as it appears in a discovered catalog.
+    fn airbyte_stream(&self) -> AirbyteStream {
+        let mut stream =
+            AirbyteStream::new(self.name(), self.json_schema(), self.supported_sync_modes());
+        stream.namespace = self.namespace().map(str::to_string);
+        let pk = self.primary_key();
+        stream.source_defined_primary_key = (!pk.is_empty()).then_some(pk);
+        stream.default_cursor_field = self.default_cursor_field();
+        stream.source_defined_cursor = Some(self.source_defined_cursor());
+        stream.is_resumable = Some(self.is_resumable());
+        stream
+    }
+}
+
+/// What a stream reads: the configured stream and its incoming state.
+#[derive(Debug, Clone)]
+pub struct ReadContext {
+    pub configured: ConfiguredAirbyteStream,
+    /// The stream's state from the previous sync (`None` on a first sync).
+    pub state: Option<Value>,
+}
+
+impl ReadContext {
+    pub fn sync_mode(&self) -> SyncMode {
+        self.configured.sync_mode
+    }
+
+    pub fn is_incremental(&self) -> bool {
+        self.configured.sync_mode == SyncMode::Incremental
+    }
+
+    /// The cursor the user or the source chose.
+    pub fn cursor_field(&self) -> Option<&[String]> {
+        self.configured.resolved_cursor_field()
+    }
+}

@@ -1,0 +1,223 @@
+//! [`RecordWriter`]: how a stream emits records and states. Lines are built in a per-stream
+//! buffer and handed to the shared output whole, so concurrent streams never interleave a
+//! line, and a record costs one serialisation and a memcpy.
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::output::{Output, stream_status_payload};
+use crate::protocol::*;
+use crate::{Error, Result};
+
+const FLUSH_AT: usize = 64 << 10;
+/// `emitted_at` is refreshed every this many records: the clock is not free and ms is coarse.
+const CLOCK_EVERY: u32 = 256;
+
+pub struct RecordWriter {
+    output: Output,
+    descriptor: StreamDescriptor,
+    /// `{"type":"RECORD","record":{"stream":…,"namespace":…,"data":`
+    prefix: Vec<u8>,
+    buf: Vec<u8>,
+    emitted_at: i64,
+    clock_countdown: u32,
+    checkpoint_interval: u64,
+    since_state: u64,
+    total: u64,
+    last_state: Option<Value>,
+    running: bool,
+}
+
+impl RecordWriter {
+    pub fn new(output: Output, descriptor: StreamDescriptor, checkpoint_interval: u64) -> Self {
+        let mut prefix = br#"{"type":"RECORD","record":{"stream":"#.to_vec();
+        // Strings serialise infallibly.
+        let _ = serde_json::to_writer(&mut prefix, &descriptor.name);
+        if let Some(ns) = &descriptor.namespace {
+            prefix.extend_from_slice(br#","namespace":"#);
+            let _ = serde_json::to_writer(&mut prefix, ns);
+        }
+        prefix.extend_from_slice(br#","data":"#);
+        Self {
+            output,
+            descriptor,
+            prefix,
+            buf: Vec::with_capacity(FLUSH_AT + 4096),
+            emitted_at: now_millis(),
+            clock_countdown: CLOCK_EVERY,
+            checkpoint_interval: checkpoint_interval.max(1),
+            since_state: 0,
+            total: 0,
+            last_state: None,
+            running: false,
+        }
+    }
+
+    pub fn descriptor(&self) -> &StreamDescriptor {
+        &self.descriptor
+    }
+
+    /// Records emitted so far.
+    pub fn record_count(&self) -> u64 {
+        self.total
+    }
+
+    /// True once enough records passed since the last state that a new one is due.
+    pub fn checkpoint_due(&self) -> bool {
+        self.since_state >= self.checkpoint_interval
+    }
+
+    /// True when at least one state was emitted.
+    pub fn has_checkpointed(&self) -> bool {
+        self.last_state.is_some()
+    }
+
+    /// Emits a record whose data serialises to a JSON object.
+    pub fn record<T: Serialize + ?Sized>(&mut self, data: &T) -> Result<()> {
+        self.record_with_changes(data, &[])
+    }
+
+    /// Emits a record with `meta.changes` (fields nulled or truncated, and why).
+    pub fn record_with_changes<T: Serialize + ?Sized>(
+        &mut self,
+        data: &T,
+        changes: &[AirbyteRecordMessageMetaChange],
+    ) -> Result<()> {
+        self.begin_record();
+        let start = self.buf.len() - self.prefix.len();
+        if let Err(e) = serde_json::to_writer(&mut self.buf, data) {
+            self.buf.truncate(start);
+            return Err(Error::system(format!(
+                "stream '{}': a record could not be serialised: {e}",
+                self.descriptor
+            )));
+        }
+        self.end_record(changes)
+    }
+
+    /// Emits a record from data that is already a JSON object's text.
+    pub fn record_raw(&mut self, json: &str) -> Result<()> {
+        self.begin_record();
+        self.buf.extend_from_slice(json.as_bytes());
+        self.end_record(&[])
+    }
+
+    /// Emits a record, then a state from `state` when one is due: the usual loop body of a
+    /// stream that reads in cursor order.
+    pub fn record_with_state<T: Serialize + ?Sized>(
+        &mut self,
+        data: &T,
+        state: impl FnOnce() -> Value,
+    ) -> Result<()> {
+        self.record(data)?;
+        if self.checkpoint_due() {
+            self.checkpoint(state());
+        }
+        Ok(())
+    }
+
+    fn begin_record(&mut self) {
+        if !self.running {
+            self.running = true;
+            self.push_trace(stream_status_payload(
+                &self.descriptor,
+                AirbyteStreamStatus::Running,
+                Vec::new(),
+            ));
+        }
+        self.buf.extend_from_slice(&self.prefix);
+    }
+
+    fn end_record(&mut self, changes: &[AirbyteRecordMessageMetaChange]) -> Result<()> {
+        self.clock_countdown -= 1;
+        if self.clock_countdown == 0 {
+            self.clock_countdown = CLOCK_EVERY;
+            self.emitted_at = now_millis();
+        }
+        self.buf.extend_from_slice(br#","emitted_at":"#);
+        self.buf.extend_from_slice(itoa::Buffer::new().format(self.emitted_at).as_bytes());
+        if !changes.is_empty() {
+            self.buf.extend_from_slice(br#","meta":{"changes":"#);
+            serde_json::to_writer(&mut self.buf, changes)?;
+            self.buf.push(b'}');
+        }
+        self.buf.extend_from_slice(b"}}\n");
+        self.since_state += 1;
+        self.total += 1;
+        if self.buf.len() >= FLUSH_AT {
+            self.output.write_lines(&self.buf);
+            self.buf.clear();
+        }
+        Ok(())
+    }
+
+    /// Emits a STREAM state carrying the records since the previous one. A state equal to the
+    /// last one is not repeated (its records count towards the next).
+    pub fn checkpoint(&mut self, state: Value) {
+        if self.last_state.as_ref() == Some(&state) {
+            return;
+        }
+        let mut message = AirbyteStateMessage::stream(self.descriptor.clone(), state.clone());
+        message.source_stats = Some(AirbyteStateStats::records(self.since_state));
+        self.push_message(&AirbyteMessage::State { state: message });
+        self.since_state = 0;
+        self.last_state = Some(state);
+        self.flush();
+    }
+
+    /// Says the stream is waiting on a rate limit (a RUNNING status with a RATE_LIMITED reason).
+    pub fn rate_limited(&mut self, quota_reset_ms: Option<i64>) {
+        let reason = AirbyteStreamStatusReason {
+            reason_type: AirbyteStreamStatusReasonType::RateLimited,
+            rate_limited: Some(AirbyteStreamStatusRateLimitedReason { quota_reset: quota_reset_ms }),
+        };
+        self.push_trace(stream_status_payload(
+            &self.descriptor,
+            AirbyteStreamStatus::Running,
+            vec![reason],
+        ));
+        self.flush();
+    }
+
+    /// Emits an ESTIMATE trace for this stream.
+    pub fn estimate(&mut self, rows: i64, bytes: Option<i64>) {
+        self.push_trace(TracePayload::Estimate {
+            estimate: AirbyteEstimateTraceMessage {
+                name: self.descriptor.name.clone(),
+                estimate_type: EstimateType::Stream,
+                namespace: self.descriptor.namespace.clone(),
+                row_estimate: Some(rows),
+                byte_estimate: bytes,
+            },
+        });
+    }
+
+    /// Hands buffered lines to the output.
+    pub fn flush(&mut self) {
+        if !self.buf.is_empty() {
+            self.output.write_lines(&self.buf);
+            self.buf.clear();
+        }
+        self.output.flush();
+    }
+
+    fn push_trace(&mut self, payload: TracePayload) {
+        let trace = AirbyteTraceMessage { emitted_at: now_millis() as f64, payload };
+        self.push_message(&AirbyteMessage::Trace { trace });
+    }
+
+    fn push_message(&mut self, message: &AirbyteMessage) {
+        // Protocol types always serialise (string keys only).
+        let _ = serde_json::to_writer(&mut self.buf, message);
+        self.buf.push(b'\n');
+    }
+}
+
+impl Drop for RecordWriter {
+    fn drop(&mut self) {
+        if !self.buf.is_empty() {
+            self.output.write_lines(&self.buf);
+            self.buf.clear();
+        }
+    }
+}
