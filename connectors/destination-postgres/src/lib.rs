@@ -1,0 +1,1 @@
+//! destination-postgres (work in progress).

@@ -1,0 +1,1 @@
+//! destination-s3 (work in progress).

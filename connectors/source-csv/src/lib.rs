@@ -1,0 +1,1 @@
+//! source-csv (work in progress).

@@ -1,0 +1,1 @@
+//! source-postgres (work in progress).

@@ -1,0 +1,1 @@
+//! source-rest-api (work in progress).

@@ -1,0 +1,9 @@
+//! Benchmark of source_postgres.
+
+use anyhow::Result;
+
+use super::Bench;
+
+pub fn run(_bench: &Bench) -> Result<()> {
+    anyhow::bail!("the source_postgres benchmark is not written yet")
+}
