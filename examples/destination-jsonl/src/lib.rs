@@ -1,0 +1,146 @@
+//! An example destination: writes each stream's records to a local JSON-lines file in the
+//! layout of Airbyte's local JSON destination (`_airbyte_raw_<stream>.jsonl`, one
+//! `{"_airbyte_ab_id", "_airbyte_emitted_at", "_airbyte_data"}` object per line).
+//! Append adds to the file; overwrite writes a new file and swaps it in only when the sync
+//! succeeds, so a failed sync leaves the previous file as it was.
+
+use std::fs::{File, OpenOptions};
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use cdk::destination::{Batch, BatchWriter, Input, LoaderOptions, Outcome, StreamId, load};
+use cdk::protocol::*;
+use cdk::{Destination, Error, JsonSchema, Output, Result};
+use serde::Deserialize;
+
+pub struct DestinationJsonl;
+
+/// Writes records to local JSON-lines files.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[schemars(title = "JSON Lines Destination Spec")]
+pub struct JsonlConfig {
+    /// Directory the files are written to; created when missing.
+    pub destination_path: String,
+}
+
+#[cdk::async_trait]
+impl Destination for DestinationJsonl {
+    type Config = JsonlConfig;
+
+    async fn check(&self, config: &JsonlConfig) -> Result<()> {
+        let dir = Path::new(&config.destination_path);
+        let probe = dir.join(".cdk-check");
+        std::fs::create_dir_all(dir)
+            .and_then(|()| std::fs::write(&probe, b"ok"))
+            .and_then(|()| std::fs::remove_file(&probe))
+            .map_err(|e| Error::config(format!("cannot write to '{}': {e}", dir.display())))
+    }
+
+    async fn write(
+        &self,
+        config: &JsonlConfig,
+        catalog: &ConfiguredAirbyteCatalog,
+        input: Input,
+        output: &Output,
+    ) -> Result<()> {
+        let mut writer = JsonlWriter { dir: config.destination_path.clone().into(), files: Vec::new() };
+        load(input, catalog, &mut writer, LoaderOptions::default(), output).await
+    }
+}
+
+/// The file a stream is written to.
+pub fn stream_file(dir: &Path, stream: &StreamDescriptor) -> PathBuf {
+    let dir = match &stream.namespace {
+        Some(ns) => dir.join(ns),
+        None => dir.to_path_buf(),
+    };
+    dir.join(format!("_airbyte_raw_{}.jsonl", stream.name))
+}
+
+struct OpenFile {
+    file: BufWriter<File>,
+    /// Where the file goes on success (`Some` for overwrite, written under a temp name).
+    swap_to: Option<(PathBuf, PathBuf)>,
+    line: Vec<u8>,
+}
+
+struct JsonlWriter {
+    dir: PathBuf,
+    files: Vec<OpenFile>,
+}
+
+#[cdk::async_trait]
+impl BatchWriter for JsonlWriter {
+    async fn open(&mut self, id: StreamId, stream: &ConfiguredAirbyteStream) -> Result<()> {
+        debug_assert_eq!(id, self.files.len());
+        let target = stream_file(&self.dir, &stream.descriptor());
+        if let Some(parent) = target.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| {
+                Error::config(format!("cannot create '{}': {e}", parent.display()))
+            })?;
+        }
+        let (path, swap_to) = match stream.destination_sync_mode {
+            DestinationSyncMode::Append if !stream.is_truncate() => (target, None),
+            DestinationSyncMode::Append | DestinationSyncMode::Overwrite => {
+                let tmp = target.with_extension("jsonl.tmp");
+                (tmp.clone(), Some((tmp, target)))
+            }
+            other => {
+                return Err(Error::config(format!(
+                    "stream '{}': sync mode {other:?} is not supported (append and overwrite are)",
+                    stream.descriptor()
+                )));
+            }
+        };
+        let file = OpenOptions::new()
+            .create(true)
+            .append(swap_to.is_none())
+            .write(true)
+            .truncate(swap_to.is_some())
+            .open(&path)
+            .map_err(|e| Error::system(format!("cannot open '{}': {e}", path.display())))?;
+        self.files.push(OpenFile { file: BufWriter::with_capacity(1 << 20, file), swap_to, line: Vec::new() });
+        Ok(())
+    }
+
+    async fn write(&mut self, id: StreamId, batch: Batch) -> Result<()> {
+        let f = &mut self.files[id];
+        for record in batch.iter() {
+            f.line.clear();
+            f.line.extend_from_slice(b"{\"_airbyte_ab_id\":\"");
+            f.line.extend_from_slice(uuid::Uuid::new_v4().hyphenated().encode_lower(&mut [0; 36]).as_bytes());
+            f.line.extend_from_slice(b"\",\"_airbyte_emitted_at\":");
+            f.line.extend_from_slice(record.emitted_at.to_string().as_bytes());
+            f.line.extend_from_slice(b",\"_airbyte_data\":");
+            f.line.extend_from_slice(record.data.as_bytes());
+            f.line.extend_from_slice(b"}\n");
+            f.file.write_all(&f.line)?;
+        }
+        Ok(())
+    }
+
+    async fn commit(&mut self, id: StreamId) -> Result<()> {
+        let f = &mut self.files[id];
+        f.file.flush()?;
+        f.file.get_ref().sync_data()?;
+        Ok(())
+    }
+
+    async fn close(&mut self, id: StreamId, outcome: Outcome) -> Result<()> {
+        let Some(f) = self.files.get_mut(id) else { return Ok(()) };
+        let Some((tmp, target)) = f.swap_to.take() else { return Ok(()) };
+        match outcome {
+            Outcome::Success => {
+                f.file.flush()?;
+                f.file.get_ref().sync_data()?;
+                std::fs::rename(&tmp, &target).map_err(|e| {
+                    Error::system(format!("cannot move '{}' into place: {e}", tmp.display()))
+                })?;
+            }
+            Outcome::Failure => {
+                let _ = std::fs::remove_file(&tmp);
+            }
+        }
+        Ok(())
+    }
+}
