@@ -15,7 +15,10 @@ pub fn read_json_file(path: &Path, what: &str) -> Result<Value> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| Error::config(format!("cannot read {what} file '{}': {e}", path.display())))?;
     serde_json::from_str(&text).map_err(|e| {
-        Error::config(format!("{what} file '{}' is not valid JSON: {e}", path.display()))
+        Error::config(format!(
+            "{what} file '{}' is not valid JSON: {e}",
+            path.display()
+        ))
     })
 }
 
@@ -44,7 +47,9 @@ pub fn from_value<C: DeserializeOwned>(raw: &Value, spec: &Value) -> Result<C> {
 /// Keys starting with `_` are internal (test-only knobs) and are not validated.
 pub fn validate(spec: &Value, config: &Value) -> Result<()> {
     let validator = jsonschema::draft7::new(spec).map_err(|e| {
-        Error::system(format!("the connector's own spec is not a valid JSON Schema: {e}"))
+        Error::system(format!(
+            "the connector's own spec is not a valid JSON Schema: {e}"
+        ))
     })?;
     let mut config = config.clone();
     if let Value::Object(map) = &mut config {
@@ -54,14 +59,21 @@ pub fn validate(spec: &Value, config: &Value) -> Result<()> {
         .iter_errors(&config)
         .map(|e| {
             let path = e.instance_path().to_string();
-            let field = if path.is_empty() { "config".to_string() } else { format!("'{path}'") };
+            let field = if path.is_empty() {
+                "config".to_string()
+            } else {
+                format!("'{path}'")
+            };
             format!("{field}: {e}")
         })
         .collect();
     if problems.is_empty() {
         Ok(())
     } else {
-        Err(Error::config(format!("config validation error: {}", problems.join("; "))))
+        Err(Error::config(format!(
+            "config validation error: {}",
+            problems.join("; ")
+        )))
     }
 }
 
@@ -90,7 +102,11 @@ mod tests {
     fn lists_every_violation_by_field() {
         let err = validate(&spec(), &json!({"port": "x"})).unwrap_err();
         assert!(err.message.contains("'/port'"), "{}", err.message);
-        assert!(err.message.contains("\"host\" is a required property"), "{}", err.message);
+        assert!(
+            err.message.contains("\"host\" is a required property"),
+            "{}",
+            err.message
+        );
         assert_eq!(err.failure_type, crate::protocol::FailureType::ConfigError);
     }
 

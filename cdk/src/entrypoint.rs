@@ -112,9 +112,17 @@ where
     let out = Output::stdout().install().clone();
     logging::init(cli.debug);
     install_panic_hook();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
-        Err(e) => return fail(&out, Error::system(format!("cannot start the runtime: {e}"))),
+        Err(e) => {
+            return fail(
+                &out,
+                Error::system(format!("cannot start the runtime: {e}")),
+            );
+        }
     };
     let task_out = out.clone();
     let joined = runtime.block_on(async move { tokio::spawn(command(cli, task_out)).await });
@@ -151,7 +159,9 @@ async fn source_command<S: Source>(mut source: S, cli: Cli, out: Output) -> Resu
     match &cli.command {
         Command::Spec { extra } => {
             source.configure(&options(extra))?;
-            out.send(AirbyteMessage::Spec { spec: source.spec() });
+            out.send(AirbyteMessage::Spec {
+                spec: source.spec(),
+            });
         }
         Command::Check { config, extra } => {
             source.configure(&options(extra))?;
@@ -164,13 +174,20 @@ async fn source_command<S: Source>(mut source: S, cli: Cli, out: Output) -> Resu
         }
         Command::Discover { config, extra } => {
             source.configure(&options(extra))?;
-            let (config, _) = config::load::<S::Config>(config, &source.spec().connection_specification)?;
+            let (config, _) =
+                config::load::<S::Config>(config, &source.spec().connection_specification)?;
             let catalog = source.discover(&config).await?;
             out.send(AirbyteMessage::Catalog { catalog });
         }
-        Command::Read { config, catalog, state, extra } => {
+        Command::Read {
+            config,
+            catalog,
+            state,
+            extra,
+        } => {
             source.configure(&options(extra))?;
-            let (config, _) = config::load::<S::Config>(config, &source.spec().connection_specification)?;
+            let (config, _) =
+                config::load::<S::Config>(config, &source.spec().connection_specification)?;
             let catalog = read_catalog(catalog)?;
             let state = match state {
                 Some(path) => read_state(path)?,
@@ -179,7 +196,9 @@ async fn source_command<S: Source>(mut source: S, cli: Cli, out: Output) -> Resu
             source.read(&config, &catalog, &state, &out).await?;
         }
         Command::Write { .. } => {
-            return Err(Error::config("`write` is a destination command; this is a source"));
+            return Err(Error::config(
+                "`write` is a destination command; this is a source",
+            ));
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -202,7 +221,9 @@ async fn destination_command<D: Destination>(dest: D, cli: Cli, out: Output) -> 
             dest.write(&config, &catalog, Input::stdin(), &out).await?;
         }
         Command::Discover { .. } | Command::Read { .. } => {
-            return Err(Error::config("`discover` and `read` are source commands; this is a destination"));
+            return Err(Error::config(
+                "`discover` and `read` are source commands; this is a destination",
+            ));
         }
     }
     Ok(ExitCode::SUCCESS)

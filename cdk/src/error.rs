@@ -21,7 +21,12 @@ pub struct Error {
 
 impl Error {
     fn new(failure_type: FailureType, message: impl Into<String>) -> Self {
-        Self { failure_type, message: message.into(), internal: None, stream: None }
+        Self {
+            failure_type,
+            message: message.into(),
+            internal: None,
+            stream: None,
+        }
     }
 
     /// The user's config or catalog is wrong; retrying will not help.
@@ -145,6 +150,9 @@ mod tests {
         })
         .await
         .unwrap_err();
-        assert_eq!((calls.load(Ordering::SeqCst), err.message.as_str()), (1, "bad"));
+        assert_eq!(
+            (calls.load(Ordering::SeqCst), err.message.as_str()),
+            (1, "bad")
+        );
     }
 }

@@ -22,7 +22,10 @@ pub fn init(debug: bool) {
         "info"
     };
     let filter = EnvFilter::try_from_env("RUST_LOG").unwrap_or_else(|_| EnvFilter::new(default));
-    let _ = tracing_subscriber::registry().with(filter).with(AirbyteLogLayer).try_init();
+    let _ = tracing_subscriber::registry()
+        .with(filter)
+        .with(AirbyteLogLayer)
+        .try_init();
 }
 
 /// Formats each event as `message key=value …` and sends it as a LOG message.

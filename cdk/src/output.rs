@@ -28,7 +28,12 @@ impl Output {
     }
 
     pub fn new(writer: impl Write + Send + 'static) -> Self {
-        Self { inner: Arc::new(Mutex::new(BufWriter::with_capacity(256 << 10, Box::new(writer)))) }
+        Self {
+            inner: Arc::new(Mutex::new(BufWriter::with_capacity(
+                256 << 10,
+                Box::new(writer),
+            ))),
+        }
     }
 
     /// Makes this the process-wide output used by logging and panic reports.
@@ -66,13 +71,20 @@ impl Output {
 
     pub fn log(&self, level: LogLevel, message: impl Into<String>) {
         self.send(AirbyteMessage::Log {
-            log: AirbyteLogMessage { level, message: message.into(), stack_trace: None },
+            log: AirbyteLogMessage {
+                level,
+                message: message.into(),
+                stack_trace: None,
+            },
         });
     }
 
     pub fn trace(&self, payload: TracePayload) {
         self.send(AirbyteMessage::Trace {
-            trace: AirbyteTraceMessage { emitted_at: now_millis() as f64, payload },
+            trace: AirbyteTraceMessage {
+                emitted_at: now_millis() as f64,
+                payload,
+            },
         });
     }
 

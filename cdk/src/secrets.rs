@@ -60,7 +60,10 @@ struct Mask {
     matcher: Option<AhoCorasick>,
 }
 
-static MASKS: RwLock<Mask> = RwLock::new(Mask { values: Vec::new(), matcher: None });
+static MASKS: RwLock<Mask> = RwLock::new(Mask {
+    values: Vec::new(),
+    matcher: None,
+});
 
 /// Adds a value to mask in all output from now on (e.g. a token obtained at run time).
 pub fn register(value: &str) {
@@ -135,9 +138,13 @@ fn collect(schema: &Value, config: &Value, found: &mut Vec<String>) {
 
 /// Replaces every registered secret in `text` with `****`.
 pub fn mask(text: &str) -> Cow<'_, str> {
-    let Ok(mask) = MASKS.read() else { return Cow::Borrowed(text) };
+    let Ok(mask) = MASKS.read() else {
+        return Cow::Borrowed(text);
+    };
     match &mask.matcher {
-        Some(m) if m.is_match(text) => Cow::Owned(m.replace_all(text, &vec![MASK; mask.values.len()])),
+        Some(m) if m.is_match(text) => {
+            Cow::Owned(m.replace_all(text, &vec![MASK; mask.values.len()]))
+        }
         _ => Cow::Borrowed(text),
     }
 }

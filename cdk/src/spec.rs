@@ -21,7 +21,8 @@ pub fn connection_specification<C: JsonSchema>() -> Value {
         root.remove("definitions");
         root.remove("$defs");
         root.entry("type").or_insert_with(|| "object".into());
-        root.entry("additionalProperties").or_insert(Value::Bool(true));
+        root.entry("additionalProperties")
+            .or_insert(Value::Bool(true));
     }
     tidy(&mut schema);
     schema
@@ -70,8 +71,20 @@ fn is_null_schema(v: &Value) -> bool {
 fn is_rust_number_format(f: &str) -> bool {
     matches!(
         f,
-        "int8" | "int16" | "int32" | "int64" | "uint" | "uint8" | "uint16" | "uint32" | "uint64"
-            | "float" | "double" | "int" | "uint128" | "int128"
+        "int8"
+            | "int16"
+            | "int32"
+            | "int64"
+            | "uint"
+            | "uint8"
+            | "uint16"
+            | "uint32"
+            | "uint64"
+            | "float"
+            | "double"
+            | "int"
+            | "uint128"
+            | "int128"
     )
 }
 

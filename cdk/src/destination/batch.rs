@@ -27,10 +27,19 @@ pub struct RecordRef<'a> {
 }
 
 impl Batch {
-    pub(crate) fn push(&mut self, data: &str, emitted_at: i64, meta: Option<AirbyteRecordMessageMeta>) {
+    pub(crate) fn push(
+        &mut self,
+        data: &str,
+        emitted_at: i64,
+        meta: Option<AirbyteRecordMessageMeta>,
+    ) {
         self.text.push_str(data);
         let meta = meta.filter(|m| !m.changes.is_empty()).map(Box::new);
-        self.records.push(Entry { end: self.text.len(), emitted_at, meta });
+        self.records.push(Entry {
+            end: self.text.len(),
+            emitted_at,
+            meta,
+        });
     }
 
     pub fn len(&self) -> usize {
@@ -51,7 +60,11 @@ impl Batch {
         self.records.iter().map(move |e| {
             let data = &self.text[start..e.end];
             start = e.end;
-            RecordRef { data, emitted_at: e.emitted_at, meta: e.meta.as_deref() }
+            RecordRef {
+                data,
+                emitted_at: e.emitted_at,
+                meta: e.meta.as_deref(),
+            }
         })
     }
 }
@@ -65,7 +78,10 @@ mod tests {
         let mut b = Batch::default();
         b.push(r#"{"a":1}"#, 1, None);
         b.push(r#"{"b":2}"#, 2, Some(AirbyteRecordMessageMeta::default()));
-        let got: Vec<_> = b.iter().map(|r| (r.data, r.emitted_at, r.meta.is_some())).collect();
+        let got: Vec<_> = b
+            .iter()
+            .map(|r| (r.data, r.emitted_at, r.meta.is_some()))
+            .collect();
         assert_eq!(got, [(r#"{"a":1}"#, 1, false), (r#"{"b":2}"#, 2, false)]);
         assert_eq!(b.data_bytes(), 14);
     }

@@ -72,9 +72,21 @@ pub async fn load<W: BatchWriter>(
     options: LoaderOptions,
     output: &Output,
 ) -> Result<()> {
+    let mut options = options;
+    // A tuning (and testing) knob: acknowledge states at least this often.
+    if let Some(ms) = std::env::var("CDK_COMMIT_INTERVAL_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        options.commit_interval = Duration::from_millis(ms);
+    }
     let mut loader = Loader::new(catalog, writer, options, output);
     let result = loader.run(input, catalog).await;
-    let outcome = if result.is_ok() { Outcome::Success } else { Outcome::Failure };
+    let outcome = if result.is_ok() {
+        Outcome::Success
+    } else {
+        Outcome::Failure
+    };
     let mut closed = Ok(());
     for id in 0..catalog.streams.len() {
         let r = loader.writer.close(id, outcome).await;
@@ -116,11 +128,20 @@ impl<'a, W: BatchWriter> Loader<'a, W> {
             writer,
             options,
             output,
-            ids: catalog.streams.iter().enumerate().map(|(i, s)| (s.descriptor(), i)).collect(),
+            ids: catalog
+                .streams
+                .iter()
+                .enumerate()
+                .map(|(i, s)| (s.descriptor(), i))
+                .collect(),
             streams: catalog
                 .streams
                 .iter()
-                .map(|_| StreamBuf { batch: Batch::default(), dirty: false, since_state: 0 })
+                .map(|_| StreamBuf {
+                    batch: Batch::default(),
+                    dirty: false,
+                    since_state: 0,
+                })
                 .collect(),
             pending: Vec::new(),
             since_global_state: 0,
@@ -137,7 +158,8 @@ impl<'a, W: BatchWriter> Loader<'a, W> {
         }
         let mut chunks = spawn_reader(input);
         let mut carry: Vec<u8> = Vec::new();
-        let mut tick = tokio::time::interval(self.options.commit_interval.max(Duration::from_millis(10)));
+        let mut tick =
+            tokio::time::interval(self.options.commit_interval.max(Duration::from_millis(10)));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let chunk = tokio::select! {
@@ -177,7 +199,10 @@ impl<'a, W: BatchWriter> Loader<'a, W> {
         }
         self.commit_all().await?;
         if self.skipped_lines > 0 {
-            tracing::warn!(skipped = self.skipped_lines, "input lines were not protocol messages");
+            tracing::warn!(
+                skipped = self.skipped_lines,
+                "input lines were not protocol messages"
+            );
         }
         tracing::info!(records = self.records, "write complete");
         Ok(())
@@ -218,12 +243,15 @@ impl<'a, W: BatchWriter> Loader<'a, W> {
             Err(e) => {
                 self.skipped_lines += 1;
                 let preview: String = String::from_utf8_lossy(&line[..line.len().min(120)]).into();
-                tracing::warn!("skipping an input line that is not a protocol message ({e}): {preview}");
+                tracing::warn!(
+                    "skipping an input line that is not a protocol message ({e}): {preview}"
+                );
                 return Ok(());
             }
         };
         let batch = &self.streams[id].batch;
-        if batch.len() >= self.options.batch_records || batch.data_bytes() >= self.options.batch_bytes
+        if batch.len() >= self.options.batch_records
+            || batch.data_bytes() >= self.options.batch_bytes
         {
             self.write_batch(id).await?;
         }
@@ -233,7 +261,10 @@ impl<'a, W: BatchWriter> Loader<'a, W> {
     async fn state(&mut self, mut state: AirbyteStateMessage) -> Result<()> {
         let count = match state.kind() {
             AirbyteStateType::Stream => {
-                let id = state.stream.as_ref().and_then(|s| self.ids.get(&s.stream_descriptor));
+                let id = state
+                    .stream
+                    .as_ref()
+                    .and_then(|s| self.ids.get(&s.stream_descriptor));
                 match id {
                     Some(&id) => std::mem::take(&mut self.streams[id].since_state),
                     None => 0,

@@ -14,9 +14,9 @@ use async_trait::async_trait;
 use schemars::JsonSchema;
 use serde::de::DeserializeOwned;
 
+use crate::Result;
 use crate::output::Output;
 use crate::protocol::*;
-use crate::Result;
 
 /// A destination connector: `spec`, `check` and `write`. Most destinations implement `write`
 /// as a call to [`load`] with their [`BatchWriter`].

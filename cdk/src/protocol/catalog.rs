@@ -74,8 +74,9 @@ pub struct ConfiguredAirbyteCatalog {
 
 impl ConfiguredAirbyteCatalog {
     pub fn find(&self, descriptor: &StreamDescriptor) -> Option<&ConfiguredAirbyteStream> {
-        self.streams.iter().find(|s| s.stream.name == descriptor.name
-            && s.stream.namespace == descriptor.namespace)
+        self.streams.iter().find(|s| {
+            s.stream.name == descriptor.name && s.stream.namespace == descriptor.namespace
+        })
     }
 }
 
@@ -133,11 +134,18 @@ impl ConfiguredAirbyteStream {
 
     /// The cursor, resolved as the protocol says: source-defined, then configured, then default.
     pub fn resolved_cursor_field(&self) -> Option<&[String]> {
-        let default = self.stream.default_cursor_field.as_deref().filter(|c| !c.is_empty());
+        let default = self
+            .stream
+            .default_cursor_field
+            .as_deref()
+            .filter(|c| !c.is_empty());
         if self.stream.source_defined_cursor == Some(true) {
             return default;
         }
-        self.cursor_field.as_deref().filter(|c| !c.is_empty()).or(default)
+        self.cursor_field
+            .as_deref()
+            .filter(|c| !c.is_empty())
+            .or(default)
     }
 
     /// The primary key: configured, else source-defined; empty when there is none.

@@ -55,7 +55,10 @@ pub enum DecodeError {
 pub fn decode_line(line: &[u8]) -> Result<InputLine<'_>, DecodeError> {
     let envelope: Envelope<'_> = serde_json::from_slice(line)?;
     if envelope.kind == "RECORD" {
-        return envelope.record.map(InputLine::Record).ok_or(DecodeError::MissingRecord);
+        return envelope
+            .record
+            .map(InputLine::Record)
+            .ok_or(DecodeError::MissingRecord);
     }
     Ok(InputLine::Message(serde_json::from_slice(line)?))
 }
@@ -108,7 +111,10 @@ mod tests {
             InputLine::Message(AirbyteMessage::State { .. })
         ));
         let future = br#"{"type":"HOLOGRAM","hologram":{}}"#;
-        assert!(matches!(decode_line(future).unwrap(), InputLine::Message(AirbyteMessage::Unknown)));
+        assert!(matches!(
+            decode_line(future).unwrap(),
+            InputLine::Message(AirbyteMessage::Unknown)
+        ));
         assert!(decode_line(b"not json").is_err());
         assert!(decode_line(br#"{"type":"RECORD"}"#).is_err());
     }

@@ -45,7 +45,9 @@ pub enum AirbyteMessage {
     #[serde(rename = "CONTROL")]
     Control { control: AirbyteControlMessage },
     #[serde(rename = "DESTINATION_CATALOG")]
-    DestinationCatalog { destination_catalog: DestinationCatalog },
+    DestinationCatalog {
+        destination_catalog: DestinationCatalog,
+    },
     /// A message type this version does not know; kept so readers can skip it.
     #[serde(other)]
     Unknown,
@@ -104,7 +106,11 @@ pub struct AirbyteControlMessage {
     #[serde(rename = "type")]
     pub control_type: ControlType,
     pub emitted_at: f64,
-    #[serde(rename = "connectorConfig", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "connectorConfig",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub connector_config: Option<AirbyteControlConnectorConfigMessage>,
 }
 

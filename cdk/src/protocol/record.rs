@@ -33,7 +33,11 @@ pub struct AirbyteRecordMessageMetaChange {
 
 impl AirbyteRecordMessageMetaChange {
     pub fn nulled(field: impl Into<String>, reason: ChangeReason) -> Self {
-        Self { field: field.into(), change: Change::Nulled, reason }
+        Self {
+            field: field.into(),
+            change: Change::Nulled,
+            reason,
+        }
     }
 }
 

@@ -7,17 +7,37 @@ use super::DestinationSyncMode;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ConnectorSpecification {
-    #[serde(rename = "documentationUrl", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "documentationUrl",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub documentation_url: Option<String>,
-    #[serde(rename = "changelogUrl", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "changelogUrl",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub changelog_url: Option<String>,
     #[serde(rename = "connectionSpecification")]
     pub connection_specification: Value,
-    #[serde(rename = "supportsIncremental", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "supportsIncremental",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub supports_incremental: Option<bool>,
-    #[serde(rename = "supportsNormalization", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "supportsNormalization",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub supports_normalization: Option<bool>,
-    #[serde(rename = "supportsDBT", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "supportsDBT",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub supports_dbt: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub supported_destination_sync_modes: Option<Vec<DestinationSyncMode>>,

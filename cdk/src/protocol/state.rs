@@ -21,7 +21,10 @@ pub struct StreamDescriptor {
 
 impl StreamDescriptor {
     pub fn new(name: impl Into<String>, namespace: Option<String>) -> Self {
-        Self { name: name.into(), namespace }
+        Self {
+            name: name.into(),
+            namespace,
+        }
     }
 }
 
@@ -52,15 +55,26 @@ pub struct AirbyteGlobalState {
 /// Counts attached to a state. Both are doubles on the wire (`5.0`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct AirbyteStateStats {
-    #[serde(rename = "recordCount", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "recordCount",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub record_count: Option<f64>,
-    #[serde(rename = "rejectedRecordCount", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "rejectedRecordCount",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub rejected_record_count: Option<f64>,
 }
 
 impl AirbyteStateStats {
     pub fn records(count: u64) -> Self {
-        Self { record_count: Some(count as f64), rejected_record_count: None }
+        Self {
+            record_count: Some(count as f64),
+            rejected_record_count: None,
+        }
     }
 }
 
@@ -76,9 +90,17 @@ pub struct AirbyteStateMessage {
     /// The deprecated LEGACY blob; read, never written by us.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data: Option<Value>,
-    #[serde(rename = "sourceStats", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "sourceStats",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub source_stats: Option<AirbyteStateStats>,
-    #[serde(rename = "destinationStats", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "destinationStats",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub destination_stats: Option<AirbyteStateStats>,
 }
 
@@ -97,7 +119,10 @@ impl AirbyteStateMessage {
     pub fn global(shared_state: Option<Value>, stream_states: Vec<AirbyteStreamState>) -> Self {
         Self {
             state_type: Some(AirbyteStateType::Global),
-            global: Some(AirbyteGlobalState { shared_state, stream_states }),
+            global: Some(AirbyteGlobalState {
+                shared_state,
+                stream_states,
+            }),
             ..Self::default()
         }
     }
@@ -195,7 +220,10 @@ mod tests {
         let mut state = AirbyteStateMessage::stream(StreamDescriptor::new("s", None), json!({}));
         state.source_stats = Some(AirbyteStateStats::records(5));
         let line = serde_json::to_string(&state).unwrap();
-        assert!(line.contains(r#""sourceStats":{"recordCount":5.0}"#), "{line}");
+        assert!(
+            line.contains(r#""sourceStats":{"recordCount":5.0}"#),
+            "{line}"
+        );
     }
 
     #[test]
@@ -210,7 +238,10 @@ mod tests {
             r#"[{"type":"STREAM","stream":{"stream_descriptor":{"name":"a"},"stream_state":{"c":1}}}]"#,
         )
         .unwrap();
-        assert_eq!(arr.stream_state(&StreamDescriptor::new("a", None)), Some(&json!({"c": 1})));
+        assert_eq!(
+            arr.stream_state(&StreamDescriptor::new("a", None)),
+            Some(&json!({"c": 1}))
+        );
         let legacy = InputState::parse(r#"{"a":{"c":2}}"#).unwrap();
         assert_eq!(legacy.legacy(), Some(&json!({"a": {"c": 2}})));
         let global = InputState::parse(
@@ -221,6 +252,10 @@ mod tests {
         let d = StreamDescriptor::new("a", Some("p".into()));
         assert_eq!(global.stream_state(&d), Some(&json!({"x": 1})));
         assert!(InputState::parse("").unwrap().messages.is_empty());
-        assert!(InputState::parse("3").unwrap_err().contains("array or object"));
+        assert!(
+            InputState::parse("3")
+                .unwrap_err()
+                .contains("array or object")
+        );
     }
 }

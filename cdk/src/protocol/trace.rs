@@ -18,11 +18,17 @@ pub enum TracePayload {
     #[serde(rename = "ERROR")]
     Error { error: AirbyteErrorTraceMessage },
     #[serde(rename = "ESTIMATE")]
-    Estimate { estimate: AirbyteEstimateTraceMessage },
+    Estimate {
+        estimate: AirbyteEstimateTraceMessage,
+    },
     #[serde(rename = "STREAM_STATUS")]
-    StreamStatus { stream_status: AirbyteStreamStatusTraceMessage },
+    StreamStatus {
+        stream_status: AirbyteStreamStatusTraceMessage,
+    },
     #[serde(rename = "ANALYTICS")]
-    Analytics { analytics: AirbyteAnalyticsTraceMessage },
+    Analytics {
+        analytics: AirbyteAnalyticsTraceMessage,
+    },
     #[serde(other)]
     Unknown,
 }

@@ -52,7 +52,8 @@ pub async fn read_streams(
             configured: configured.clone(),
             state: state.stream_state(&descriptor).cloned(),
         };
-        let (output, limit, interval) = (output.clone(), limit.clone(), options.checkpoint_interval);
+        let (output, limit, interval) =
+            (output.clone(), limit.clone(), options.checkpoint_interval);
         tasks.spawn(async move {
             let _permit = limit.acquire_owned().await;
             let task = tokio::spawn(read_one(stream, ctx, output.clone(), interval));
@@ -79,8 +80,10 @@ pub async fn read_streams(
     if failures.is_empty() {
         return Ok(());
     }
-    let mut names: Vec<String> =
-        failures.iter().filter_map(|e| e.stream.as_ref().map(|s| s.to_string())).collect();
+    let mut names: Vec<String> = failures
+        .iter()
+        .filter_map(|e| e.stream.as_ref().map(|s| s.to_string()))
+        .collect();
     names.sort();
     let first = &failures[0];
     let mut error = Error::config(format!(
@@ -100,7 +103,10 @@ fn plan(
     let stream = streams.get(&descriptor).ok_or_else(|| {
         Error::config(format!("stream '{descriptor}' was not found in the source"))
     })?;
-    if !stream.supported_sync_modes().contains(&configured.sync_mode) {
+    if !stream
+        .supported_sync_modes()
+        .contains(&configured.sync_mode)
+    {
         return Err(Error::config(format!(
             "stream '{descriptor}' does not support sync mode {:?}",
             configured.sync_mode

@@ -50,7 +50,9 @@ pub trait Source: Send + Sync + Sized + 'static {
 
     async fn discover(&self, config: &Self::Config) -> Result<AirbyteCatalog> {
         let streams = self.streams(config).await?;
-        Ok(AirbyteCatalog { streams: streams.iter().map(|s| s.airbyte_stream()).collect() })
+        Ok(AirbyteCatalog {
+            streams: streams.iter().map(|s| s.airbyte_stream()).collect(),
+        })
     }
 
     /// Checkpoint interval and concurrency for the read driver.
@@ -81,7 +83,10 @@ pub struct ReadOptions {
 
 impl Default for ReadOptions {
     fn default() -> Self {
-        Self { checkpoint_interval: 10_000, max_concurrent_streams: 4 }
+        Self {
+            checkpoint_interval: 10_000,
+            max_concurrent_streams: 4,
+        }
     }
 }
 

@@ -135,7 +135,8 @@ impl RecordWriter {
             self.emitted_at = now_millis();
         }
         self.buf.extend_from_slice(br#","emitted_at":"#);
-        self.buf.extend_from_slice(itoa::Buffer::new().format(self.emitted_at).as_bytes());
+        self.buf
+            .extend_from_slice(itoa::Buffer::new().format(self.emitted_at).as_bytes());
         if !changes.is_empty() {
             self.buf.extend_from_slice(br#","meta":{"changes":"#);
             serde_json::to_writer(&mut self.buf, changes)?;
@@ -169,7 +170,9 @@ impl RecordWriter {
     pub fn rate_limited(&mut self, quota_reset_ms: Option<i64>) {
         let reason = AirbyteStreamStatusReason {
             reason_type: AirbyteStreamStatusReasonType::RateLimited,
-            rate_limited: Some(AirbyteStreamStatusRateLimitedReason { quota_reset: quota_reset_ms }),
+            rate_limited: Some(AirbyteStreamStatusRateLimitedReason {
+                quota_reset: quota_reset_ms,
+            }),
         };
         self.push_trace(stream_status_payload(
             &self.descriptor,
@@ -202,7 +205,10 @@ impl RecordWriter {
     }
 
     fn push_trace(&mut self, payload: TracePayload) {
-        let trace = AirbyteTraceMessage { emitted_at: now_millis() as f64, payload };
+        let trace = AirbyteTraceMessage {
+            emitted_at: now_millis() as f64,
+            payload,
+        };
         self.push_message(&AirbyteMessage::Trace { trace });
     }
 

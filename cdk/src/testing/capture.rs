@@ -92,10 +92,18 @@ impl Run {
     pub fn read(mut self, config: &Value, catalog: &Value, state: Option<&Value>) -> Captured {
         let mut args = vec!["read".into(), "--config".into(), self.config_file(config)];
         args.push("--catalog".into());
-        args.push(self.file("catalog.json", catalog.to_string()).display().to_string());
+        args.push(
+            self.file("catalog.json", catalog.to_string())
+                .display()
+                .to_string(),
+        );
         if let Some(state) = state {
             args.push("--state".into());
-            args.push(self.file("state.json", state.to_string()).display().to_string());
+            args.push(
+                self.file("state.json", state.to_string())
+                    .display()
+                    .to_string(),
+            );
         }
         self.run(args)
     }
@@ -104,7 +112,11 @@ impl Run {
     pub fn write(mut self, config: &Value, catalog: &Value) -> Captured {
         let mut args = vec!["write".into(), "--config".into(), self.config_file(config)];
         args.push("--catalog".into());
-        args.push(self.file("catalog.json", catalog.to_string()).display().to_string());
+        args.push(
+            self.file("catalog.json", catalog.to_string())
+                .display()
+                .to_string(),
+        );
         self.run(args)
     }
 
@@ -121,21 +133,35 @@ impl Run {
         args.append(&mut self.extra_args);
         let mut cmd = Command::new(&self.bin);
         cmd.args(&args).envs(self.env.iter().map(|(k, v)| (k, v)));
-        cmd.stdin(if self.stdin.is_some() { Stdio::piped() } else { Stdio::null() });
+        cmd.stdin(if self.stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        });
         cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
         let command = format!("{} {}", self.bin.display(), args.join(" "));
-        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("cannot run {command}: {e}"));
+        let mut child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run {command}: {e}"));
         let writer = self.stdin.take().map(|bytes| {
             let mut stdin = child.stdin.take().expect("piped stdin");
             std::thread::spawn(move || {
                 let _ = stdin.write_all(&bytes);
             })
         });
-        let out = child.wait_with_output().unwrap_or_else(|e| panic!("{command} failed: {e}"));
+        let out = child
+            .wait_with_output()
+            .unwrap_or_else(|e| panic!("{command} failed: {e}"));
         if let Some(w) = writer {
             let _ = w.join();
         }
-        Captured::new(command, out.status.code(), out.stdout, out.stderr, self.files)
+        Captured::new(
+            command,
+            out.status.code(),
+            out.stdout,
+            out.stderr,
+            self.files,
+        )
     }
 }
 
@@ -189,7 +215,10 @@ impl Captured {
 
     /// Everything needed to understand a failure.
     pub fn describe(&self) -> String {
-        let mut s = format!("command: {}\nexit code: {:?}\n", self.command, self.exit_code);
+        let mut s = format!(
+            "command: {}\nexit code: {:?}\n",
+            self.command, self.exit_code
+        );
         for (name, content) in &self.files {
             let shown: String = content.chars().take(2000).collect();
             s.push_str(&format!("--- {name}:\n{shown}\n"));
@@ -199,8 +228,14 @@ impl Captured {
             let skip = lines.len().saturating_sub(60);
             lines[skip..].join("\n")
         };
-        s.push_str(&format!("--- stdout (last 60 lines):\n{}\n", tail(&self.stdout)));
-        s.push_str(&format!("--- stderr (last 60 lines):\n{}\n", tail(&self.stderr)));
+        s.push_str(&format!(
+            "--- stdout (last 60 lines):\n{}\n",
+            tail(&self.stdout)
+        ));
+        s.push_str(&format!(
+            "--- stderr (last 60 lines):\n{}\n",
+            tail(&self.stderr)
+        ));
         s
     }
 
@@ -223,12 +258,18 @@ impl Captured {
     /// Every stdout line is a protocol message (and, when the protocol definition is
     /// available, validates against it).
     pub fn assert_protocol(&self) -> &Self {
-        self.ensure(self.bad_lines.is_empty(), "stdout has lines that are not protocol messages");
+        self.ensure(
+            self.bad_lines.is_empty(),
+            "stdout has lines that are not protocol messages",
+        );
         if let Some(schema) = super::protocol_schema() {
             for line in self.stdout.lines() {
                 let value: Value = serde_json::from_str(line).expect("checked above");
                 if let Err(errors) = schema.validate_message(&value) {
-                    panic!("message does not match the protocol: {errors}\n{line}\n{}", self.describe());
+                    panic!(
+                        "message does not match the protocol: {errors}\n{line}\n{}",
+                        self.describe()
+                    );
                 }
             }
         }
@@ -244,7 +285,10 @@ impl Captured {
 
     /// Record data of one stream, in order.
     pub fn records_of(&self, stream: &str) -> Vec<&Value> {
-        self.records().filter(|r| r.stream == stream).map(|r| &r.data).collect()
+        self.records()
+            .filter(|r| r.stream == stream)
+            .map(|r| &r.data)
+            .collect()
     }
 
     pub fn records_by_stream(&self) -> BTreeMap<String, Vec<&Value>> {
@@ -269,7 +313,11 @@ impl Captured {
     pub fn states_of(&self, stream: &str) -> Vec<&AirbyteStateMessage> {
         self.states()
             .into_iter()
-            .filter(|s| s.stream.as_ref().is_some_and(|s| s.stream_descriptor.name == stream))
+            .filter(|s| {
+                s.stream
+                    .as_ref()
+                    .is_some_and(|s| s.stream_descriptor.name == stream)
+            })
             .collect()
     }
 

@@ -2,6 +2,7 @@
 //! acceptance suite every connector runs ([`acceptance`]), and with the `testing` feature,
 //! throwaway PostgreSQL, S3 and HTTP servers.
 
+pub mod acceptance;
 pub mod capture;
 mod protocol_schema;
 

@@ -42,12 +42,19 @@ pub struct TestDatabase {
 
 impl TestDatabase {
     pub fn url(&self) -> String {
-        format!("postgres://{}:{}@{}:{}/{}", self.user, self.password, self.host, self.port, self.name)
+        format!(
+            "postgres://{}:{}@{}:{}/{}",
+            self.user, self.password, self.host, self.port, self.name
+        )
     }
 
     pub fn config(&self) -> tokio_postgres::Config {
         let mut c = tokio_postgres::Config::new();
-        c.host(&self.host).port(self.port).user(&self.user).password(&self.password).dbname(&self.name);
+        c.host(&self.host)
+            .port(self.port)
+            .user(&self.user)
+            .password(&self.password)
+            .dbname(&self.name);
         c
     }
 
@@ -88,8 +95,9 @@ impl TestPostgres {
     }
 
     fn external(url: &str) -> Self {
-        let config: tokio_postgres::Config =
-            url.parse().unwrap_or_else(|e| panic!("CDK_TEST_POSTGRES_URL is not a valid URL: {e}"));
+        let config: tokio_postgres::Config = url
+            .parse()
+            .unwrap_or_else(|e| panic!("CDK_TEST_POSTGRES_URL is not a valid URL: {e}"));
         let host = match config.get_hosts().first() {
             Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
             _ => "127.0.0.1".to_string(),
@@ -134,7 +142,13 @@ impl TestPostgres {
         let n = NEXT_DB.fetch_add(1, Ordering::SeqCst);
         let clean: String = prefix
             .chars()
-            .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' })
+            .map(|c| {
+                if c.is_ascii_alphanumeric() {
+                    c.to_ascii_lowercase()
+                } else {
+                    '_'
+                }
+            })
             .take(30)
             .collect();
         let name = format!("t{}_{clean}_{n}", std::process::id());
@@ -192,21 +206,39 @@ impl Cluster {
             }
         }
         let port = free_port();
-        let mut cluster = Cluster { dir, bin, port, version: String::new(), run_as };
-        cluster.version = cluster.output("postgres", &["--version"]).trim().to_string();
+        let mut cluster = Cluster {
+            dir,
+            bin,
+            port,
+            version: String::new(),
+            run_as,
+        };
+        cluster.version = cluster
+            .output("postgres", &["--version"])
+            .trim()
+            .to_string();
         let data = cluster.dir.join("data");
         let pwfile = cluster.dir.join("pwfile");
         let status = cluster
             .cmd("initdb")
             .arg("-D")
             .arg(&data)
-            .args(["-U", "postgres", "--auth-local=trust", "--auth-host=scram-sha-256"])
+            .args([
+                "-U",
+                "postgres",
+                "--auth-local=trust",
+                "--auth-host=scram-sha-256",
+            ])
             .arg(format!("--pwfile={}", pwfile.display()))
             .args(["-E", "UTF8", "--locale=C", "--no-sync", "--no-instructions"])
             .stdout(Stdio::null())
             .status()
             .expect("cannot run initdb");
-        assert!(status.success(), "initdb failed in {}", cluster.dir.display());
+        assert!(
+            status.success(),
+            "initdb failed in {}",
+            cluster.dir.display()
+        );
         let opts = format!(
             "-c port={port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={} \
              -c wal_level=logical -c max_replication_slots=10 -c max_wal_senders=10 \
@@ -240,7 +272,11 @@ impl Cluster {
     }
 
     fn output(&self, program: &str, args: &[&str]) -> String {
-        let out = self.cmd(program).args(args).output().expect("cannot run a postgres binary");
+        let out = self
+            .cmd(program)
+            .args(args)
+            .output()
+            .expect("cannot run a postgres binary");
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
@@ -300,7 +336,9 @@ fn unprivileged_ids() -> Option<(u32, u32)> {
             return Some(unsafe { ((*pw).pw_uid, (*pw).pw_gid) });
         }
     }
-    panic!("running as root, but there is no `postgres` or `nobody` user to run the test postgres as");
+    panic!(
+        "running as root, but there is no `postgres` or `nobody` user to run the test postgres as"
+    );
 }
 
 fn free_port() -> u16 {
@@ -333,14 +371,27 @@ mod tests {
         let a = pg.fresh_database("a").await;
         let b = pg.fresh_database("b").await;
         assert_ne!(a.name, b.name);
-        a.execute("CREATE TABLE t (id int); INSERT INTO t VALUES (1), (2);").await;
+        a.execute("CREATE TABLE t (id int); INSERT INTO t VALUES (1), (2);")
+            .await;
         let client = a.connect().await;
-        let n: i64 = client.query_one("SELECT count(*) FROM t", &[]).await.unwrap().get(0);
+        let n: i64 = client
+            .query_one("SELECT count(*) FROM t", &[])
+            .await
+            .unwrap()
+            .get(0);
         assert_eq!(n, 2);
-        let missing = b.connect().await.query_one("SELECT count(*) FROM t", &[]).await;
+        let missing = b
+            .connect()
+            .await
+            .query_one("SELECT count(*) FROM t", &[])
+            .await;
         assert!(missing.is_err(), "tables must not leak between databases");
         if pg.bin_dir().is_some() {
-            let level: String = client.query_one("SHOW wal_level", &[]).await.unwrap().get(0);
+            let level: String = client
+                .query_one("SHOW wal_level", &[])
+                .await
+                .unwrap()
+                .get(0);
             assert_eq!(level, "logical");
         }
     }
@@ -350,7 +401,12 @@ mod tests {
         let pg = TestPostgres::shared();
         let mut db = pg.fresh_database("auth").await;
         db.password = "not-the-password".into();
-        let err = db.config().connect(tokio_postgres::NoTls).await.err().expect("must fail");
+        let err = db
+            .config()
+            .connect(tokio_postgres::NoTls)
+            .await
+            .err()
+            .expect("must fail");
         let text = format!("{err:?}");
         assert!(text.contains("password authentication failed"), "{text}");
     }

@@ -26,9 +26,15 @@ impl ProtocolSchema {
 }
 
 fn collect(v: &jsonschema::Validator, value: &Value) -> Result<(), String> {
-    let errors: Vec<String> =
-        v.iter_errors(value).map(|e| format!("{}: {e}", e.instance_path())).collect();
-    if errors.is_empty() { Ok(()) } else { Err(errors.join("; ")) }
+    let errors: Vec<String> = v
+        .iter_errors(value)
+        .map(|e| format!("{}: {e}", e.instance_path()))
+        .collect();
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors.join("; "))
+    }
 }
 
 /// The protocol schema, or `None` (with a note on stderr) when the definition is not found.
@@ -48,9 +54,13 @@ pub fn protocol_schema() -> Option<&'static ProtocolSchema> {
                 .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
             let mut doc: Value = serde_yaml::from_str(&text)
                 .unwrap_or_else(|e| panic!("{} is not valid YAML: {e}", path.display()));
-            let definitions = doc.get_mut("definitions").map(Value::take).unwrap_or_default();
+            let definitions = doc
+                .get_mut("definitions")
+                .map(Value::take)
+                .unwrap_or_default();
             let build = |root: &str| {
-                let schema = json!({"$ref": format!("#/definitions/{root}"), "definitions": definitions});
+                let schema =
+                    json!({"$ref": format!("#/definitions/{root}"), "definitions": definitions});
                 jsonschema::draft7::new(&schema)
                     .unwrap_or_else(|e| panic!("the protocol schema does not compile: {e}"))
             };

@@ -38,9 +38,15 @@ impl TestS3 {
             .tempdir()
             .expect("cannot create a temp dir for the test S3 server")
             .keep();
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("cannot bind the test S3 server");
-        listener.set_nonblocking(true).expect("cannot configure the test S3 listener");
-        let endpoint = format!("http://{}", listener.local_addr().expect("no local address"));
+        let listener =
+            std::net::TcpListener::bind("127.0.0.1:0").expect("cannot bind the test S3 server");
+        listener
+            .set_nonblocking(true)
+            .expect("cannot configure the test S3 listener");
+        let endpoint = format!(
+            "http://{}",
+            listener.local_addr().expect("no local address")
+        );
         let fs = s3s_fs::FileSystem::new(&root).expect("cannot open the test S3 root");
         let mut builder = s3s::service::S3ServiceBuilder::new(fs);
         builder.set_auth(s3s::auth::SimpleAuth::from_single(ACCESS_KEY, SECRET_KEY));
@@ -60,7 +66,9 @@ impl TestS3 {
                         hyper_util::rt::TokioExecutor::new(),
                     );
                     loop {
-                        let Ok((socket, _)) = listener.accept().await else { continue };
+                        let Ok((socket, _)) = listener.accept().await else {
+                            continue;
+                        };
                         let conn = http
                             .serve_connection(hyper_util::rt::TokioIo::new(socket), service.clone())
                             .into_owned();
@@ -85,7 +93,13 @@ impl TestS3 {
         let n = NEXT_BUCKET.fetch_add(1, Ordering::SeqCst);
         let clean: String = prefix
             .chars()
-            .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' })
+            .map(|c| {
+                if c.is_ascii_alphanumeric() {
+                    c.to_ascii_lowercase()
+                } else {
+                    '-'
+                }
+            })
             .take(30)
             .collect();
         let name = format!("{clean}-{}-{n}", std::process::id());
@@ -119,14 +133,36 @@ mod tests {
     async fn put_list_get_multipart_delete() {
         let s3 = TestS3::shared();
         let store = s3.store(&s3.fresh_bucket("roundtrip"));
-        store.put(&Path::from("a/one.jsonl"), PutPayload::from_static(b"{\"x\":1}\n")).await.unwrap();
-        let got = store.get(&Path::from("a/one.jsonl")).await.unwrap().bytes().await.unwrap();
+        store
+            .put(
+                &Path::from("a/one.jsonl"),
+                PutPayload::from_static(b"{\"x\":1}\n"),
+            )
+            .await
+            .unwrap();
+        let got = store
+            .get(&Path::from("a/one.jsonl"))
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
         assert_eq!(&got[..], b"{\"x\":1}\n");
         let mut up = store.put_multipart(&Path::from("a/big.bin")).await.unwrap();
-        up.put_part(PutPayload::from(vec![1u8; 5 << 20])).await.unwrap();
-        up.put_part(PutPayload::from(vec![2u8; 1 << 20])).await.unwrap();
+        up.put_part(PutPayload::from(vec![1u8; 5 << 20]))
+            .await
+            .unwrap();
+        up.put_part(PutPayload::from(vec![2u8; 1 << 20]))
+            .await
+            .unwrap();
         up.complete().await.unwrap();
-        let big = store.get(&Path::from("a/big.bin")).await.unwrap().bytes().await.unwrap();
+        let big = store
+            .get(&Path::from("a/big.bin"))
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
         assert_eq!(big.len(), 6 << 20);
         let mut names: Vec<String> = store
             .list(Some(&Path::from("a")))
@@ -153,7 +189,13 @@ mod tests {
             .with_secret_access_key("wrong")
             .build()
             .unwrap();
-        let err = store.put(&Path::from("x"), PutPayload::from_static(b"x")).await.unwrap_err();
-        assert!(err.to_string().contains("403") || err.to_string().contains("Signature"), "{err}");
+        let err = store
+            .put(&Path::from("x"), PutPayload::from_static(b"x"))
+            .await
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("403") || err.to_string().contains("Signature"),
+            "{err}"
+        );
     }
 }

@@ -43,8 +43,18 @@ impl Destination for DestinationJsonl {
         input: Input,
         output: &Output,
     ) -> Result<()> {
-        let mut writer = JsonlWriter { dir: config.destination_path.clone().into(), files: Vec::new() };
-        load(input, catalog, &mut writer, LoaderOptions::default(), output).await
+        let mut writer = JsonlWriter {
+            dir: config.destination_path.clone().into(),
+            files: Vec::new(),
+        };
+        load(
+            input,
+            catalog,
+            &mut writer,
+            LoaderOptions::default(),
+            output,
+        )
+        .await
     }
 }
 
@@ -75,9 +85,8 @@ impl BatchWriter for JsonlWriter {
         debug_assert_eq!(id, self.files.len());
         let target = stream_file(&self.dir, &stream.descriptor());
         if let Some(parent) = target.parent() {
-            std::fs::create_dir_all(parent).map_err(|e| {
-                Error::config(format!("cannot create '{}': {e}", parent.display()))
-            })?;
+            std::fs::create_dir_all(parent)
+                .map_err(|e| Error::config(format!("cannot create '{}': {e}", parent.display())))?;
         }
         let (path, swap_to) = match stream.destination_sync_mode {
             DestinationSyncMode::Append if !stream.is_truncate() => (target, None),
@@ -99,7 +108,11 @@ impl BatchWriter for JsonlWriter {
             .truncate(swap_to.is_some())
             .open(&path)
             .map_err(|e| Error::system(format!("cannot open '{}': {e}", path.display())))?;
-        self.files.push(OpenFile { file: BufWriter::with_capacity(1 << 20, file), swap_to, line: Vec::new() });
+        self.files.push(OpenFile {
+            file: BufWriter::with_capacity(1 << 20, file),
+            swap_to,
+            line: Vec::new(),
+        });
         Ok(())
     }
 
@@ -108,9 +121,15 @@ impl BatchWriter for JsonlWriter {
         for record in batch.iter() {
             f.line.clear();
             f.line.extend_from_slice(b"{\"_airbyte_ab_id\":\"");
-            f.line.extend_from_slice(uuid::Uuid::new_v4().hyphenated().encode_lower(&mut [0; 36]).as_bytes());
+            f.line.extend_from_slice(
+                uuid::Uuid::new_v4()
+                    .hyphenated()
+                    .encode_lower(&mut [0; 36])
+                    .as_bytes(),
+            );
             f.line.extend_from_slice(b"\",\"_airbyte_emitted_at\":");
-            f.line.extend_from_slice(record.emitted_at.to_string().as_bytes());
+            f.line
+                .extend_from_slice(record.emitted_at.to_string().as_bytes());
             f.line.extend_from_slice(b",\"_airbyte_data\":");
             f.line.extend_from_slice(record.data.as_bytes());
             f.line.extend_from_slice(b"}\n");
@@ -127,8 +146,12 @@ impl BatchWriter for JsonlWriter {
     }
 
     async fn close(&mut self, id: StreamId, outcome: Outcome) -> Result<()> {
-        let Some(f) = self.files.get_mut(id) else { return Ok(()) };
-        let Some((tmp, target)) = f.swap_to.take() else { return Ok(()) };
+        let Some(f) = self.files.get_mut(id) else {
+            return Ok(());
+        };
+        let Some((tmp, target)) = f.swap_to.take() else {
+            return Ok(());
+        };
         match outcome {
             Outcome::Success => {
                 f.file.flush()?;

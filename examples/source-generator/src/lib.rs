@@ -71,7 +71,7 @@ impl Stream for GeneratedStream {
     }
 
     async fn estimate(&self, ctx: &ReadContext) -> Option<(i64, Option<i64>)> {
-        Some(((self.count - first_id(ctx).min(self.count + 1) + 1) as i64, None))
+        Some(((self.count + 1).saturating_sub(first_id(ctx)) as i64, None))
     }
 
     async fn read(&self, ctx: &ReadContext, out: &mut RecordWriter) -> Result<()> {
