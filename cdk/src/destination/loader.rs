@@ -337,31 +337,26 @@ fn message_kind(m: &AirbyteMessage) -> &'static str {
     }
 }
 
-/// Reads the input on its own thread in large chunks, so parsing overlaps with I/O. A plain
+/// Reads the input on its own thread, so parsing overlaps with I/O. A plain
 /// thread (not a runtime blocking task) so a stuck stdin never holds up shutdown.
 fn spawn_reader(input: Input) -> mpsc::Receiver<std::io::Result<Vec<u8>>> {
     let (tx, rx) = mpsc::channel(4);
     let mut reader = input.into_inner();
     std::thread::spawn(move || {
         loop {
-            let mut chunk = vec![0u8; 1 << 20];
-            let mut filled = 0;
-            // Fill most of the chunk: pipes hand out 64 KiB at a time.
-            while filled < chunk.len() / 2 {
-                match reader.read(&mut chunk[filled..]) {
-                    Ok(0) => break,
-                    Ok(n) => filled += n,
-                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                    Err(e) => {
-                        let _ = tx.blocking_send(Err(e));
-                        return;
-                    }
+            // One read per chunk: whatever arrived is handed on at once, so a source that
+            // pauses never leaves records (and their states) waiting in this buffer.
+            let mut chunk = vec![0u8; 256 << 10];
+            let n = match reader.read(&mut chunk) {
+                Ok(0) => return,
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    let _ = tx.blocking_send(Err(e));
+                    return;
                 }
-            }
-            if filled == 0 {
-                return;
-            }
-            chunk.truncate(filled);
+            };
+            chunk.truncate(n);
             if tx.blocking_send(Ok(chunk)).is_err() {
                 return;
             }
