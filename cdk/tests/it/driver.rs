@@ -1,0 +1,335 @@
+//! The read driver: checkpoints, statuses, empty streams, failures and concurrency.
+
+use std::sync::Arc;
+
+use cdk::protocol::*;
+use cdk::source::read_streams;
+use cdk::{Error, ReadContext, ReadOptions, RecordWriter, Result, Stream};
+use serde_json::{Value, json};
+
+use super::Captured;
+
+/// Emits ids `1..=count` (failing or panicking after `fail_after` when asked).
+struct Numbers {
+    name: String,
+    count: u64,
+    fail_after: Option<u64>,
+    panic: bool,
+    checkpoint: bool,
+}
+
+impl Numbers {
+    fn new(name: &str, count: u64) -> Self {
+        Self {
+            name: name.into(),
+            count,
+            fail_after: None,
+            panic: false,
+            checkpoint: true,
+        }
+    }
+}
+
+#[cdk::async_trait]
+impl Stream for Numbers {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn json_schema(&self) -> Value {
+        json!({"type": "object", "properties": {"id": {"type": "integer"}}})
+    }
+    async fn read(&self, _ctx: &ReadContext, out: &mut RecordWriter) -> Result<()> {
+        for id in 1..=self.count {
+            if self.fail_after == Some(id - 1) {
+                if self.panic {
+                    panic!("boom at {id}");
+                }
+                return Err(Error::transient(format!("lost connection at {id}")));
+            }
+            if self.checkpoint {
+                out.record_with_state(&json!({"id": id}), || json!({"id": id}))?;
+            } else {
+                out.record(&json!({"id": id}))?;
+            }
+            if id % 1000 == 0 {
+                tokio::task::yield_now().await;
+            }
+        }
+        if self.checkpoint {
+            out.checkpoint(json!({"id": self.count}));
+        }
+        Ok(())
+    }
+}
+
+fn catalog(names: &[&str]) -> ConfiguredAirbyteCatalog {
+    ConfiguredAirbyteCatalog {
+        streams: names
+            .iter()
+            .map(|n| {
+                let stream = AirbyteStream::new(*n, json!({}), vec![SyncMode::FullRefresh]);
+                ConfiguredAirbyteStream::new(
+                    stream,
+                    SyncMode::FullRefresh,
+                    DestinationSyncMode::Append,
+                )
+            })
+            .collect(),
+    }
+}
+
+async fn read(
+    streams: Vec<Numbers>,
+    names: &[&str],
+    options: ReadOptions,
+) -> (Captured, Result<()>) {
+    let out = Captured::default();
+    let streams = streams
+        .into_iter()
+        .map(|s| Arc::new(s) as Arc<dyn Stream>)
+        .collect();
+    let result = read_streams(
+        streams,
+        &catalog(names),
+        &InputState::default(),
+        &options,
+        &out.output(),
+    )
+    .await;
+    (out, result)
+}
+
+fn statuses(messages: &[AirbyteMessage], stream: &str) -> Vec<AirbyteStreamStatus> {
+    messages
+        .iter()
+        .filter_map(|m| match m {
+            AirbyteMessage::Trace { trace } => match &trace.payload {
+                TracePayload::StreamStatus { stream_status }
+                    if stream_status.stream_descriptor.name == stream =>
+                {
+                    Some(stream_status.status)
+                }
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect()
+}
+
+fn states(messages: &[AirbyteMessage], stream: &str) -> Vec<(Value, f64)> {
+    messages
+        .iter()
+        .filter_map(|m| match m {
+            AirbyteMessage::State { state } => {
+                let s = state.stream.as_ref()?;
+                (s.stream_descriptor.name == stream).then(|| {
+                    (
+                        s.stream_state.clone().unwrap(),
+                        state.source_stats.unwrap().record_count.unwrap(),
+                    )
+                })
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn checkpoint_interval_is_honoured() {
+    let options = ReadOptions {
+        checkpoint_interval: 10,
+        max_concurrent_streams: 1,
+    };
+    let (out, result) = read(vec![Numbers::new("n", 25)], &["n"], options).await;
+    result.unwrap();
+    let got = states(&out.messages(), "n");
+    assert_eq!(
+        got,
+        [
+            (json!({"id": 10}), 10.0),
+            (json!({"id": 20}), 10.0),
+            (json!({"id": 25}), 5.0)
+        ]
+    );
+}
+
+#[tokio::test]
+async fn statuses_come_in_order() {
+    let (out, result) = read(vec![Numbers::new("n", 3)], &["n"], ReadOptions::default()).await;
+    result.unwrap();
+    let messages = out.messages();
+    use AirbyteStreamStatus::*;
+    assert_eq!(statuses(&messages, "n"), [Started, Running, Complete]);
+    let first_record = messages
+        .iter()
+        .position(|m| matches!(m, AirbyteMessage::Record { .. }))
+        .unwrap();
+    let running = messages
+        .iter()
+        .position(|m| {
+            matches!(m, AirbyteMessage::Trace { trace } if matches!(&trace.payload,
+            TracePayload::StreamStatus { stream_status } if stream_status.status == Running))
+        })
+        .unwrap();
+    assert!(
+        running < first_record,
+        "RUNNING comes before the first record"
+    );
+}
+
+#[tokio::test]
+async fn an_empty_stream_still_gets_a_state() {
+    let mut silent = Numbers::new("empty", 0);
+    silent.checkpoint = false;
+    let (out, result) = read(vec![silent], &["empty"], ReadOptions::default()).await;
+    result.unwrap();
+    assert_eq!(
+        states(&out.messages(), "empty"),
+        [(json!({"__ab_no_cursor_state_message": true}), 0.0)]
+    );
+}
+
+#[tokio::test]
+async fn repeated_states_are_not_emitted_twice() {
+    // A stream whose cursor does not move between checkpoints.
+    struct Flat;
+    #[cdk::async_trait]
+    impl Stream for Flat {
+        fn name(&self) -> &str {
+            "flat"
+        }
+        fn json_schema(&self) -> Value {
+            json!({"type": "object"})
+        }
+        async fn read(&self, _: &ReadContext, out: &mut RecordWriter) -> Result<()> {
+            for _ in 0..3 {
+                out.record(&json!({"x": 1}))?;
+                out.checkpoint(json!({"c": 1}));
+            }
+            Ok(())
+        }
+    }
+    let out = Captured::default();
+    let streams: Vec<Arc<dyn Stream>> = vec![Arc::new(Flat)];
+    read_streams(
+        streams,
+        &catalog(&["flat"]),
+        &InputState::default(),
+        &ReadOptions::default(),
+        &out.output(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(states(&out.messages(), "flat"), [(json!({"c": 1}), 1.0)]);
+}
+
+#[tokio::test]
+async fn a_failing_stream_does_not_stop_the_others() {
+    let mut failing = Numbers::new("bad", 100);
+    failing.fail_after = Some(5);
+    let mut panicking = Numbers::new("worse", 100);
+    panicking.fail_after = Some(7);
+    panicking.panic = true;
+    let options = ReadOptions {
+        checkpoint_interval: 2,
+        max_concurrent_streams: 3,
+    };
+    let streams = vec![failing, Numbers::new("good", 50), panicking];
+    let (out, result) = read(streams, &["bad", "good", "worse", "absent"], options).await;
+    let error = result.unwrap_err();
+    assert_eq!(
+        error.message,
+        "During the sync, the following streams did not sync successfully: absent, bad, worse"
+    );
+    let messages = out.messages();
+    use AirbyteStreamStatus::*;
+    assert_eq!(statuses(&messages, "good"), [Started, Running, Complete]);
+    assert_eq!(statuses(&messages, "bad"), [Started, Running, Incomplete]);
+    assert_eq!(statuses(&messages, "worse"), [Started, Running, Incomplete]);
+    assert_eq!(statuses(&messages, "absent"), [Incomplete]);
+    let good_records = messages
+        .iter()
+        .filter(|m| matches!(m, AirbyteMessage::Record { record } if record.stream == "good"))
+        .count();
+    assert_eq!(good_records, 50);
+    let errors: Vec<(String, String)> = messages
+        .iter()
+        .filter_map(|m| match m {
+            AirbyteMessage::Trace { trace } => match &trace.payload {
+                TracePayload::Error { error } => Some((
+                    error.stream_descriptor.as_ref()?.name.clone(),
+                    error.message.clone(),
+                )),
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect();
+    assert!(
+        errors.contains(&("bad".into(), "lost connection at 6".into())),
+        "{errors:?}"
+    );
+    assert!(
+        errors
+            .iter()
+            .any(|(s, m)| s == "worse" && m.contains("boom at 8")),
+        "{errors:?}"
+    );
+    assert!(
+        errors
+            .iter()
+            .any(|(s, m)| s == "absent" && m.contains("not found")),
+        "{errors:?}"
+    );
+}
+
+#[tokio::test]
+async fn unsupported_sync_modes_are_refused() {
+    let out = Captured::default();
+    let mut cat = catalog(&["n"]);
+    cat.streams[0].sync_mode = SyncMode::Incremental;
+    let streams: Vec<Arc<dyn Stream>> = vec![Arc::new(Numbers::new("n", 3))];
+    let err = read_streams(
+        streams,
+        &cat,
+        &InputState::default(),
+        &ReadOptions::default(),
+        &out.output(),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.failure_type, FailureType::ConfigError);
+    assert!(
+        out.text()
+            .contains("does not support sync mode Incremental"),
+        "{}",
+        out.text()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_streams_never_corrupt_a_line() {
+    let names: Vec<String> = (0..8).map(|i| format!("s{i}")).collect();
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    let streams = names.iter().map(|n| Numbers::new(n, 20_000)).collect();
+    let options = ReadOptions {
+        checkpoint_interval: 3_000,
+        max_concurrent_streams: 8,
+    };
+    let (out, result) = read(streams, &refs, options).await;
+    result.unwrap();
+    // `messages()` panics on any corrupt line; ids per stream must be complete and in order.
+    let messages = out.messages();
+    for name in &names {
+        let ids: Vec<u64> = messages
+            .iter()
+            .filter_map(|m| match m {
+                AirbyteMessage::Record { record } if &record.stream == name => {
+                    record.data["id"].as_u64()
+                }
+                _ => None,
+            })
+            .collect();
+        assert_eq!(ids, (1..=20_000).collect::<Vec<_>>(), "stream {name}");
+    }
+}
