@@ -1,9 +1,36 @@
-//! Benchmark of generator.
+//! Benchmark of the read driver's output path: the generator source to /dev/null.
+
+use std::process::Command;
 
 use anyhow::Result;
+use serde_json::json;
 
-use super::Bench;
+use super::{Bench, goal, measure, report};
 
-pub fn run(_bench: &Bench) -> Result<()> {
-    anyhow::bail!("the generator benchmark is not written yet")
+pub fn run(bench: &Bench) -> Result<()> {
+    let bin = bench.binary("source-generator")?;
+    let n = bench.records;
+    let config = bench.scratch_file("generator.json");
+    std::fs::write(
+        &config,
+        json!({"count": n, "checkpoint_interval": 100_000}).to_string(),
+    )?;
+    let catalog = bench.scratch_file("generator-catalog.json");
+    std::fs::write(
+        &catalog,
+        json!({"streams": [{
+        "stream": {"name": "users", "json_schema": {}, "supported_sync_modes": ["full_refresh"]},
+        "sync_mode": "full_refresh", "destination_sync_mode": "append"}]})
+        .to_string(),
+    )?;
+    let mut cmd = Command::new(&bin);
+    cmd.arg("read")
+        .arg("--config")
+        .arg(&config)
+        .arg("--catalog")
+        .arg(&catalog);
+    let m = measure(&mut cmd, None)?;
+    report("source-generator read > /dev/null", n, None, &m);
+    goal("≥ 2,000,000 records/s", m.per_second(n) >= 2_000_000.0);
+    Ok(())
 }

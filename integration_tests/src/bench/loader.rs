@@ -1,9 +1,106 @@
-//! Benchmark of loader.
+//! Benchmark of the destination loader's stdin parsing: a message file of generated records
+//! through destination-jsonl, and through the loader alone (a writer that drops batches).
+
+use std::io::{BufWriter, Write};
+use std::process::Command;
 
 use anyhow::Result;
+use serde_json::json;
 
-use super::Bench;
+use super::{Bench, goal, measure, report};
 
-pub fn run(_bench: &Bench) -> Result<()> {
-    anyhow::bail!("the loader benchmark is not written yet")
+pub fn run(bench: &Bench) -> Result<()> {
+    let n = bench.records;
+    let input = bench.scratch_file("messages.jsonl");
+    let bytes = write_messages(&input, n)?;
+    let catalog = bench.scratch_file("loader-catalog.json");
+    std::fs::write(
+        &catalog,
+        json!({"streams": [{
+        "stream": {"name": "users", "json_schema": {}, "supported_sync_modes": ["full_refresh"]},
+        "sync_mode": "full_refresh", "destination_sync_mode": "append"}]})
+        .to_string(),
+    )?;
+
+    // The loader alone: parse, group and batch, no storage.
+    let mut cmd = Command::new(bench.binary("bench")?);
+    cmd.arg("__parse_only").arg(&catalog);
+    let m = measure(&mut cmd, Some(&input))?;
+    report("loader parse of stdin (no storage)", n, Some(bytes), &m);
+    goal("≥ 1,500,000 records/s", m.per_second(n) >= 1_500_000.0);
+
+    // And a real destination on top of it.
+    let out_dir = bench.scratch_file("jsonl-out");
+    let config = bench.scratch_file("jsonl.json");
+    std::fs::write(&config, json!({"destination_path": out_dir}).to_string())?;
+    let mut cmd = Command::new(bench.binary("destination-jsonl")?);
+    cmd.arg("write")
+        .arg("--config")
+        .arg(&config)
+        .arg("--catalog")
+        .arg(&catalog);
+    let m = measure(&mut cmd, Some(&input))?;
+    report("destination-jsonl write", n, Some(bytes), &m);
+    Ok(())
+}
+
+/// Writes `n` RECORD lines (10 typed columns) with a STATE every 10,000; returns the size.
+fn write_messages(path: &std::path::Path, n: u64) -> Result<u64> {
+    let mut w = BufWriter::new(std::fs::File::create(path)?);
+    for i in 1..=n {
+        let line = json!({"type": "RECORD", "record": {"stream": "users", "emitted_at": 1_700_000_000_000u64 + i,
+            "data": {"id": i, "name": format!("user {i}"), "email": format!("user{i}@example.com"),
+                "score": i as f64 / 8.0, "active": i % 3 == 0, "age": i % 90, "city": "Lisbon",
+                "created_at": "2024-01-01T00:00:00Z", "balance": "1234.56", "tags": ["a", "b"]}}});
+        serde_json::to_writer(&mut w, &line)?;
+        w.write_all(b"\n")?;
+        if i % 10_000 == 0 {
+            let state = json!({"type": "STATE", "state": {"type": "STREAM", "stream": {
+                "stream_descriptor": {"name": "users"}, "stream_state": {"id": i}}}});
+            serde_json::to_writer(&mut w, &state)?;
+            w.write_all(b"\n")?;
+        }
+    }
+    w.flush()?;
+    Ok(std::fs::metadata(path)?.len())
+}
+
+/// `bench __parse_only CATALOG < messages`: the loader with a writer that drops batches.
+pub fn parse_only(catalog: &std::path::Path) -> Result<()> {
+    use cdk::destination::{Batch, BatchWriter, Input, LoaderOptions, Outcome, StreamId, load};
+    use cdk::protocol::{ConfiguredAirbyteCatalog, ConfiguredAirbyteStream};
+
+    struct Drop;
+    #[cdk::async_trait]
+    impl BatchWriter for Drop {
+        async fn open(&mut self, _: StreamId, _: &ConfiguredAirbyteStream) -> cdk::Result<()> {
+            Ok(())
+        }
+        async fn write(&mut self, _: StreamId, batch: Batch) -> cdk::Result<()> {
+            std::hint::black_box(batch.len());
+            Ok(())
+        }
+        async fn commit(&mut self, _: StreamId) -> cdk::Result<()> {
+            Ok(())
+        }
+        async fn close(&mut self, _: StreamId, _: Outcome) -> cdk::Result<()> {
+            Ok(())
+        }
+    }
+    let catalog: ConfiguredAirbyteCatalog = serde_json::from_slice(&std::fs::read(catalog)?)?;
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async {
+        let output = cdk::Output::stdout();
+        load(
+            Input::stdin(),
+            &catalog,
+            &mut Drop,
+            LoaderOptions::default(),
+            &output,
+        )
+        .await?;
+        output.flush();
+        Ok::<_, cdk::Error>(())
+    })?;
+    Ok(())
 }

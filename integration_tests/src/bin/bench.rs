@@ -20,6 +20,10 @@ fn main() -> Result<()> {
     let mut names = Vec::new();
     let mut records = 1_000_000;
     let mut args = std::env::args().skip(1);
+    if std::env::args().nth(1).as_deref() == Some("__parse_only") {
+        let catalog = std::env::args().nth(2).unwrap_or_default();
+        return bench::loader::parse_only(std::path::Path::new(&catalog));
+    }
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--records" => records = args.next().and_then(|n| n.parse().ok()).unwrap_or(records),
