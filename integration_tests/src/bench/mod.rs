@@ -3,13 +3,13 @@
 //!
 //! Each connector has its own module with a `run(&Bench) -> anyhow::Result<()>`.
 
+pub mod destination_postgres;
+pub mod destination_s3;
 pub mod generator;
 pub mod loader;
 pub mod source_csv;
 pub mod source_postgres;
 pub mod source_rest_api;
-pub mod destination_postgres;
-pub mod destination_s3;
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -31,8 +31,15 @@ pub struct Bench {
 impl Bench {
     pub fn new(records: u64) -> Result<Self> {
         let exe = std::env::current_exe()?;
-        let bin_dir = exe.parent().context("bench has no directory")?.to_path_buf();
-        Ok(Self { bin_dir, scratch: tempfile::tempdir()?, records })
+        let bin_dir = exe
+            .parent()
+            .context("bench has no directory")?
+            .to_path_buf();
+        Ok(Self {
+            bin_dir,
+            scratch: tempfile::tempdir()?,
+            records,
+        })
     }
 
     /// The path of a connector binary built beside `bench`.
@@ -87,7 +94,10 @@ pub fn measure(cmd: &mut Command, stdin: Option<&Path>) -> Result<Measurement> {
         let text = std::fs::read_to_string(stderr.path()).unwrap_or_default();
         bail!("{cmd:?} exited with status {status}: {text}");
     }
-    Ok(Measurement { elapsed, peak_rss_mib: peak_rss_kib as f64 / 1024.0 })
+    Ok(Measurement {
+        elapsed,
+        peak_rss_mib: peak_rss_kib as f64 / 1024.0,
+    })
 }
 
 /// Waits for `pid` and returns (exit status, peak RSS in KiB) from the kernel's accounting.
@@ -99,7 +109,11 @@ fn wait_with_rusage(pid: i32) -> Result<(i32, i64)> {
     if r < 0 {
         bail!("wait4 failed: {}", std::io::Error::last_os_error());
     }
-    let code = if libc::WIFEXITED(status) { libc::WEXITSTATUS(status) } else { 128 + libc::WTERMSIG(status) };
+    let code = if libc::WIFEXITED(status) {
+        libc::WEXITSTATUS(status)
+    } else {
+        128 + libc::WTERMSIG(status)
+    };
     Ok((code, usage.ru_maxrss))
 }
 
