@@ -3,6 +3,7 @@
 
 mod driver;
 mod loader;
+mod new;
 mod suite;
 
 use std::io::Write;

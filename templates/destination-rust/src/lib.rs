@@ -1,0 +1,98 @@
+//! {{name}}: an Airbyte destination built on the cdk. It writes each stream to
+//! `<directory>/<stream>.jsonl`; replace the writer with your storage.
+
+use std::fs::{File, OpenOptions};
+use std::io::{BufWriter, Write};
+use std::path::PathBuf;
+
+use cdk::destination::{Batch, BatchWriter, Input, LoaderOptions, Outcome, StreamId, load};
+use cdk::protocol::*;
+use cdk::{Destination, Error, JsonSchema, Output, Result};
+use serde::Deserialize;
+
+pub struct {{type_name}};
+
+/// {{title}} destination.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[schemars(title = "{{title}} Destination Spec")]
+pub struct Config {
+    /// Directory the files are written to.
+    pub directory: String,
+}
+
+#[cdk::async_trait]
+impl Destination for {{type_name}} {
+    type Config = Config;
+
+    async fn check(&self, config: &Config) -> Result<()> {
+        std::fs::create_dir_all(&config.directory)
+            .map_err(|e| Error::config(format!("cannot create '{}': {e}", config.directory)))
+    }
+
+    async fn write(
+        &self,
+        config: &Config,
+        catalog: &ConfiguredAirbyteCatalog,
+        input: Input,
+        output: &Output,
+    ) -> Result<()> {
+        let mut writer = Writer { dir: config.directory.clone().into(), files: Vec::new() };
+        load(input, catalog, &mut writer, LoaderOptions::default(), output).await
+    }
+}
+
+struct Writer {
+    dir: PathBuf,
+    /// Per stream: the open file, and for overwrite the (temporary, final) paths.
+    files: Vec<(BufWriter<File>, Option<(PathBuf, PathBuf)>)>,
+}
+
+#[cdk::async_trait]
+impl BatchWriter for Writer {
+    async fn open(&mut self, _id: StreamId, stream: &ConfiguredAirbyteStream) -> Result<()> {
+        std::fs::create_dir_all(&self.dir)?;
+        let target = self.dir.join(format!("{}.jsonl", stream.stream.name));
+        let overwrite = match stream.destination_sync_mode {
+            DestinationSyncMode::Append => stream.is_truncate(),
+            DestinationSyncMode::Overwrite => true,
+            other => return Err(Error::config(format!("sync mode {other:?} is not supported"))),
+        };
+        let (path, swap) = if overwrite {
+            let tmp = target.with_extension("jsonl.tmp");
+            (tmp.clone(), Some((tmp, target)))
+        } else {
+            (target, None)
+        };
+        let file = OpenOptions::new().create(true).append(!overwrite).write(true).truncate(overwrite).open(&path)?;
+        self.files.push((BufWriter::new(file), swap));
+        Ok(())
+    }
+
+    async fn write(&mut self, id: StreamId, batch: Batch) -> Result<()> {
+        let file = &mut self.files[id].0;
+        for record in batch.iter() {
+            file.write_all(record.data.as_bytes())?;
+            file.write_all(b"\n")?;
+        }
+        Ok(())
+    }
+
+    async fn commit(&mut self, id: StreamId) -> Result<()> {
+        let file = &mut self.files[id].0;
+        file.flush()?;
+        file.get_ref().sync_data()?;
+        Ok(())
+    }
+
+    async fn close(&mut self, id: StreamId, outcome: Outcome) -> Result<()> {
+        let Some((file, swap)) = self.files.get_mut(id) else { return Ok(()) };
+        if let Some((tmp, target)) = swap.take() {
+            file.flush()?;
+            match outcome {
+                Outcome::Success => std::fs::rename(tmp, target)?,
+                Outcome::Failure => std::fs::remove_file(tmp)?,
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,3 @@
+fn main() -> std::process::ExitCode {
+    cdk::entrypoint::run_source({{snake_name}}::{{type_name}})
+}
