@@ -1,6 +1,7 @@
 //! Integration tests of the kit: the read driver, the loader, and the acceptance checks
 //! themselves (each shown to catch a broken output).
 
+mod cli;
 mod driver;
 mod loader;
 mod new;
