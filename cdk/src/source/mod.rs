@@ -2,9 +2,11 @@
 //! sources implement instead of writing `read` themselves.
 
 mod driver;
+mod global;
 mod writer;
 
 pub use driver::read_streams;
+pub use global::GlobalWriter;
 pub use writer::RecordWriter;
 
 use std::sync::Arc;

@@ -333,3 +333,73 @@ async fn concurrent_streams_never_corrupt_a_line() {
         assert_eq!(ids, (1..=20_000).collect::<Vec<_>>(), "stream {name}");
     }
 }
+
+#[tokio::test]
+async fn global_states_follow_the_records_of_every_stream() {
+    use cdk::source::GlobalWriter;
+    let out = Captured::default();
+    let (a, b) = (
+        StreamDescriptor::new("a", Some("public".into())),
+        StreamDescriptor::new("b", None),
+    );
+    let mut w = GlobalWriter::new(out.output(), &[a.clone(), b.clone()], 2);
+    w.record(&a, &json!({"id": 1})).unwrap();
+    w.record(&b, &json!({"id": 2})).unwrap();
+    assert!(w.checkpoint_due());
+    let per_stream = |lsn: u64| {
+        vec![AirbyteStreamState {
+            stream_descriptor: a.clone(),
+            stream_state: Some(json!({"lsn": lsn})),
+        }]
+    };
+    w.checkpoint(Some(json!({"lsn": 10})), per_stream(10));
+    w.checkpoint(Some(json!({"lsn": 10})), per_stream(10));
+    w.record(&a, &json!({"id": 3})).unwrap();
+    w.checkpoint(Some(json!({"lsn": 11})), per_stream(11));
+    assert!(
+        w.record(&StreamDescriptor::new("c", None), &json!({}))
+            .is_err()
+    );
+    w.finish();
+    let messages = out.messages();
+    let kinds: Vec<String> = messages
+        .iter()
+        .map(|m| match m {
+            AirbyteMessage::Record { record } => format!("record {}", record.data["id"]),
+            AirbyteMessage::State { state } => format!(
+                "global {} {}",
+                state
+                    .global
+                    .as_ref()
+                    .unwrap()
+                    .shared_state
+                    .as_ref()
+                    .unwrap()["lsn"],
+                state.source_stats.unwrap().record_count.unwrap()
+            ),
+            AirbyteMessage::Trace { .. } => "status".into(),
+            other => format!("{other:?}"),
+        })
+        .filter(|k| k != "status")
+        .collect();
+    // Both records precede the first state (in stream order); the repeated state is dropped.
+    assert_eq!(
+        kinds,
+        [
+            "record 1",
+            "record 2",
+            "global 10 2",
+            "record 3",
+            "global 11 1"
+        ]
+    );
+    let starts = messages
+        .iter()
+        .filter(|m| matches!(m, AirbyteMessage::Trace { .. }))
+        .count();
+    assert_eq!(
+        starts,
+        2 + 2 + 2,
+        "STARTED, RUNNING and COMPLETE for each stream"
+    );
+}
