@@ -53,7 +53,7 @@ impl RowGenerator {
             name: &self.name,
             email: &self.email,
             score: (id % 1000) as f64 / 8.0,
-            active: id % 3 != 0,
+            active: !id.is_multiple_of(3),
             created_at: &self.created_at,
         }
     }

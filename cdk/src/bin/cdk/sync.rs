@@ -282,13 +282,13 @@ pub fn locate(name: &str) -> Result<PathBuf> {
     if let Some(p) = beside.filter(|p| p.is_file()) {
         return Ok(p);
     }
-    if let Some(paths) = std::env::var_os("PATH") {
-        if let Some(p) = std::env::split_paths(&paths)
+    let on_path = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
             .map(|d| d.join(name))
             .find(|p| p.is_file())
-        {
-            return Ok(p);
-        }
+    });
+    if let Some(p) = on_path {
+        return Ok(p);
     }
     bail!(
         "connector '{name}' not found beside cdk or on PATH (build it: cargo build --release -p {name})"

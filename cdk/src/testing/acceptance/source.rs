@@ -672,17 +672,16 @@ pub mod checks {
                 c.bad_lines[0]
             ));
         }
-        if let Some(schema) = crate::testing::protocol_schema() {
-            if let Some((line, e)) = c
+        if let Some(schema) = crate::testing::protocol_schema()
+            && let Some((line, e)) = c
                 .stdout
                 .lines()
                 .filter_map(|l| serde_json::from_str::<Value>(l).ok())
                 .find_map(|v| schema.validate_message(&v).err().map(|e| (v, e)))
-            {
-                problems.push(format!(
-                    "a message does not match the protocol: {e}: {line}"
-                ));
-            }
+        {
+            problems.push(format!(
+                "a message does not match the protocol: {e}: {line}"
+            ));
         }
         match c.exit_code {
             None => problems.push("the connector was killed by a signal (crash)".into()),
