@@ -1,0 +1,100 @@
+//! The `_airbyte_*` fields every format writes: a random `_airbyte_raw_id` per record (UUID v4
+//! from a fast generator seeded once), and `_airbyte_meta` as `{"sync_id", "changes"}`.
+
+use cdk::protocol::AirbyteRecordMessageMetaChange;
+
+pub const RAW_ID: &str = "_airbyte_raw_id";
+pub const EXTRACTED_AT: &str = "_airbyte_extracted_at";
+pub const GENERATION_ID: &str = "_airbyte_generation_id";
+pub const META: &str = "_airbyte_meta";
+pub const DATA: &str = "_airbyte_data";
+
+/// UUID v4 texts from a xorshift generator (one syscall-backed seed, not one per record).
+pub struct RawIds {
+    state: [u64; 2],
+}
+
+impl RawIds {
+    pub fn new() -> Self {
+        let seed = uuid::Uuid::new_v4().as_u128();
+        Self {
+            state: [(seed >> 64) as u64 | 1, seed as u64 | 1],
+        }
+    }
+
+    fn next_u64(&mut self) -> u64 {
+        // xorshift128+
+        let [mut s1, s0] = self.state;
+        self.state[0] = s0;
+        s1 ^= s1 << 23;
+        self.state[1] = s1 ^ s0 ^ (s1 >> 17) ^ (s0 >> 26);
+        self.state[1].wrapping_add(s0)
+    }
+
+    /// The next id, as 36 ASCII bytes.
+    pub fn next(&mut self) -> [u8; 36] {
+        let mut bytes = [0u8; 16];
+        bytes[..8].copy_from_slice(&self.next_u64().to_le_bytes());
+        bytes[8..].copy_from_slice(&self.next_u64().to_le_bytes());
+        let id = uuid::Builder::from_random_bytes(bytes).into_uuid();
+        let mut out = [0u8; 36];
+        id.hyphenated().encode_lower(&mut out);
+        out
+    }
+}
+
+impl Default for RawIds {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Appends `{"sync_id":N,"changes":[...]}` to `out`.
+pub fn write_meta_json(
+    out: &mut Vec<u8>,
+    sync_id: i64,
+    source: &[AirbyteRecordMessageMetaChange],
+    ours: &[AirbyteRecordMessageMetaChange],
+) {
+    out.extend_from_slice(b"{\"sync_id\":");
+    out.extend_from_slice(itoa::Buffer::new().format(sync_id).as_bytes());
+    out.extend_from_slice(b",\"changes\":[");
+    for (i, change) in source.iter().chain(ours).enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        // Serialising a plain struct into a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut *out, change);
+    }
+    out.extend_from_slice(b"]}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cdk::protocol::ChangeReason;
+
+    #[test]
+    fn raw_ids_are_distinct_v4_uuids() {
+        let mut ids = RawIds::new();
+        let a = ids.next();
+        let b = ids.next();
+        assert_ne!(a, b);
+        let parsed = uuid::Uuid::parse_str(std::str::from_utf8(&a).unwrap()).unwrap();
+        assert_eq!(parsed.get_version_num(), 4);
+    }
+
+    #[test]
+    fn meta_json() {
+        let mut out = Vec::new();
+        let change = AirbyteRecordMessageMetaChange::nulled(
+            "age",
+            ChangeReason::DestinationSerializationError,
+        );
+        write_meta_json(&mut out, 7, &[], &[change]);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            r#"{"sync_id":7,"changes":[{"field":"age","change":"NULLED","reason":"DESTINATION_SERIALIZATION_ERROR"}]}"#
+        );
+    }
+}
