@@ -1,0 +1,372 @@
+//! Turns a batch of records into COPY rows for a stream's tables: the `_airbyte_*` columns,
+//! each user column coerced (a value that doesn't fit is NULL plus a `changes` entry in
+//! `_airbyte_meta`), child-table rows in flattened mode, or raw rows.
+
+use std::fmt::Write as _;
+
+use bytes::Bytes;
+use cdk::destination::{Batch, RecordRef};
+use cdk::protocol::{AirbyteRecordMessageMeta, ChangeReason};
+use cdk::{Error, Result};
+use md5::{Digest, Md5};
+use serde_json::value::RawValue;
+
+use crate::copy::{Encoder, Format};
+use crate::record::Parsed;
+use crate::schema::{Layout, StreamLayout};
+use crate::value::{self, Cell, PG_EPOCH_MICROS};
+
+/// Encodes one stream's records; `tables()` encoders: the main table then child tables.
+pub struct Rows {
+    layout: Option<StreamLayout>,
+    encoders: Vec<Encoder>,
+    sync_id: String,
+    plain_meta: String,
+    generation: i64,
+    ids: RawIds,
+    meta: String,
+}
+
+impl Rows {
+    /// `layout` is `None` for raw tables.
+    pub fn new(
+        layout: Option<StreamLayout>,
+        format: Format,
+        sync_id: Option<i64>,
+        generation: i64,
+    ) -> Self {
+        let tables = layout.as_ref().map_or(1, |l| 1 + l.children.len());
+        let sync_id = sync_id.map_or("null".to_string(), |s| s.to_string());
+        Self {
+            layout,
+            encoders: (0..tables).map(|_| Encoder::new(format)).collect(),
+            plain_meta: format!("{{\"sync_id\":{sync_id},\"changes\":[]}}"),
+            sync_id,
+            generation,
+            ids: RawIds::new(),
+            meta: String::new(),
+        }
+    }
+
+    /// Encoded rows of table `t` since the last call.
+    pub fn take(&mut self, t: usize) -> Option<Bytes> {
+        let e = &mut self.encoders[t];
+        (!e.is_empty()).then(|| e.take())
+    }
+
+    pub fn tables(&self) -> usize {
+        self.encoders.len()
+    }
+
+    pub fn encode(&mut self, batch: &Batch) -> Result<()> {
+        let Some(layout) = self.layout.take() else {
+            for record in batch.iter() {
+                self.raw_row(record);
+            }
+            return Ok(());
+        };
+        let result = self.typed(batch, &layout);
+        self.layout = Some(layout);
+        result
+    }
+
+    fn typed(&mut self, batch: &Batch, layout: &StreamLayout) -> Result<()> {
+        let mut parsed = Parsed::new(layout.main.columns.len());
+        let mut child_parsed: Vec<Parsed<'_>> = layout
+            .children
+            .iter()
+            .map(|c| Parsed::new(c.layout.columns.len()))
+            .collect();
+        let mut changes: Vec<(String, ChangeReason)> = Vec::new();
+        let mut cells: Vec<Cell<'_>> = Vec::with_capacity(layout.main.columns.len());
+        for record in batch.iter() {
+            parsed.fill(record.data, &layout.main.fields).map_err(|e| {
+                Error::system(format!("a record's data is not a JSON object: {e}"))
+            })?;
+            changes.clear();
+            changes.extend(
+                parsed
+                    .bad_objects
+                    .drain(..)
+                    .map(|f| (f, ChangeReason::DestinationTypecastError)),
+            );
+            let raw_id = self.ids.next();
+            let raw_id = std::str::from_utf8(&raw_id).unwrap_or_default();
+            let hashid = match layout.main.hashid {
+                Some(_) => hex_md5(record.data),
+                None => String::new(),
+            };
+            coerce_all(&layout.main, &parsed.slots, &hashid, &mut cells, &mut changes);
+            build_meta(&mut self.meta, &self.sync_id, record.meta, &changes);
+            write_row(
+                &mut self.encoders[0],
+                raw_id,
+                record.emitted_at,
+                meta_or(&self.meta, &self.plain_meta, &changes, record.meta),
+                self.generation,
+                &cells,
+                &layout.main,
+            );
+            for (child, array) in &parsed.children {
+                self.child_rows(
+                    layout,
+                    *child,
+                    array,
+                    &mut child_parsed[*child],
+                    raw_id,
+                    &hashid,
+                    record,
+                )?;
+            }
+        }
+        Ok(())
+    }
+
+    fn child_rows<'a>(
+        &mut self,
+        layout: &StreamLayout,
+        child: usize,
+        array: &'a RawValue,
+        parsed: &mut Parsed<'a>,
+        raw_id: &str,
+        hashid: &str,
+        record: RecordRef<'_>,
+    ) -> Result<()> {
+        let table = &layout.children[child];
+        let text = array.get();
+        if text.starts_with('n') {
+            return Ok(());
+        }
+        let items: Vec<&'a RawValue> = if text.starts_with('[') {
+            serde_json::from_str(text)?
+        } else {
+            Vec::new()
+        };
+        let mut changes: Vec<(String, ChangeReason)> = Vec::new();
+        if !text.starts_with('[') {
+            changes.push((table.field.clone(), ChangeReason::DestinationTypecastError));
+        }
+        let mut cells = Vec::with_capacity(table.layout.columns.len());
+        for item in items {
+            if !item.get().starts_with('{') {
+                continue;
+            }
+            parsed.fill(item.get(), &table.layout.fields)?;
+            changes.clear();
+            changes.extend(
+                parsed
+                    .bad_objects
+                    .drain(..)
+                    .map(|f| (f, ChangeReason::DestinationTypecastError)),
+            );
+            coerce_all(&table.layout, &parsed.slots, hashid, &mut cells, &mut changes);
+            build_meta(&mut self.meta, &self.sync_id, None, &changes);
+            write_row(
+                &mut self.encoders[1 + child],
+                raw_id,
+                record.emitted_at,
+                meta_or(&self.meta, &self.plain_meta, &changes, None),
+                self.generation,
+                &cells,
+                &table.layout,
+            );
+        }
+        Ok(())
+    }
+
+    fn raw_row(&mut self, record: RecordRef<'_>) {
+        let raw_id = self.ids.next();
+        let data = if value::has_nul_escape(record.data) {
+            std::borrow::Cow::Owned(value::strip_nul_escapes(record.data))
+        } else {
+            std::borrow::Cow::Borrowed(record.data)
+        };
+        build_meta(&mut self.meta, &self.sync_id, record.meta, &[]);
+        let meta = meta_or(&self.meta, &self.plain_meta, &[], record.meta);
+        let e = &mut self.encoders[0];
+        e.row_start(6);
+        meta_columns(
+            e,
+            std::str::from_utf8(&raw_id).unwrap_or_default(),
+            record.emitted_at,
+            meta,
+            self.generation,
+        );
+        e.null();
+        e.json(&data);
+        e.row_end();
+    }
+
+}
+
+/// Builds `_airbyte_meta` into `out` when there are changes.
+fn build_meta(
+    out: &mut String,
+    sync_id: &str,
+    source: Option<&AirbyteRecordMessageMeta>,
+    ours: &[(String, ChangeReason)],
+) {
+    let source_changes = source.map_or(&[][..], |m| &m.changes[..]);
+    if ours.is_empty() && source_changes.is_empty() {
+        return;
+    }
+    out.clear();
+    let _ = write!(out, "{{\"sync_id\":{sync_id},\"changes\":[");
+    let mut first = true;
+    for change in source_changes {
+        if !first {
+            out.push(',');
+        }
+        first = false;
+        out.push_str(&serde_json::to_string(change).unwrap_or_default());
+    }
+    for (field, reason) in ours {
+        if !first {
+            out.push(',');
+        }
+        first = false;
+        let field = serde_json::to_string(field).unwrap_or_default();
+        let reason = serde_json::to_string(reason).unwrap_or_default();
+        let _ = write!(
+            out,
+            "{{\"field\":{field},\"change\":\"NULLED\",\"reason\":{reason}}}"
+        );
+    }
+    out.push_str("]}");
+}
+
+fn meta_or<'m>(
+    built: &'m str,
+    plain: &'m str,
+    ours: &[(String, ChangeReason)],
+    source: Option<&AirbyteRecordMessageMeta>,
+) -> &'m str {
+    if ours.is_empty() && source.is_none_or(|m| m.changes.is_empty()) {
+        plain
+    } else {
+        built
+    }
+}
+
+/// Coerces every slot into `cells`, noting the fields that were nulled.
+fn coerce_all<'a>(
+    layout: &Layout,
+    slots: &[Option<&'a RawValue>],
+    hashid: &str,
+    cells: &mut Vec<Cell<'a>>,
+    changes: &mut Vec<(String, ChangeReason)>,
+) {
+    cells.clear();
+    for (i, column) in layout.columns.iter().enumerate() {
+        if layout.hashid == Some(i) {
+            cells.push(Cell::Text(hashid.to_string().into()));
+            continue;
+        }
+        let cell = match slots[i] {
+            None => Cell::Null,
+            Some(raw) => match value::coerce(column, raw) {
+                Ok(cell) => cell,
+                Err(reason) => {
+                    changes.push((column.field.clone(), reason));
+                    Cell::Null
+                }
+            },
+        };
+        cells.push(cell);
+    }
+}
+
+fn meta_columns(e: &mut Encoder, raw_id: &str, emitted_at: i64, meta: &str, generation: i64) {
+    e.text(raw_id);
+    e.timestamp(emitted_at.saturating_mul(1000) - PG_EPOCH_MICROS, true);
+    e.json(meta);
+    e.int(generation);
+}
+
+fn write_row(
+    e: &mut Encoder,
+    raw_id: &str,
+    emitted_at: i64,
+    meta: &str,
+    generation: i64,
+    cells: &[Cell<'_>],
+    layout: &Layout,
+) {
+    e.row_start(4 + cells.len());
+    meta_columns(e, raw_id, emitted_at, meta, generation);
+    for (cell, column) in cells.iter().zip(&layout.columns) {
+        e.cell(cell, column.ty);
+    }
+    e.row_end();
+}
+
+fn hex_md5(text: &str) -> String {
+    let digest = Md5::digest(text.as_bytes());
+    let mut out = String::with_capacity(32);
+    for b in digest {
+        let _ = write!(out, "{b:02x}");
+    }
+    out
+}
+
+/// `_airbyte_raw_id` values: random version-4 UUIDs from a generator seeded once, so a
+/// million rows don't cost a million system calls.
+pub struct RawIds {
+    a: u64,
+    b: u64,
+    n: u64,
+}
+
+impl RawIds {
+    pub fn new() -> Self {
+        let seed = uuid::Uuid::new_v4().as_u128();
+        Self {
+            a: (seed >> 64) as u64,
+            b: seed as u64,
+            n: 0,
+        }
+    }
+
+    /// The next id, as 36 ASCII characters.
+    pub fn next(&mut self) -> [u8; 36] {
+        self.n += 1;
+        let hi = splitmix(self.a.wrapping_add(self.n));
+        let lo = splitmix(self.b ^ self.n.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        let mut bytes = [0u8; 16];
+        bytes[..8].copy_from_slice(&hi.to_be_bytes());
+        bytes[8..].copy_from_slice(&lo.to_be_bytes());
+        let id = uuid::Builder::from_random_bytes(bytes).into_uuid();
+        let mut out = [0u8; 36];
+        id.hyphenated().encode_lower(&mut out);
+        out
+    }
+}
+
+fn splitmix(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn raw_ids_are_distinct_v4_uuids() {
+        let mut ids = RawIds::new();
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..10_000 {
+            let id = ids.next();
+            let u = uuid::Uuid::parse_str(std::str::from_utf8(&id).unwrap()).unwrap();
+            assert_eq!(u.get_version_num(), 4);
+            assert!(seen.insert(id));
+        }
+    }
+
+    #[test]
+    fn md5_is_hex() {
+        assert_eq!(hex_md5(""), "d41d8cd98f00b204e9800998ecf8427e");
+    }
+}

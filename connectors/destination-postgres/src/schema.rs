@@ -1,0 +1,499 @@
+//! From a stream's JSON schema to table layouts: Airbyte's type mapping, column names, and —
+//! with `normalization: flattened` — prefixed columns for nested objects and child tables for
+//! arrays of objects.
+
+use std::collections::HashMap;
+
+use serde_json::{Map, Value};
+
+use crate::names::{ColumnNamer, compatible};
+
+/// The `_airbyte_*` columns every typed table starts with, in order.
+pub const META_COLUMNS: [&str; 4] = [
+    "_airbyte_raw_id",
+    "_airbyte_extracted_at",
+    "_airbyte_meta",
+    "_airbyte_generation_id",
+];
+/// Extra columns of raw tables (`disable_type_dedupe`).
+pub const RAW_COLUMNS: [&str; 2] = ["_airbyte_loaded_at", "_airbyte_data"];
+/// The field whose value marks a CDC delete.
+pub const CDC_DELETED_AT: &str = "_ab_cdc_deleted_at";
+
+/// A column type of the destination.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PgType {
+    Varchar,
+    Bigint,
+    Decimal,
+    Boolean,
+    Date,
+    Time,
+    TimeTz,
+    Timestamp,
+    TimestampTz,
+    Jsonb,
+}
+
+impl PgType {
+    /// The type as written in DDL.
+    pub fn ddl(self) -> &'static str {
+        match self {
+            PgType::Varchar => "varchar",
+            PgType::Bigint => "bigint",
+            PgType::Decimal => "decimal",
+            PgType::Boolean => "boolean",
+            PgType::Date => "date",
+            PgType::Time => "time",
+            PgType::TimeTz => "time with time zone",
+            PgType::Timestamp => "timestamp",
+            PgType::TimestampTz => "timestamp with time zone",
+            PgType::Jsonb => "jsonb",
+        }
+    }
+
+    /// The type as the catalog's `format_type()` prints it.
+    pub fn catalog_name(self) -> &'static str {
+        match self {
+            PgType::Varchar => "character varying",
+            PgType::Decimal => "numeric",
+            PgType::Time => "time without time zone",
+            PgType::Timestamp => "timestamp without time zone",
+            other => other.ddl(),
+        }
+    }
+}
+
+/// Which JSON values a JSONB column accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JsonKind {
+    Any,
+    Object,
+    Array,
+}
+
+/// A user column of a table.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Column {
+    /// The column name (already normalised; quote it for SQL).
+    pub name: String,
+    /// The field it comes from, dotted for nested fields (`contact.email`); used in `changes`.
+    pub field: String,
+    pub ty: PgType,
+    pub json: JsonKind,
+}
+
+/// How to find a table's values in a record object.
+#[derive(Debug, Clone, Default)]
+pub struct Fields {
+    /// The dotted path of the object these fields belong to (empty at the top).
+    pub path: String,
+    /// `(key, node)` in schema order.
+    pub entries: Vec<(String, Node)>,
+    pub index: HashMap<String, usize>,
+}
+
+impl Fields {
+    fn push(&mut self, key: &str, node: Node) {
+        self.index.insert(key.to_string(), self.entries.len());
+        self.entries.push((key.to_string(), node));
+    }
+}
+
+#[derive(Debug, Clone)]
+pub enum Node {
+    /// The value goes into this column (index into the table's columns).
+    Leaf(usize),
+    /// A nested object whose fields become prefixed columns (flattened mode).
+    Object(Fields),
+    /// An array of objects whose items become rows of this child table (flattened mode).
+    Child(usize),
+}
+
+/// The user columns of one table and where their values come from.
+#[derive(Debug, Clone, Default)]
+pub struct Layout {
+    pub columns: Vec<Column>,
+    pub fields: Fields,
+    /// The `_airbyte_<stream>_hashid` column (flattened mode), filled by the writer.
+    pub hashid: Option<usize>,
+}
+
+impl Layout {
+    /// The column a field path (`["contact", "email"]`) lands in.
+    pub fn column_of(&self, path: &[String]) -> Option<usize> {
+        let mut fields = &self.fields;
+        for (i, key) in path.iter().enumerate() {
+            let &at = fields.index.get(key)?;
+            match &fields.entries[at].1 {
+                Node::Leaf(c) if i + 1 == path.len() => return Some(*c),
+                Node::Object(inner) => fields = inner,
+                _ => return None,
+            }
+        }
+        None
+    }
+}
+
+/// A child table of the flattened layout.
+#[derive(Debug, Clone)]
+pub struct ChildTable {
+    /// Table name (normalised), `<stream>_<field>`.
+    pub name: String,
+    /// The array field it comes from, dotted.
+    pub field: String,
+    pub layout: Layout,
+}
+
+/// Every table a stream writes.
+#[derive(Debug, Clone)]
+pub struct StreamLayout {
+    pub main: Layout,
+    pub children: Vec<ChildTable>,
+}
+
+/// Builds the layout of stream `table` (its normalised table name) from its JSON schema.
+pub fn layout(table: &str, json_schema: &Value, flattened: bool) -> StreamLayout {
+    let mut builder = Builder {
+        table: table.to_string(),
+        flattened,
+        children: Vec::new(),
+    };
+    let mut namer = ColumnNamer::new(&META_COLUMNS);
+    let mut main = Layout::default();
+    if flattened {
+        let name = namer.name(&hashid_column(table));
+        main.hashid = Some(main.columns.len());
+        main.columns.push(Column {
+            name,
+            field: String::new(),
+            ty: PgType::Varchar,
+            json: JsonKind::Any,
+        });
+    }
+    let properties = json_schema.get("properties").and_then(Value::as_object);
+    if let Some(properties) = properties {
+        main.fields = builder.fields(properties, "", "", &mut main.columns, &mut namer, true);
+    }
+    StreamLayout {
+        main,
+        children: builder.children,
+    }
+}
+
+/// `_airbyte_<table>_hashid`.
+pub fn hashid_column(table: &str) -> String {
+    format!("_airbyte_{table}_hashid")
+}
+
+struct Builder {
+    table: String,
+    flattened: bool,
+    children: Vec<ChildTable>,
+}
+
+impl Builder {
+    /// Columns for `properties`; `prefix` is the column-name prefix, `path` the dotted field
+    /// prefix. `top` is false inside child tables (no grandchildren).
+    fn fields(
+        &mut self,
+        properties: &Map<String, Value>,
+        prefix: &str,
+        path: &str,
+        columns: &mut Vec<Column>,
+        namer: &mut ColumnNamer,
+        top: bool,
+    ) -> Fields {
+        let mut fields = Fields {
+            path: path.to_string(),
+            ..Fields::default()
+        };
+        for (key, schema) in properties {
+            let column_base = format!("{prefix}{key}");
+            let field = if path.is_empty() {
+                key.clone()
+            } else {
+                format!("{path}.{key}")
+            };
+            let ty = resolve(schema);
+            if self.flattened {
+                if let AbType::Object(Some(inner)) = &ty
+                    && !inner.is_empty()
+                {
+                    let nested = self.fields(
+                        inner,
+                        &format!("{column_base}_"),
+                        &field,
+                        columns,
+                        namer,
+                        top,
+                    );
+                    fields.push(key, Node::Object(nested));
+                    continue;
+                }
+                if top
+                    && let AbType::Array(Some(items)) = &ty
+                    && let AbType::Object(Some(inner)) = resolve(items)
+                    && !inner.is_empty()
+                {
+                    let index = self.child(&column_base, &field, inner);
+                    fields.push(key, Node::Child(index));
+                    continue;
+                }
+            }
+            let (pg, json) = ty.pg_type();
+            let index = columns.len();
+            columns.push(Column {
+                name: namer.name(&column_base),
+                field,
+                ty: pg,
+                json,
+            });
+            fields.push(key, Node::Leaf(index));
+        }
+        fields
+    }
+
+    fn child(&mut self, column_base: &str, field: &str, items: &Map<String, Value>) -> usize {
+        let name = compatible(&format!("{}_{}", self.table, column_base));
+        let mut namer = ColumnNamer::new(&META_COLUMNS);
+        let mut layout = Layout::default();
+        let hashid = namer.name(&hashid_column(&self.table));
+        layout.hashid = Some(0);
+        layout.columns.push(Column {
+            name: hashid,
+            field: String::new(),
+            ty: PgType::Varchar,
+            json: JsonKind::Any,
+        });
+        let nested = self.fields(items, "", field, &mut layout.columns, &mut namer, false);
+        layout.fields = nested;
+        self.children.push(ChildTable {
+            name,
+            field: field.to_string(),
+            layout,
+        });
+        self.children.len() - 1
+    }
+}
+
+/// An Airbyte type, as read from a JSON schema.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AbType<'a> {
+    String,
+    Integer,
+    Number,
+    Boolean,
+    Date,
+    Time,
+    TimeTz,
+    Timestamp,
+    TimestampTz,
+    Object(Option<&'a Map<String, Value>>),
+    Array(Option<&'a Value>),
+    Union,
+    Unknown,
+}
+
+impl AbType<'_> {
+    /// Airbyte's mapping to a column type.
+    pub fn pg_type(&self) -> (PgType, JsonKind) {
+        let ty = match self {
+            AbType::String => PgType::Varchar,
+            AbType::Integer => PgType::Bigint,
+            AbType::Number => PgType::Decimal,
+            AbType::Boolean => PgType::Boolean,
+            AbType::Date => PgType::Date,
+            AbType::Time => PgType::Time,
+            AbType::TimeTz => PgType::TimeTz,
+            AbType::Timestamp => PgType::Timestamp,
+            AbType::TimestampTz => PgType::TimestampTz,
+            AbType::Object(_) => return (PgType::Jsonb, JsonKind::Object),
+            AbType::Array(_) => return (PgType::Jsonb, JsonKind::Array),
+            AbType::Union | AbType::Unknown => return (PgType::Jsonb, JsonKind::Any),
+        };
+        (ty, JsonKind::Any)
+    }
+}
+
+/// Reads the Airbyte type of a JSON schema (`type`, `format`, `airbyte_type`, unions,
+/// `oneOf`/`anyOf`, and the old `WellKnownTypes.json` references).
+pub fn resolve(schema: &Value) -> AbType<'_> {
+    if let Some(reference) = schema.get("$ref").and_then(Value::as_str) {
+        return match reference.rsplit('/').next().unwrap_or_default() {
+            "String" | "BinaryData" => AbType::String,
+            "Date" => AbType::Date,
+            "TimestampWithTimezone" => AbType::TimestampTz,
+            "TimestampWithoutTimezone" => AbType::Timestamp,
+            "TimeWithTimezone" => AbType::TimeTz,
+            "TimeWithoutTimezone" => AbType::Time,
+            "Integer" => AbType::Integer,
+            "Number" => AbType::Number,
+            "Boolean" => AbType::Boolean,
+            _ => AbType::Unknown,
+        };
+    }
+    let types: Vec<&str> = match schema.get("type") {
+        Some(Value::String(t)) => vec![t.as_str()],
+        Some(Value::Array(ts)) => ts.iter().filter_map(Value::as_str).collect(),
+        _ => Vec::new(),
+    };
+    let non_null: Vec<&str> = types.into_iter().filter(|t| *t != "null").collect();
+    match non_null.as_slice() {
+        [] => {
+            for key in ["oneOf", "anyOf"] {
+                if let Some(Value::Array(options)) = schema.get(key) {
+                    let options: Vec<&Value> = options
+                        .iter()
+                        .filter(|o| o.get("type").and_then(Value::as_str) != Some("null"))
+                        .collect();
+                    return match options.as_slice() {
+                        [one] => resolve(one),
+                        _ => AbType::Union,
+                    };
+                }
+            }
+            match schema.get("properties").and_then(Value::as_object) {
+                Some(p) => AbType::Object(Some(p)),
+                None => AbType::Unknown,
+            }
+        }
+        [one] => single(one, schema),
+        _ => AbType::Union,
+    }
+}
+
+fn single<'a>(ty: &str, schema: &'a Value) -> AbType<'a> {
+    let airbyte_type = schema.get("airbyte_type").and_then(Value::as_str);
+    let format = schema.get("format").and_then(Value::as_str);
+    match ty {
+        "string" => match (airbyte_type, format) {
+            (Some("timestamp_without_timezone"), _) => AbType::Timestamp,
+            (Some("timestamp_with_timezone"), _) => AbType::TimestampTz,
+            (Some("time_without_timezone"), _) => AbType::Time,
+            (Some("time_with_timezone"), _) => AbType::TimeTz,
+            (_, Some("date-time")) => AbType::TimestampTz,
+            (_, Some("date")) => AbType::Date,
+            (_, Some("time")) => AbType::Time,
+            _ => AbType::String,
+        },
+        "integer" => AbType::Integer,
+        "number" if airbyte_type == Some("integer") => AbType::Integer,
+        "number" => AbType::Number,
+        "boolean" => AbType::Boolean,
+        "object" => AbType::Object(schema.get("properties").and_then(Value::as_object)),
+        "array" => AbType::Array(schema.get("items")),
+        _ => AbType::Unknown,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn types(schema: Value) -> Vec<(String, PgType)> {
+        layout("t", &schema, false)
+            .main
+            .columns
+            .into_iter()
+            .map(|c| (c.name, c.ty))
+            .collect()
+    }
+
+    #[test]
+    fn airbyte_type_mapping() {
+        let schema = json!({"type": "object", "properties": {
+            "s": {"type": ["null", "string"]},
+            "i": {"type": "integer"},
+            "i2": {"type": "number", "airbyte_type": "integer"},
+            "n": {"type": "number"},
+            "b": {"type": "boolean"},
+            "d": {"type": "string", "format": "date"},
+            "ts": {"type": "string", "format": "date-time"},
+            "tsn": {"type": "string", "format": "date-time", "airbyte_type": "timestamp_without_timezone"},
+            "t": {"type": "string", "format": "time", "airbyte_type": "time_without_timezone"},
+            "ttz": {"type": "string", "format": "time", "airbyte_type": "time_with_timezone"},
+            "o": {"type": "object", "properties": {"x": {"type": "string"}}},
+            "a": {"type": "array", "items": {"type": "string"}},
+            "u": {"type": ["string", "integer"]},
+            "one": {"oneOf": [{"type": "string"}, {"type": "integer"}]},
+            "unknown": {},
+            "ref": {"$ref": "WellKnownTypes.json#/definitions/Integer"},
+        }});
+        let got: HashMap<String, PgType> = types(schema).into_iter().collect();
+        use PgType::*;
+        for (name, ty) in [
+            ("s", Varchar),
+            ("i", Bigint),
+            ("i2", Bigint),
+            ("n", Decimal),
+            ("b", Boolean),
+            ("d", Date),
+            ("ts", TimestampTz),
+            ("tsn", Timestamp),
+            ("t", Time),
+            ("ttz", TimeTz),
+            ("o", Jsonb),
+            ("a", Jsonb),
+            ("u", Jsonb),
+            ("one", Jsonb),
+            ("unknown", Jsonb),
+            ("ref", Bigint),
+        ] {
+            assert_eq!(got[name], ty, "{name}");
+        }
+    }
+
+    #[test]
+    fn flattened_layout_of_the_seed_example() {
+        let schema = json!({"type": "object", "properties": {
+            "id": {"type": "integer"},
+            "name": {"type": "string"},
+            "contact": {"type": "object", "properties": {
+                "email": {"type": "string"}, "phone": {"type": "string"}}},
+            "addresses": {"type": "array", "items": {"type": "object", "properties": {
+                "type": {"type": "string"}, "city": {"type": "string"}}}},
+        }});
+        let l = layout("customers", &schema, true);
+        let names: Vec<&str> = l.main.columns.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "_airbyte_customers_hashid",
+                "contact_email",
+                "contact_phone",
+                "id",
+                "name"
+            ]
+        );
+        assert_eq!(
+            l.main.column_of(&["contact".into(), "email".into()]),
+            Some(1)
+        );
+        assert_eq!(l.main.columns[1].field, "contact.email");
+        assert_eq!(l.children.len(), 1);
+        let child = &l.children[0];
+        assert_eq!(child.name, "customers_addresses");
+        let names: Vec<&str> = child.layout.columns.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["_airbyte_customers_hashid", "city", "type"]);
+    }
+
+    #[test]
+    fn hostile_field_names_become_distinct_columns() {
+        let schema = json!({"properties": {
+            "a b": {"type": "string"}, "a_b": {"type": "string"},
+            "_airbyte_meta": {"type": "string"}, "\"quoted\"": {"type": "string"}}});
+        let names: Vec<String> = types(schema).into_iter().map(|(n, _)| n).collect();
+        assert_eq!(names, ["\"quoted\"", "_airbyte_meta", "a b", "a_b"].map(compatible_then_unique));
+    }
+
+    fn compatible_then_unique(s: &str) -> String {
+        match s {
+            "\"quoted\"" => "_quoted_".into(),
+            "_airbyte_meta" => "_airbyte_meta_1".into(),
+            "a b" => "a_b".into(),
+            _ => "a_b_1".into(),
+        }
+    }
+}
