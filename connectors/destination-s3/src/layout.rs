@@ -108,7 +108,8 @@ impl Template {
                 Token::Var(_) => break,
             }
         }
-        let out = collapse_slashes(&out);
+        let out = collapse_inner(&out);
+        let out = out.trim_start_matches('/');
         match out.rfind('/') {
             Some(at) => out[..at].to_string(),
             None => String::new(),

@@ -255,7 +255,7 @@ mod tests {
             "_airbyte_meta": {"type": "object"},
             "untyped": {}
         }});
-        let got: Vec<(String, ColumnType)> = columns(&schema)
+        let mut got: Vec<(std::string::String, ColumnType)> = columns(&schema)
             .into_iter()
             .map(|c| (c.name, c.ty))
             .collect();
@@ -276,8 +276,10 @@ mod tests {
             ("ref", TimestampTz),
             ("untyped", Json),
         ];
-        let want: Vec<(std::string::String, ColumnType)> =
+        let mut want: Vec<(std::string::String, ColumnType)> =
             want.iter().map(|(n, t)| (n.to_string(), *t)).collect();
+        got.sort_by(|a, b| a.0.cmp(&b.0));
+        want.sort_by(|a, b| a.0.cmp(&b.0));
         assert_eq!(got, want);
     }
 

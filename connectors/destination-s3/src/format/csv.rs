@@ -61,7 +61,7 @@ impl Encoder for CsvEncoder {
         let mut int = itoa::Buffer::new();
         let generation = self.generation_id.to_string();
         for record in batch.iter() {
-            let id = self.ids.next();
+            let id = self.ids.next_id();
             self.meta.clear();
             let changes = record.meta.map(|m| &m.changes[..]).unwrap_or_default();
             write_meta_json(&mut self.meta, self.sync_id, changes, &[]);

@@ -41,7 +41,7 @@ impl Encoder for JsonlEncoder {
         let generation = int.format(self.generation_id).as_bytes().to_vec();
         for record in batch.iter() {
             buf.extend_from_slice(b"{\"_airbyte_raw_id\":\"");
-            buf.extend_from_slice(&self.ids.next());
+            buf.extend_from_slice(&self.ids.next_id());
             buf.extend_from_slice(b"\",\"_airbyte_extracted_at\":");
             buf.extend_from_slice(int.format(record.emitted_at).as_bytes());
             buf.extend_from_slice(b",\"_airbyte_meta\":");

@@ -32,7 +32,7 @@ impl RawIds {
     }
 
     /// The next id, as 36 ASCII bytes.
-    pub fn next(&mut self) -> [u8; 36] {
+    pub fn next_id(&mut self) -> [u8; 36] {
         let mut bytes = [0u8; 16];
         bytes[..8].copy_from_slice(&self.next_u64().to_le_bytes());
         bytes[8..].copy_from_slice(&self.next_u64().to_le_bytes());
@@ -77,8 +77,8 @@ mod tests {
     #[test]
     fn raw_ids_are_distinct_v4_uuids() {
         let mut ids = RawIds::new();
-        let a = ids.next();
-        let b = ids.next();
+        let a = ids.next_id();
+        let b = ids.next_id();
         assert_ne!(a, b);
         let parsed = uuid::Uuid::parse_str(std::str::from_utf8(&a).unwrap()).unwrap();
         assert_eq!(parsed.get_version_num(), 4);

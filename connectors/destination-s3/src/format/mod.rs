@@ -98,16 +98,17 @@ pub fn extension(format: &Format) -> &'static str {
 /// The output of a text format: the sink itself or a gzip stream into it.
 pub enum Out {
     Plain(Sink),
-    Gzip(GzEncoder<Sink>),
+    Gzip(Box<GzEncoder<Sink>>),
 }
 
 impl Out {
     fn new(sink: Sink, compression: TextCompression) -> Self {
         match compression {
             TextCompression::None => Out::Plain(sink),
-            TextCompression::Gzip => {
-                Out::Gzip(GzEncoder::new(sink, flate2::Compression::default()))
-            }
+            TextCompression::Gzip => Out::Gzip(Box::new(GzEncoder::new(
+                sink,
+                flate2::Compression::default(),
+            ))),
         }
     }
 

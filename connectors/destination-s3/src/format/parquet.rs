@@ -244,7 +244,7 @@ impl ParquetEncoder {
         let mut nulled: Vec<usize> = Vec::new();
 
         for (row, record) in batch.iter().enumerate() {
-            raw_ids.append_value(std::str::from_utf8(&self.ids.next()).unwrap_or_default());
+            raw_ids.append_value(std::str::from_utf8(&self.ids.next_id()).unwrap_or_default());
             extracted.push(record.emitted_at);
             nulled.clear();
             let columns = &self.columns;
