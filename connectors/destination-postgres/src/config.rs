@@ -25,7 +25,6 @@ pub struct PostgresConfig {
     #[schemars(title = "User", extend("order" = 4))]
     pub username: String,
     /// Password associated with the username.
-    #[serde(default)]
     #[schemars(title = "Password", extend("order" = 5))]
     pub password: Option<Secret>,
     /// Encrypt the connection (the same as `ssl_mode: require` when `ssl_mode` is not set).
@@ -33,12 +32,10 @@ pub struct PostgresConfig {
     #[schemars(title = "SSL Connection", extend("order" = 6))]
     pub ssl: bool,
     /// How the connection is encrypted and the server verified.
-    #[serde(default)]
     #[schemars(title = "SSL modes", extend("order" = 7))]
     pub ssl_mode: Option<SslMode>,
     /// Additional connection properties, as `key1=value1&key2=value2`
     /// (`connectTimeout`, `ApplicationName`, `options`, `sslmode` are understood).
-    #[serde(default)]
     #[schemars(title = "JDBC URL Params", extend("order" = 8))]
     pub jdbc_url_params: Option<String>,
     /// Schema for the destination's own tables: overwrite tables being loaded before they are
@@ -55,14 +52,13 @@ pub struct PostgresConfig {
     #[serde(default)]
     #[schemars(title = "Drop tables with CASCADE", extend("order" = 11))]
     pub drop_cascade: bool,
-    /// Whether rows whose `_ab_cdc_deleted_at` is set delete their key (dedup streams) or are
-    /// kept as rows.
+    /// Whether rows whose `_ab_cdc_deleted_at` is set delete their key in deduplicated streams
+    /// ("Hard delete") or are kept as rows with the marker ("Soft delete").
     #[serde(default)]
     #[schemars(title = "CDC deletion mode", extend("order" = 12))]
     pub cdc_deletion_mode: CdcDeletionMode,
     /// How nested values are stored: as JSONB (`none`, the default) or flattened into prefixed
     /// columns and child tables (`flattened`, the old "basic normalization").
-    #[serde(default)]
     #[schemars(title = "Normalization", extend("order" = 13))]
     pub normalization: Option<Normalization>,
 }
@@ -103,11 +99,11 @@ pub enum SslMode {
 /// What a row with `_ab_cdc_deleted_at` set does in a deduplicated stream.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
 pub enum CdcDeletionMode {
-    /// The key is deleted from the table.
+    // The key is deleted from the table.
     #[default]
     #[serde(rename = "Hard delete")]
     HardDelete,
-    /// The row is kept, with `_ab_cdc_deleted_at` set.
+    // The row is kept, with `_ab_cdc_deleted_at` set.
     #[serde(rename = "Soft delete")]
     SoftDelete,
 }

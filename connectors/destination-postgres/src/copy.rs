@@ -378,7 +378,10 @@ mod tests {
             b"a\\tb\\\\c\\n\t\\N\t1999-12-31 23:59:59.999999+00\n"
         );
         e.row_start(2);
-        e.cell(&Cell::Date(crate::value::days_from_civil(-43, 3, 15) as i32), PgType::Date);
+        e.cell(
+            &Cell::Date(crate::value::days_from_civil(-43, 3, 15) as i32),
+            PgType::Date,
+        );
         e.cell(&Cell::TimeTz(3_600_000_000, -5400), PgType::TimeTz);
         e.row_end();
         assert_eq!(&e.take()[..], b"0044-03-15 BC\t01:00:00-01:30\n");

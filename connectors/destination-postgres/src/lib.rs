@@ -38,7 +38,10 @@ impl Destination for DestinationPostgres {
     /// Connects, then creates, writes and drops a table in the default schema.
     async fn check(&self, config: &PostgresConfig) -> Result<()> {
         config.validate()?;
-        let client = connect::connect(config).await?;
+        // Whatever stops the connection is the config's problem from the user's point of view.
+        let client = connect::connect(config)
+            .await
+            .map_err(|e| Error::config(e.message))?;
         let schema = names::compatible(&config.schema);
         let table = names::TableName::new(
             &schema,
@@ -51,13 +54,10 @@ impl Destination for DestinationPostgres {
             table.sql(),
             table.sql()
         );
-        client
-            .batch_execute(&script)
-            .await
-            .map_err(|e| {
-                let e = connect::pg_error(e);
-                Error::config(format!("cannot write to schema '{schema}': {}", e.message))
-            })
+        client.batch_execute(&script).await.map_err(|e| {
+            let e = connect::pg_error(e);
+            Error::config(format!("cannot write to schema '{schema}': {}", e.message))
+        })
     }
 
     async fn write(
@@ -70,7 +70,14 @@ impl Destination for DestinationPostgres {
         config.validate()?;
         let client = connect::connect(config).await?;
         let mut writer = writer::PgWriter::new(client, config.clone());
-        load(input, catalog, &mut writer, LoaderOptions::default(), output).await
+        load(
+            input,
+            catalog,
+            &mut writer,
+            LoaderOptions::default(),
+            output,
+        )
+        .await
     }
 }
 

@@ -189,7 +189,10 @@ mod tests {
 
     #[test]
     fn raw_names() {
-        assert_eq!(raw_table_name("public", "users"), "public_raw__stream_users");
+        assert_eq!(
+            raw_table_name("public", "users"),
+            "public_raw__stream_users"
+        );
         assert_eq!(raw_table_name("a__b", "c"), "a__b_raw___stream_c");
     }
 

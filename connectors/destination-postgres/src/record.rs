@@ -147,14 +147,18 @@ mod tests {
                        "addresses": [{"city": "NY"}], "na\u006de": "x"}"#;
         let mut p = Parsed::new(l.main.columns.len());
         p.fill(data, &l.main.fields).unwrap();
-        let email = l.main.column_of(&["contact".into(), "email".into()]).unwrap();
+        let email = l
+            .main
+            .column_of(&["contact".into(), "email".into()])
+            .unwrap();
         let id = l.main.column_of(&["id".into()]).unwrap();
         assert_eq!(p.slots[email].map(RawValue::get), Some("\"a@b\""));
         assert_eq!(p.slots[id].map(RawValue::get), Some("7"));
         assert_eq!(p.children.len(), 1);
         assert_eq!(p.children[0].1.get(), r#"[{"city": "NY"}]"#);
 
-        p.fill(r#"{"contact": 5, "id": null}"#, &l.main.fields).unwrap();
+        p.fill(r#"{"contact": 5, "id": null}"#, &l.main.fields)
+            .unwrap();
         assert_eq!(p.bad_objects, ["contact"]);
         assert_eq!(p.slots[id].map(RawValue::get), Some("null"));
         assert!(p.fill("[1]", &l.main.fields).is_err());

@@ -16,6 +16,13 @@ use crate::record::Parsed;
 use crate::schema::{Layout, StreamLayout};
 use crate::value::{self, Cell, PG_EPOCH_MICROS};
 
+/// What child rows take from their parent record.
+struct Parent<'p> {
+    raw_id: &'p str,
+    hashid: &'p str,
+    emitted_at: i64,
+}
+
 /// Encodes one stream's records; `tables()` encoders: the main table then child tables.
 pub struct Rows {
     layout: Option<StreamLayout>,
@@ -80,9 +87,9 @@ impl Rows {
         let mut changes: Vec<(String, ChangeReason)> = Vec::new();
         let mut cells: Vec<Cell<'_>> = Vec::with_capacity(layout.main.columns.len());
         for record in batch.iter() {
-            parsed.fill(record.data, &layout.main.fields).map_err(|e| {
-                Error::system(format!("a record's data is not a JSON object: {e}"))
-            })?;
+            parsed
+                .fill(record.data, &layout.main.fields)
+                .map_err(|e| Error::system(format!("a record's data is not a JSON object: {e}")))?;
             changes.clear();
             changes.extend(
                 parsed
@@ -96,7 +103,19 @@ impl Rows {
                 Some(_) => hex_md5(record.data),
                 None => String::new(),
             };
-            coerce_all(&layout.main, &parsed.slots, &hashid, &mut cells, &mut changes);
+            coerce_all(
+                &layout.main,
+                &parsed.slots,
+                &hashid,
+                &mut cells,
+                &mut changes,
+            );
+            for (child, array) in &parsed.children {
+                if !matches!(array.get().as_bytes().first(), Some(b'[' | b'n')) {
+                    let field = layout.children[*child].field.clone();
+                    changes.push((field, ChangeReason::DestinationTypecastError));
+                }
+            }
             build_meta(&mut self.meta, &self.sync_id, record.meta, &changes);
             write_row(
                 &mut self.encoders[0],
@@ -107,16 +126,13 @@ impl Rows {
                 &cells,
                 &layout.main,
             );
+            let parent = Parent {
+                raw_id,
+                hashid: &hashid,
+                emitted_at: record.emitted_at,
+            };
             for (child, array) in &parsed.children {
-                self.child_rows(
-                    layout,
-                    *child,
-                    array,
-                    &mut child_parsed[*child],
-                    raw_id,
-                    &hashid,
-                    record,
-                )?;
+                self.child_rows(layout, *child, array, &mut child_parsed[*child], &parent)?;
             }
         }
         Ok(())
@@ -128,24 +144,16 @@ impl Rows {
         child: usize,
         array: &'a RawValue,
         parsed: &mut Parsed<'a>,
-        raw_id: &str,
-        hashid: &str,
-        record: RecordRef<'_>,
+        parent: &Parent<'_>,
     ) -> Result<()> {
         let table = &layout.children[child];
         let text = array.get();
-        if text.starts_with('n') {
+        if !text.starts_with('[') {
+            // null, or not an array (noted on the parent row).
             return Ok(());
         }
-        let items: Vec<&'a RawValue> = if text.starts_with('[') {
-            serde_json::from_str(text)?
-        } else {
-            Vec::new()
-        };
+        let items: Vec<&'a RawValue> = serde_json::from_str(text)?;
         let mut changes: Vec<(String, ChangeReason)> = Vec::new();
-        if !text.starts_with('[') {
-            changes.push((table.field.clone(), ChangeReason::DestinationTypecastError));
-        }
         let mut cells = Vec::with_capacity(table.layout.columns.len());
         for item in items {
             if !item.get().starts_with('{') {
@@ -159,12 +167,18 @@ impl Rows {
                     .drain(..)
                     .map(|f| (f, ChangeReason::DestinationTypecastError)),
             );
-            coerce_all(&table.layout, &parsed.slots, hashid, &mut cells, &mut changes);
+            coerce_all(
+                &table.layout,
+                &parsed.slots,
+                parent.hashid,
+                &mut cells,
+                &mut changes,
+            );
             build_meta(&mut self.meta, &self.sync_id, None, &changes);
             write_row(
                 &mut self.encoders[1 + child],
-                raw_id,
-                record.emitted_at,
+                parent.raw_id,
+                parent.emitted_at,
                 meta_or(&self.meta, &self.plain_meta, &changes, None),
                 self.generation,
                 &cells,
@@ -196,7 +210,6 @@ impl Rows {
         e.json(&data);
         e.row_end();
     }
-
 }
 
 /// Builds `_airbyte_meta` into `out` when there are changes.

@@ -475,7 +475,12 @@ mod tests {
         assert_eq!(l.children.len(), 1);
         let child = &l.children[0];
         assert_eq!(child.name, "customers_addresses");
-        let names: Vec<&str> = child.layout.columns.iter().map(|c| c.name.as_str()).collect();
+        let names: Vec<&str> = child
+            .layout
+            .columns
+            .iter()
+            .map(|c| c.name.as_str())
+            .collect();
         assert_eq!(names, ["_airbyte_customers_hashid", "city", "type"]);
     }
 
@@ -485,7 +490,10 @@ mod tests {
             "a b": {"type": "string"}, "a_b": {"type": "string"},
             "_airbyte_meta": {"type": "string"}, "\"quoted\"": {"type": "string"}}});
         let names: Vec<String> = types(schema).into_iter().map(|(n, _)| n).collect();
-        assert_eq!(names, ["\"quoted\"", "_airbyte_meta", "a b", "a_b"].map(compatible_then_unique));
+        assert_eq!(
+            names,
+            ["\"quoted\"", "_airbyte_meta", "a b", "a_b"].map(compatible_then_unique)
+        );
     }
 
     fn compatible_then_unique(s: &str) -> String {

@@ -71,7 +71,11 @@ pub const SAFE_CAST_FUNCTION: &str = "CREATE OR REPLACE FUNCTION pg_temp.airbyte
 
 /// `ALTER TABLE` adding `missing` columns and changing the type of `changed` ones
 /// (`(column, old catalog type, new type)`), converting values with a safe cast.
-pub fn evolve(table: &TableName, missing: &[ColumnDef], changed: &[(String, String, PgType)]) -> String {
+pub fn evolve(
+    table: &TableName,
+    missing: &[ColumnDef],
+    changed: &[(String, String, PgType)],
+) -> String {
     let mut actions: Vec<String> = missing
         .iter()
         .map(|c| format!("ADD COLUMN IF NOT EXISTS {} {}", quote(&c.name), c.ty.ddl()))
@@ -224,7 +228,11 @@ pub fn replace_children(
 pub fn swap(tmp: &TableName, target: &TableName, cascade: bool) -> Vec<String> {
     let mut out = vec![
         drop_table(target, cascade),
-        format!("ALTER TABLE {} RENAME TO {}", tmp.sql(), quote(&target.name)),
+        format!(
+            "ALTER TABLE {} RENAME TO {}",
+            tmp.sql(),
+            quote(&target.name)
+        ),
     ];
     if tmp.schema != target.schema {
         out.push(format!(

@@ -187,7 +187,9 @@ fn integer<'a>(s: &str) -> Result<Cell<'a>, ChangeReason> {
     if !d.is_integral() {
         return Err(ChangeReason::DestinationTypecastError);
     }
-    d.to_i64().map(Cell::Int).ok_or(ChangeReason::DestinationFieldSizeLimitation)
+    d.to_i64()
+        .map(Cell::Int)
+        .ok_or(ChangeReason::DestinationFieldSizeLimitation)
 }
 
 /// A decimal literal (JSON number syntax, with an optional leading `+`), kept as text.
@@ -585,7 +587,10 @@ mod tests {
     #[test]
     fn integers() {
         assert_eq!(c(PgType::Bigint, "42"), Ok(Cell::Int(42)));
-        assert_eq!(c(PgType::Bigint, "-9223372036854775808"), Ok(Cell::Int(i64::MIN)));
+        assert_eq!(
+            c(PgType::Bigint, "-9223372036854775808"),
+            Ok(Cell::Int(i64::MIN))
+        );
         assert_eq!(c(PgType::Bigint, "1.0"), Ok(Cell::Int(1)));
         assert_eq!(c(PgType::Bigint, "1e3"), Ok(Cell::Int(1000)));
         assert_eq!(c(PgType::Bigint, "\"17\""), Ok(Cell::Int(17)));
@@ -609,18 +614,27 @@ mod tests {
     #[test]
     fn strings_and_json() {
         assert_eq!(c(PgType::Varchar, "\"a\""), Ok(Cell::Text("a".into())));
-        assert_eq!(c(PgType::Varchar, "\"a\\nb\""), Ok(Cell::Text("a\nb".into())));
+        assert_eq!(
+            c(PgType::Varchar, "\"a\\nb\""),
+            Ok(Cell::Text("a\nb".into()))
+        );
         assert_eq!(c(PgType::Varchar, "12"), Ok(Cell::Text("12".into())));
         assert_eq!(c(PgType::Varchar, "\"a\\u0000b\""), Err(Cast));
         assert_eq!(c(PgType::Jsonb, "{\"a\":\"\\u0000\"}"), Err(Cast));
-        assert_eq!(c(PgType::Jsonb, "{\"a\":\"\\\\u0000\"}"), Ok(Cell::Json("{\"a\":\"\\\\u0000\"}".into())));
+        assert_eq!(
+            c(PgType::Jsonb, "{\"a\":\"\\\\u0000\"}"),
+            Ok(Cell::Json("{\"a\":\"\\\\u0000\"}".into()))
+        );
         let obj = Column {
             json: JsonKind::Object,
             ..col(PgType::Jsonb)
         };
         let raw: Box<RawValue> = serde_json::from_str("[1]").unwrap();
         assert_eq!(coerce(&obj, &raw), Err(Cast));
-        assert_eq!(strip_nul_escapes("{\"a\":\"x\\u0000y\\\\u0000\"}"), "{\"a\":\"xy\\\\u0000\"}");
+        assert_eq!(
+            strip_nul_escapes("{\"a\":\"x\\u0000y\\\\u0000\"}"),
+            "{\"a\":\"xy\\\\u0000\"}"
+        );
     }
 
     #[test]
@@ -635,7 +649,10 @@ mod tests {
         assert_eq!(c(PgType::Date, "\"2000-01-02\""), Ok(Cell::Date(1)));
         assert_eq!(c(PgType::Date, "\"2024-02-30\""), Err(Cast));
         assert_eq!(c(PgType::Date, "\"not a date\""), Err(Cast));
-        assert_eq!(c(PgType::Date, "\"0001-01-01 BC\""), Ok(Cell::Date(days_from_civil(0, 1, 1) as i32)));
+        assert_eq!(
+            c(PgType::Date, "\"0001-01-01 BC\""),
+            Ok(Cell::Date(days_from_civil(0, 1, 1) as i32))
+        );
         assert_eq!(c(PgType::Date, "\"5000-01-01 BC\""), Err(Size));
         assert_eq!(c(PgType::Date, "20240101"), Err(Cast));
         assert_eq!(
@@ -654,7 +671,10 @@ mod tests {
             c(PgType::TimestampTz, "\"2000-01-01T00:00:00.0000005\""),
             Ok(Cell::Timestamp(1))
         );
-        assert_eq!(c(PgType::TimestampTz, "\"2000-01-01T25:00:00Z\""), Err(Cast));
+        assert_eq!(
+            c(PgType::TimestampTz, "\"2000-01-01T25:00:00Z\""),
+            Err(Cast)
+        );
         assert_eq!(c(PgType::Time, "\"12:30\""), Ok(Cell::Time(45_000_000_000)));
         assert_eq!(
             c(PgType::TimeTz, "\"12:30:00-02:00\""),

@@ -211,9 +211,11 @@ impl PgWriter {
             copy.sink.send(trailer).await.map_err(pg_error)?;
         }
         let table = &self.streams[copy.stream].tables[copy.table];
-        copy.sink.as_mut().finish().await.map_err(|e| {
-            pg_error(e).context(format!("cannot load into {}", table.load_into))
-        })?;
+        copy.sink
+            .as_mut()
+            .finish()
+            .await
+            .map_err(|e| pg_error(e).context(format!("cannot load into {}", table.load_into)))?;
         Ok(())
     }
 
@@ -227,7 +229,11 @@ impl PgWriter {
         let stage = main.stage.as_deref().unwrap_or_default();
         let mut script = Vec::new();
         if stream.tables.len() > 1 {
-            script.push(sql::touched_rows(&main.load_into, stage, &dedup.primary_key));
+            script.push(sql::touched_rows(
+                &main.load_into,
+                stage,
+                &dedup.primary_key,
+            ));
         }
         script.push(sql::upsert(&main.load_into, stage, &main.columns, dedup));
         for child in &stream.tables[1..] {
@@ -280,9 +286,11 @@ impl PgWriter {
         script.push("COMMIT".into());
         let descriptor = stream.descriptor.clone();
         tracing::info!(stream = %descriptor, "swapping in the overwritten tables");
-        self.execute(&script.join(";\n"))
-            .await
-            .map_err(|e| e.context(format!("cannot replace the tables of stream '{descriptor}'")))
+        self.execute(&script.join(";\n")).await.map_err(|e| {
+            e.context(format!(
+                "cannot replace the tables of stream '{descriptor}'"
+            ))
+        })
     }
 }
 
@@ -347,7 +355,11 @@ impl BatchWriter for PgWriter {
         let descriptor = stream.descriptor();
         let (truncate, dedup_requested) = sync_mode(stream)?;
         let raw = self.config.disable_type_dedupe;
-        let namespace = stream.stream.namespace.as_deref().unwrap_or(&self.config.schema);
+        let namespace = stream
+            .stream
+            .namespace
+            .as_deref()
+            .unwrap_or(&self.config.schema);
         let internal = compatible(&self.config.raw_data_schema);
         let (schema, name) = if raw {
             (
@@ -363,9 +375,8 @@ impl BatchWriter for PgWriter {
                 "streams '{other}' and '{descriptor}' would both be written to table {target}"
             )));
         }
-        let layout = (!raw).then(|| {
-            schema::layout(&name, &stream.stream.json_schema, self.config.flattened())
-        });
+        let layout = (!raw)
+            .then(|| schema::layout(&name, &stream.stream.json_schema, self.config.flattened()));
 
         let dedup = match (&layout, dedup_requested) {
             (Some(layout), true) => {
@@ -405,14 +416,22 @@ impl BatchWriter for PgWriter {
         match &layout {
             None => {
                 let mut defs = meta_defs();
-                defs.push(ColumnDef::new("_airbyte_loaded_at", PgType::TimestampTz, false));
+                defs.push(ColumnDef::new(
+                    "_airbyte_loaded_at",
+                    PgType::TimestampTz,
+                    false,
+                ));
                 defs.push(ColumnDef::new("_airbyte_data", PgType::Jsonb, true));
                 tables.push((name.clone(), defs));
             }
             Some(layout) => {
                 let user = |l: &schema::Layout| {
                     let mut defs = meta_defs();
-                    defs.extend(l.columns.iter().map(|c| ColumnDef::new(&c.name, c.ty, false)));
+                    defs.extend(
+                        l.columns
+                            .iter()
+                            .map(|c| ColumnDef::new(&c.name, c.ty, false)),
+                    );
                     defs
                 };
                 tables.push((name.clone(), user(&layout.main)));
@@ -585,9 +604,18 @@ mod tests {
     fn sync_modes_follow_generations() {
         assert_eq!(sync_mode(&stream("append", 3, 0)).unwrap(), (false, false));
         assert_eq!(sync_mode(&stream("append", 3, 3)).unwrap(), (true, false));
-        assert_eq!(sync_mode(&stream("overwrite", 3, 3)).unwrap(), (true, false));
-        assert_eq!(sync_mode(&stream("append_dedup", 3, 0)).unwrap(), (false, true));
-        assert_eq!(sync_mode(&stream("append_dedup", 3, 3)).unwrap(), (true, true));
+        assert_eq!(
+            sync_mode(&stream("overwrite", 3, 3)).unwrap(),
+            (true, false)
+        );
+        assert_eq!(
+            sync_mode(&stream("append_dedup", 3, 0)).unwrap(),
+            (false, true)
+        );
+        assert_eq!(
+            sync_mode(&stream("append_dedup", 3, 3)).unwrap(),
+            (true, true)
+        );
         let hybrid = sync_mode(&stream("append", 3, 2)).unwrap_err();
         assert!(hybrid.message.contains("hybrid"), "{hybrid}");
         let update = sync_mode(&stream("update", 1, 0)).unwrap_err();

@@ -1,0 +1,351 @@
+//! Sync modes through the real binary: overwrite that keeps the old table on failure and
+//! resumes after a crash, dedup that survives a crash without duplicates, CDC deletes, and the
+//! modes that are refused.
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use cdk::testing::Run;
+use serde_json::{Value, json};
+
+use super::*;
+
+/// Runs a write, feeds `lines` without closing stdin, waits until `states` states were echoed,
+/// then kills the process (as a crashed or cancelled sync).
+fn write_then_kill(config: &Value, catalog: &Value, lines: &[String], states: usize) {
+    let dir = tempfile::tempdir().unwrap();
+    let (cfg, cat) = (
+        dir.path().join("config.json"),
+        dir.path().join("catalog.json"),
+    );
+    std::fs::write(&cfg, config.to_string()).unwrap();
+    std::fs::write(&cat, catalog.to_string()).unwrap();
+    let mut child = Command::new(BIN)
+        .arg("write")
+        .arg("--config")
+        .arg(&cfg)
+        .arg("--catalog")
+        .arg(&cat)
+        .env("CDK_COMMIT_INTERVAL_MS", "50")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    for line in lines {
+        writeln!(stdin, "{line}").unwrap();
+    }
+    stdin.flush().unwrap();
+    let stdout = BufReader::new(child.stdout.take().unwrap());
+    let started = Instant::now();
+    let mut seen = 0;
+    for line in stdout.lines() {
+        let line = line.unwrap();
+        if line.contains("\"type\":\"STATE\"") {
+            seen += 1;
+            if seen == states {
+                break;
+            }
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "no state echoed"
+        );
+    }
+    assert_eq!(
+        seen, states,
+        "the destination stopped before echoing the states"
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+    drop(stdin);
+}
+
+fn people(range: std::ops::RangeInclusive<i64>, name: &str, seq: i64) -> Vec<String> {
+    range
+        .map(|i| {
+            record_at(
+                "people",
+                json!({"id": i, "name": name, "seq": seq}),
+                1_700_000_000_000 + seq,
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn overwrite_keeps_the_old_table_until_success_and_resumes_after_a_crash() {
+    let (db, config) = database("overwrite").await;
+    let schema = simple_schema();
+    let generation = |g: i64| catalog("people", schema.clone(), "overwrite", g, g);
+
+    let mut lines = people(1..=3, "old", 1);
+    lines.push(state("people", 1));
+    Run::new(BIN)
+        .stdin_lines(&lines)
+        .write(&config, &generation(1))
+        .assert_success();
+    assert_eq!(rows(&db, "public", "people", "id").await.len(), 3);
+
+    // Generation 2 crashes after its first state: readers still see generation 1.
+    let mut lines = people(1..=50, "new", 2);
+    lines.push(state("people", 50));
+    lines.extend(people(51..=60, "lost", 2));
+    write_then_kill(&config, &generation(2), &lines, 1);
+    let now = user_fields(&rows(&db, "public", "people", "id").await);
+    assert_eq!(now.len(), 3, "the previous table is untouched: {now:?}");
+    assert!(now.iter().all(|r| r["name"] == "old"));
+
+    // The retry of generation 2 resends what came after the last state and completes.
+    let mut lines = people(51..=80, "new", 2);
+    lines.push(state("people", 80));
+    let out = Run::new(BIN)
+        .stdin_lines(&lines)
+        .write(&config, &generation(2));
+    out.assert_success();
+    let now = rows(&db, "public", "people", "id").await;
+    let mut ids: Vec<i64> = now.iter().map(|r| r["id"].as_i64().unwrap()).collect();
+    ids.dedup();
+    assert_eq!(ids, (1..=80).collect::<Vec<_>>(), "nothing lost");
+    // At least once: only records sent after the last echoed state may appear twice.
+    let twice: Vec<i64> = now
+        .windows(2)
+        .filter(|w| w[0]["id"] == w[1]["id"])
+        .map(|w| w[0]["id"].as_i64().unwrap())
+        .collect();
+    assert!(twice.iter().all(|i| (51..=60).contains(i)), "{twice:?}");
+    assert!(now.iter().all(|r| r["_airbyte_generation_id"] == 2));
+    let generation_2 = now.len();
+
+    // Generation 3 fails after committing part of its load: generation 2 stays.
+    let mut lines = people(1..=5, "gen3", 3);
+    lines.push(state("people", 5));
+    lines.push(record("not_in_catalog", json!({"id": 1})));
+    let out = Run::new(BIN)
+        .stdin_lines(&lines)
+        .write(&config, &generation(3));
+    out.assert_failure();
+    assert!(
+        out.trace_errors()[0]
+            .message
+            .contains("not in the configured catalog"),
+        "{}",
+        out.describe()
+    );
+    assert_eq!(
+        rows(&db, "public", "people", "id").await.len(),
+        generation_2
+    );
+
+    // Generation 4 does not pick up generation 3's leftovers.
+    let mut lines = people(1..=2, "gen4", 4);
+    lines.push(state("people", 2));
+    Run::new(BIN)
+        .stdin_lines(&lines)
+        .write(&config, &generation(4))
+        .assert_success();
+    let now = user_fields(&rows(&db, "public", "people", "id").await);
+    assert_eq!(
+        now,
+        [
+            json!({"id": 1, "name": "gen4", "seq": 4}),
+            json!({"id": 2, "name": "gen4", "seq": 4})
+        ]
+    );
+    // Its indexes moved with it and keep the final table's names.
+    let client = db.connect().await;
+    let n: i64 = client
+        .query_one(
+            "SELECT count(*) FROM pg_indexes WHERE schemaname = 'public' AND tablename = 'people' \
+             AND indexname = 'people_extracted_at'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 1);
+}
+
+#[tokio::test]
+async fn dedup_survives_a_crash_without_duplicate_keys() {
+    let (db, config) = database("dedup_crash").await;
+    let cat = catalog("people", simple_schema(), "append_dedup", 1, 0);
+    let mut lines = people(1..=100, "v1", 1);
+    lines.push(state("people", 100));
+    lines.extend(people(101..=150, "v1", 1));
+    write_then_kill(&config, &cat, &lines, 1);
+    // Everything before the echoed state is stored (records read with it may be too).
+    let stored = rows(&db, "public", "people", "id").await.len();
+    assert!((100..=150).contains(&stored), "{stored}");
+
+    // The retry resends from the last state (and, as sources do, some records twice).
+    let mut lines = people(90..=200, "v1", 1);
+    lines.extend(people(1..=10, "v2", 2));
+    lines.push(state("people", 200));
+    Run::new(BIN)
+        .stdin_lines(&lines)
+        .write(&config, &cat)
+        .assert_success();
+    let now = user_fields(&rows(&db, "public", "people", "id").await);
+    let ids: Vec<i64> = now.iter().map(|r| r["id"].as_i64().unwrap()).collect();
+    assert_eq!(ids, (1..=200).collect::<Vec<_>>());
+    assert!(now[..10].iter().all(|r| r["name"] == "v2" && r["seq"] == 2));
+    assert!(now[10..].iter().all(|r| r["name"] == "v1"));
+
+    // An older version of a key arriving later does not win.
+    let late = vec![record_at(
+        "people",
+        json!({"id": 1, "name": "stale", "seq": 1}),
+        1_800_000_000_000,
+    )];
+    Run::new(BIN)
+        .stdin_lines(&late)
+        .write(&config, &cat)
+        .assert_success();
+    let now = user_fields(&rows(&db, "public", "people", "id").await);
+    assert_eq!(now[0], json!({"id": 1, "name": "v2", "seq": 2}));
+}
+
+#[tokio::test]
+async fn dedup_truncate_replaces_the_table_with_the_latest_rows() {
+    let (db, config) = database("dedup_truncate").await;
+    let mut lines = people(1..=3, "old", 1);
+    lines.push(state("people", 1));
+    Run::new(BIN)
+        .stdin_lines(&lines)
+        .write(
+            &config,
+            &catalog("people", simple_schema(), "append_dedup", 1, 1),
+        )
+        .assert_success();
+    let mut lines = people(2..=2, "a", 2);
+    lines.extend(people(2..=2, "b", 3));
+    lines.extend(people(9..=9, "c", 1));
+    lines.push(state("people", 1));
+    Run::new(BIN)
+        .stdin_lines(&lines)
+        .write(
+            &config,
+            &catalog("people", simple_schema(), "append_dedup", 2, 2),
+        )
+        .assert_success();
+    let now = user_fields(&rows(&db, "public", "people", "id").await);
+    assert_eq!(
+        now,
+        [
+            json!({"id": 2, "name": "b", "seq": 3}),
+            json!({"id": 9, "name": "c", "seq": 1})
+        ]
+    );
+}
+
+#[tokio::test]
+async fn cdc_deletes_remove_the_key_in_dedup() {
+    let (db, config) = database("cdc").await;
+    let schema = json!({"properties": {"id": {"type": "integer"}, "seq": {"type": "integer"},
+        "_ab_cdc_deleted_at": {"type": ["null", "string"], "format": "date-time"}}});
+    let cat = catalog("c", schema.clone(), "append_dedup", 1, 0);
+    let lines = vec![
+        record_at("c", json!({"id": 1, "seq": 1}), 1),
+        record_at("c", json!({"id": 2, "seq": 1}), 1),
+        record_at("c", json!({"id": 3, "seq": 1}), 1),
+    ];
+    Run::new(BIN)
+        .stdin_lines(&lines)
+        .write(&config, &cat)
+        .assert_success();
+    let lines = vec![
+        record_at(
+            "c",
+            json!({"id": 2, "seq": 2, "_ab_cdc_deleted_at": "2024-01-01T00:00:00Z"}),
+            2,
+        ),
+        record_at(
+            "c",
+            json!({"id": 4, "seq": 2, "_ab_cdc_deleted_at": "2024-01-01T00:00:00Z"}),
+            2,
+        ),
+        record_at(
+            "c",
+            json!({"id": 3, "seq": 0, "_ab_cdc_deleted_at": "2024-01-01T00:00:00Z"}),
+            2,
+        ),
+    ];
+    Run::new(BIN)
+        .stdin_lines(&lines)
+        .write(&config, &cat)
+        .assert_success();
+    let ids: Vec<i64> = rows(&db, "public", "c", "id")
+        .await
+        .iter()
+        .map(|r| r["id"].as_i64().unwrap())
+        .collect();
+    assert_eq!(
+        ids,
+        [1, 3],
+        "2 deleted; 4 never inserted; 3's delete is older than its row"
+    );
+
+    // Soft delete keeps the row with the marker.
+    let mut soft = config.clone();
+    soft["cdc_deletion_mode"] = json!("Soft delete");
+    let lines = vec![record_at(
+        "c",
+        json!({"id": 1, "seq": 5, "_ab_cdc_deleted_at": "2024-01-01T00:00:00Z"}),
+        3,
+    )];
+    Run::new(BIN)
+        .stdin_lines(&lines)
+        .write(&soft, &cat)
+        .assert_success();
+    let now = rows(&db, "public", "c", "id").await;
+    assert_eq!(now.len(), 2);
+    assert!(now[0]["_ab_cdc_deleted_at"].is_string());
+}
+
+#[tokio::test]
+async fn unsupported_modes_are_config_errors() {
+    let (_db, config) = database("modes").await;
+    let hybrid = catalog("people", simple_schema(), "append", 5, 3);
+    let out = Run::new(BIN)
+        .stdin_lines(people(1..=1, "x", 1))
+        .write(&config, &hybrid);
+    out.assert_failure();
+    let error = &out.trace_errors()[0];
+    assert_eq!(
+        serde_json::to_value(error.failure_type).unwrap(),
+        json!("config_error")
+    );
+    assert!(
+        error.message.contains("hybrid refreshes are not supported"),
+        "{}",
+        error.message
+    );
+
+    let update = catalog("people", simple_schema(), "update", 1, 0);
+    let out = Run::new(BIN)
+        .stdin_lines(people(1..=1, "x", 1))
+        .write(&config, &update);
+    out.assert_failure();
+    assert!(
+        out.trace_errors()[0]
+            .message
+            .contains("'update' is not supported")
+    );
+
+    let mut no_key = catalog("people", simple_schema(), "append_dedup", 1, 0);
+    no_key["streams"][0]["primary_key"] = json!([["missing"]]);
+    let out = Run::new(BIN)
+        .stdin_lines(people(1..=1, "x", 1))
+        .write(&config, &no_key);
+    out.assert_failure();
+    assert!(
+        out.trace_errors()[0]
+            .message
+            .contains("the primary key field 'missing' is not a scalar field"),
+        "{}",
+        out.describe()
+    );
+}
