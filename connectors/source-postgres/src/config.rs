@@ -26,24 +26,20 @@ pub struct PostgresConfig {
     #[schemars(title = "Username", extend("order" = 4))]
     pub username: String,
     /// Password associated with the username.
-    #[serde(default)]
     #[schemars(title = "Password", extend("order" = 5, "always_show" = true))]
     pub password: Option<Secret>,
     /// Additional properties to pass to the JDBC URL string when connecting to the database
     /// formatted as 'key=value' pairs separated by the symbol '&'. (example:
     /// key1=value1&key2=value2&key3=value3). Understood here: options, application_name /
     /// ApplicationName, connect_timeout / connectTimeout, currentSchema; others are ignored.
-    #[serde(default)]
     #[schemars(title = "JDBC URL Parameters (Advanced)", extend("order" = 6))]
     pub jdbc_url_params: Option<String>,
     /// SSL connection modes. Read more in the docs:
     /// https://www.postgresql.org/docs/current/libpq-ssl.html
-    #[serde(default)]
     #[schemars(title = "SSL Modes", extend("order" = 8))]
     pub ssl_mode: Option<SslMode>,
     /// Deprecated boolean form of ssl_mode (true: require, false: disable), used only when
     /// ssl_mode is not set.
-    #[serde(default)]
     #[schemars(title = "Connect using SSL (deprecated)", extend("airbyte_hidden" = true))]
     pub ssl: Option<bool>,
     /// Configures how data is extracted from the database.
@@ -104,15 +100,12 @@ pub struct TlsCertificates {
     #[schemars(title = "CA Certificate", extend("multiline" = true, "order" = 1))]
     pub ca_certificate: Secret,
     /// Client certificate (PEM), for servers that authenticate clients by certificate.
-    #[serde(default)]
     #[schemars(title = "Client Certificate", extend("multiline" = true, "order" = 2))]
     pub client_certificate: Option<Secret>,
     /// Client key (PEM, unencrypted PKCS#8, PKCS#1 or SEC1).
-    #[serde(default)]
     #[schemars(title = "Client Key", extend("multiline" = true, "order" = 3))]
     pub client_key: Option<Secret>,
     /// Password of an encrypted client key (encrypted keys are not supported yet).
-    #[serde(default)]
     #[schemars(title = "Client key password", extend("order" = 4))]
     pub client_key_password: Option<Secret>,
 }

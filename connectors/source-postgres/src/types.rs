@@ -23,6 +23,8 @@ pub enum Kind {
     Jsonb,
     Bytea,
     Uuid,
+    /// inet and cidr (cidr always shows its prefix length).
+    Inet,
     Date,
     Time,
     TimeTz,
@@ -104,7 +106,7 @@ impl ColumnType {
             | Kind::TimestampTz => true,
             // Text, but not text produced by a cast (json, inet, intervals... order differently).
             Kind::Text => self.cast.is_none() && !self.sql_type.starts_with("json"),
-            Kind::Bool | Kind::Jsonb | Kind::Bytea | Kind::Array(_) => false,
+            Kind::Bool | Kind::Jsonb | Kind::Bytea | Kind::Inet | Kind::Array(_) => false,
         }
     }
 }
@@ -132,6 +134,7 @@ fn native_kind(t: &PgType, typmod: i32) -> Option<Kind> {
         "jsonb" => Kind::Jsonb,
         "bytea" => Kind::Bytea,
         "uuid" => Kind::Uuid,
+        "inet" | "cidr" => Kind::Inet,
         "date" => Kind::Date,
         "time" => Kind::Time,
         "timetz" => Kind::TimeTz,
@@ -157,7 +160,7 @@ fn schema_of(kind: &Kind, nullable: bool) -> Value {
         Kind::Float4 | Kind::Float8 | Kind::Numeric { integer: false } => {
             json!({"type": ty("number")})
         }
-        Kind::Text | Kind::Jsonb | Kind::Uuid => json!({"type": ty("string")}),
+        Kind::Text | Kind::Jsonb | Kind::Uuid | Kind::Inet => json!({"type": ty("string")}),
         Kind::Bytea => json!({"type": ty("string"), "contentEncoding": "base64"}),
         Kind::Date => json!({"type": ty("string"), "format": "date"}),
         Kind::Time => json!({"type": ty("string"), "format": "time",
@@ -232,13 +235,13 @@ mod tests {
 
     #[test]
     fn unknown_types_are_cast_to_text() {
-        let t = ColumnType::new(&builtin("inet"), -1, "inet".into());
+        let t = ColumnType::new(&builtin("macaddr"), -1, "macaddr".into());
         assert_eq!((t.kind, t.cast), (Kind::Text, Some("::text")));
         let arr = PgType {
-            element: Some(Box::new(builtin("inet"))),
-            ..builtin("_inet")
+            element: Some(Box::new(builtin("macaddr"))),
+            ..builtin("_macaddr")
         };
-        let t = ColumnType::new(&arr, -1, "inet[]".into());
+        let t = ColumnType::new(&arr, -1, "macaddr[]".into());
         assert_eq!(t.kind, Kind::Array(Box::new(Kind::Text)));
         assert_eq!(t.cast, Some("::text[]"));
     }

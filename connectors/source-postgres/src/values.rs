@@ -70,6 +70,7 @@ pub fn write_json(kind: &Kind, b: &[u8], out: &mut Vec<u8>) -> Res {
             }
             out.push(b'"');
         }
+        Kind::Inet => write_inet(b, out)?,
         Kind::Date => {
             let days = i32::from_be_bytes(fixed(b, "date")?);
             if days == i32::MAX || days == i32::MIN {
@@ -311,6 +312,36 @@ fn write_offset(offset_secs: i64, out: &mut Vec<u8>) {
         out.push(b':');
         out.extend_from_slice(&four_digits((a % 60) as u16)[2..]);
     }
+}
+
+/// inet/cidr binary form (family, prefix bits, is_cidr, length, address) as `inet_out`
+/// prints it: the prefix is shown for cidr, and for inet when it is not the full width.
+fn write_inet(b: &[u8], out: &mut Vec<u8>) -> Res {
+    let (family, bits, is_cidr, addr) = match b {
+        [f, bits, c, n, addr @ ..] if addr.len() == *n as usize => (*f, *bits, *c != 0, addr),
+        _ => return Err(ValueError::Malformed("inet")),
+    };
+    out.push(b'"');
+    let full = match (family, addr.len()) {
+        (2, 4) => {
+            let ip = std::net::Ipv4Addr::new(addr[0], addr[1], addr[2], addr[3]);
+            out.extend_from_slice(ip.to_string().as_bytes());
+            32
+        }
+        (3, 16) => {
+            let mut a = [0u8; 16];
+            a.copy_from_slice(addr);
+            out.extend_from_slice(std::net::Ipv6Addr::from(a).to_string().as_bytes());
+            128
+        }
+        _ => return Err(ValueError::Malformed("inet family")),
+    };
+    if is_cidr || bits != full {
+        out.push(b'/');
+        write_int(bits as i64, out);
+    }
+    out.push(b'"');
+    Ok(())
 }
 
 fn base64(b: &[u8], out: &mut Vec<u8>) {

@@ -1,0 +1,112 @@
+//! `check`: success, and a clear FAILED message for each usual mistake, never showing the
+//! password.
+
+use cdk::protocol::ConnectionStatus;
+use cdk::testing::Run;
+use serde_json::json;
+
+use crate::{BIN, config, database};
+
+fn failed_with(cfg: &serde_json::Value, expected: &str) {
+    let run = Run::new(BIN).check(cfg);
+    run.assert_success().assert_protocol();
+    let status = run.connection_status();
+    run.ensure(
+        status.status == ConnectionStatus::Failed,
+        "expected a FAILED connection status",
+    );
+    let message = status.message.clone().unwrap_or_default();
+    run.ensure(
+        message.contains(expected),
+        &format!("message {message:?} should contain {expected:?}"),
+    );
+    if let Some(p) = cfg["password"].as_str() {
+        run.ensure(
+            !run.stdout.contains(p),
+            "the password appears in the output",
+        );
+    }
+}
+
+#[tokio::test]
+async fn valid_config_succeeds_and_seed_example_shape_is_accepted() {
+    let db = database("check_ok").await;
+    db.execute("CREATE TABLE t (id int)").await;
+    // The seed's API example: ssl false, Standard replication, no schemas.
+    let cfg = config(
+        &db,
+        json!({"ssl": false, "replication_method": {"method": "Standard"}}),
+    );
+    let run = Run::new(BIN).check(&cfg);
+    run.assert_success().assert_protocol();
+    run.ensure(
+        run.connection_status().status == ConnectionStatus::Succeeded,
+        "expected SUCCEEDED",
+    );
+    // Default ssl mode (prefer) falls back to plain text on a server without TLS.
+    let run = Run::new(BIN).check(&db.connector_config());
+    run.ensure(
+        run.connection_status().status == ConnectionStatus::Succeeded,
+        "prefer must fall back to an unencrypted connection",
+    );
+}
+
+#[tokio::test]
+async fn usual_mistakes_have_clear_messages() {
+    let db = database("check_bad").await;
+    db.execute(
+        "CREATE TABLE secret_t (id int); CREATE SCHEMA locked; CREATE TABLE locked.t (id int);
+         CREATE ROLE reader LOGIN PASSWORD 'reader-pass-123';
+         GRANT USAGE ON SCHEMA public TO reader;",
+    )
+    .await;
+    failed_with(
+        &config(&db, json!({"password": "Wrong-Pass-9876"})),
+        &format!("password authentication failed for user \"{}\"", db.user),
+    );
+    failed_with(
+        &config(&db, json!({"database": "no_such_db"})),
+        "database \"no_such_db\" does not exist",
+    );
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    failed_with(
+        &config(&db, json!({"port": port})),
+        &format!("cannot connect to postgres at '127.0.0.1:{port}/"),
+    );
+    failed_with(
+        &config(&db, json!({"schemas": ["public", "Missing"]})),
+        "schema(s) 'Missing' not found",
+    );
+    failed_with(
+        &config(
+            &db,
+            json!({"username": "reader", "password": "reader-pass-123"}),
+        ),
+        "has no SELECT privilege on any table",
+    );
+    failed_with(
+        &config(
+            &db,
+            json!({"username": "reader", "password": "reader-pass-123",
+            "schemas": ["locked"]}),
+        ),
+        "has no USAGE privilege on schema 'locked'",
+    );
+    failed_with(
+        &config(
+            &db,
+            json!({"replication_method": {"method": "CDC",
+            "replication_slot": "s", "publication": "p"}}),
+        ),
+        "'CDC' is not supported yet",
+    );
+    failed_with(
+        &config(&db, json!({"ssl_mode": {"mode": "require"}})),
+        "TLS",
+    );
+    failed_with(&json!({"host": "h"}), "required");
+}
