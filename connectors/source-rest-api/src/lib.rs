@@ -1,1 +1,3 @@
-//! source-rest-api (work in progress).
+//! source-rest-api: a declarative REST source that runs Airbyte low-code manifests.
+
+pub mod interpolation;
