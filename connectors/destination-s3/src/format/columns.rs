@@ -120,8 +120,8 @@ pub enum Cell<'a> {
 }
 
 /// Reads the raw JSON text `raw` as a value of type `ty`.
+/// `raw` is a value's text as serde_json delimits it, without surrounding whitespace.
 pub fn cell<'a>(ty: ColumnType, raw: &'a str) -> Cell<'a> {
-    let raw = raw.trim();
     if raw == "null" {
         return Cell::Null;
     }

@@ -6,7 +6,7 @@ use cdk::destination::Batch;
 use cdk::{Error, Result};
 
 use super::columns::{Column, string};
-use super::fields::{Lookup, for_each_field};
+use super::fields::{Lookup, Walker};
 use super::meta::{self, RawIds, write_meta_json};
 use super::{Encoder, Out, StreamFormat, io_error};
 use crate::config::Flattening;
@@ -22,6 +22,7 @@ pub struct CsvEncoder {
     ids: RawIds,
     meta: Vec<u8>,
     values: Vec<Option<String>>,
+    walker: Walker,
 }
 
 impl CsvEncoder {
@@ -52,6 +53,7 @@ impl CsvEncoder {
             ids: RawIds::new(),
             meta: Vec::new(),
             values: Vec::new(),
+            walker: Walker::default(),
         })
     }
 }
@@ -75,14 +77,15 @@ impl Encoder for CsvEncoder {
                 self.values.clear();
                 self.values.resize(self.columns.len(), None);
                 let values = &mut self.values;
-                for_each_field(record.data, &self.lookup, |i, raw| {
-                    values[i] = match string(raw) {
-                        Some(s) => Some(s.into_owned()),
-                        None if raw.trim() == "null" => None,
-                        None => Some(raw.to_string()),
-                    };
-                })
-                .map_err(|e| Error::system(format!("record data is not a JSON object: {e}")))?;
+                self.walker
+                    .walk(record.data, &self.lookup, |i, raw| {
+                        values[i] = match string(raw) {
+                            Some(s) => Some(s.into_owned()),
+                            None if raw.trim() == "null" => None,
+                            None => Some(raw.to_string()),
+                        };
+                    })
+                    .map_err(|e| Error::system(format!("record data is not a JSON object: {e}")))?;
                 for v in &self.values {
                     self.writer
                         .write_field(v.as_deref().unwrap_or(""))

@@ -7,6 +7,7 @@ mod fields;
 mod jsonl;
 pub mod meta;
 mod parquet;
+mod spill;
 
 use std::io::Write;
 use std::sync::Arc;

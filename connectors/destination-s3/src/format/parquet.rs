@@ -19,12 +19,15 @@ use cdk::destination::Batch;
 use cdk::protocol::{AirbyteRecordMessageMetaChange, ChangeReason};
 use cdk::{Error, Result};
 use parquet::arrow::ArrowWriter;
+use parquet::arrow::arrow_writer::ArrowWriterOptions;
 use parquet::basic::{BrotliLevel, Compression, GzipLevel, ZstdLevel};
 use parquet::file::properties::WriterProperties;
+use parquet::schema::types::ColumnPath;
 
 use super::columns::{Cell, Column, ColumnType, cell};
-use super::fields::{Lookup, for_each_field};
+use super::fields::{Lookup, Walker};
 use super::meta::{self, RawIds};
+use super::spill::{MEMORY_BUDGET, SpillFactory};
 use super::{Encoder, StreamFormat};
 use crate::config::{ParquetCodec, ParquetOptions};
 use crate::upload::Sink;
@@ -37,12 +40,16 @@ pub struct ParquetEncoder {
     sync_id: i64,
     generation_id: i64,
     ids: RawIds,
+    walker: Walker,
 }
 
 impl ParquetEncoder {
     pub fn new(sink: Sink, options: &ParquetOptions, format: &StreamFormat) -> Result<Self> {
         let schema = arrow_schema(&format.columns);
-        let writer = ArrowWriter::try_new(sink, schema.clone(), Some(properties(options)?))
+        let options = ArrowWriterOptions::new()
+            .with_properties(properties(options)?)
+            .with_page_store_factory(Arc::new(SpillFactory::new(MEMORY_BUDGET)));
+        let writer = ArrowWriter::try_new_with_options(sink, schema.clone(), options)
             .map_err(|e| Error::system(format!("cannot start a parquet file: {e}")))?;
         Ok(Self {
             writer,
@@ -52,6 +59,7 @@ impl ParquetEncoder {
             sync_id: format.sync_id,
             generation_id: format.generation_id,
             ids: RawIds::new(),
+            walker: Walker::default(),
         })
     }
 }
@@ -74,10 +82,15 @@ pub fn properties(options: &ParquetOptions) -> Result<WriterProperties> {
     };
     Ok(WriterProperties::builder()
         .set_compression(compression)
+        // Row groups by size only, like parquet-mr's block size; their pages wait on disk
+        // beyond a memory budget (see `spill`), so a big block costs little memory.
+        .set_max_row_group_row_count(None)
         .set_max_row_group_bytes(Some((options.block_size_mb.max(1) as usize) << 20))
         .set_data_page_size_limit((options.page_size_kb.max(1) as usize) << 10)
         .set_dictionary_page_size_limit((options.dictionary_page_size_kb.max(1) as usize) << 10)
         .set_dictionary_enabled(options.dictionary_encoding)
+        // Random ids never repeat: a dictionary would only be built to be thrown away.
+        .set_column_dictionary_enabled(ColumnPath::from(meta::RAW_ID), false)
         .set_created_by(format!("destination-s3 {}", env!("CARGO_PKG_VERSION")))
         .build())
 }
@@ -248,16 +261,17 @@ impl ParquetEncoder {
             extracted.push(record.emitted_at);
             nulled.clear();
             let columns = &self.columns;
-            for_each_field(record.data, &self.lookup, |i, raw| {
-                let b = &mut builders[i];
-                if b.len() > row {
-                    return; // a repeated field: the first one counts
-                }
-                if !b.append(cell(columns[i].ty, raw)) {
-                    nulled.push(i);
-                }
-            })
-            .map_err(|e| Error::system(format!("record data is not a JSON object: {e}")))?;
+            self.walker
+                .walk(record.data, &self.lookup, |i, raw| {
+                    let b = &mut builders[i];
+                    if b.len() > row {
+                        return; // a repeated field: the first one counts
+                    }
+                    if !b.append(cell(columns[i].ty, raw)) {
+                        nulled.push(i);
+                    }
+                })
+                .map_err(|e| Error::system(format!("record data is not a JSON object: {e}")))?;
             for b in &mut builders {
                 if b.len() == row {
                     b.append_null();
