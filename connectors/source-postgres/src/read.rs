@@ -251,13 +251,15 @@ impl TableReader<'_> {
         Ok(())
     }
 
-    /// Size in pages, block size and file node of the table.
-    async fn relation(&self) -> Result<(u64, u64, Option<i64>)> {
+    /// Size in pages, block size and file node of the table, and whether the server has
+    /// TID range scans (PostgreSQL 14+).
+    async fn relation(&self) -> Result<(u64, u64, Option<i64>, bool)> {
         let row = self
             .client
             .query_one(
                 "SELECT pg_relation_size($1::int8::oid)::int8, \
-                 current_setting('block_size')::int8, pg_relation_filenode($1::int8::oid)::int8",
+                 current_setting('block_size')::int8, pg_relation_filenode($1::int8::oid)::int8, \
+                 current_setting('server_version_num')::int4 >= 140000",
                 &[&(self.table.oid as i64)],
             )
             .await
@@ -265,7 +267,7 @@ impl TableReader<'_> {
         let size: i64 = row.get(0);
         let block: i64 = row.get(1);
         let block = block.max(1) as u64;
-        Ok((size.max(0) as u64 / block, block, row.get(2)))
+        Ok((size.max(0) as u64 / block, block, row.get(2), row.get(3)))
     }
 
     /// The resumable load in ctid order: chunks of pages, a state every N records and at the
@@ -276,7 +278,7 @@ impl TableReader<'_> {
         incremental: Option<CursorStatus>,
         out: &mut RecordWriter,
     ) -> Result<()> {
-        let (pages, block_size, filenode) = self.relation().await?;
+        let (pages, block_size, filenode, tid_range_scans) = self.relation().await?;
         let mut pos: (u32, u16) = (0, 0);
         if let Some(r) = resume {
             if r.relation_filenode.is_some() && r.relation_filenode != filenode {
@@ -286,7 +288,13 @@ impl TableReader<'_> {
                 pos = parse_ctid(&r.ctid)?;
             }
         }
-        let chunk_pages = (self.env.chunk_bytes / block_size).max(1);
+        // Without TID range scans every chunk would scan the whole table: read it in one
+        // query instead (a sequential scan is in ctid order) and resume by the last ctid.
+        let chunk_pages = if tid_range_scans {
+            (self.env.chunk_bytes / block_size).max(1)
+        } else {
+            u64::MAX / 2
+        };
         let select = self.select_list();
         let table = self.table.sql_name();
         let mut format = RowFormat::new(self.table, 1);

@@ -110,3 +110,52 @@ async fn usual_mistakes_have_clear_messages() {
     );
     failed_with(&json!({"host": "h"}), "required");
 }
+
+#[tokio::test]
+async fn reading_a_table_without_privilege_fails_that_stream_clearly() {
+    let db = database("read_denied").await;
+    db.execute(
+        "CREATE TABLE open_t (id int); INSERT INTO open_t VALUES (1);
+         CREATE TABLE closed_t (id int); INSERT INTO closed_t VALUES (1);
+         CREATE ROLE reader2 LOGIN PASSWORD 'reader2-pass-123';
+         GRANT USAGE ON SCHEMA public TO reader2; GRANT SELECT ON open_t TO reader2;",
+    )
+    .await;
+    let admin = crate::discover(&config(&db, json!({})));
+    let cfg = config(
+        &db,
+        json!({"username": "reader2", "password": "reader2-pass-123"}),
+    );
+    let seen = crate::discover(&cfg);
+    assert_eq!(
+        seen.streams.len(),
+        1,
+        "discover leaves out what the user cannot read"
+    );
+    let catalog = crate::configure(
+        &admin,
+        &[
+            ("open_t", cdk::protocol::SyncMode::FullRefresh, None),
+            ("closed_t", cdk::protocol::SyncMode::FullRefresh, None),
+        ],
+    );
+    let run = Run::new(BIN).read(&cfg, &catalog, None);
+    run.assert_failure().assert_protocol();
+    assert_eq!(
+        run.records_of("open_t").len(),
+        1,
+        "the readable table is still read"
+    );
+    let errors = run.trace_errors();
+    run.ensure(
+        errors.iter().any(|e| {
+            let text = format!(
+                "{} {}",
+                e.message,
+                e.internal_message.as_deref().unwrap_or("")
+            );
+            text.contains("permission denied for table closed_t")
+        }),
+        "expected 'permission denied for table closed_t'",
+    );
+}

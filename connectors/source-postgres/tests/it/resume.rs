@@ -201,3 +201,34 @@ async fn killed_incremental_resumes_with_no_row_lost() {
     // At least once, but not the whole table again.
     assert!(got.iter().all(|id| *id >= ROWS - 3), "old rows came back");
 }
+
+#[tokio::test]
+async fn a_table_rewritten_since_the_state_is_read_from_the_start() {
+    let db = database("rewritten").await;
+    db.execute(
+        "CREATE TABLE t (id int PRIMARY KEY, v text);
+         INSERT INTO t SELECT i, 'v' FROM generate_series(1, 100) i;",
+    )
+    .await;
+    let cfg = config(&db, json!({"sync_checkpoint_records": 10}));
+    let catalog = configure(&discover(&cfg), &[("t", SyncMode::FullRefresh, None)]);
+    let first = Run::new(BIN).read(&cfg, &catalog, None);
+    first.assert_success();
+    let mut middle = first.states_of("t")[4].clone();
+    middle.source_stats = None;
+    let state = json!([middle]);
+    let resumed = Run::new(BIN).read(&cfg, &catalog, Some(&state));
+    assert_eq!(
+        resumed.records_of("t").len(),
+        50,
+        "resumes after the 50th row"
+    );
+    db.execute("VACUUM FULL t").await;
+    let after_rewrite = Run::new(BIN).read(&cfg, &catalog, Some(&state));
+    after_rewrite.assert_success();
+    assert_eq!(
+        after_rewrite.records_of("t").len(),
+        100,
+        "a new file node: read again"
+    );
+}
