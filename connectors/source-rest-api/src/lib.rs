@@ -1,3 +1,163 @@
 //! source-rest-api: a declarative REST source that runs Airbyte low-code manifests.
+//!
+//! The manifest comes from `--manifest-path`, from the config (`__injected_declarative_manifest`,
+//! as Airbyte's platform passes it), or from the simple config form. It is loaded and its
+//! `$ref`s resolved ([`manifest`]), decoded into typed components with `$parameters` propagated
+//! ([`source`], [`stream`] and the modules by role), and read concurrently ([`read`]).
 
+pub mod auth;
+pub mod config;
+pub mod cursor;
+pub mod decoder;
+pub mod error_handler;
+pub mod http;
 pub mod interpolation;
+pub mod manifest;
+pub mod paginator;
+pub mod partition;
+pub mod read;
+pub mod request_option;
+pub mod requester;
+pub mod schema;
+pub mod selector;
+pub mod source;
+pub mod state;
+pub mod stream;
+pub mod transform;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use cdk::protocol::{ConfiguredAirbyteCatalog, ConnectorSpecification, InputState};
+use cdk::{CliOptions, Error, Output, ReadOptions, Result, Source, Stream};
+use serde_json::Value;
+
+use config::{INJECTED_MANIFEST, SimpleConfig};
+use source::Declarative;
+use stream::DeclarativeStream;
+
+/// The source. Without `--manifest-path` the manifest comes from the config.
+#[derive(Debug, Default)]
+pub struct SourceRestApi {
+    manifest: Option<Loaded>,
+}
+
+#[derive(Debug, Clone)]
+struct Loaded {
+    /// With `$ref`s resolved.
+    manifest: Value,
+    base_dir: Option<PathBuf>,
+}
+
+impl SourceRestApi {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A source for the manifest at `path`.
+    pub fn with_manifest(path: &std::path::Path) -> Result<Self> {
+        let mut s = Self::new();
+        s.load(path)?;
+        Ok(s)
+    }
+
+    fn load(&mut self, path: &std::path::Path) -> Result<()> {
+        let raw = manifest::refs::read_file(path)?;
+        let resolved = manifest::refs::resolve(&raw)?;
+        source::manifest_spec(&resolved)?;
+        self.manifest = Some(Loaded {
+            manifest: resolved,
+            base_dir: path.parent().map(|p| p.to_path_buf()),
+        });
+        Ok(())
+    }
+
+    /// The manifest to run for `config`.
+    fn loaded(&self, config: &Value) -> Result<Loaded> {
+        if let Some(m) = &self.manifest {
+            return Ok(m.clone());
+        }
+        if let Some(injected) = config.get(INJECTED_MANIFEST) {
+            if !injected.is_object() {
+                return Err(Error::config(format!(
+                    "'{INJECTED_MANIFEST}' must be a mapping"
+                )));
+            }
+            let resolved = manifest::refs::resolve(injected)?;
+            let spec = source::manifest_spec(&resolved)?.connection_specification;
+            cdk::secrets::register_from_config(&spec, config);
+            cdk::config::validate(&spec, config)?;
+            return Ok(Loaded {
+                manifest: resolved,
+                base_dir: None,
+            });
+        }
+        let simple = SimpleConfig::from_config(config)?;
+        Ok(Loaded {
+            manifest: simple.to_manifest(),
+            base_dir: None,
+        })
+    }
+
+    fn declarative(&self, config: &Value) -> Result<Declarative> {
+        let loaded = self.loaded(config)?;
+        Declarative::decode(&loaded.manifest, config, loaded.base_dir)
+    }
+
+    fn streams_of(d: &Declarative) -> Vec<Arc<dyn Stream>> {
+        d.streams
+            .iter()
+            .map(|s| Arc::new(DeclarativeStream(s.clone())) as Arc<dyn Stream>)
+            .collect()
+    }
+}
+
+#[cdk::async_trait]
+impl Source for SourceRestApi {
+    type Config = Value;
+
+    fn spec(&self) -> ConnectorSpecification {
+        match &self.manifest {
+            Some(m) => source::manifest_spec(&m.manifest)
+                .unwrap_or_else(|_| ConnectorSpecification::new(config::generic_spec())),
+            None => {
+                let mut spec = ConnectorSpecification::new(config::generic_spec());
+                spec.documentation_url =
+                    Some("https://docs.airbyte.com/platform/connector-development/config-based/low-code-cdk-overview".into());
+                spec
+            }
+        }
+    }
+
+    fn configure(&mut self, options: &CliOptions) -> Result<()> {
+        match &options.manifest_path {
+            Some(path) => self.load(path),
+            None => Ok(()),
+        }
+    }
+
+    async fn check(&self, config: &Value) -> Result<()> {
+        let d = self.declarative(config)?;
+        d.check().await
+    }
+
+    async fn streams(&self, config: &Value) -> Result<Vec<Arc<dyn Stream>>> {
+        let d = self.declarative(config)?;
+        Ok(Self::streams_of(&d))
+    }
+
+    async fn read(
+        &self,
+        config: &Value,
+        catalog: &ConfiguredAirbyteCatalog,
+        state: &InputState,
+        output: &Output,
+    ) -> Result<()> {
+        let d = self.declarative(config)?;
+        let options = ReadOptions {
+            checkpoint_interval: u64::MAX,
+            max_concurrent_streams: d.concurrency,
+        };
+        cdk::source::read_streams(Self::streams_of(&d), catalog, state, &options, output).await
+    }
+}

@@ -2,7 +2,6 @@
 //! prints them (`True`, `None`, `['a', 1]`), and reading the rendered text back as a Python
 //! literal (`ast.literal_eval`), which is how Airbyte turns `"{{ 5 }}"` into the integer 5.
 
-use crate::interpolation::to_mj;
 use minijinja::value::{Value as Mj, ValueKind};
 use serde_json::{Map, Number, Value};
 
@@ -330,6 +329,7 @@ impl Parser<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::interpolation::to_mj;
     use proptest::prelude::*;
     use serde_json::json;
 

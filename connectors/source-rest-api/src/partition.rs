@@ -1,0 +1,338 @@
+//! Partition routers: `ListPartitionRouter` (a partition per value), `SubstreamPartitionRouter`
+//! (a partition per record of a parent stream, every page and partition of the parent read),
+//! and a list of routers (their cartesian product).
+
+use std::sync::Arc;
+
+use cdk::Result;
+use serde_json::{Map, Value};
+use tokio::sync::mpsc;
+
+use crate::interpolation::Vars;
+use crate::manifest::{Build, Node, unsupported_type};
+use crate::read::{self, Msg, Plan};
+use crate::request_option::RequestOption;
+use crate::stream::StreamDef;
+
+/// A partition of a stream: the values templates see as `stream_partition`, and what to add to
+/// its requests.
+#[derive(Debug, Clone, Default)]
+pub struct Partition {
+    pub values: Map<String, Value>,
+    pub injections: Vec<(Arc<RequestOption>, Value)>,
+    pub extra_fields: Map<String, Value>,
+}
+
+#[derive(Debug)]
+pub enum PartitionRouter {
+    List {
+        field: String,
+        values: Vec<Value>,
+        option: Option<Arc<RequestOption>>,
+    },
+    Substream(Vec<ParentConfig>),
+    Product(Vec<PartitionRouter>),
+}
+
+#[derive(Debug)]
+pub struct ParentConfig {
+    stream: Arc<StreamDef>,
+    parent_key: Vec<String>,
+    partition_field: String,
+    option: Option<Arc<RequestOption>>,
+    extra_fields: Vec<Vec<String>>,
+}
+
+const SUPPORTED: [&str; 2] = ["ListPartitionRouter", "SubstreamPartitionRouter"];
+
+impl PartitionRouter {
+    pub fn decode(node: Node<'_>, b: &Build) -> Result<Self> {
+        if let Value::Array(items) = node.value {
+            let routers = items
+                .iter()
+                .enumerate()
+                .map(|(i, v)| {
+                    Self::decode(
+                        Node {
+                            value: v,
+                            path: format!("{}/{i}", node.path),
+                            params: node.params.clone(),
+                        },
+                        b,
+                    )
+                })
+                .collect::<Result<Vec<_>>>()?;
+            return Ok(PartitionRouter::Product(routers));
+        }
+        let mut c = node.component(None)?;
+        c.expect(&SUPPORTED)?;
+        let vars = Vars::new();
+        let router = match c.type_name.as_str() {
+            "ListPartitionRouter" => {
+                let field = c
+                    .template(b, "cursor_field")?
+                    .eval_str(&vars)?
+                    .ok_or_else(|| c.error("cursor_field evaluated to an empty value"))?;
+                let values = match c.required("values")? {
+                    Value::Array(v) => v,
+                    Value::String(s) => match c.template_of(b, "values", &s)?.eval(&vars)? {
+                        Value::Array(v) => v,
+                        Value::String(one) => one
+                            .split(',')
+                            .map(|s| Value::String(s.trim().to_string()))
+                            .collect(),
+                        other => {
+                            return Err(
+                                c.error(format!("values must evaluate to a list, got {other}"))
+                            );
+                        }
+                    },
+                    other => return Err(c.error(format!("values must be a list, got {other}"))),
+                };
+                let option = c
+                    .child("request_option")
+                    .map(|n| RequestOption::decode(n, b))
+                    .transpose()?;
+                PartitionRouter::List {
+                    field,
+                    values,
+                    option: option.map(Arc::new),
+                }
+            }
+            "SubstreamPartitionRouter" => {
+                let mut parents = Vec::new();
+                for n in c.children("parent_stream_configs")? {
+                    let mut p = n.component(Some("ParentStreamConfig"))?;
+                    p.expect(&["ParentStreamConfig"])?;
+                    if p.bool_or("incremental_dependency", false)? {
+                        return Err(p.error("incremental_dependency: true is not supported"));
+                    }
+                    if p.string_list("lazy_read_pointer")?
+                        .is_some_and(|l| !l.is_empty())
+                    {
+                        return Err(p.error("lazy_read_pointer is not supported"));
+                    }
+                    let stream = Arc::new(StreamDef::decode(p.required_child("stream")?, b)?);
+                    let parent_key = p
+                        .template(b, "parent_key")?
+                        .eval_str(&vars)?
+                        .ok_or_else(|| p.error("parent_key evaluated to an empty value"))?
+                        .split('/')
+                        .map(str::to_string)
+                        .collect();
+                    let partition_field = p
+                        .template(b, "partition_field")?
+                        .eval_str(&vars)?
+                        .ok_or_else(|| p.error("partition_field evaluated to an empty value"))?;
+                    let option = p
+                        .child("request_option")
+                        .map(|n| RequestOption::decode(n, b))
+                        .transpose()?;
+                    let extra_fields = match p.get("extra_fields") {
+                        None | Some(Value::Null) => Vec::new(),
+                        Some(Value::Array(items)) => items
+                            .into_iter()
+                            .map(|i| match i {
+                                Value::Array(keys) => Ok(keys
+                                    .into_iter()
+                                    .map(|k| {
+                                        k.as_str()
+                                            .map(str::to_string)
+                                            .unwrap_or_else(|| k.to_string())
+                                    })
+                                    .collect()),
+                                other => Err(p.error(format!(
+                                    "extra_fields must be lists of keys, got {other}"
+                                ))),
+                            })
+                            .collect::<Result<_>>()?,
+                        Some(other) => {
+                            return Err(p.error(format!("extra_fields must be a list, got {other}")));
+                        }
+                    };
+                    p.finish()?;
+                    parents.push(ParentConfig {
+                        stream,
+                        parent_key,
+                        partition_field,
+                        option: option.map(Arc::new),
+                        extra_fields,
+                    });
+                }
+                if parents.is_empty() {
+                    return Err(c.error("parent_stream_configs must not be empty"));
+                }
+                PartitionRouter::Substream(parents)
+            }
+            other => return Err(unsupported_type(other, c.at(), &SUPPORTED)),
+        };
+        c.finish()?;
+        Ok(router)
+    }
+
+    /// The partitions, produced as they are found (a parent is read while its children are).
+    pub fn partitions(self: &Arc<Self>, concurrency: usize) -> mpsc::Receiver<Result<Partition>> {
+        let (tx, rx) = mpsc::channel(64);
+        let router = self.clone();
+        tokio::spawn(async move {
+            if let Err(e) = router.produce(concurrency, &tx).await {
+                let _ = tx.send(Err(e)).await;
+            }
+        });
+        rx
+    }
+
+    async fn produce(
+        &self,
+        concurrency: usize,
+        tx: &mpsc::Sender<Result<Partition>>,
+    ) -> Result<()> {
+        match self {
+            PartitionRouter::List {
+                field,
+                values,
+                option,
+            } => {
+                for v in values {
+                    let mut p = Partition::default();
+                    p.values.insert(field.clone(), v.clone());
+                    if let Some(o) = option {
+                        p.injections.push((o.clone(), v.clone()));
+                    }
+                    if tx.send(Ok(p)).await.is_err() {
+                        break;
+                    }
+                }
+                Ok(())
+            }
+            PartitionRouter::Substream(parents) => {
+                for parent in parents {
+                    parent.produce(concurrency, tx).await?;
+                }
+                Ok(())
+            }
+            PartitionRouter::Product(routers) => {
+                let mut acc = vec![Partition::default()];
+                for r in routers {
+                    let mut rx = Arc::new(clone_router(r)).partitions(concurrency);
+                    let mut mine = Vec::new();
+                    while let Some(p) = rx.recv().await {
+                        mine.push(p?);
+                    }
+                    acc = acc
+                        .iter()
+                        .flat_map(|a| {
+                            mine.iter().map(move |m| {
+                                let mut p = a.clone();
+                                p.values.extend(m.values.clone());
+                                p.injections.extend(m.injections.clone());
+                                p.extra_fields.extend(m.extra_fields.clone());
+                                p
+                            })
+                        })
+                        .collect();
+                }
+                for p in acc {
+                    if tx.send(Ok(p)).await.is_err() {
+                        break;
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Routers are built once; a product needs owned handles to run its parts.
+fn clone_router(r: &PartitionRouter) -> PartitionRouter {
+    match r {
+        PartitionRouter::List {
+            field,
+            values,
+            option,
+        } => PartitionRouter::List {
+            field: field.clone(),
+            values: values.clone(),
+            option: option.clone(),
+        },
+        PartitionRouter::Substream(parents) => PartitionRouter::Substream(
+            parents
+                .iter()
+                .map(|p| ParentConfig {
+                    stream: p.stream.clone(),
+                    parent_key: p.parent_key.clone(),
+                    partition_field: p.partition_field.clone(),
+                    option: p.option.clone(),
+                    extra_fields: p.extra_fields.clone(),
+                })
+                .collect(),
+        ),
+        PartitionRouter::Product(rs) => {
+            PartitionRouter::Product(rs.iter().map(clone_router).collect())
+        }
+    }
+}
+
+impl ParentConfig {
+    /// Reads the whole parent stream; each record with the parent key gives a partition.
+    async fn produce(
+        &self,
+        concurrency: usize,
+        tx: &mpsc::Sender<Result<Partition>>,
+    ) -> Result<()> {
+        let (ptx, mut prx) = mpsc::channel(4);
+        let _guard = read::spawn(
+            Plan {
+                stream: self.stream.clone(),
+                starts: None,
+                concurrency,
+                first_page_only: false,
+            },
+            ptx,
+        );
+        let mut slices: std::collections::HashMap<u64, Arc<Map<String, Value>>> =
+            Default::default();
+        while let Some(msg) = prx.recv().await {
+            match msg {
+                Msg::Slice { id, partition, .. } => {
+                    slices.insert(id, partition);
+                }
+                Msg::Done { id } => {
+                    slices.remove(&id);
+                }
+                Msg::RateLimited(_) => {}
+                Msg::Failed(e) => {
+                    return Err(e.context(format!("parent stream '{}'", self.stream.name)));
+                }
+                Msg::Page { id, records } => {
+                    let parent_slice = slices.get(&id).map(|p| (**p).clone()).unwrap_or_default();
+                    for record in records {
+                        let Some(value) = self.parent_key.iter().try_fold(&record, |v, k| v.get(k))
+                        else {
+                            continue;
+                        };
+                        if value.is_null() {
+                            continue;
+                        }
+                        let mut p = Partition::default();
+                        p.values.insert(self.partition_field.clone(), value.clone());
+                        p.values
+                            .insert("parent_slice".into(), Value::Object(parent_slice.clone()));
+                        if let Some(o) = &self.option {
+                            p.injections.push((o.clone(), value.clone()));
+                        }
+                        for path in &self.extra_fields {
+                            if let Some(v) = path.iter().try_fold(&record, |v, k| v.get(k)) {
+                                p.extra_fields.insert(path.join("."), v.clone());
+                            }
+                        }
+                        if tx.send(Ok(p)).await.is_err() {
+                            return Ok(());
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,269 @@
+//! Reading a stream: slices (partitions × cursor intervals) are made as partitions are found and
+//! read concurrently up to the concurrency level, each page by page. Pages go to one consumer
+//! as messages, in order per slice, so records stream through with one page per slice in
+//! memory and the consumer keeps the state.
+
+use std::sync::Arc;
+
+use cdk::Error;
+use serde_json::{Map, Value};
+use tokio::sync::{Semaphore, mpsc};
+use tokio::task::{JoinHandle, JoinSet};
+
+use crate::cursor::Interval;
+use crate::interpolation::datetime::Dt;
+use crate::interpolation::{Headers, Vars, json_value, to_mj};
+use crate::paginator::LastPage;
+use crate::partition::Partition;
+use crate::request_option::RequestParts;
+use crate::requester::Call;
+use crate::stream::StreamDef;
+
+/// The state value to start a partition from (`None`: the configured start).
+pub type StartFn = Arc<dyn Fn(&Map<String, Value>) -> Option<Dt> + Send + Sync>;
+
+pub struct Plan {
+    pub stream: Arc<StreamDef>,
+    pub starts: Option<StartFn>,
+    pub concurrency: usize,
+    /// Only the first page of the first slice (for `check`).
+    pub first_page_only: bool,
+}
+
+/// What a read reports to its consumer.
+#[derive(Debug)]
+pub enum Msg {
+    /// A slice starts: its partition, and where its partition's cursor starts.
+    Slice {
+        id: u64,
+        partition: Arc<Map<String, Value>>,
+        sync_start: Option<Dt>,
+    },
+    Page {
+        id: u64,
+        records: Vec<Value>,
+    },
+    Done {
+        id: u64,
+    },
+    RateLimited(Option<i64>),
+    Failed(Error),
+}
+
+/// Aborts the read when dropped (the consumer stopped early).
+pub struct Guard(JoinHandle<()>);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// One unit of reading.
+#[derive(Debug, Clone)]
+pub struct Slice {
+    pub partition: Arc<Map<String, Value>>,
+    pub interval: Option<Interval>,
+    pub injections: Vec<(Arc<crate::request_option::RequestOption>, Value)>,
+    pub extra_fields: Map<String, Value>,
+}
+
+impl Slice {
+    /// `stream_partition`, `stream_interval` and `stream_slice` (both merged).
+    pub fn vars(&self, stream: &StreamDef) -> Vars {
+        let mut interval = Map::new();
+        if let (Some(i), Some(c)) = (&self.interval, &stream.cursor) {
+            interval.insert(c.field_start.clone(), Value::String(i.start_text.clone()));
+            interval.insert(c.field_end.clone(), Value::String(i.end_text.clone()));
+        }
+        let mut merged = (*self.partition).clone();
+        merged.extend(interval.clone());
+        if !self.extra_fields.is_empty() {
+            merged.insert(
+                "extra_fields".into(),
+                Value::Object(self.extra_fields.clone()),
+            );
+        }
+        Vars::new()
+            .with("stream_partition", to_mj(&*self.partition))
+            .with("stream_interval", to_mj(&interval))
+            .with("stream_slice", to_mj(&merged))
+    }
+}
+
+pub fn spawn(plan: Plan, tx: mpsc::Sender<Msg>) -> Guard {
+    Guard(tokio::spawn(async move {
+        if let Err(e) = produce(&plan, &tx).await {
+            let _ = tx.send(Msg::Failed(e)).await;
+        }
+    }))
+}
+
+async fn produce(plan: &Plan, tx: &mpsc::Sender<Msg>) -> cdk::Result<()> {
+    let stream = &plan.stream;
+    let bounds = match &stream.cursor {
+        Some(c) => Some((c.start_datetime()?, c.end_datetime()?)),
+        None => None,
+    };
+    let mut partitions = match &stream.retriever.router {
+        Some(r) => r.partitions(plan.concurrency),
+        None => {
+            let (ptx, prx) = mpsc::channel(1);
+            let _ = ptx.send(Ok(Partition::default())).await;
+            prx
+        }
+    };
+    let limit = Arc::new(Semaphore::new(plan.concurrency.max(1)));
+    let mut workers = JoinSet::new();
+    let mut id = 0u64;
+    'partitions: while let Some(p) = partitions.recv().await {
+        let p = p?;
+        let partition = Arc::new(p.values);
+        let (intervals, sync_start) = match (&stream.cursor, bounds) {
+            (Some(c), Some((start, end))) => {
+                let state = plan.starts.as_ref().and_then(|f| f(&partition));
+                let sync = c.sync_start(start, state);
+                (
+                    c.intervals(sync, end).into_iter().map(Some).collect(),
+                    Some(sync),
+                )
+            }
+            _ => (vec![None], None),
+        };
+        for interval in intervals {
+            let mut injections = p.injections.clone();
+            if let (Some(i), Some(c)) = (&interval, &stream.cursor) {
+                if let Some(o) = &c.start_option {
+                    injections.push((Arc::new(o.clone()), Value::String(i.start_text.clone())));
+                }
+                if let Some(o) = &c.end_option {
+                    injections.push((Arc::new(o.clone()), Value::String(i.end_text.clone())));
+                }
+            }
+            let slice = Slice {
+                partition: partition.clone(),
+                interval,
+                injections,
+                extra_fields: p.extra_fields.clone(),
+            };
+            let permit = limit
+                .clone()
+                .acquire_owned()
+                .await
+                .map_err(|e| Error::system(e.to_string()))?;
+            id += 1;
+            let msg = Msg::Slice {
+                id,
+                partition: partition.clone(),
+                sync_start,
+            };
+            if tx.send(msg).await.is_err() {
+                return Ok(());
+            }
+            let (stream, tx, first) = (stream.clone(), tx.clone(), plan.first_page_only);
+            let slice_id = id;
+            workers.spawn(async move {
+                let result = read_slice(&stream, &slice, slice_id, &tx, first).await;
+                drop(permit);
+                match result {
+                    Ok(()) => {
+                        let _ = tx.send(Msg::Done { id: slice_id }).await;
+                    }
+                    Err(e) => {
+                        let _ = tx.send(Msg::Failed(e)).await;
+                    }
+                }
+            });
+            while workers.try_join_next().is_some() {}
+            if plan.first_page_only {
+                break 'partitions;
+            }
+        }
+    }
+    while workers.join_next().await.is_some() {}
+    Ok(())
+}
+
+/// Reads every page of one slice.
+async fn read_slice(
+    stream: &StreamDef,
+    slice: &Slice,
+    id: u64,
+    tx: &mpsc::Sender<Msg>,
+    first_page_only: bool,
+) -> cdk::Result<()> {
+    let r = &stream.retriever;
+    let base_vars = slice.vars(stream);
+    let take = !r.paginator.as_ref().is_some_and(|p| p.uses_response());
+    let notice = |reset: Option<i64>| {
+        let _ = tx.try_send(Msg::RateLimited(reset));
+    };
+    let mut token = r.paginator.as_ref().and_then(|p| p.initial_token());
+    loop {
+        let mut vars = base_vars.clone();
+        if let Some(t) = &token {
+            let mut m = Map::new();
+            m.insert("next_page_token".into(), t.clone());
+            vars.set("next_page_token", to_mj(&m));
+        }
+        let mut extra = RequestParts::default();
+        if !(r.ignore_slicer_on_paginated && token.is_some()) {
+            for (opt, v) in &slice.injections {
+                opt.inject(v, &vars, &mut extra)?;
+            }
+        }
+        if let Some(p) = &r.paginator {
+            p.inject(token.as_ref(), &vars, &mut extra)?;
+        }
+        let call = Call {
+            vars: &vars,
+            extra,
+            path_override: r.paginator.as_ref().and_then(|p| p.path(token.as_ref())),
+            notice: Some(&notice),
+        };
+        let Some(resp) = r.requester.send(&call).await? else {
+            break;
+        };
+        let mut docs = r.decoder.decode(&resp.body)?;
+        let mut records = Vec::new();
+        for doc in docs.iter_mut() {
+            records.extend(r.selector.extract(doc, take)?);
+        }
+        let records = r.selector.select(records, &vars)?;
+        let next = match &r.paginator {
+            Some(p) if !first_page_only => {
+                let first = docs.into_iter().next().unwrap_or(Value::Null);
+                let mut pvars = vars
+                    .with("response", json_value(Arc::new(first)))
+                    .with(
+                        "headers",
+                        minijinja::Value::from_object(Headers::new(resp.headers)),
+                    )
+                    .with("last_page_size", minijinja::Value::from(records.len()));
+                if let Some(last) = records.last() {
+                    pvars.set("last_record", to_mj(last));
+                }
+                let last = LastPage {
+                    vars: &pvars,
+                    last_page_size: records.len(),
+                };
+                p.next_token(&last, token.as_ref())?
+            }
+            _ => None,
+        };
+        if tx.send(Msg::Page { id, records }).await.is_err() {
+            return Ok(());
+        }
+        match next {
+            Some(t) if Some(&t) != token.as_ref() => token = Some(t),
+            Some(t) => {
+                return Err(Error::system(format!(
+                    "stream '{}': the paginator returned the same page token twice ({t}); stopping to avoid a loop",
+                    stream.name
+                )));
+            }
+            None => break,
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,206 @@
+//! `DeclarativeSource`: the top of a manifest — its streams, `check`, `spec` and
+//! `concurrency_level` — decoded against a config.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use cdk::protocol::ConnectorSpecification;
+use cdk::{Error, Result};
+use serde_json::Value;
+
+use crate::interpolation::{Interpolator, Template, Vars};
+use crate::manifest::{Build, Node};
+use crate::stream::StreamDef;
+
+/// Manifest keys read here or deliberately without effect.
+const TOP_LEVEL: [&str; 10] = [
+    "type",
+    "version",
+    "check",
+    "streams",
+    "definitions",
+    "schemas",
+    "spec",
+    "concurrency_level",
+    "metadata",
+    "description",
+];
+
+/// Airbyte's default when a manifest does not say.
+pub const DEFAULT_CONCURRENCY: usize = 2;
+
+#[derive(Debug)]
+pub struct Declarative {
+    pub streams: Vec<Arc<StreamDef>>,
+    pub check_streams: Vec<String>,
+    pub concurrency: usize,
+}
+
+impl Declarative {
+    /// Decodes a `$ref`-resolved manifest for `config`.
+    pub fn decode(manifest: &Value, config: &Value, base_dir: Option<PathBuf>) -> Result<Self> {
+        let Value::Object(top) = manifest else {
+            return Err(Error::config("the manifest must be a mapping"));
+        };
+        match top.get("type").and_then(Value::as_str) {
+            Some("DeclarativeSource") | None => {}
+            Some(other) => {
+                return Err(crate::manifest::unsupported_type(
+                    other,
+                    "/",
+                    &["DeclarativeSource"],
+                ));
+            }
+        }
+        if let Some(k) = top.keys().find(|k| !TOP_LEVEL.contains(&k.as_str())) {
+            return Err(Error::config(format!(
+                "DeclarativeSource at /: the field '{k}' is not supported"
+            )));
+        }
+        let concurrency = concurrency(manifest, config)?;
+        let b = Build::new(config, base_dir, concurrency);
+        let root = Node::root(manifest);
+        let mut c = root.component(Some("DeclarativeSource"))?;
+        c.ignore(&[
+            "version",
+            "definitions",
+            "schemas",
+            "metadata",
+            "description",
+            "concurrency_level",
+        ]);
+        if let Some(n) = c.child("spec") {
+            spec_of(n)?;
+        }
+        let mut streams = Vec::new();
+        for n in c.children("streams")? {
+            let mut s = StreamDef::decode(n, &b)?;
+            s.concurrency = concurrency;
+            if streams.iter().any(|x: &Arc<StreamDef>| x.name == s.name) {
+                return Err(Error::config(format!("two streams are named '{}'", s.name)));
+            }
+            streams.push(Arc::new(s));
+        }
+        if streams.is_empty() {
+            return Err(Error::config("the manifest defines no streams"));
+        }
+        let check_streams = match c.child("check") {
+            None => Vec::new(),
+            Some(n) => {
+                let mut k = n.component(Some("CheckStream"))?;
+                k.expect(&["CheckStream"])?;
+                let names = k.string_list("stream_names")?.unwrap_or_default();
+                if k.has("config_overrides") || k.has("dynamic_streams_check_configs") {
+                    return Err(k.error("only stream_names is supported"));
+                }
+                for name in &names {
+                    if !streams.iter().any(|s| &s.name == name) {
+                        return Err(k.error(format!("'{name}' is not a stream of this manifest")));
+                    }
+                }
+                k.finish()?;
+                names
+            }
+        };
+        c.finish()?;
+        Ok(Self {
+            streams,
+            check_streams,
+            concurrency,
+        })
+    }
+
+    /// Reads the first page of every check stream.
+    pub async fn check(&self) -> Result<()> {
+        let names: Vec<&String> = if self.check_streams.is_empty() {
+            self.streams.iter().map(|s| &s.name).take(1).collect()
+        } else {
+            self.check_streams.iter().collect()
+        };
+        for name in names {
+            let stream = self
+                .streams
+                .iter()
+                .find(|s| &s.name == name)
+                .ok_or_else(|| Error::config(format!("no stream '{name}'")))?;
+            stream.check().await.map_err(|e| {
+                Error::config(format!("stream '{name}' is not available: {}", e.message))
+            })?;
+        }
+        Ok(())
+    }
+}
+
+/// `concurrency_level`: `default_concurrency` (a number or a template), capped by
+/// `max_concurrency`.
+fn concurrency(manifest: &Value, config: &Value) -> Result<usize> {
+    let Some(node) = manifest.get("concurrency_level") else {
+        return Ok(DEFAULT_CONCURRENCY);
+    };
+    let mut c = Node {
+        value: node,
+        path: "/concurrency_level".into(),
+        params: Default::default(),
+    }
+    .component(Some("ConcurrencyLevel"))?;
+    c.expect(&["ConcurrencyLevel"])?;
+    let level = match c.required("default_concurrency")? {
+        Value::Number(n) => n.as_f64().unwrap_or(1.0),
+        Value::String(s) => {
+            let interp = Interpolator::new(config);
+            let t = Template::new(&interp, &s, &Value::Object(Default::default()))
+                .map_err(|e| c.error(e))?;
+            match t.eval(&Vars::new())? {
+                Value::Number(n) => n.as_f64().unwrap_or(1.0),
+                other => {
+                    return Err(c.error(format!(
+                        "default_concurrency must evaluate to a number, got {other}"
+                    )));
+                }
+            }
+        }
+        other => return Err(c.error(format!("default_concurrency must be a number, got {other}"))),
+    };
+    let max = c.opt_f64("max_concurrency")?;
+    c.finish()?;
+    let level = max.map_or(level, |m| level.min(m));
+    Ok((level.max(1.0)) as usize)
+}
+
+fn spec_of(node: Node<'_>) -> Result<ConnectorSpecification> {
+    let mut c = node.component(Some("Spec"))?;
+    c.expect(&["Spec"])?;
+    let connection_specification = match c.required("connection_specification")? {
+        v @ Value::Object(_) => v,
+        other => {
+            return Err(c.error(format!(
+                "connection_specification must be a mapping, got {other}"
+            )));
+        }
+    };
+    let documentation_url = c.opt_str("documentation_url")?;
+    let advanced_auth = c.get("advanced_auth");
+    if c.has("config_normalization_rules") {
+        return Err(c.error("config_normalization_rules are not supported"));
+    }
+    c.finish()?;
+    let mut spec = ConnectorSpecification::new(connection_specification);
+    spec.documentation_url = documentation_url;
+    spec.advanced_auth = advanced_auth;
+    Ok(spec)
+}
+
+/// The `spec` of a `$ref`-resolved manifest (an empty object schema when it has none).
+pub fn manifest_spec(manifest: &Value) -> Result<ConnectorSpecification> {
+    match manifest.get("spec") {
+        Some(v) => spec_of(Node {
+            value: v,
+            path: "/spec".into(),
+            params: Default::default(),
+        }),
+        None => Ok(ConnectorSpecification::new(serde_json::json!({
+            "$schema": "http://json-schema.org/draft-07/schema#",
+            "type": "object", "properties": {}, "additionalProperties": true
+        }))),
+    }
+}

@@ -1,0 +1,220 @@
+//! Stream state in the shapes Airbyte's declarative engine writes, so a connection can move
+//! between engines: `{"<cursor_field>": "<value>"}` for a stream, and for partitioned streams
+//! `{"states": [{"partition": {...}, "cursor": {"<cursor_field>": "<value>"}}], "state": {...},
+//! "use_global_cursor": false}`. A partition's cursor advances over its slices in order: to the
+//! latest record cursor of the slices done without a gap (never past a slice still running).
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Instant;
+
+use serde_json::{Map, Value, json};
+
+use crate::cursor::DatetimeCursor;
+use crate::interpolation::datetime::Dt;
+
+/// The cursor of one partition over its slices.
+#[derive(Debug)]
+struct Tracker {
+    partition: Value,
+    value: Dt,
+    /// Slices not yet folded into `value`, in order: (id, done, latest record cursor).
+    open: Vec<(u64, bool, Option<Dt>)>,
+}
+
+impl Tracker {
+    fn close(&mut self) {
+        while let Some((_, true, max)) = self.open.first().copied() {
+            if let Some(m) = max
+                && m > self.value
+            {
+                self.value = m;
+            }
+            self.open.remove(0);
+        }
+    }
+}
+
+/// Incoming state, read once.
+#[derive(Debug, Default, Clone)]
+pub struct InputState {
+    /// The cursor of the stream (or the global cursor of a partitioned stream).
+    pub global: Option<Dt>,
+    pub partitions: HashMap<String, (Value, Dt)>,
+    /// Partitions in their original order.
+    order: Vec<String>,
+}
+
+/// The key a partition is known by (its JSON with sorted keys).
+pub fn partition_key(partition: &Value) -> String {
+    fn sorted(v: &Value) -> Value {
+        match v {
+            Value::Object(m) => {
+                let b: BTreeMap<&String, Value> = m.iter().map(|(k, v)| (k, sorted(v))).collect();
+                Value::Object(b.into_iter().map(|(k, v)| (k.clone(), v)).collect())
+            }
+            other => other.clone(),
+        }
+    }
+    sorted(partition).to_string()
+}
+
+impl InputState {
+    pub fn parse(cursor: &DatetimeCursor, state: Option<&Value>) -> Self {
+        let mut out = InputState::default();
+        let Some(Value::Object(s)) = state else {
+            return out;
+        };
+        let field = &cursor.cursor_field;
+        if let Some(v) = s.get(field) {
+            out.global = cursor.parse_value(v);
+        }
+        if let Some(Value::Object(g)) = s.get("state") {
+            out.global = g
+                .get(field)
+                .and_then(|v| cursor.parse_value(v))
+                .or(out.global);
+        }
+        if let Some(Value::Array(states)) = s.get("states") {
+            for entry in states {
+                let (Some(p), Some(c)) = (entry.get("partition"), entry.get("cursor")) else {
+                    continue;
+                };
+                if let Some(dt) = c.get(field).and_then(|v| cursor.parse_value(v)) {
+                    let key = partition_key(p);
+                    out.order.push(key.clone());
+                    out.partitions.insert(key, (p.clone(), dt));
+                }
+            }
+        }
+        let use_global = s.get("use_global_cursor").and_then(Value::as_bool) == Some(true);
+        if use_global {
+            out.partitions.clear();
+            out.order.clear();
+        }
+        out
+    }
+
+    /// Where a partition starts from, by this state.
+    pub fn start_of(&self, partition: &Map<String, Value>) -> Option<Dt> {
+        let key = partition_key(&Value::Object(partition.clone()));
+        self.partitions.get(&key).map(|(_, d)| *d).or(self.global)
+    }
+}
+
+/// The state of a stream being read incrementally.
+#[derive(Debug)]
+pub struct StateKeeper {
+    partitioned: bool,
+    input: InputState,
+    trackers: HashMap<String, Tracker>,
+    order: Vec<String>,
+    slice_of: HashMap<u64, String>,
+    last_emit: Instant,
+}
+
+impl StateKeeper {
+    pub fn new(partitioned: bool, input: InputState) -> Self {
+        Self {
+            partitioned,
+            input,
+            trackers: HashMap::new(),
+            order: Vec::new(),
+            slice_of: HashMap::new(),
+            last_emit: Instant::now(),
+        }
+    }
+
+    pub fn slice_started(&mut self, id: u64, partition: &Map<String, Value>, sync_start: Dt) {
+        let pv = Value::Object(partition.clone());
+        let key = partition_key(&pv);
+        let tracker = self.trackers.entry(key.clone()).or_insert_with(|| {
+            self.order.push(key.clone());
+            Tracker {
+                partition: pv,
+                value: sync_start,
+                open: Vec::new(),
+            }
+        });
+        tracker.open.push((id, false, None));
+        self.slice_of.insert(id, key);
+    }
+
+    /// Notes a record's cursor value.
+    pub fn observe(&mut self, id: u64, value: Dt) {
+        let Some(t) = self
+            .slice_of
+            .get(&id)
+            .and_then(|k| self.trackers.get_mut(k))
+        else {
+            return;
+        };
+        if let Some(slot) = t.open.iter_mut().find(|(i, _, _)| *i == id) {
+            slot.2 = Some(slot.2.map_or(value, |m| m.max(value)));
+        }
+    }
+
+    /// A slice is done; true when a state is worth emitting now.
+    pub fn slice_done(&mut self, id: u64) -> bool {
+        let Some(key) = self.slice_of.remove(&id) else {
+            return false;
+        };
+        if let Some(t) = self.trackers.get_mut(&key) {
+            if let Some(slot) = t.open.iter_mut().find(|(i, _, _)| *i == id) {
+                slot.1 = true;
+            }
+            t.close();
+        }
+        // Large partitioned states are not rewritten after every slice.
+        if self.partitioned && self.trackers.len() > 100 {
+            if self.last_emit.elapsed().as_secs() < 5 {
+                return false;
+            }
+            self.last_emit = Instant::now();
+        }
+        true
+    }
+
+    /// The state to emit. `finished` adds the global cursor of a partitioned stream (the
+    /// latest of all partitions), which only holds once every partition was read.
+    pub fn state(&self, cursor: &DatetimeCursor, default_start: Dt, finished: bool) -> Value {
+        let field = &cursor.cursor_field;
+        if !self.partitioned {
+            let value = self
+                .trackers
+                .values()
+                .next()
+                .map(|t| t.value)
+                .unwrap_or_else(|| {
+                    self.input
+                        .global
+                        .map_or(default_start, |g| g.max(default_start))
+                });
+            return json!({ field: cursor.format(&value) });
+        }
+        let mut states = Vec::new();
+        let mut latest: Option<Dt> = self.input.global;
+        for key in &self.input.order {
+            if !self.trackers.contains_key(key)
+                && let Some((p, d)) = self.input.partitions.get(key)
+            {
+                states.push(json!({"partition": p, "cursor": { field: cursor.format(d) }}));
+                latest = Some(latest.map_or(*d, |l| l.max(*d)));
+            }
+        }
+        for key in &self.order {
+            let t = &self.trackers[key];
+            states.push(
+                json!({"partition": t.partition, "cursor": { field: cursor.format(&t.value) }}),
+            );
+            latest = Some(latest.map_or(t.value, |l| l.max(t.value)));
+        }
+        let mut out = Map::new();
+        out.insert("use_global_cursor".into(), Value::Bool(false));
+        out.insert("states".into(), Value::Array(states));
+        let global = if finished { latest } else { self.input.global };
+        if let Some(g) = global {
+            out.insert("state".into(), json!({ field: cursor.format(&g) }));
+        }
+        Value::Object(out)
+    }
+}

@@ -1,0 +1,288 @@
+//! `DeclarativeStream` and `SimpleRetriever`: how a stream is decoded, what discover shows of
+//! it, and its read — records written as pages arrive, state emitted as slices complete.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use cdk::{ReadContext, RecordWriter, Result};
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+
+use crate::cursor::DatetimeCursor;
+use crate::decoder::Decoder;
+use crate::interpolation::datetime::Dt;
+use crate::manifest::{Build, Node, unsupported_type};
+use crate::paginator::Paginator;
+use crate::partition::PartitionRouter;
+use crate::read::{self, Msg, Plan};
+use crate::requester::Requester;
+use crate::schema;
+use crate::selector::RecordSelector;
+use crate::state::{InputState, StateKeeper};
+use crate::transform::Transformation;
+
+#[derive(Debug)]
+pub struct StreamDef {
+    pub name: String,
+    pub primary_key: Vec<Vec<String>>,
+    pub schema: Value,
+    pub retriever: Retriever,
+    pub cursor: Option<DatetimeCursor>,
+    pub concurrency: usize,
+}
+
+#[derive(Debug)]
+pub struct Retriever {
+    pub requester: Requester,
+    pub selector: RecordSelector,
+    pub paginator: Option<Paginator>,
+    pub decoder: Decoder,
+    pub router: Option<Arc<PartitionRouter>>,
+    pub ignore_slicer_on_paginated: bool,
+}
+
+impl StreamDef {
+    pub fn decode(node: Node<'_>, b: &Build) -> Result<Self> {
+        let mut c = node.component(Some("DeclarativeStream"))?;
+        c.expect(&["DeclarativeStream"])?;
+        let name = c.str("name")?;
+        if name.is_empty() {
+            return Err(c.error("the stream has no name"));
+        }
+        let primary_key = primary_key(c.get("primary_key")).map_err(|e| c.error(e))?;
+        match c.get("state_migrations") {
+            None | Some(Value::Null) => {}
+            Some(Value::Array(a)) if a.is_empty() => {}
+            Some(_) => return Err(c.error("state_migrations are not supported")),
+        }
+        let transformations = c
+            .children("transformations")?
+            .into_iter()
+            .map(|n| Transformation::decode(n, b))
+            .collect::<Result<Vec<_>>>()?;
+        let cursor = match c.child("incremental_sync") {
+            Some(n) => Some(DatetimeCursor::decode(n, b)?),
+            None => None,
+        };
+        let schema = schema::decode(c.child("schema_loader"), b, &name)?;
+        let mut r = c
+            .required_child("retriever")?
+            .component(Some("SimpleRetriever"))?;
+        if r.type_name != "SimpleRetriever" {
+            return Err(unsupported_type(&r.type_name, r.at(), &["SimpleRetriever"]));
+        }
+        r.ignore(&["name", "primary_key"]);
+        for unsupported in [
+            "pagination_reset",
+            "page_size_reduction",
+            "request_window_splitting",
+        ] {
+            if r.has(unsupported) {
+                return Err(r.error(format!("the field '{unsupported}' is not supported")));
+            }
+        }
+        let requester = Requester::decode(r.required_child("requester")?, b)?;
+        let selector =
+            RecordSelector::decode(r.required_child("record_selector")?, b, transformations)?;
+        let paginator = Paginator::decode(r.child("paginator"), b)?;
+        let decoder = Decoder::decode_node(r.child("decoder"))?;
+        let router = match r.child("partition_router") {
+            Some(n) => match n.value {
+                Value::Array(a) if a.is_empty() => None,
+                _ => Some(Arc::new(PartitionRouter::decode(n, b)?)),
+            },
+            None => None,
+        };
+        let ignore_slicer_on_paginated = r.bool_or(
+            "ignore_stream_slicer_parameters_on_paginated_requests",
+            false,
+        )?;
+        r.finish()?;
+        c.finish()?;
+        Ok(Self {
+            name,
+            primary_key,
+            schema,
+            retriever: Retriever {
+                requester,
+                selector,
+                paginator,
+                decoder,
+                router,
+                ignore_slicer_on_paginated,
+            },
+            cursor,
+            concurrency: 1,
+        })
+    }
+
+    /// Reads the first page of the first slice, to see the stream works.
+    pub async fn check(self: &Arc<Self>) -> Result<()> {
+        let (tx, mut rx) = mpsc::channel(4);
+        let _guard = read::spawn(
+            Plan {
+                stream: self.clone(),
+                starts: None,
+                concurrency: 1,
+                first_page_only: true,
+            },
+            tx,
+        );
+        while let Some(msg) = rx.recv().await {
+            if let Msg::Failed(e) = msg {
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `primary_key`: a name, a list of names (a composite key) or a list of paths.
+fn primary_key(v: Option<Value>) -> std::result::Result<Vec<Vec<String>>, String> {
+    Ok(match v {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::String(s)) if s.is_empty() => Vec::new(),
+        Some(Value::String(s)) => vec![vec![s]],
+        Some(Value::Array(items)) => items
+            .into_iter()
+            .map(|i| match i {
+                Value::String(s) => Ok(vec![s]),
+                Value::Array(path) => path
+                    .into_iter()
+                    .map(|p| {
+                        p.as_str()
+                            .map(str::to_string)
+                            .ok_or_else(|| format!("bad primary key part {p}"))
+                    })
+                    .collect(),
+                other => Err(format!("bad primary key {other}")),
+            })
+            .collect::<std::result::Result<_, _>>()?,
+        Some(other) => {
+            return Err(format!(
+                "primary_key must be a string or a list, got {other}"
+            ));
+        }
+    })
+}
+
+/// A stream as the read driver sees it.
+pub struct DeclarativeStream(pub Arc<StreamDef>);
+
+#[async_trait]
+impl cdk::Stream for DeclarativeStream {
+    fn name(&self) -> &str {
+        &self.0.name
+    }
+
+    fn json_schema(&self) -> Value {
+        self.0.schema.clone()
+    }
+
+    fn primary_key(&self) -> Vec<Vec<String>> {
+        self.0.primary_key.clone()
+    }
+
+    fn default_cursor_field(&self) -> Option<Vec<String>> {
+        self.0.cursor.as_ref().map(|c| vec![c.cursor_field.clone()])
+    }
+
+    async fn read(&self, ctx: &ReadContext, out: &mut RecordWriter) -> Result<()> {
+        let stream = &self.0;
+        let incremental = ctx.is_incremental() && stream.cursor.is_some();
+        let mut keeper = None;
+        let mut default_start = None;
+        let mut starts = None;
+        if let (true, Some(cursor)) = (incremental, &stream.cursor) {
+            let input = InputState::parse(cursor, ctx.state.as_ref());
+            let shared = Arc::new(input.clone());
+            starts = Some(
+                Arc::new(move |p: &serde_json::Map<String, Value>| shared.start_of(p))
+                    as read::StartFn,
+            );
+            keeper = Some(StateKeeper::new(stream.retriever.router.is_some(), input));
+            default_start = Some(cursor.start_datetime()?);
+        }
+        let (tx, mut rx) = mpsc::channel(8);
+        let _guard = read::spawn(
+            Plan {
+                stream: stream.clone(),
+                starts,
+                concurrency: stream.concurrency,
+                first_page_only: false,
+            },
+            tx,
+        );
+        let mut floors: HashMap<u64, Option<Dt>> = HashMap::new();
+        let mut unparsed_warned = false;
+        while let Some(msg) = rx.recv().await {
+            match msg {
+                Msg::Slice {
+                    id,
+                    partition,
+                    sync_start,
+                } => {
+                    if let (Some(k), Some(s)) = (keeper.as_mut(), sync_start) {
+                        k.slice_started(id, &partition, s);
+                    }
+                    floors.insert(id, sync_start);
+                }
+                Msg::Page { id, records } => {
+                    let (Some(k), Some(cursor)) = (keeper.as_mut(), &stream.cursor) else {
+                        for r in &records {
+                            out.record(r)?;
+                        }
+                        continue;
+                    };
+                    let floor = floors.get(&id).copied().flatten();
+                    for r in &records {
+                        match r
+                            .get(&cursor.cursor_field)
+                            .and_then(|v| cursor.parse_value(v))
+                        {
+                            Some(dt) => {
+                                if cursor.client_side
+                                    && let Some(f) = floor
+                                    && (dt < f || (cursor.strict && dt == f))
+                                {
+                                    continue;
+                                }
+                                k.observe(id, dt);
+                            }
+                            None if !unparsed_warned => {
+                                unparsed_warned = true;
+                                tracing::warn!(stream = %stream.name, field = %cursor.cursor_field,
+                                    "a record has no parseable cursor value; it does not move the state");
+                            }
+                            None => {}
+                        }
+                        out.record(r)?;
+                    }
+                }
+                Msg::Done { id } => {
+                    floors.remove(&id);
+                    if let (Some(k), Some(cursor), Some(start)) =
+                        (keeper.as_mut(), &stream.cursor, default_start)
+                        && k.slice_done(id)
+                    {
+                        out.checkpoint(k.state(cursor, start, false));
+                    }
+                }
+                Msg::RateLimited(reset) => out.rate_limited(reset),
+                Msg::Failed(e) => return Err(e),
+            }
+        }
+        if let (Some(k), Some(cursor), Some(start)) =
+            (keeper.as_ref(), &stream.cursor, default_start)
+        {
+            out.checkpoint(k.state(cursor, start, true));
+        }
+        Ok(())
+    }
+}
+
+/// The permissive schema of a stream without one.
+pub fn open_schema() -> Value {
+    json!({"$schema": "http://json-schema.org/draft-07/schema#", "type": "object", "properties": {}, "additionalProperties": true})
+}
