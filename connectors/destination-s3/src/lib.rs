@@ -65,8 +65,22 @@ impl Destination for DestinationS3 {
         output: &Output,
     ) -> Result<()> {
         config.validate()?;
+        large_allocations_outside_the_heap();
         let target = Target::new(config, Patience::Write)?;
         let mut writer = writer::S3Writer::new(config.clone(), target);
         load(input, catalog, &mut writer, loader_options(), output).await
+    }
+}
+
+/// Large buffers (batches, parquet pages, upload parts) come and go all the time. glibc's
+/// adaptive mmap threshold moves them into the heap, where they fragment it and memory creeps
+/// up with the amount of data; with a fixed threshold, allocations of 1 MiB and more are
+/// mapped and unmapped, and peak memory stays flat however many records pass.
+fn large_allocations_outside_the_heap() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only changes allocator tuning; it is called before the write allocates
+    // its buffers and is safe to call at any time.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
     }
 }
