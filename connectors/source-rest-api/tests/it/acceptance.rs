@@ -1,0 +1,1 @@
+//! The acceptance suite against the example manifests (added with the examples).

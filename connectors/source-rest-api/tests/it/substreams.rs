@@ -1,0 +1,1 @@
+//! substreams tests (to come).
