@@ -19,6 +19,9 @@ pub struct Parsed<'a> {
     pub children: Vec<(usize, &'a RawValue)>,
     /// Dotted paths of nested objects that were not objects.
     pub bad_objects: Vec<String>,
+    /// The field entry found at each key position of the previous record: records of a
+    /// stream usually list their keys in the same order, so most lookups are one comparison.
+    order: Vec<usize>,
 }
 
 impl<'a> Parsed<'a> {
@@ -27,6 +30,7 @@ impl<'a> Parsed<'a> {
             slots: vec![None; columns],
             children: Vec::new(),
             bad_objects: Vec::new(),
+            order: Vec::new(),
         }
     }
 
@@ -36,13 +40,20 @@ impl<'a> Parsed<'a> {
         self.children.clear();
         self.bad_objects.clear();
         let mut de = serde_json::Deserializer::from_str(data);
-        Fill { fields, out: self }.deserialize(&mut de)
+        Fill {
+            fields,
+            out: self,
+            top: true,
+        }
+        .deserialize(&mut de)
     }
 }
 
 struct Fill<'s, 'a> {
     fields: &'s Fields,
     out: &'s mut Parsed<'a>,
+    /// Whether this is the record's top level (whose key order is remembered).
+    top: bool,
 }
 
 impl<'de> DeserializeSeed<'de> for Fill<'_, 'de> {
@@ -62,19 +73,29 @@ impl<'de> Visitor<'de> for Fill<'_, 'de> {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         let entries = &self.fields.entries;
-        // Records of a stream usually list their fields in the same order: try the next
-        // entry before hashing.
-        let mut guess = 0;
+        let mut position = 0;
         while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
-            let at = match entries.get(guess) {
-                Some((name, _)) if *name == *key => Some(guess),
+            let guess = if self.top {
+                self.out.order.get(position).copied()
+            } else {
+                Some(position)
+            };
+            let at = match guess.and_then(|g| entries.get(g).map(|e| (g, e))) {
+                Some((g, (name, _))) if *name == *key => Some(g),
                 _ => self.fields.index.get(&*key).copied(),
             };
+            if self.top {
+                let remembered = at.unwrap_or(usize::MAX);
+                match self.out.order.get_mut(position) {
+                    Some(slot) => *slot = remembered,
+                    None => self.out.order.push(remembered),
+                }
+            }
+            position += 1;
             let Some(at) = at else {
                 map.next_value::<IgnoredAny>()?;
                 continue;
             };
-            guess = at + 1;
             let raw: &'de RawValue = map.next_value()?;
             match &entries[at].1 {
                 Node::Leaf(column) => self.out.slots[*column] = Some(raw),
@@ -85,6 +106,7 @@ impl<'de> Visitor<'de> for Fill<'_, 'de> {
                         Fill {
                             fields: inner,
                             out: &mut *self.out,
+                            top: false,
                         }
                         .deserialize(&mut de)
                         .map_err(de::Error::custom)?;

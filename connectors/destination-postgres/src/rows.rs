@@ -23,10 +23,30 @@ struct Parent<'p> {
     emitted_at: i64,
 }
 
-/// Encodes one stream's records; `tables()` encoders: the main table then child tables.
+/// Encoded rows of one table, in two COPY streams: rows whose `_airbyte_meta` is the plain
+/// one of this sync (left to the column's default, when the writer set one: PostgreSQL then
+/// parses no JSON for them) and rows with the column.
+struct TableOut {
+    plain: Encoder,
+    full: Encoder,
+    omit_meta: bool,
+}
+
+impl TableOut {
+    /// The encoder for a row, and the meta text to write (`None`: left to the default).
+    fn pick<'m>(&mut self, plain: bool, meta: &'m str) -> (&mut Encoder, Option<&'m str>) {
+        if plain && self.omit_meta {
+            (&mut self.plain, None)
+        } else {
+            (&mut self.full, Some(meta))
+        }
+    }
+}
+
+/// Encodes one stream's records for its tables: the main table, then child tables.
 pub struct Rows {
     layout: Option<StreamLayout>,
-    encoders: Vec<Encoder>,
+    tables: Vec<TableOut>,
     sync_id: String,
     plain_meta: String,
     generation: i64,
@@ -35,19 +55,28 @@ pub struct Rows {
 }
 
 impl Rows {
-    /// `layout` is `None` for raw tables.
+    /// `layout` is `None` for raw tables; `omit_meta[t]` when table `t`'s `_airbyte_meta`
+    /// defaults to [`Rows::plain_meta`].
     pub fn new(
         layout: Option<StreamLayout>,
         format: Format,
         sync_id: Option<i64>,
         generation: i64,
+        omit_meta: &[bool],
     ) -> Self {
-        let tables = layout.as_ref().map_or(1, |l| 1 + l.children.len());
+        let plain_meta = Self::plain_meta(sync_id);
         let sync_id = sync_id.map_or("null".to_string(), |s| s.to_string());
         Self {
             layout,
-            encoders: (0..tables).map(|_| Encoder::new(format)).collect(),
-            plain_meta: format!("{{\"sync_id\":{sync_id},\"changes\":[]}}"),
+            tables: omit_meta
+                .iter()
+                .map(|&omit_meta| TableOut {
+                    plain: Encoder::new(format),
+                    full: Encoder::new(format),
+                    omit_meta,
+                })
+                .collect(),
+            plain_meta,
             sync_id,
             generation,
             ids: RawIds::new(),
@@ -55,14 +84,21 @@ impl Rows {
         }
     }
 
-    /// Encoded rows of table `t` since the last call.
-    pub fn take(&mut self, t: usize) -> Option<Bytes> {
-        let e = &mut self.encoders[t];
-        (!e.is_empty()).then(|| e.take())
+    /// `_airbyte_meta` of a row without changes in this sync.
+    pub fn plain_meta(sync_id: Option<i64>) -> String {
+        let sync_id = sync_id.map_or("null".to_string(), |s| s.to_string());
+        format!("{{\"sync_id\":{sync_id},\"changes\":[]}}")
+    }
+
+    /// Encoded rows of table `t` since the last call: those without the meta column, then
+    /// those with it.
+    pub fn take(&mut self, t: usize) -> [Option<Bytes>; 2] {
+        let out = &mut self.tables[t];
+        [&mut out.plain, &mut out.full].map(|e| (!e.is_empty()).then(|| e.take()))
     }
 
     pub fn tables(&self) -> usize {
-        self.encoders.len()
+        self.tables.len()
     }
 
     pub fn encode(&mut self, batch: &Batch) -> Result<()> {
@@ -97,8 +133,8 @@ impl Rows {
                     .drain(..)
                     .map(|f| (f, ChangeReason::DestinationTypecastError)),
             );
-            let raw_id = self.ids.next();
-            let raw_id = std::str::from_utf8(&raw_id).unwrap_or_default();
+            let mut id_buf = [0u8; 36];
+            let raw_id = self.ids.next(&mut id_buf);
             let hashid = match layout.main.hashid {
                 Some(_) => hex_md5(record.data),
                 None => String::new(),
@@ -117,11 +153,14 @@ impl Rows {
                 }
             }
             build_meta(&mut self.meta, &self.sync_id, record.meta, &changes);
+            let plain = is_plain(&changes, record.meta);
+            let meta = if plain { &self.plain_meta } else { &self.meta };
+            let (e, meta) = self.tables[0].pick(plain, meta);
             write_row(
-                &mut self.encoders[0],
+                e,
                 raw_id,
                 record.emitted_at,
-                meta_or(&self.meta, &self.plain_meta, &changes, record.meta),
+                meta,
                 self.generation,
                 &cells,
                 &layout.main,
@@ -175,11 +214,14 @@ impl Rows {
                 &mut changes,
             );
             build_meta(&mut self.meta, &self.sync_id, None, &changes);
+            let plain = changes.is_empty();
+            let meta = if plain { &self.plain_meta } else { &self.meta };
+            let (e, meta) = self.tables[1 + child].pick(plain, meta);
             write_row(
-                &mut self.encoders[1 + child],
+                e,
                 parent.raw_id,
                 parent.emitted_at,
-                meta_or(&self.meta, &self.plain_meta, &changes, None),
+                meta,
                 self.generation,
                 &cells,
                 &table.layout,
@@ -189,23 +231,19 @@ impl Rows {
     }
 
     fn raw_row(&mut self, record: RecordRef<'_>) {
-        let raw_id = self.ids.next();
+        let mut id_buf = [0u8; 36];
+        let raw_id = self.ids.next(&mut id_buf);
         let data = if value::has_nul_escape(record.data) {
             std::borrow::Cow::Owned(value::strip_nul_escapes(record.data))
         } else {
             std::borrow::Cow::Borrowed(record.data)
         };
         build_meta(&mut self.meta, &self.sync_id, record.meta, &[]);
-        let meta = meta_or(&self.meta, &self.plain_meta, &[], record.meta);
-        let e = &mut self.encoders[0];
-        e.row_start(6);
-        meta_columns(
-            e,
-            std::str::from_utf8(&raw_id).unwrap_or_default(),
-            record.emitted_at,
-            meta,
-            self.generation,
-        );
+        let plain = is_plain(&[], record.meta);
+        let meta = if plain { &self.plain_meta } else { &self.meta };
+        let (e, meta) = self.tables[0].pick(plain, meta);
+        e.row_start(5 + usize::from(meta.is_some()));
+        meta_columns(e, raw_id, record.emitted_at, meta, self.generation);
         e.null();
         e.json(&data);
         e.row_end();
@@ -248,17 +286,9 @@ fn build_meta(
     out.push_str("]}");
 }
 
-fn meta_or<'m>(
-    built: &'m str,
-    plain: &'m str,
-    ours: &[(String, ChangeReason)],
-    source: Option<&AirbyteRecordMessageMeta>,
-) -> &'m str {
-    if ours.is_empty() && source.is_none_or(|m| m.changes.is_empty()) {
-        plain
-    } else {
-        built
-    }
+/// Whether a row's `_airbyte_meta` is the plain one (no changes from the source or here).
+fn is_plain(ours: &[(String, ChangeReason)], source: Option<&AirbyteRecordMessageMeta>) -> bool {
+    ours.is_empty() && source.is_none_or(|m| m.changes.is_empty())
 }
 
 /// Coerces every slot into `cells`, noting the fields that were nulled.
@@ -289,10 +319,19 @@ fn coerce_all<'a>(
     }
 }
 
-fn meta_columns(e: &mut Encoder, raw_id: &str, emitted_at: i64, meta: &str, generation: i64) {
+/// The `_airbyte_*` columns; `meta` is `None` when left to the column default.
+fn meta_columns(
+    e: &mut Encoder,
+    raw_id: &str,
+    emitted_at: i64,
+    meta: Option<&str>,
+    generation: i64,
+) {
     e.text(raw_id);
     e.timestamp(emitted_at.saturating_mul(1000) - PG_EPOCH_MICROS, true);
-    e.json(meta);
+    if let Some(meta) = meta {
+        e.json(meta);
+    }
     e.int(generation);
 }
 
@@ -300,12 +339,12 @@ fn write_row(
     e: &mut Encoder,
     raw_id: &str,
     emitted_at: i64,
-    meta: &str,
+    meta: Option<&str>,
     generation: i64,
     cells: &[Cell<'_>],
     layout: &Layout,
 ) {
-    e.row_start(4 + cells.len());
+    e.row_start(3 + usize::from(meta.is_some()) + cells.len());
     meta_columns(e, raw_id, emitted_at, meta, generation);
     for (cell, column) in cells.iter().zip(&layout.columns) {
         e.cell(cell, column.ty);
@@ -340,8 +379,8 @@ impl RawIds {
         }
     }
 
-    /// The next id, as 36 ASCII characters.
-    pub fn next(&mut self) -> [u8; 36] {
+    /// The next id, written into `buf`.
+    pub fn next<'b>(&mut self, buf: &'b mut [u8; 36]) -> &'b str {
         self.n += 1;
         let hi = splitmix(self.a.wrapping_add(self.n));
         let lo = splitmix(self.b ^ self.n.wrapping_mul(0x9E37_79B9_7F4A_7C15));
@@ -349,9 +388,7 @@ impl RawIds {
         bytes[..8].copy_from_slice(&hi.to_be_bytes());
         bytes[8..].copy_from_slice(&lo.to_be_bytes());
         let id = uuid::Builder::from_random_bytes(bytes).into_uuid();
-        let mut out = [0u8; 36];
-        id.hyphenated().encode_lower(&mut out);
-        out
+        id.hyphenated().encode_lower(buf)
     }
 }
 
@@ -371,10 +408,11 @@ mod tests {
         let mut ids = RawIds::new();
         let mut seen = std::collections::HashSet::new();
         for _ in 0..10_000 {
-            let id = ids.next();
-            let u = uuid::Uuid::parse_str(std::str::from_utf8(&id).unwrap()).unwrap();
+            let mut buf = [0u8; 36];
+            let id = ids.next(&mut buf);
+            let u = uuid::Uuid::parse_str(id).unwrap();
             assert_eq!(u.get_version_num(), 4);
-            assert!(seen.insert(id));
+            assert!(seen.insert(id.to_string()));
         }
     }
 

@@ -2,7 +2,7 @@
 //! overwrite swap and indexes. Every identifier is quoted.
 
 use crate::copy::Format;
-use crate::names::{TableName, derived, quote};
+use crate::names::{TableName, derived, literal, quote};
 use crate::schema::PgType;
 
 /// A column as created: name, type, NOT NULL.
@@ -48,6 +48,21 @@ pub fn create_stage(stage: &str, columns: &[ColumnDef]) -> String {
         "CREATE TEMPORARY TABLE IF NOT EXISTS {} ({}) ON COMMIT DELETE ROWS",
         quote(stage),
         columns.join(", ")
+    )
+}
+
+/// Makes `_airbyte_meta` default to `meta` (on a table only this sync uses).
+pub fn set_meta_default(table_sql: &str, meta: &str) -> String {
+    format!(
+        "ALTER TABLE {table_sql} ALTER COLUMN \"_airbyte_meta\" SET DEFAULT {}::jsonb",
+        literal(meta)
+    )
+}
+
+pub fn drop_meta_default(table: &TableName) -> String {
+    format!(
+        "ALTER TABLE {} ALTER COLUMN \"_airbyte_meta\" DROP DEFAULT",
+        table.sql()
     )
 }
 

@@ -35,6 +35,8 @@ pub struct PgWriter {
 struct OpenCopy {
     stream: usize,
     table: usize,
+    /// Whether this COPY leaves `_airbyte_meta` to its default.
+    plain: bool,
     sink: Pin<Box<CopyInSink<Bytes>>>,
 }
 
@@ -50,6 +52,12 @@ struct Table {
     load_into: TableName,
     columns: Vec<String>,
     copy_sql: String,
+    /// COPY without `_airbyte_meta`, when the loaded table defaults it to this sync's plain
+    /// meta (tables this sync created: PostgreSQL then parses no JSON for most rows).
+    copy_plain_sql: Option<String>,
+    /// A table whose `_airbyte_meta` default is removed at close (a final table this sync
+    /// created; tmp tables lose theirs in the swap, stages are temporary).
+    drop_default: Option<TableName>,
     /// Indexes made at close: (suffix, columns).
     indexes: Vec<(&'static str, Vec<String>)>,
     /// Indexes made at open on `load_into` (renamed at the swap).
@@ -86,7 +94,8 @@ impl PgWriter {
 
     /// Creates `table` with `columns`, or brings an existing one up to date: missing columns
     /// are added, columns whose type changed are converted; extra columns are kept.
-    async fn ensure_table(&mut self, table: &TableName, columns: &[ColumnDef]) -> Result<()> {
+    /// Returns whether the table was created.
+    async fn ensure_table(&mut self, table: &TableName, columns: &[ColumnDef]) -> Result<bool> {
         let existing: Vec<(String, String)> = self
             .client
             .query(sql::TABLE_COLUMNS, &[&table.schema, &table.name])
@@ -96,7 +105,8 @@ impl PgWriter {
             .map(|r| (r.get(0), r.get(1)))
             .collect();
         if existing.is_empty() {
-            return self.execute(&sql::create_table(table, columns)).await;
+            self.execute(&sql::create_table(table, columns)).await?;
+            return Ok(true);
         }
         let types: HashMap<&str, &str> = existing
             .iter()
@@ -114,7 +124,7 @@ impl PgWriter {
             }
         }
         if missing.is_empty() && changed.is_empty() {
-            return Ok(());
+            return Ok(false);
         }
         if !changed.is_empty() && !self.safe_cast_ready {
             self.execute(sql::SAFE_CAST_FUNCTION).await?;
@@ -126,7 +136,9 @@ impl PgWriter {
         for c in &missing {
             tracing::info!(table = %table, column = %c.name, "adding a column");
         }
-        self.execute(&sql::evolve(table, &missing, &changed)).await
+        self.execute(&sql::evolve(table, &missing, &changed))
+            .await?;
+        Ok(false)
     }
 
     /// Makes `tmp` ready for an overwrite: kept when it holds only rows of this generation
@@ -162,7 +174,7 @@ impl PgWriter {
         if keep {
             tracing::info!(table = %tmp, generation, "resuming an interrupted overwrite");
         }
-        self.ensure_table(tmp, columns).await
+        self.ensure_table(tmp, columns).await.map(|_| ())
     }
 
     async fn begin(&mut self) -> Result<()> {
@@ -174,12 +186,17 @@ impl PgWriter {
     }
 
     /// Sends encoded rows of table `t` of stream `id`, opening its COPY if needed.
-    async fn send(&mut self, id: usize, t: usize, data: Bytes) -> Result<()> {
-        let open = matches!(&self.copy, Some(c) if c.stream == id && c.table == t);
+    async fn send(&mut self, id: usize, t: usize, plain: bool, data: Bytes) -> Result<()> {
+        let open =
+            matches!(&self.copy, Some(c) if c.stream == id && c.table == t && c.plain == plain);
         if !open {
             self.finish_copy().await?;
             self.begin().await?;
-            let sql = &self.streams[id].tables[t].copy_sql;
+            let table = &self.streams[id].tables[t];
+            let sql = match (&table.copy_plain_sql, plain) {
+                (Some(sql), true) => sql,
+                _ => &table.copy_sql,
+            };
             let sink = self
                 .client
                 .copy_in::<_, Bytes>(sql.as_str())
@@ -193,6 +210,7 @@ impl PgWriter {
             self.copy = Some(OpenCopy {
                 stream: id,
                 table: t,
+                plain,
                 sink,
             });
         }
@@ -262,6 +280,22 @@ impl PgWriter {
         }
     }
 
+    /// Removes the `_airbyte_meta` defaults set on final tables this sync created. Not worth
+    /// failing a sync for (or waiting long on a reader's lock).
+    async fn drop_defaults(&self, id: usize) {
+        for table in &self.streams[id].tables {
+            if let Some(name) = &table.drop_default {
+                let script = format!(
+                    "SET lock_timeout = '5s'; {}; RESET lock_timeout",
+                    sql::drop_meta_default(name)
+                );
+                if let Err(e) = self.execute(&script).await {
+                    tracing::warn!(table = %name, "cannot remove the _airbyte_meta default: {e}");
+                }
+            }
+        }
+    }
+
     async fn create_indexes(&self, id: usize) -> Result<()> {
         for table in &self.streams[id].tables {
             for (suffix, columns) in &table.indexes {
@@ -278,6 +312,7 @@ impl PgWriter {
         let mut script = vec!["BEGIN".to_string()];
         for table in &stream.tables {
             let Some(tmp) = &table.tmp else { continue };
+            script.push(sql::drop_meta_default(tmp));
             script.extend(sql::swap(tmp, &table.target, self.config.drop_cascade));
             for suffix in &table.open_indexes {
                 script.push(sql::rename_index(&table.target, tmp, suffix));
@@ -446,19 +481,20 @@ impl BatchWriter for PgWriter {
             self.execute(&sql::create_schema(&internal)).await?;
         }
         let flattened_children = tables.len() > 1;
+        let plain_meta = Rows::plain_meta(stream.sync_id);
         let mut built = Vec::new();
         for (t, (table_name, defs)) in tables.iter().enumerate() {
             let target = TableName::new(&schema, table_name);
-            let (load_into, tmp) = if truncate {
+            let (load_into, tmp, created) = if truncate {
                 let tmp = TableName::new(
                     &internal,
                     compatible(&format!("{schema}_{table_name}_airbyte_tmp")),
                 );
                 self.prepare_tmp(&tmp, defs, stream.generation_id).await?;
-                (tmp.clone(), Some(tmp))
+                (tmp.clone(), Some(tmp), true)
             } else {
-                self.ensure_table(&target, defs).await?;
-                (target.clone(), None)
+                let created = self.ensure_table(&target, defs).await?;
+                (target.clone(), None, created)
             };
             let columns: Vec<String> = defs.iter().map(|d| d.name.clone()).collect();
             let mut indexes = vec![("extracted_at", vec!["_airbyte_extracted_at".to_string()])];
@@ -491,7 +527,27 @@ impl BatchWriter for PgWriter {
                 Some(stage) => crate::names::quote(stage),
                 None => load_into.sql(),
             };
+            // Where rows may leave `_airbyte_meta` to a default: tables nobody else reads yet.
+            let default_on = match &stage {
+                Some(_) => Some(copy_into.clone()),
+                None if created => Some(load_into.sql()),
+                None => None,
+            };
+            if let Some(table_sql) = &default_on {
+                self.execute(&sql::set_meta_default(table_sql, &plain_meta))
+                    .await?;
+            }
+            let plain_columns: Vec<String> = columns
+                .iter()
+                .filter(|c| c.as_str() != META_COLUMNS[2])
+                .cloned()
+                .collect();
             built.push(Table {
+                copy_plain_sql: default_on
+                    .is_some()
+                    .then(|| sql::copy(&copy_into, &plain_columns, self.format)),
+                drop_default: (stage.is_none() && created && tmp.is_none())
+                    .then(|| load_into.clone()),
                 copy_sql: sql::copy(&copy_into, &columns, self.format),
                 target,
                 tmp,
@@ -503,6 +559,7 @@ impl BatchWriter for PgWriter {
             });
         }
         let generation = stream.generation_id.unwrap_or(0);
+        let omit_meta: Vec<bool> = built.iter().map(|t| t.copy_plain_sql.is_some()).collect();
         tracing::info!(
             stream = %descriptor,
             table = %built[0].target,
@@ -514,7 +571,7 @@ impl BatchWriter for PgWriter {
         self.streams.push(StreamWriter {
             descriptor,
             tables: built,
-            rows: Rows::new(layout, self.format, stream.sync_id, generation),
+            rows: Rows::new(layout, self.format, stream.sync_id, generation, &omit_meta),
             dedup,
             staged: false,
             records: 0,
@@ -530,8 +587,12 @@ impl BatchWriter for PgWriter {
             stream.staged = true;
         }
         for t in 0..stream.rows.tables() {
-            if let Some(data) = self.streams[id].rows.take(t) {
-                self.send(id, t, data).await?;
+            let [plain, full] = self.streams[id].rows.take(t);
+            if let Some(data) = plain {
+                self.send(id, t, true, data).await?;
+            }
+            if let Some(data) = full {
+                self.send(id, t, false, data).await?;
             }
         }
         Ok(())
@@ -561,6 +622,7 @@ impl BatchWriter for PgWriter {
         match outcome {
             Outcome::Failure => {
                 self.rollback().await;
+                self.drop_defaults(id).await;
                 let stream = &self.streams[id];
                 if stream.tables.iter().any(|t| t.tmp.is_some()) {
                     tracing::warn!(
@@ -577,6 +639,7 @@ impl BatchWriter for PgWriter {
                 if self.streams[id].tables.iter().any(|t| t.tmp.is_some()) {
                     self.swap(id).await?;
                 }
+                self.drop_defaults(id).await;
                 self.create_indexes(id).await?;
                 let stream = &self.streams[id];
                 tracing::info!(stream = %stream.descriptor, records = stream.records, "stream loaded");

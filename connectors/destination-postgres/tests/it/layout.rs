@@ -139,6 +139,18 @@ async fn typed_columns_follow_airbyte_mapping_and_values_round_trip() {
     assert_eq!(row.get::<_, i64>(14), 7);
     assert_eq!(row.get::<_, i32>(15), 36);
 
+    // The load-time default of `_airbyte_meta` is gone afterwards.
+    let default: Option<String> = client
+        .query_one(
+            "SELECT column_default::text FROM information_schema.columns \
+             WHERE table_name = 'users' AND column_name = '_airbyte_meta'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(default, None);
+
     let idx = indexes(&db, "public", "users").await;
     assert!(
         idx.iter().any(|i| i.contains("(_airbyte_extracted_at)")),

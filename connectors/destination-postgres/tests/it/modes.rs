@@ -166,6 +166,19 @@ async fn overwrite_keeps_the_old_table_until_success_and_resumes_after_a_crash()
         .unwrap()
         .get(0);
     assert_eq!(n, 1);
+    let default: Option<String> = client
+        .query_one(
+            "SELECT column_default::text FROM information_schema.columns \
+             WHERE table_name = 'people' AND column_name = '_airbyte_meta'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        default, None,
+        "the swapped-in table has no load-time default"
+    );
 }
 
 #[tokio::test]
