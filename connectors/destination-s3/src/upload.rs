@@ -19,6 +19,8 @@ use cdk::{Error, Result};
 pub const PART_SIZE: usize = 8 << 20;
 /// Parts uploading at the same time, per object.
 pub const MAX_IN_FLIGHT: usize = 2;
+/// How long an abandoned upload may take to abort.
+const ABORT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 pub struct Sink {
     target: Target,
@@ -139,7 +141,8 @@ impl Write for Sink {
 }
 
 impl Drop for Sink {
-    /// An unfinished object is abandoned: its upload is aborted so no part lingers.
+    /// An unfinished object is abandoned: its upload is aborted so no part lingers. (The sink
+    /// lives on an encoder thread, outside the runtime, so it may wait for the abort.)
     fn drop(&mut self) {
         if self.done {
             return;
@@ -148,9 +151,14 @@ impl Drop for Sink {
             task.abort();
         }
         if let Some(mut upload) = self.upload.take() {
-            self.handle.spawn(async move {
-                let _ = upload.abort().await;
-            });
+            let abort = async move {
+                let _ = tokio::time::timeout(ABORT_TIMEOUT, upload.abort()).await;
+            };
+            if Handle::try_current().is_ok() {
+                self.handle.spawn(abort);
+            } else {
+                self.handle.block_on(abort);
+            }
         }
     }
 }

@@ -168,3 +168,22 @@ async fn unsupported_modes_and_generations_are_config_errors() {
         out.describe()
     );
 }
+
+#[tokio::test]
+async fn a_failed_sync_leaves_no_partial_object() {
+    let place = Place::s3("partial");
+    let config = place.config(
+        "part",
+        json!({"format_type": "JSONL", "compression": {"compression_type": "No Compression"}}),
+    );
+    // Over one 8 MiB part, so a multipart upload is under way when the sync fails.
+    let filler = "y".repeat(1000);
+    let mut lines: Vec<String> = (0..12_000)
+        .map(|i| record("big", json!({"id": i, "filler": filler})))
+        .collect();
+    lines.push(record("ghost", json!({"id": 0})));
+    let out = super::write(&config, &catalog("big", json!({}), "append", 1, 0), &lines);
+    out.assert_failure();
+    assert!(out.states().is_empty());
+    assert_eq!(place.keys("part").await, Vec::<String>::new());
+}
