@@ -59,10 +59,8 @@ impl Sink {
     }
 
     fn send_part(&mut self) -> Result<()> {
-        let part = Bytes::from(std::mem::replace(
-            &mut self.buf,
-            Vec::with_capacity(PART_SIZE),
-        ));
+        // The next buffer grows as bytes come, so small files cost little memory.
+        let part = Bytes::from(std::mem::take(&mut self.buf));
         if self.upload.is_none() {
             let upload = self
                 .handle

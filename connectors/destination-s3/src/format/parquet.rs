@@ -27,7 +27,7 @@ use parquet::schema::types::ColumnPath;
 use super::columns::{Cell, Column, ColumnType, cell};
 use super::fields::{Lookup, Walker};
 use super::meta::{self, RawIds};
-use super::spill::{MEMORY_BUDGET, SpillFactory};
+use super::spill::SpillFactory;
 use super::{Encoder, StreamFormat};
 use crate::config::{ParquetCodec, ParquetOptions};
 use crate::upload::Sink;
@@ -48,7 +48,7 @@ impl ParquetEncoder {
         let schema = arrow_schema(&format.columns);
         let options = ArrowWriterOptions::new()
             .with_properties(properties(options)?)
-            .with_page_store_factory(Arc::new(SpillFactory::new(MEMORY_BUDGET)));
+            .with_page_store_factory(Arc::new(SpillFactory::shared()));
         let writer = ArrowWriter::try_new_with_options(sink, schema.clone(), options)
             .map_err(|e| Error::system(format!("cannot start a parquet file: {e}")))?;
         Ok(Self {

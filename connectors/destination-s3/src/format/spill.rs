@@ -1,19 +1,23 @@
 //! Where a Parquet row group's finished pages wait until the row group is written out: in
 //! memory up to a budget shared by all columns of the file, then in an anonymous temp file per
 //! column. Parquet needs each column chunk contiguous, so a row group is buffered whole; with
-//! this store a 128 MB row group costs the budget in memory, not 128 MB.
+//! this store a 128 MB row group costs the budget in memory, not 128 MB. The budget is shared
+//! by every file of the process, so many streams do not multiply it.
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, LazyLock};
 
 use bytes::Bytes;
 use parquet::arrow::arrow_writer::{PageKey, PageStore, PageStoreArgs, PageStoreFactory};
 use parquet::errors::{ParquetError, Result};
 
-/// Pages kept in memory per file, across its columns, before they go to disk.
+/// Pages kept in memory, across all columns of all files, before they go to disk.
 pub const MEMORY_BUDGET: usize = 24 << 20;
+
+/// Bytes of pages in memory in the whole process.
+static RESIDENT: LazyLock<Arc<AtomicUsize>> = LazyLock::new(Arc::default);
 
 /// Creates a [`SpillStore`] per column chunk, all sharing one memory budget.
 #[derive(Debug, Default)]
@@ -23,6 +27,16 @@ pub struct SpillFactory {
 }
 
 impl SpillFactory {
+    /// A factory under the process-wide [`MEMORY_BUDGET`].
+    pub fn shared() -> Self {
+        Self {
+            resident: RESIDENT.clone(),
+            budget: MEMORY_BUDGET,
+        }
+    }
+
+    /// A factory with a budget of its own.
+    #[cfg(test)]
     pub fn new(budget: usize) -> Self {
         Self {
             resident: Arc::default(),
