@@ -65,3 +65,52 @@ async fn require_tls_against_a_server_without_tls_fails_clearly() {
     let message = status.message.clone().unwrap_or_default();
     assert!(message.contains("cannot connect"), "{message}");
 }
+
+const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/integration_tests");
+
+fn fixture(name: &str) -> serde_json::Value {
+    let text = std::fs::read_to_string(format!("{FIXTURES}/{name}")).unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+#[test]
+fn the_invalid_config_fixture_fails_check() {
+    let out = Run::new(BIN).check(&fixture("invalid_config.json"));
+    out.assert_success();
+    let status = out.connection_status();
+    assert_eq!(
+        serde_json::to_value(status.status).unwrap(),
+        json!("FAILED")
+    );
+    assert!(
+        status
+            .message
+            .as_deref()
+            .unwrap_or_default()
+            .contains("port")
+    );
+}
+
+#[tokio::test]
+async fn the_fixture_catalog_and_messages_load() {
+    let (db, mut config) = database("fixtures").await;
+    config["normalization"] = json!({"mode": "flattened"});
+    let messages = std::fs::read_to_string(format!("{FIXTURES}/messages.jsonl")).unwrap();
+    let out = Run::new(BIN)
+        .stdin_lines(messages.lines())
+        .write(&config, &fixture("configured_catalog.json"));
+    out.assert_success().assert_protocol();
+    assert_eq!(out.states().len(), 3);
+    for (table, n) in [
+        ("customers", 1),
+        ("customers_addresses", 2),
+        ("orders", 1),
+        ("products", 1),
+    ] {
+        assert_eq!(
+            super::rows(&db, "public", table, "1").await.len(),
+            n,
+            "{table}"
+        );
+    }
+}
