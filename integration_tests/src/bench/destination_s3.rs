@@ -47,7 +47,12 @@ pub fn run(bench: &Bench) -> Result<()> {
     let big_bytes = write_messages(&big, 5 * n)?;
     let (m, files) = write_to_s3(bench, s3, &catalog, &big, "parquet-5x", &parquet)?;
     std::fs::remove_file(&big)?;
-    report("destination-s3 Parquet SNAPPY, 5x records", 5 * n, Some(big_bytes), &m);
+    report(
+        "destination-s3 Parquet SNAPPY, 5x records",
+        5 * n,
+        Some(big_bytes),
+        &m,
+    );
     println!("  {files}");
     println!(
         "  peak RSS {:.1} MiB at {n} records, {:.1} MiB at {} records",
@@ -92,7 +97,11 @@ fn write_to_s3(
     let dir = s3.root.join(&bucket);
     let mut files = Vec::new();
     walk(&dir, &mut files);
-    ensure!(!files.is_empty(), "no objects were written to {}", dir.display());
+    ensure!(
+        !files.is_empty(),
+        "no objects were written to {}",
+        dir.display()
+    );
     let total: u64 = files.iter().map(|(_, size)| size).sum();
     let summary = format!(
         "{} object(s), {:.1} MB in total, e.g. {}",
