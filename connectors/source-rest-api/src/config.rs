@@ -88,7 +88,7 @@ pub struct Endpoint {
     pub primary_key: Vec<String>,
 }
 
-#[derive(Debug, Clone, Copy, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Copy, Deserialize, serde::Serialize, JsonSchema)]
 pub enum Method {
     #[serde(rename = "GET")]
     Get,
