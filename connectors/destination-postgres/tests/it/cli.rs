@@ -52,20 +52,6 @@ async fn check_fails_with_a_wrong_password_without_leaking_it() {
     assert!(!out.stderr.contains("definitely-wrong-secret"));
 }
 
-#[tokio::test]
-async fn require_tls_against_a_server_without_tls_fails_clearly() {
-    let (_db, mut config) = database("check_tls").await;
-    config["ssl_mode"] = json!({"mode": "require"});
-    let out = Run::new(BIN).check(&config);
-    let status = out.connection_status();
-    assert_eq!(
-        serde_json::to_value(status.status).unwrap(),
-        json!("FAILED")
-    );
-    let message = status.message.clone().unwrap_or_default();
-    assert!(message.contains("cannot connect"), "{message}");
-}
-
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/integration_tests");
 
 fn fixture(name: &str) -> serde_json::Value {

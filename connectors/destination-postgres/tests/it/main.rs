@@ -5,6 +5,7 @@ mod cli;
 mod layout;
 mod modes;
 mod normalization;
+mod tls;
 
 use cdk::testing::postgres::{TestDatabase, TestPostgres};
 use serde_json::{Value, json};
