@@ -147,7 +147,9 @@ impl PartitionRouter {
                             })
                             .collect::<Result<_>>()?,
                         Some(other) => {
-                            return Err(p.error(format!("extra_fields must be a list, got {other}")));
+                            return Err(
+                                p.error(format!("extra_fields must be a list, got {other}"))
+                            );
                         }
                     };
                     p.finish()?;

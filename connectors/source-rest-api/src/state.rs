@@ -17,6 +17,8 @@ use crate::interpolation::datetime::Dt;
 struct Tracker {
     partition: Value,
     value: Dt,
+    /// True once a slice of the partition completed (before that it has nothing to say).
+    advanced: bool,
     /// Slices not yet folded into `value`, in order: (id, done, latest record cursor).
     open: Vec<(u64, bool, Option<Dt>)>,
 }
@@ -30,6 +32,7 @@ impl Tracker {
                 self.value = m;
             }
             self.open.remove(0);
+            self.advanced = true;
         }
     }
 }
@@ -132,6 +135,7 @@ impl StateKeeper {
             Tracker {
                 partition: pv,
                 value: sync_start,
+                advanced: false,
                 open: Vec::new(),
             }
         });
@@ -183,6 +187,7 @@ impl StateKeeper {
                 .trackers
                 .values()
                 .next()
+                .filter(|t| t.advanced)
                 .map(|t| t.value)
                 .unwrap_or_else(|| {
                     self.input
@@ -193,15 +198,16 @@ impl StateKeeper {
         }
         let mut states = Vec::new();
         let mut latest: Option<Dt> = self.input.global;
+        let advanced = |key: &String| self.trackers.get(key).is_some_and(|t| t.advanced);
         for key in &self.input.order {
-            if !self.trackers.contains_key(key)
+            if !advanced(key)
                 && let Some((p, d)) = self.input.partitions.get(key)
             {
                 states.push(json!({"partition": p, "cursor": { field: cursor.format(d) }}));
                 latest = Some(latest.map_or(*d, |l| l.max(*d)));
             }
         }
-        for key in &self.order {
+        for key in self.order.iter().filter(|k| advanced(k)) {
             let t = &self.trackers[key];
             states.push(
                 json!({"partition": t.partition, "cursor": { field: cursor.format(&t.value) }}),

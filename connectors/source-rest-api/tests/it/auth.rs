@@ -14,7 +14,11 @@ fn items() -> ResponseTemplate {
     json_response(json!({"data": [{"id": 1}]}))
 }
 
-async fn read_with(server: &MockServer, requester_extra: &str, config: &Value) -> cdk::testing::Captured {
+async fn read_with(
+    server: &MockServer,
+    requester_extra: &str,
+    config: &Value,
+) -> cdk::testing::Captured {
     Mock::given(matchers::any())
         .respond_with(ResponseTemplate::new(401).set_body_string("no credentials"))
         .with_priority(10)
@@ -56,7 +60,12 @@ async fn bearer_and_basic() {
         .respond_with(items())
         .mount(&server)
         .await;
-    let out = read_with(&server, r#"authenticator: {type: BearerAuthenticator, api_token: "{{ config['api_key'] }}"}"#, &config_for(&server)).await;
+    let out = read_with(
+        &server,
+        r#"authenticator: {type: BearerAuthenticator, api_token: "{{ config['api_key'] }}"}"#,
+        &config_for(&server),
+    )
+    .await;
     out.assert_success();
     assert_eq!(ids(&out, "items"), vec![1]);
 
@@ -109,7 +118,8 @@ async fn oauth_refresh_rotates_the_refresh_token_through_a_control_message() {
         .mount(&server)
         .await;
     let mut cfg = config_for(&server);
-    cfg["credentials"] = json!({"client_id": "cid", "client_secret": "csecret-xyz", "refresh_token": "rt-one-abc"});
+    cfg["credentials"] =
+        json!({"client_id": "cid", "client_secret": "csecret-xyz", "refresh_token": "rt-one-abc"});
     let out = read_with(&server, OAUTH, &cfg).await;
     out.assert_success();
     assert_eq!(ids(&out, "items"), vec![1]);
@@ -120,9 +130,15 @@ async fn oauth_refresh_rotates_the_refresh_token_through_a_control_message() {
     assert_eq!(new_config["credentials"]["refresh_token"], "rt-two-def");
     assert_eq!(new_config["credentials"]["access_token"], "at-new-987");
     assert!(new_config["credentials"]["token_expiry_date"].is_string());
-    assert_eq!(new_config["base_url"], cfg["base_url"], "the whole config is sent");
+    assert_eq!(
+        new_config["base_url"], cfg["base_url"],
+        "the whole config is sent"
+    );
     for line in out.stdout.lines().filter(|l| !l.contains("\"CONTROL\"")) {
-        assert!(!line.contains("at-new-987") && !line.contains("rt-two-def"), "token leaked: {line}");
+        assert!(
+            !line.contains("at-new-987") && !line.contains("rt-two-def"),
+            "token leaked: {line}"
+        );
     }
 }
 
@@ -134,7 +150,10 @@ async fn oauth_client_credentials_and_refresh_on_401() {
     Mock::given(matchers::path("/token"))
         .respond_with(move |req: &Request| {
             let body = String::from_utf8_lossy(&req.body).to_string();
-            assert!(body.contains("grant_type=client_credentials") && !body.contains("refresh_token"), "{body}");
+            assert!(
+                body.contains("grant_type=client_credentials") && !body.contains("refresh_token"),
+                "{body}"
+            );
             let i = c.fetch_add(1, Ordering::SeqCst) + 1;
             json_response(json!({"data": {"token": format!("tok-{i}")}}))
         })

@@ -48,14 +48,17 @@ async fn extractor_wildcards_root_lists_and_filters() {
         .mount(&server)
         .await;
     Mock::given(matchers::path("/root"))
-        .respond_with(json_response(json!([{"id": 3, "status": "active"}, {"id": 4, "status": "active"}])))
+        .respond_with(json_response(
+            json!([{"id": 3, "status": "active"}, {"id": 4, "status": "active"}]),
+        ))
         .mount(&server)
         .await;
     let filtered = |path: &str, field_path: &str| {
         one_stream(path, "", "", "")
             .replace("field_path: [data]", &format!("field_path: {field_path}\n        record_filter: {{type: RecordFilter, condition: \"{{{{ record['status'] == 'active' }}}}\"}}"))
     };
-    let out = manifest(&filtered("/by_key", "[data, \"*\"]")).read(&config_for(&server), &["items"]);
+    let out =
+        manifest(&filtered("/by_key", "[data, \"*\"]")).read(&config_for(&server), &["items"]);
     out.assert_success();
     assert_eq!(ids(&out, "items"), vec![1]);
     let out = manifest(&filtered("/root", "[]")).read(&config_for(&server), &["items"]);
@@ -111,7 +114,10 @@ async fn jsonl_decoder_form_bodies_headers_and_url() {
     Mock::given(matchers::path("/export"))
         .and(matchers::method("POST"))
         .and(matchers::header("X-Client", "rest-api-eu"))
-        .and(matchers::header("Content-Type", "application/x-www-form-urlencoded"))
+        .and(matchers::header(
+            "Content-Type",
+            "application/x-www-form-urlencoded",
+        ))
         .respond_with(|r: &Request| {
             let body = String::from_utf8_lossy(&r.body).to_string();
             assert_eq!(body, "format=jsonl&region=eu");
@@ -162,7 +168,10 @@ async fn read_timeout_is_retried_then_transient() {
 async fn concurrency_level_from_the_config() {
     let server = MockServer::start().await;
     Mock::given(matchers::path("/items"))
-        .respond_with(|r: &Request| json_response(json!({"data": [{"id": query(r, "n").unwrap().parse::<i64>().unwrap()}]})).set_delay(Duration::from_millis(400)))
+        .respond_with(|r: &Request| {
+            json_response(json!({"data": [{"id": query(r, "n").unwrap().parse::<i64>().unwrap()}]}))
+                .set_delay(Duration::from_millis(400))
+        })
         .mount(&server)
         .await;
     let router = "partition_router:\n  type: ListPartitionRouter\n  cursor_field: n\n  values: [\"1\", \"2\", \"3\", \"4\"]\n  request_option: {type: RequestOption, inject_into: request_parameter, field_name: n}";
@@ -178,19 +187,31 @@ async fn concurrency_level_from_the_config() {
     let mut got = ids(&out, "items");
     got.sort();
     assert_eq!(got, vec![1, 2, 3, 4]);
-    assert!(started.elapsed() < Duration::from_millis(1500), "4 partitions read at once: {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_millis(1500),
+        "4 partitions read at once: {:?}",
+        started.elapsed()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn unsupported_components_and_fields_are_named() {
     let server = MockServer::start().await;
-    let custom = one_stream("/items", "", "", "").replace("type: HttpRequester", "type: CustomRequester\n        class_name: x.Y");
+    let custom = one_stream("/items", "", "", "").replace(
+        "type: HttpRequester",
+        "type: CustomRequester\n        class_name: x.Y",
+    );
     let out = manifest(&custom).run().check(&config_for(&server));
     out.assert_success();
     let status = out.connection_status();
     assert_eq!(status.status, ConnectionStatus::Failed);
     let message = status.message.clone().unwrap_or_default();
-    assert!(message.contains("unsupported component type 'CustomRequester' at /streams/0/retriever/requester"), "{message}");
+    assert!(
+        message.contains(
+            "unsupported component type 'CustomRequester' at /streams/0/retriever/requester"
+        ),
+        "{message}"
+    );
 
     let typo = one_stream("/items", "reqest_parameters: {a: b}", "", "");
     let out = manifest(&typo).read(&config_for(&server), &["items"]);
@@ -199,10 +220,17 @@ async fn unsupported_components_and_fields_are_named() {
     assert_eq!(kind, Some(FailureType::ConfigError));
     assert!(message.contains("HttpRequester at /streams/0/retriever/requester: the field 'reqest_parameters' is not supported"), "{message}");
 
-    let dynamic = format!("{}\ndynamic_streams: []\n", one_stream("/items", "", "", ""));
+    let dynamic = format!(
+        "{}\ndynamic_streams: []\n",
+        one_stream("/items", "", "", "")
+    );
     let out = manifest(&dynamic).read(&config_for(&server), &["items"]);
     out.assert_failure();
-    assert!(trace_error(&out).0.contains("'dynamic_streams' is not supported"));
+    assert!(
+        trace_error(&out)
+            .0
+            .contains("'dynamic_streams' is not supported")
+    );
 }
 
 const SPEC: &str = r#"spec:
@@ -218,7 +246,15 @@ const SPEC: &str = r#"spec:
 
 #[tokio::test(flavor = "multi_thread")]
 async fn spec_discover_and_schema_files() {
-    let yaml = format!("{}\n{SPEC}\n", one_stream("/items", "", "", "incremental_sync:\n  type: DatetimeBasedCursor\n  cursor_field: updated_at\n  datetime_format: \"%Y-%m-%d\"\n  start_datetime: \"2024-01-01\""));
+    let yaml = format!(
+        "{}\n{SPEC}\n",
+        one_stream(
+            "/items",
+            "",
+            "",
+            "incremental_sync:\n  type: DatetimeBasedCursor\n  cursor_field: updated_at\n  datetime_format: \"%Y-%m-%d\"\n  start_datetime: \"2024-01-01\""
+        )
+    );
     let m = manifest(&yaml);
     std::fs::create_dir(m.dir.path().join("schemas")).unwrap();
     std::fs::write(
@@ -242,7 +278,10 @@ async fn spec_discover_and_schema_files() {
     let m2 = manifest(&inline);
     let catalog = m2.run().discover(&config_for(&server));
     catalog.assert_success();
-    assert_eq!(catalog.catalog().streams[0].json_schema["properties"]["id"]["type"], "string");
+    assert_eq!(
+        catalog.catalog().streams[0].json_schema["properties"]["id"]["type"],
+        "string"
+    );
 
     // The config is validated against the manifest's spec.
     let bad = m.run().check(&json!({"base_url": server.uri()}));
@@ -260,4 +299,3 @@ fn generic_spec_without_a_manifest() {
     assert!(props.get("url_base").is_some() && props.get("endpoints").is_some());
     insta::assert_json_snapshot!("generic_spec", spec);
 }
-

@@ -16,11 +16,18 @@ fn flaky(
     n: usize,
     first: ResponseTemplate,
     then: ResponseTemplate,
-) -> (Arc<AtomicUsize>, impl Fn(&Request) -> ResponseTemplate + Send + Sync) {
+) -> (
+    Arc<AtomicUsize>,
+    impl Fn(&Request) -> ResponseTemplate + Send + Sync,
+) {
     let count = Arc::new(AtomicUsize::new(0));
     let c = count.clone();
     (count, move |_: &Request| {
-        if c.fetch_add(1, Ordering::SeqCst) < n { first.clone() } else { then.clone() }
+        if c.fetch_add(1, Ordering::SeqCst) < n {
+            first.clone()
+        } else {
+            then.clone()
+        }
     })
 }
 
@@ -29,7 +36,13 @@ fn ok_page() -> ResponseTemplate {
 }
 
 fn handler(yaml: &str) -> String {
-    format!("error_handler:\n{}", yaml.lines().map(|l| format!("  {l}")).collect::<Vec<_>>().join("\n"))
+    format!(
+        "error_handler:\n{}",
+        yaml.lines()
+            .map(|l| format!("  {l}"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    )
 }
 
 const FAST_RETRIES: &str = "type: DefaultErrorHandler\nmax_retries: 2\nbackoff_strategies:\n  - type: ConstantBackoffStrategy\n    backoff_time_in_seconds: 0.05";
@@ -37,30 +50,55 @@ const FAST_RETRIES: &str = "type: DefaultErrorHandler\nmax_retries: 2\nbackoff_s
 #[tokio::test(flavor = "multi_thread")]
 async fn rate_limited_with_retry_after_then_succeeds() {
     let server = MockServer::start().await;
-    let (count, respond) = flaky(1, ResponseTemplate::new(429).insert_header("Retry-After", "1"), ok_page());
-    Mock::given(matchers::path("/items")).respond_with(respond).mount(&server).await;
+    let (count, respond) = flaky(
+        1,
+        ResponseTemplate::new(429).insert_header("Retry-After", "1"),
+        ok_page(),
+    );
+    Mock::given(matchers::path("/items"))
+        .respond_with(respond)
+        .mount(&server)
+        .await;
     let m = manifest(&one_stream("/items", "", "", ""));
     let started = Instant::now();
     let out = m.read(&config_for(&server), &["items"]);
     out.assert_success();
-    assert!(started.elapsed() >= Duration::from_secs(1), "Retry-After honoured");
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "Retry-After honoured"
+    );
     assert_eq!(count.load(Ordering::SeqCst), 2);
     assert_eq!(ids(&out, "items"), vec![1, 2]);
     let rate_limited = out.traces().any(|t| match &t.payload {
         TracePayload::StreamStatus { stream_status } => {
             stream_status.status == AirbyteStreamStatus::Running
-                && stream_status.reasons.iter().any(|r| r.rate_limited.as_ref().is_some_and(|x| x.quota_reset.is_some()))
+                && stream_status.reasons.iter().any(|r| {
+                    r.rate_limited
+                        .as_ref()
+                        .is_some_and(|x| x.quota_reset.is_some())
+                })
         }
         _ => false,
     });
-    assert!(rate_limited, "a RUNNING status with a RATE_LIMITED reason\n{}", out.describe());
+    assert!(
+        rate_limited,
+        "a RUNNING status with a RATE_LIMITED reason\n{}",
+        out.describe()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn server_error_retried_then_succeeds() {
     let server = MockServer::start().await;
-    let (count, respond) = flaky(2, ResponseTemplate::new(500).set_body_string("boom"), ok_page());
-    Mock::given(matchers::path("/items")).respond_with(respond).mount(&server).await;
+    let (count, respond) = flaky(
+        2,
+        ResponseTemplate::new(500).set_body_string("boom"),
+        ok_page(),
+    );
+    Mock::given(matchers::path("/items"))
+        .respond_with(respond)
+        .mount(&server)
+        .await;
     let m = manifest(&one_stream("/items", &handler(FAST_RETRIES), "", ""));
     let out = m.read(&config_for(&server), &["items"]);
     out.assert_success();
@@ -71,16 +109,35 @@ async fn server_error_retried_then_succeeds() {
 #[tokio::test(flavor = "multi_thread")]
 async fn server_error_until_the_limit_is_a_clear_transient_error() {
     let server = MockServer::start().await;
-    let (count, respond) = flaky(100, ResponseTemplate::new(503).set_body_string("down for maintenance"), ok_page());
-    Mock::given(matchers::path("/items")).respond_with(respond).mount(&server).await;
+    let (count, respond) = flaky(
+        100,
+        ResponseTemplate::new(503).set_body_string("down for maintenance"),
+        ok_page(),
+    );
+    Mock::given(matchers::path("/items"))
+        .respond_with(respond)
+        .mount(&server)
+        .await;
     let m = manifest(&one_stream("/items", &handler(FAST_RETRIES), "", ""));
     let out = m.read(&config_for(&server), &["items"]);
     out.assert_failure();
-    assert_eq!(count.load(Ordering::SeqCst), 3, "the first try and max_retries retries");
+    assert_eq!(
+        count.load(Ordering::SeqCst),
+        3,
+        "the first try and max_retries retries"
+    );
     let (message, kind) = trace_error(&out);
     assert_eq!(kind, Some(FailureType::TransientError));
-    assert!(message.contains("gave up after 3 attempts") && message.contains("HTTP 503") && message.contains("down for maintenance"), "{message}");
-    assert_eq!(out.statuses_of("items").last(), Some(&AirbyteStreamStatus::Incomplete));
+    assert!(
+        message.contains("gave up after 3 attempts")
+            && message.contains("HTTP 503")
+            && message.contains("down for maintenance"),
+        "{message}"
+    );
+    assert_eq!(
+        out.statuses_of("items").last(),
+        Some(&AirbyteStreamStatus::Incomplete)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -94,24 +151,50 @@ async fn unauthorized_is_a_config_error() {
     let out = m.read(&config_for(&server), &["items"]);
     out.assert_failure();
     let errors = out.trace_errors();
-    assert!(errors.iter().all(|e| e.failure_type == Some(FailureType::ConfigError)), "{}", out.describe());
-    assert!(errors[0].message.contains("HTTP 401"), "{}", errors[0].message);
+    assert!(
+        errors
+            .iter()
+            .all(|e| e.failure_type == Some(FailureType::ConfigError)),
+        "{}",
+        out.describe()
+    );
+    assert!(
+        errors[0].message.contains("HTTP 401"),
+        "{}",
+        errors[0].message
+    );
     let check = m.run().check(&config_for(&server));
     check.assert_success();
     assert_eq!(check.connection_status().status, ConnectionStatus::Failed);
-    assert!(check.connection_status().message.as_deref().unwrap_or("").contains("401"));
+    assert!(
+        check
+            .connection_status()
+            .message
+            .as_deref()
+            .unwrap_or("")
+            .contains("401")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn response_filters() {
     let server = MockServer::start().await;
-    Mock::given(matchers::path("/gone")).respond_with(ResponseTemplate::new(404)).mount(&server).await;
+    Mock::given(matchers::path("/gone"))
+        .respond_with(ResponseTemplate::new(404))
+        .mount(&server)
+        .await;
     Mock::given(matchers::path("/quota"))
-        .respond_with(ResponseTemplate::new(400).set_body_json(json!({"error": "quota exceeded for account"})))
+        .respond_with(
+            ResponseTemplate::new(400)
+                .set_body_json(json!({"error": "quota exceeded for account"})),
+        )
         .mount(&server)
         .await;
     let (count, soft) = flaky(1, json_response(json!({"status": "pending"})), ok_page());
-    Mock::given(matchers::path("/soft")).respond_with(soft).mount(&server).await;
+    Mock::given(matchers::path("/soft"))
+        .respond_with(soft)
+        .mount(&server)
+        .await;
     let filters = r#"type: DefaultErrorHandler
 backoff_strategies: [{type: ConstantBackoffStrategy, backoff_time_in_seconds: 0.01}]
 response_filters:
@@ -130,7 +213,10 @@ response_filters:
     out.assert_failure();
     let (message, kind) = trace_error(&out);
     assert_eq!(kind, Some(FailureType::ConfigError));
-    assert!(message.contains("Quota: quota exceeded for account"), "{message}");
+    assert!(
+        message.contains("Quota: quota exceeded for account"),
+        "{message}"
+    );
     let out = manifest(&one_stream("/soft", &handler(filters), "", "")).read(&cfg, &["items"]);
     out.assert_success();
     assert_eq!(count.load(Ordering::SeqCst), 2);
@@ -140,20 +226,33 @@ response_filters:
 #[tokio::test(flavor = "multi_thread")]
 async fn wait_time_from_header_and_its_maximum() {
     let server = MockServer::start().await;
-    let (_, respond) = flaky(1, ResponseTemplate::new(503).insert_header("X-Wait", "wait=0.3s"), ok_page());
-    Mock::given(matchers::path("/items")).respond_with(respond).mount(&server).await;
+    let (_, respond) = flaky(
+        1,
+        ResponseTemplate::new(503).insert_header("X-Wait", "wait=0.3s"),
+        ok_page(),
+    );
+    Mock::given(matchers::path("/items"))
+        .respond_with(respond)
+        .mount(&server)
+        .await;
     Mock::given(matchers::path("/long"))
         .respond_with(ResponseTemplate::new(503).insert_header("X-Wait", "wait=120s"))
         .mount(&server)
         .await;
-    let h = handler("type: DefaultErrorHandler\nbackoff_strategies:\n  - {type: WaitTimeFromHeader, header: X-Wait, regex: \"([0-9.]+)\", max_waiting_time_in_seconds: 60}");
+    let h = handler(
+        "type: DefaultErrorHandler\nbackoff_strategies:\n  - {type: WaitTimeFromHeader, header: X-Wait, regex: \"([0-9.]+)\", max_waiting_time_in_seconds: 60}",
+    );
     let started = Instant::now();
     let out = manifest(&one_stream("/items", &h, "", "")).read(&config_for(&server), &["items"]);
     out.assert_success();
     assert!(started.elapsed() >= Duration::from_millis(300));
     let out = manifest(&one_stream("/long", &h, "", "")).read(&config_for(&server), &["items"]);
     out.assert_failure();
-    assert!(trace_error(&out).0.contains("max_waiting_time_in_seconds"), "{}", trace_error(&out).0);
+    assert!(
+        trace_error(&out).0.contains("max_waiting_time_in_seconds"),
+        "{}",
+        trace_error(&out).0
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -165,14 +264,17 @@ async fn wait_until_time_from_header() {
         .respond_with(move |_: &Request| {
             if c.fetch_add(1, Ordering::SeqCst) == 0 {
                 let reset = chrono::Utc::now().timestamp() + 1;
-                ResponseTemplate::new(429).insert_header("X-RateLimit-Reset", reset.to_string().as_str())
+                ResponseTemplate::new(429)
+                    .insert_header("X-RateLimit-Reset", reset.to_string().as_str())
             } else {
                 ok_page()
             }
         })
         .mount(&server)
         .await;
-    let h = handler("type: DefaultErrorHandler\nbackoff_strategies:\n  - {type: WaitUntilTimeFromHeader, header: X-RateLimit-Reset, min_wait: 0.2}");
+    let h = handler(
+        "type: DefaultErrorHandler\nbackoff_strategies:\n  - {type: WaitUntilTimeFromHeader, header: X-RateLimit-Reset, min_wait: 0.2}",
+    );
     let started = Instant::now();
     let out = manifest(&one_stream("/items", &h, "", "")).read(&config_for(&server), &["items"]);
     out.assert_success();
@@ -184,8 +286,14 @@ async fn wait_until_time_from_header() {
 async fn exponential_backoff_and_composite_handlers() {
     let server = MockServer::start().await;
     let (count, respond) = flaky(2, ResponseTemplate::new(418), ok_page());
-    Mock::given(matchers::path("/items")).respond_with(respond).mount(&server).await;
-    Mock::given(matchers::path("/gone")).respond_with(ResponseTemplate::new(404)).mount(&server).await;
+    Mock::given(matchers::path("/items"))
+        .respond_with(respond)
+        .mount(&server)
+        .await;
+    Mock::given(matchers::path("/gone"))
+        .respond_with(ResponseTemplate::new(404))
+        .mount(&server)
+        .await;
     let h = handler(
         r#"type: CompositeErrorHandler
 error_handlers:
@@ -199,7 +307,10 @@ error_handlers:
     let out = manifest(&one_stream("/items", &h, "", "")).read(&config_for(&server), &["items"]);
     out.assert_success();
     assert_eq!(count.load(Ordering::SeqCst), 3);
-    assert!(started.elapsed() >= Duration::from_millis(300), "0.05·2 + 0.05·4 seconds");
+    assert!(
+        started.elapsed() >= Duration::from_millis(300),
+        "0.05·2 + 0.05·4 seconds"
+    );
     let out = manifest(&one_stream("/gone", &h, "", "")).read(&config_for(&server), &["items"]);
     out.assert_success();
     assert!(out.records_of("items").is_empty());
@@ -207,7 +318,11 @@ error_handlers:
 
 #[tokio::test(flavor = "multi_thread")]
 async fn connection_refused_is_retried_then_transient() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let config = json!({"base_url": format!("http://127.0.0.1:{port}")});
     let m = manifest(&one_stream("/items", &handler(FAST_RETRIES), "", ""));
     let out = m.read(&config, &["items"]);

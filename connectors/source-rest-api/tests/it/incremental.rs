@@ -17,7 +17,10 @@ fn items() -> Vec<Value> {
 }
 
 /// Serves `items()` filtered by `since`/`until` (inclusive, when given); logs the windows.
-async fn server() -> (MockServer, Arc<Mutex<Vec<(Option<String>, Option<String>)>>>) {
+async fn server() -> (
+    MockServer,
+    Arc<Mutex<Vec<(Option<String>, Option<String>)>>>,
+) {
     let server = MockServer::start().await;
     let log = Arc::new(Mutex::new(Vec::new()));
     let l = log.clone();
@@ -29,7 +32,8 @@ async fn server() -> (MockServer, Arc<Mutex<Vec<(Option<String>, Option<String>)
                 .into_iter()
                 .filter(|i| {
                     let u = i["updated_at"].as_str().unwrap();
-                    since.as_deref().is_none_or(|s| u >= s) && until.as_deref().is_none_or(|t| u <= t)
+                    since.as_deref().is_none_or(|s| u >= s)
+                        && until.as_deref().is_none_or(|t| u <= t)
                 })
                 .collect();
             json_response(json!({ "data": data }))
@@ -78,7 +82,10 @@ async fn slices_state_and_resume() {
         ]
     );
     let st = states(&out, "items");
-    assert_eq!(st.last(), Some(&json!({"updated_at": "2024-01-08T12:00:00Z"})));
+    assert_eq!(
+        st.last(),
+        Some(&json!({"updated_at": "2024-01-08T12:00:00Z"}))
+    );
     assert!(st.len() >= 2, "a state per completed slice: {st:?}");
     // Every state is one Airbyte writes: the cursor field and a value in datetime_format.
     for s in &st {
@@ -93,7 +100,10 @@ async fn slices_state_and_resume() {
     assert_eq!(ids(&again, "items"), vec![8]);
     let first = log.lock().unwrap().iter().filter_map(|w| w.0.clone()).min();
     assert_eq!(first.as_deref(), Some("2024-01-08T12:00:00Z"));
-    assert_eq!(states(&again, "items").last(), Some(&json!({"updated_at": "2024-01-08T12:00:00Z"})));
+    assert_eq!(
+        states(&again, "items").last(),
+        Some(&json!({"updated_at": "2024-01-08T12:00:00Z"}))
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -104,8 +114,14 @@ async fn future_state_reads_nothing_and_keeps_the_state() {
     let out = m.read_incremental(&config(&server), &["items"], Some(&future));
     out.assert_success();
     assert!(out.records_of("items").is_empty());
-    assert!(log.lock().unwrap().is_empty(), "no request for an empty window");
-    assert_eq!(states(&out, "items"), vec![json!({"updated_at": "2999-01-01T00:00:00Z"})]);
+    assert!(
+        log.lock().unwrap().is_empty(),
+        "no request for an empty window"
+    );
+    assert_eq!(
+        states(&out, "items"),
+        vec![json!({"updated_at": "2999-01-01T00:00:00Z"})]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -118,13 +134,21 @@ async fn empty_first_sync_states_the_start() {
     let out = m.read_incremental(&cfg, &["items"], None);
     out.assert_success();
     assert!(out.records_of("items").is_empty());
-    assert_eq!(states(&out, "items").last(), Some(&json!({"updated_at": "2024-02-01T00:00:00Z"})));
+    assert_eq!(
+        states(&out, "items").last(),
+        Some(&json!({"updated_at": "2024-02-01T00:00:00Z"}))
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn lookback_window_rereads_before_the_state() {
     let (server, log) = server().await;
-    let m = manifest(&one_stream("/items", "", "", &format!("{CURSOR}\n  lookback_window: P2D")));
+    let m = manifest(&one_stream(
+        "/items",
+        "",
+        "",
+        &format!("{CURSOR}\n  lookback_window: P2D"),
+    ));
     let state = json!({"updated_at": "2024-01-07T00:00:00Z"});
     let out = m.read_incremental(&config(&server), &["items"], Some(&json!([{"type": "STREAM", "stream": {"stream_descriptor": {"name": "items"}, "stream_state": state}}])));
     out.assert_success();
@@ -142,7 +166,10 @@ async fn full_refresh_of_an_incremental_stream_reads_from_the_start() {
     let out = m.read(&config(&server), &["items"]);
     out.assert_success();
     assert_eq!(out.records_of("items").len(), 7);
-    assert_eq!(states(&out, "items"), vec![json!({"__ab_no_cursor_state_message": true})]);
+    assert_eq!(
+        states(&out, "items"),
+        vec![json!({"__ab_no_cursor_state_message": true})]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -174,9 +201,15 @@ async fn epoch_formats_and_cursor_datetime_formats() {
     let cfg = json!({"base_url": server.uri(), "start": "1704067200", "end": "1704412800"});
     let out = m.read_incremental(&cfg, &["items"], None);
     out.assert_success();
-    assert_eq!(log.lock().unwrap()[0], (Some("1704067200".into()), Some("1704412800".into())));
+    assert_eq!(
+        log.lock().unwrap()[0],
+        (Some("1704067200".into()), Some("1704412800".into()))
+    );
     // The state is in datetime_format (%s): 2024-01-03T00:00:00Z.
-    assert_eq!(states(&out, "items").last(), Some(&json!({"updated_at": "1704240000"})));
+    assert_eq!(
+        states(&out, "items").last(),
+        Some(&json!({"updated_at": "1704240000"}))
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -197,5 +230,8 @@ async fn client_side_incremental_filters_old_records() {
     let out = m.read_incremental(&json!({"base_url": server.uri()}), &["items"], Some(&state));
     out.assert_success();
     assert_eq!(ids(&out, "items"), vec![6, 7, 8, 9]);
-    assert_eq!(states(&out, "items").last(), Some(&json!({"updated_at": "2024-01-09T12:00:00Z"})));
+    assert_eq!(
+        states(&out, "items").last(),
+        Some(&json!({"updated_at": "2024-01-09T12:00:00Z"}))
+    );
 }

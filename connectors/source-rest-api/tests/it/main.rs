@@ -47,7 +47,12 @@ impl Manifest {
         out
     }
 
-    pub fn read_incremental(&self, config: &Value, streams: &[&str], state: Option<&Value>) -> Captured {
+    pub fn read_incremental(
+        &self,
+        config: &Value,
+        streams: &[&str],
+        state: Option<&Value>,
+    ) -> Captured {
         let out = self.run().read(config, &catalog(streams, true), state);
         out.assert_protocol();
         out
@@ -93,7 +98,11 @@ pub fn json_response(body: Value) -> ResponseTemplate {
 pub fn ids(out: &Captured, stream: &str) -> Vec<i64> {
     out.records_of(stream)
         .iter()
-        .map(|r| r["id"].as_i64().unwrap_or_else(|| panic!("record without id: {r}\n{}", out.describe())))
+        .map(|r| {
+            r["id"]
+                .as_i64()
+                .unwrap_or_else(|| panic!("record without id: {r}\n{}", out.describe()))
+        })
         .collect()
 }
 
@@ -101,7 +110,14 @@ pub fn ids(out: &Captured, stream: &str) -> Vec<i64> {
 pub fn states(out: &Captured, stream: &str) -> Vec<Value> {
     out.states_of(stream)
         .iter()
-        .map(|s| s.stream.as_ref().expect("stream state").stream_state.clone().unwrap_or(Value::Null))
+        .map(|s| {
+            s.stream
+                .as_ref()
+                .expect("stream state")
+                .stream_state
+                .clone()
+                .unwrap_or(Value::Null)
+        })
         .collect()
 }
 
@@ -127,7 +143,12 @@ pub fn controls(out: &Captured) -> Vec<Value> {
 
 /// A simple manifest: one stream `items` reading `path` under `config['base_url']`, with
 /// `requester_extra`, `retriever_extra` and `stream_extra` YAML spliced in (indented to fit).
-pub fn one_stream(path: &str, requester_extra: &str, retriever_extra: &str, stream_extra: &str) -> String {
+pub fn one_stream(
+    path: &str,
+    requester_extra: &str,
+    retriever_extra: &str,
+    stream_extra: &str,
+) -> String {
     let indent = |s: &str, n: usize| {
         s.lines()
             .map(|l| format!("{}{l}", " ".repeat(n)))

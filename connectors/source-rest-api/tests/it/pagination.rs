@@ -9,28 +9,43 @@ use serde_json::{Value, json};
 use crate::*;
 
 /// Records 1..=total, `size` per page; `page_of` says which page a request asks for (1-based).
-fn paged(total: i64, size: i64, page_of: impl Fn(&Request) -> i64 + Send + Sync + 'static) -> impl Fn(&Request) -> ResponseTemplate + Send + Sync + 'static {
+fn paged(
+    total: i64,
+    size: i64,
+    page_of: impl Fn(&Request) -> i64 + Send + Sync + 'static,
+) -> impl Fn(&Request) -> ResponseTemplate + Send + Sync + 'static {
     move |req: &Request| {
         let page = page_of(req);
         let from = (page - 1) * size + 1;
         let to = (from + size - 1).min(total);
-        let data: Vec<Value> = (from..=to).map(|i| json!({"id": i, "name": format!("n{i}")})).collect();
+        let data: Vec<Value> = (from..=to)
+            .map(|i| json!({"id": i, "name": format!("n{i}")}))
+            .collect();
         json_response(json!({ "data": data }))
     }
 }
 
 /// Records every request's query.
-fn recorder() -> (Arc<Mutex<Vec<String>>>, impl Fn(&Request) -> () + Send + Sync) {
+fn recorder() -> (
+    Arc<Mutex<Vec<String>>>,
+    impl Fn(&Request) -> () + Send + Sync,
+) {
     let log = Arc::new(Mutex::new(Vec::new()));
     let l = log.clone();
-    (log, move |req: &Request| l.lock().unwrap().push(req.url.query().unwrap_or("").to_string()))
+    (log, move |req: &Request| {
+        l.lock()
+            .unwrap()
+            .push(req.url.query().unwrap_or("").to_string())
+    })
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn page_increment_with_page_size_option() {
     let server = MockServer::start().await;
     let (log, record) = recorder();
-    let pages = paged(25, 10, |r| query(r, "page").map_or(1, |p| p.parse().unwrap()));
+    let pages = paged(25, 10, |r| {
+        query(r, "page").map_or(1, |p| p.parse().unwrap())
+    });
     Mock::given(matchers::path("/items"))
         .respond_with(move |r: &Request| {
             record(r);
@@ -51,14 +66,19 @@ async fn page_increment_with_page_size_option() {
     let out = m.read(&config_for(&server), &["items"]);
     out.assert_success();
     assert_eq!(ids(&out, "items"), (1..=25).collect::<Vec<_>>());
-    assert_eq!(*log.lock().unwrap(), vec!["per_page=10", "per_page=10&page=2", "per_page=10&page=3"]);
+    assert_eq!(
+        *log.lock().unwrap(),
+        vec!["per_page=10", "per_page=10&page=2", "per_page=10&page=3"]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn offset_increment_injected_on_first_request() {
     let server = MockServer::start().await;
     let (log, record) = recorder();
-    let pages = paged(25, 10, |r| query(r, "offset").unwrap().parse::<i64>().unwrap() / 10 + 1);
+    let pages = paged(25, 10, |r| {
+        query(r, "offset").unwrap().parse::<i64>().unwrap() / 10 + 1
+    });
     Mock::given(matchers::path("/items"))
         .respond_with(move |r: &Request| {
             record(r);
@@ -81,7 +101,14 @@ async fn offset_increment_injected_on_first_request() {
     let out = m.read(&config, &["items"]);
     out.assert_success();
     assert_eq!(ids(&out, "items").len(), 25);
-    assert_eq!(*log.lock().unwrap(), vec!["limit=10&offset=0", "limit=10&offset=10", "limit=10&offset=20"]);
+    assert_eq!(
+        *log.lock().unwrap(),
+        vec![
+            "limit=10&offset=0",
+            "limit=10&offset=10",
+            "limit=10&offset=20"
+        ]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -122,9 +149,13 @@ async fn cursor_from_a_header_into_a_header() {
     let server = MockServer::start().await;
     Mock::given(matchers::path("/items"))
         .respond_with(|r: &Request| {
-            let cursor = r.headers.get("x-page-cursor").map(|v| v.to_str().unwrap().to_string());
+            let cursor = r
+                .headers
+                .get("x-page-cursor")
+                .map(|v| v.to_str().unwrap().to_string());
             match cursor.as_deref() {
-                None => json_response(json!({"data": [{"id": 1}]})).insert_header("X-Next-Cursor", "abc"),
+                None => json_response(json!({"data": [{"id": 1}]}))
+                    .insert_header("X-Next-Cursor", "abc"),
                 Some("abc") => json_response(json!({"data": [{"id": 2}]})),
                 Some(other) => ResponseTemplate::new(400).set_body_string(other.to_string()),
             }
@@ -190,7 +221,9 @@ async fn cursor_from_the_last_record_until_a_short_page() {
     Mock::given(matchers::path("/items"))
         .respond_with(|r: &Request| {
             let after: i64 = query(r, "after").map_or(0, |p| p.parse().unwrap());
-            let data: Vec<Value> = (after + 1..=(after + 3).min(7)).map(|i| json!({"id": i})).collect();
+            let data: Vec<Value> = (after + 1..=(after + 3).min(7))
+                .map(|i| json!({"id": i}))
+                .collect();
             json_response(json!({ "data": data }))
         })
         .mount(&server)
@@ -221,7 +254,10 @@ async fn page_token_in_a_json_body() {
         .and(matchers::method("POST"))
         .respond_with(|r: &Request| {
             let body: Value = serde_json::from_slice(&r.body).unwrap();
-            assert_eq!(body["query"]["kind"], "all", "the requester's body is kept: {body}");
+            assert_eq!(
+                body["query"]["kind"], "all",
+                "the requester's body is kept: {body}"
+            );
             match body["paging"]["token"].as_str() {
                 None => json_response(json!({"data": [{"id": 1}], "next": "t2"})),
                 Some("t2") => json_response(json!({"data": [{"id": 2}], "next": null})),

@@ -26,7 +26,9 @@ async fn seed_server() -> MockServer {
     let server = MockServer::start().await;
     Mock::given(matchers::path("/v1/customers"))
         .and(matchers::header("Authorization", "Bearer api-token-seed-1"))
-        .respond_with(json_response(json!({"data": [{"id": 1, "name": "Acme Corp"}, {"id": 2, "name": "Globex"}]})))
+        .respond_with(json_response(
+            json!({"data": [{"id": 1, "name": "Acme Corp"}, {"id": 2, "name": "Globex"}]}),
+        ))
         .mount(&server)
         .await;
     Mock::given(matchers::path("/v1/orders"))
@@ -51,17 +53,33 @@ async fn the_seed_simple_config() {
     let config = seed_config(&server);
     let check = Run::new(BIN).check(&config);
     check.assert_success();
-    assert_eq!(check.connection_status().status, ConnectionStatus::Succeeded, "{}", check.describe());
+    assert_eq!(
+        check.connection_status().status,
+        ConnectionStatus::Succeeded,
+        "{}",
+        check.describe()
+    );
     let discovered = Run::new(BIN).discover(&config);
     discovered.assert_success().assert_protocol();
-    let names: Vec<&str> = discovered.catalog().streams.iter().map(|s| s.name.as_str()).collect();
+    let names: Vec<&str> = discovered
+        .catalog()
+        .streams
+        .iter()
+        .map(|s| s.name.as_str())
+        .collect();
     assert_eq!(names, ["customers", "orders"]);
-    assert_eq!(discovered.catalog().streams[0].source_defined_primary_key, Some(vec![vec!["id".to_string()]]));
+    assert_eq!(
+        discovered.catalog().streams[0].source_defined_primary_key,
+        Some(vec![vec!["id".to_string()]])
+    );
     let out = Run::new(BIN).read(&config, &catalog(&["customers", "orders"], false), None);
     out.assert_success().assert_protocol();
     assert_eq!(ids(&out, "customers"), vec![1, 2]);
     assert_eq!(ids(&out, "orders"), vec![10]);
-    assert!(!out.stdout.contains("api-token-seed-1"), "the token never reaches the output");
+    assert!(
+        !out.stdout.contains("api-token-seed-1"),
+        "the token never reaches the output"
+    );
 
     let mut bad = config.clone();
     bad["authentication"]["token"] = json!("wrong");
@@ -69,7 +87,10 @@ async fn the_seed_simple_config() {
     check.assert_success();
     assert_eq!(check.connection_status().status, ConnectionStatus::Failed);
     let incomplete = Run::new(BIN).check(&json!({"endpoints": []}));
-    assert_eq!(incomplete.connection_status().status, ConnectionStatus::Failed);
+    assert_eq!(
+        incomplete.connection_status().status,
+        ConnectionStatus::Failed
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -82,7 +103,12 @@ async fn a_manifest_injected_in_the_config() {
         .await;
     let yaml = format!(
         "{}\nspec:\n  type: Spec\n  connection_specification:\n    type: object\n    required: [base_url, api_key]\n    properties:\n      base_url: {{type: string}}\n      api_key: {{type: string, airbyte_secret: true}}\n",
-        one_stream("/items", "authenticator: {type: ApiKeyAuthenticator, api_token: \"{{ config['api_key'] }}\", header: X-Key}", "", "")
+        one_stream(
+            "/items",
+            "authenticator: {type: ApiKeyAuthenticator, api_token: \"{{ config['api_key'] }}\", header: X-Key}",
+            "",
+            ""
+        )
     );
     let parsed: serde_yaml::Value = serde_yaml::from_str(&yaml).unwrap();
     let mut config = config_for(&server);
@@ -94,5 +120,12 @@ async fn a_manifest_injected_in_the_config() {
     config.as_object_mut().unwrap().remove("api_key");
     let check = Run::new(BIN).check(&config);
     assert_eq!(check.connection_status().status, ConnectionStatus::Failed);
-    assert!(check.connection_status().message.clone().unwrap_or_default().contains("api_key"));
+    assert!(
+        check
+            .connection_status()
+            .message
+            .clone()
+            .unwrap_or_default()
+            .contains("api_key")
+    );
 }

@@ -103,7 +103,10 @@ async fn every_page_of_the_parent_gives_partitions() {
     out.assert_success();
     let tasks = out.records_of("tasks");
     assert_eq!(tasks.len(), 10, "{}", out.describe());
-    let mut projects: Vec<i64> = tasks.iter().map(|t| t["project_id"].as_i64().unwrap()).collect();
+    let mut projects: Vec<i64> = tasks
+        .iter()
+        .map(|t| t["project_id"].as_i64().unwrap())
+        .collect();
     projects.sort();
     projects.dedup();
     assert_eq!(projects, vec![1, 2, 3, 4, 5]);
@@ -129,14 +132,23 @@ async fn per_partition_state_and_resume() {
         .collect();
     parts.sort_by_key(|(p, _)| p["project_id"].as_i64());
     assert_eq!(parts.len(), 5);
-    assert_eq!(parts[0], (json!({"project_id": 1, "parent_slice": {}}), json!({"updated_at": "2024-01-02T00:00:00Z"})));
+    assert_eq!(
+        parts[0],
+        (
+            json!({"project_id": 1, "parent_slice": {}}),
+            json!({"updated_at": "2024-01-02T00:00:00Z"})
+        )
+    );
     assert_eq!(parts[4].1, json!({"updated_at": "2024-01-06T00:00:00Z"}));
 
     // Resume: each partition from its own cursor; a new partition from the global one.
     log.lock().unwrap().clear();
     let mut state = out.final_state();
     let inner = &mut state[0]["stream"]["stream_state"];
-    inner["states"].as_array_mut().unwrap().retain(|s| s["partition"]["project_id"] != 5);
+    inner["states"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|s| s["partition"]["project_id"] != 5);
     inner["state"] = json!({"updated_at": "2024-01-03T00:00:00Z"});
     let again = m.read_incremental(&config(&server), &["tasks"], Some(&state));
     again.assert_success();
@@ -167,7 +179,10 @@ async fn a_failing_parent_fails_the_child() {
     let out = manifest(MANIFEST).read(&config(&server), &["tasks"]);
     out.assert_failure();
     let (message, _) = trace_error(&out);
-    assert!(message.contains("parent stream 'projects'") && message.contains("403"), "{message}");
+    assert!(
+        message.contains("parent stream 'projects'") && message.contains("403"),
+        "{message}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -196,8 +211,20 @@ async fn list_partitions_with_a_request_option() {
     let mut got: Vec<(String, String)> = out
         .records_of("items")
         .iter()
-        .map(|r| (r["region"].as_str().unwrap().to_string(), r["from_partition"].as_str().unwrap().to_string()))
+        .map(|r| {
+            (
+                r["region"].as_str().unwrap().to_string(),
+                r["from_partition"].as_str().unwrap().to_string(),
+            )
+        })
         .collect();
     got.sort();
-    assert_eq!(got, vec![("apac".into(), "apac".into()), ("eu".into(), "eu".into()), ("usa".into(), "usa".into())]);
+    assert_eq!(
+        got,
+        vec![
+            ("apac".into(), "apac".into()),
+            ("eu".into(), "eu".into()),
+            ("usa".into(), "usa".into())
+        ]
+    );
 }
