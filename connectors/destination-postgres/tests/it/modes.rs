@@ -252,6 +252,20 @@ async fn dedup_truncate_replaces_the_table_with_the_latest_rows() {
             json!({"id": 9, "name": "c", "seq": 1})
         ]
     );
+    // The tmp table's indexes took the final table's names in the swap.
+    let client = db.connect().await;
+    let names: Vec<String> = client
+        .query(
+            "SELECT indexname::text FROM pg_indexes WHERE schemaname = 'public' \
+             AND tablename = 'people' ORDER BY 1",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(names, ["people_cursor", "people_extracted_at", "people_pk"]);
 }
 
 #[tokio::test]
