@@ -59,7 +59,16 @@ fn typed_schema() -> Value {
 
 #[tokio::test]
 async fn typed_columns_follow_airbyte_mapping_and_values_round_trip() {
-    let (db, config) = database("layout").await;
+    round_trip("binary").await;
+}
+
+#[tokio::test]
+async fn values_round_trip_through_text_copy_too() {
+    round_trip("text").await;
+}
+
+async fn round_trip(format: &str) {
+    let (db, config) = database(&format!("layout_{format}")).await;
     let cat = catalog("users", typed_schema(), "append", 7, 0);
     let data = json!({
         "id": 1, "name": "Ann\ttab\\slash\nline", "amount": "AMOUNT",
@@ -69,10 +78,17 @@ async fn typed_columns_follow_airbyte_mapping_and_values_round_trip() {
         "not_in_schema": "dropped"
     });
     let out = Run::new(BIN)
+        .env("DESTINATION_POSTGRES_COPY_FORMAT", format)
         .stdin_lines([
             // A number with more precision than an f64, as JSON text.
             record_at("users", data, 1_700_000_000_123)
                 .replace("\"AMOUNT\"", "12345678901234567890.123456789"),
+            record(
+                "users",
+                json!({"id": 2, "amount": -0.000001, "born": "0044-03-15 BC",
+                       "seen_at": "1969-07-20 20:17:40.5-04:00", "local_at": "1900-01-01T00:00:00.000001",
+                       "opens_tz": "23:59:59.999999-03:30", "name": ""}),
+            ),
             state("users", 1),
         ])
         .write(&config, &cat);
@@ -108,7 +124,7 @@ async fn typed_columns_follow_airbyte_mapping_and_values_round_trip() {
             "SELECT name, amount::text, active, born::text, seen_at AT TIME ZONE 'UTC', local_at::text, \
              opens::text, opens_tz::text, tags::text, address::text, either::text, anything::text, \
              _airbyte_extracted_at AT TIME ZONE 'UTC', _airbyte_meta::text, _airbyte_generation_id, \
-             length(_airbyte_raw_id) FROM users",
+             length(_airbyte_raw_id) FROM users WHERE id = 1",
             &[],
         )
         .await
@@ -138,6 +154,27 @@ async fn typed_columns_follow_airbyte_mapping_and_values_round_trip() {
     );
     assert_eq!(row.get::<_, i64>(14), 7);
     assert_eq!(row.get::<_, i32>(15), 36);
+
+    let row = client
+        .query_one(
+            "SELECT amount::text, born::text, (seen_at AT TIME ZONE 'UTC')::text, local_at::text, \
+             opens_tz::text, name FROM users WHERE id = 2",
+            &[],
+        )
+        .await
+        .unwrap();
+    let got: Vec<String> = (0..6).map(|i| row.get(i)).collect();
+    assert_eq!(
+        got,
+        [
+            "-0.000001",
+            "0044-03-15 BC",
+            "1969-07-21 00:17:40.5",
+            "1900-01-01 00:00:00.000001",
+            "23:59:59.999999-03:30",
+            ""
+        ]
+    );
 
     // The load-time default of `_airbyte_meta` is gone afterwards.
     let default: Option<String> = client
