@@ -480,6 +480,14 @@ impl BatchWriter for PgWriter {
         if truncate || raw {
             self.execute(&sql::create_schema(&internal)).await?;
         }
+        for (child, _) in &tables[1..] {
+            let table = TableName::new(&schema, child);
+            if let Some(other) = self.targets.insert(table.clone(), descriptor.clone()) {
+                return Err(Error::config(format!(
+                    "streams '{other}' and '{descriptor}' would both be written to table {table}"
+                )));
+            }
+        }
         let flattened_children = tables.len() > 1;
         let plain_meta = Rows::plain_meta(stream.sync_id);
         let mut built = Vec::new();

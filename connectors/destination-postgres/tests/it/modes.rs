@@ -362,6 +362,22 @@ async fn unsupported_modes_are_config_errors() {
             .contains("'update' is not supported")
     );
 
+    let clash = json!({"streams": [
+        stream("a b", None, simple_schema(), "append", 1, 0),
+        stream("a_b", None, simple_schema(), "append", 1, 0),
+    ]});
+    let out = Run::new(BIN)
+        .stdin_lines(people(1..=1, "x", 1))
+        .write(&config, &clash);
+    out.assert_failure();
+    assert!(
+        out.trace_errors()[0]
+            .message
+            .contains("would both be written to table public.a_b"),
+        "{}",
+        out.describe()
+    );
+
     let mut no_key = catalog("people", simple_schema(), "append_dedup", 1, 0);
     no_key["streams"][0]["primary_key"] = json!([["missing"]]);
     let out = Run::new(BIN)
