@@ -10,11 +10,11 @@ use tokio_postgres::{Client, NoTls};
 use crate::config::{PostgresConfig, SslMode};
 use crate::tls::{self, Verify};
 
-/// Opens a connection (its driver task runs on the current runtime), retrying transient
-/// failures.
-pub async fn connect(config: &PostgresConfig) -> Result<Client> {
+/// Opens a connection (its driver task runs on the current runtime), making up to
+/// `attempts` attempts when failures are transient.
+pub async fn connect(config: &PostgresConfig, attempts: u32) -> Result<Client> {
     let policy = RetryPolicy {
-        max_attempts: 3,
+        max_attempts: attempts.max(1),
         initial_delay: Duration::from_millis(500),
         max_delay: Duration::from_secs(5),
     };
@@ -28,7 +28,7 @@ async fn connect_once(config: &PostgresConfig) -> Result<Client> {
         .user(&config.username)
         .dbname(&config.database)
         .application_name("airbyte-destination-postgres")
-        .connect_timeout(Duration::from_secs(30))
+        .connect_timeout(Duration::from_secs(10))
         .keepalives(true);
     if let Some(password) = &config.password {
         pg.password(password.expose());

@@ -39,7 +39,7 @@ impl Destination for DestinationPostgres {
     async fn check(&self, config: &PostgresConfig) -> Result<()> {
         config.validate()?;
         // Whatever stops the connection is the config's problem from the user's point of view.
-        let client = connect::connect(config)
+        let client = connect::connect(config, 1)
             .await
             .map_err(|e| Error::config(e.message))?;
         let schema = names::compatible(&config.schema);
@@ -68,7 +68,7 @@ impl Destination for DestinationPostgres {
         output: &Output,
     ) -> Result<()> {
         config.validate()?;
-        let client = connect::connect(config).await?;
+        let client = connect::connect(config, 3).await?;
         let mut writer = writer::PgWriter::new(client, config.clone());
         load(
             input,
