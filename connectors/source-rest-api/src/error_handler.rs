@@ -177,6 +177,17 @@ impl ErrorHandler {
         }
     }
 
+    /// True when a filter looks at the response (a predicate or an error message template).
+    pub fn needs_vars(&self) -> bool {
+        match self {
+            ErrorHandler::Default(h) => h
+                .filters
+                .iter()
+                .any(|f| f.predicate.is_some() || f.error_message.is_some()),
+            ErrorHandler::Composite(hs) => hs.iter().any(ErrorHandler::needs_vars),
+        }
+    }
+
     pub fn max_retries(&self) -> u32 {
         match self {
             ErrorHandler::Default(h) => h.max_retries,

@@ -308,7 +308,7 @@ impl ParentConfig {
                 }
                 Msg::Page { id, records } => {
                     let parent_slice = slices.get(&id).map(|p| (**p).clone()).unwrap_or_default();
-                    for record in records {
+                    for record in records.into_values()? {
                         let Some(value) = self.parent_key.iter().try_fold(&record, |v, k| v.get(k))
                         else {
                             continue;

@@ -11,12 +11,14 @@ use tokio::sync::{Semaphore, mpsc};
 use tokio::task::{JoinHandle, JoinSet};
 
 use crate::cursor::Interval;
+use crate::decoder::Decoder;
 use crate::interpolation::datetime::Dt;
 use crate::interpolation::{Headers, Vars, json_value, to_mj};
 use crate::paginator::LastPage;
 use crate::partition::Partition;
 use crate::request_option::RequestParts;
 use crate::requester::Call;
+use crate::selector::Records;
 use crate::stream::StreamDef;
 
 /// The state value to start a partition from (`None`: the configured start).
@@ -41,7 +43,7 @@ pub enum Msg {
     },
     Page {
         id: u64,
-        records: Vec<Value>,
+        records: Records,
     },
     Done {
         id: u64,
@@ -184,6 +186,18 @@ async fn produce(plan: &Plan, tx: &mpsc::Sender<Msg>) -> cdk::Result<()> {
     Ok(())
 }
 
+fn last_record(records: &Records) -> cdk::Result<Option<Value>> {
+    match records {
+        Records::Values(v) => Ok(v.last().cloned()),
+        Records::Raw { body, spans } => match spans.last() {
+            Some((s, e)) => serde_json::from_slice(&body[*s..*e])
+                .map(Some)
+                .map_err(|e| Error::system(format!("a record is not valid JSON: {e}"))),
+            None => Ok(None),
+        },
+    }
+}
+
 /// Reads every page of one slice.
 async fn read_slice(
     stream: &StreamDef,
@@ -194,7 +208,6 @@ async fn read_slice(
 ) -> cdk::Result<()> {
     let r = &stream.retriever;
     let base_vars = slice.vars(stream);
-    let take = !r.paginator.as_ref().is_some_and(|p| p.uses_response());
     let notice = |reset: Option<i64>| {
         let _ = tx.try_send(Msg::RateLimited(reset));
     };
@@ -224,24 +237,45 @@ async fn read_slice(
         let Some(resp) = r.requester.send(&call).await? else {
             break;
         };
-        let mut docs = r.decoder.decode(&resp.body)?;
-        let mut records = Vec::new();
-        for doc in docs.iter_mut() {
-            records.extend(r.selector.extract(doc, take)?);
-        }
-        let records = r.selector.select(records, &vars)?;
+        let raw = r.decoder == Decoder::Json && r.selector.passes_raw();
+        let needs_response = r.paginator.as_ref().is_some_and(|p| p.uses_response());
+        let (records, first_doc) = if raw {
+            let spans = r.selector.extract_raw(&resp.body)?;
+            let first = if needs_response && !first_page_only {
+                serde_json::from_slice(&resp.body).unwrap_or(Value::Null)
+            } else {
+                Value::Null
+            };
+            (
+                Records::Raw {
+                    body: resp.body.clone(),
+                    spans,
+                },
+                first,
+            )
+        } else {
+            let mut docs = r.decoder.decode(&resp.body)?;
+            let mut records = Vec::new();
+            for doc in docs.iter_mut() {
+                records.extend(r.selector.extract(doc, !needs_response)?);
+            }
+            let records = r.selector.select(records, &vars)?;
+            (
+                Records::Values(records),
+                docs.into_iter().next().unwrap_or(Value::Null),
+            )
+        };
         let next = match &r.paginator {
             Some(p) if !first_page_only => {
-                let first = docs.into_iter().next().unwrap_or(Value::Null);
                 let mut pvars = vars
-                    .with("response", json_value(Arc::new(first)))
+                    .with("response", json_value(Arc::new(first_doc)))
                     .with(
                         "headers",
                         minijinja::Value::from_object(Headers::new(resp.headers)),
                     )
                     .with("last_page_size", minijinja::Value::from(records.len()));
-                if let Some(last) = records.last() {
-                    pvars.set("last_record", to_mj(last));
+                if let Some(last) = last_record(&records)? {
+                    pvars.set("last_record", json_value(Arc::new(last)));
                 }
                 let last = LastPage {
                     vars: &pvars,

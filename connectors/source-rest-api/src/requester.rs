@@ -227,9 +227,13 @@ impl Requester {
             let mut req = self.prepare(call)?;
             self.auth.apply(&mut req.parts).await?;
             let sent = self.build.http.send(&req, self.timeouts).await;
-            let (resolution, headers, status, body_text) = match &sent {
+            let (resolution, headers, status, body) = match &sent {
                 Ok(resp) => {
-                    let vars = self.filter_vars(resp);
+                    let vars = if self.error_handler.needs_vars() {
+                        self.filter_vars(resp)
+                    } else {
+                        Vars::new()
+                    };
                     let seen = Seen {
                         status: Some(resp.status),
                         headers: &resp.headers,
@@ -240,7 +244,7 @@ impl Requester {
                         self.error_handler.interpret(&seen)?,
                         resp.headers.clone(),
                         format!("HTTP {}", resp.status),
-                        snippet(&resp.body),
+                        resp.body.clone(),
                     )
                 }
                 Err(Err(e)) => return Err(e.clone()),
@@ -256,7 +260,7 @@ impl Requester {
                         self.error_handler.interpret(&seen)?,
                         Vec::new(),
                         transport.clone(),
-                        String::new(),
+                        bytes::Bytes::new(),
                     )
                 }
             };
@@ -269,9 +273,9 @@ impl Requester {
                 if let Some(m) = &resolution.message {
                     s = format!("{m} ({s})");
                 }
-                if !body_text.is_empty() {
+                if !body.is_empty() {
                     s.push_str(": ");
-                    s.push_str(&body_text);
+                    s.push_str(&snippet(&body));
                 }
                 s
             };

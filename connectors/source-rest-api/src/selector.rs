@@ -189,3 +189,335 @@ fn glob<'v>(v: &'v Value, path: &[String], out: &mut Vec<&'v Value>) {
         _ => {}
     }
 }
+
+/// Records of a page: parsed values, or spans of the response body (the fast path, when no
+/// filter or transformation needs the record's content).
+#[derive(Debug)]
+pub enum Records {
+    Values(Vec<Value>),
+    Raw {
+        body: bytes::Bytes,
+        spans: Vec<(usize, usize)>,
+    },
+}
+
+impl Records {
+    pub fn len(&self) -> usize {
+        match self {
+            Records::Values(v) => v.len(),
+            Records::Raw { spans, .. } => spans.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Each record's JSON text (raw records) or value.
+    pub fn for_each(&self, mut f: impl FnMut(RecordRef<'_>) -> Result<()>) -> Result<()> {
+        match self {
+            Records::Values(v) => v.iter().try_for_each(|r| f(RecordRef::Value(r))),
+            Records::Raw { body, spans } => {
+                for (s, e) in spans {
+                    let text = std::str::from_utf8(&body[*s..*e])
+                        .map_err(|e| Error::system(format!("a record is not UTF-8: {e}")))?;
+                    f(RecordRef::Raw(text))?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    pub fn into_values(self) -> Result<Vec<Value>> {
+        match self {
+            Records::Values(v) => Ok(v),
+            raw => {
+                let mut out = Vec::with_capacity(raw.len());
+                raw.for_each(|r| {
+                    out.push(r.to_value()?);
+                    Ok(())
+                })?;
+                Ok(out)
+            }
+        }
+    }
+}
+
+/// One record of a page.
+#[derive(Debug, Clone, Copy)]
+pub enum RecordRef<'a> {
+    Value(&'a Value),
+    /// The record's JSON object text, as the API sent it.
+    Raw(&'a str),
+}
+
+impl RecordRef<'_> {
+    pub fn to_value(&self) -> Result<Value> {
+        match self {
+            RecordRef::Value(v) => Ok((*v).clone()),
+            RecordRef::Raw(t) => serde_json::from_str(t)
+                .map_err(|e| Error::system(format!("a record is not valid JSON: {e}"))),
+        }
+    }
+
+    /// The value of a top-level field, without parsing the rest of a raw record.
+    pub fn field(&self, name: &str) -> Option<Value> {
+        match self {
+            RecordRef::Value(v) => v.get(name).cloned(),
+            RecordRef::Raw(t) => {
+                let mut de = serde_json::Deserializer::from_str(t);
+                serde::de::DeserializeSeed::deserialize(raw::FieldSeed(name), &mut de)
+                    .ok()
+                    .flatten()
+            }
+        }
+    }
+}
+
+impl RecordSelector {
+    /// True when records can pass through as the API's text (no filter, no transformation,
+    /// no wildcard).
+    pub fn passes_raw(&self) -> bool {
+        self.filter.is_none()
+            && self.transformations.is_empty()
+            && self.field_path.iter().all(|t| t.source() != "*")
+    }
+
+    /// The spans (byte ranges of `body`) of the records, without building values.
+    pub fn extract_raw(&self, body: &[u8]) -> Result<Vec<(usize, usize)>> {
+        let vars = Vars::new();
+        let path: Vec<String> = self
+            .field_path
+            .iter()
+            .map(|t| Ok(t.eval_str(&vars)?.unwrap_or_default()))
+            .collect::<Result<_>>()?;
+        if body.iter().all(u8::is_ascii_whitespace) {
+            return Ok(Vec::new());
+        }
+        let mut de = serde_json::Deserializer::from_slice(body);
+        let target = serde::de::DeserializeSeed::deserialize(raw::PathSeed(&path), &mut de)
+            .map_err(|e| {
+                Error::system(format!(
+                    "the response is not valid JSON: {e}: {}",
+                    crate::decoder::snippet(body)
+                ))
+            })?;
+        let Some(target) = target else {
+            return Ok(Vec::new());
+        };
+        let base = body.as_ptr() as usize;
+        let span = |r: &serde_json::value::RawValue| {
+            let start = r.get().as_ptr() as usize - base;
+            (start, start + r.get().len())
+        };
+        let text = target.get();
+        match text.as_bytes().first() {
+            Some(b'[') => {
+                let items: Vec<&serde_json::value::RawValue> = serde_json::from_str(text)?;
+                let mut spans = Vec::with_capacity(items.len());
+                for item in items {
+                    if !item.get().starts_with('{') {
+                        return Err(Error::system(format!(
+                            "a record at field_path {path:?} is not an object: {}",
+                            crate::decoder::snippet(item.get().as_bytes())
+                        )));
+                    }
+                    // The span of an item parsed from `text` is inside `body` too.
+                    let start = item.get().as_ptr() as usize - base;
+                    spans.push((start, start + item.get().len()));
+                }
+                Ok(spans)
+            }
+            Some(b'{') if !(path.is_empty() && text.trim() == "{}") => Ok(vec![span(target)]),
+            Some(b'{') | Some(b'n') => Ok(Vec::new()),
+            _ => Err(Error::system(format!(
+                "a record at field_path {path:?} is not an object: {}",
+                crate::decoder::snippet(text.as_bytes())
+            ))),
+        }
+    }
+}
+
+/// Deserializers that look at part of a document without building the rest.
+mod raw {
+    use std::fmt;
+
+    use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+    use serde_json::Value;
+    use serde_json::value::RawValue;
+
+    /// The raw value at a path of keys (or list indexes); `None` when the path is absent.
+    pub struct PathSeed<'p>(pub &'p [String]);
+
+    impl<'de, 'p> DeserializeSeed<'de> for PathSeed<'p> {
+        type Value = Option<&'de RawValue>;
+
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            if self.0.is_empty() {
+                return <&RawValue as serde::Deserialize>::deserialize(d).map(Some);
+            }
+            d.deserialize_any(PathVisitor(self.0))
+        }
+    }
+
+    struct PathVisitor<'p>(&'p [String]);
+
+    impl<'de, 'p> Visitor<'de> for PathVisitor<'p> {
+        type Value = Option<&'de RawValue>;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a JSON document")
+        }
+
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let mut found = None;
+            while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+                if found.is_none() && key == self.0[0] {
+                    found = map.next_value_seed(PathSeed(&self.0[1..]))?;
+                } else {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+            Ok(found)
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            let index: Option<usize> = self.0[0].parse().ok();
+            let mut found = None;
+            let mut i = 0;
+            loop {
+                if Some(i) == index {
+                    match seq.next_element_seed(PathSeed(&self.0[1..]))? {
+                        Some(v) => found = v,
+                        None => break,
+                    }
+                } else if seq.next_element::<IgnoredAny>()?.is_none() {
+                    break;
+                }
+                i += 1;
+            }
+            Ok(found)
+        }
+
+        fn visit_unit<E>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+
+        fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+
+        fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+
+        fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+
+        fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+
+        fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+    }
+
+    /// One top-level field of an object.
+    pub struct FieldSeed<'n>(pub &'n str);
+
+    impl<'de, 'n> DeserializeSeed<'de> for FieldSeed<'n> {
+        type Value = Option<Value>;
+
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            d.deserialize_map(self)
+        }
+    }
+
+    impl<'de, 'n> Visitor<'de> for FieldSeed<'n> {
+        type Value = Option<Value>;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a JSON object")
+        }
+
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let mut found = None;
+            while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+                if found.is_none() && key == self.0 {
+                    found = Some(map.next_value::<Value>()?);
+                } else {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+            Ok(found)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn selector(path: &[&str]) -> RecordSelector {
+        let b = Build::new(&json!({}), None, 1);
+        let v = json!({"type": "RecordSelector", "extractor": {"type": "DpathExtractor", "field_path": path}});
+        RecordSelector::decode(Node::root(&v), &b, Vec::new()).unwrap()
+    }
+
+    fn texts(body: &str, path: &[&str]) -> Vec<String> {
+        selector(path)
+            .extract_raw(body.as_bytes())
+            .unwrap()
+            .into_iter()
+            .map(|(s, e)| body[s..e].to_string())
+            .collect()
+    }
+
+    #[test]
+    fn raw_extraction_matches_value_extraction() {
+        let body = r#"{"meta": {"n": [1, {"x": "}"}]}, "data": [{"id": 1, "s": "a\"b"}, {"id": 2}], "next": null}"#;
+        assert_eq!(
+            texts(body, &["data"]),
+            vec![r#"{"id": 1, "s": "a\"b"}"#, r#"{"id": 2}"#]
+        );
+        assert_eq!(texts(body, &["missing"]), Vec::<String>::new());
+        assert_eq!(texts(r#"[{"id": 1}]"#, &[]), vec![r#"{"id": 1}"#]);
+        assert_eq!(
+            texts(r#"{"a": {"b": [{"id": 3}]}}"#, &["a", "b"]),
+            vec![r#"{"id": 3}"#]
+        );
+        assert_eq!(
+            texts(r#"{"a": [{"x": 0}, {"id": 4}]}"#, &["a", "1"]),
+            vec![r#"{"id": 4}"#]
+        );
+        assert_eq!(
+            texts(r#"{"one": {"id": 5}}"#, &["one"]),
+            vec![r#"{"id": 5}"#]
+        );
+        assert!(
+            selector(&["data"])
+                .extract_raw(br#"{"data": [1, 2]}"#)
+                .is_err()
+        );
+        assert!(
+            selector(&["data"])
+                .extract_raw(br#"{"data": [{"id": 1}"#)
+                .is_err()
+        );
+        let mut doc: Value = serde_json::from_str(body).unwrap();
+        assert_eq!(
+            selector(&["data"]).extract(&mut doc, false).unwrap().len(),
+            2
+        );
+    }
+
+    #[test]
+    fn one_field_of_a_raw_record() {
+        let r = RecordRef::Raw(r#"{"a": {"deep": [1]}, "updated_at": "2024-01-01", "z": 1}"#);
+        assert_eq!(r.field("updated_at"), Some(json!("2024-01-01")));
+        assert_eq!(r.field("nope"), None);
+    }
+}

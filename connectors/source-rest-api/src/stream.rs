@@ -18,7 +18,7 @@ use crate::partition::PartitionRouter;
 use crate::read::{self, Msg, Plan};
 use crate::requester::Requester;
 use crate::schema;
-use crate::selector::RecordSelector;
+use crate::selector::{RecordRef, RecordSelector};
 use crate::state::{InputState, StateKeeper};
 use crate::transform::Transformation;
 
@@ -229,36 +229,29 @@ impl cdk::Stream for DeclarativeStream {
                     floors.insert(id, sync_start);
                 }
                 Msg::Page { id, records } => {
-                    let (Some(k), Some(cursor)) = (keeper.as_mut(), &stream.cursor) else {
-                        for r in &records {
-                            out.record(r)?;
-                        }
-                        continue;
-                    };
                     let floor = floors.get(&id).copied().flatten();
-                    for r in &records {
-                        match r
-                            .get(&cursor.cursor_field)
-                            .and_then(|v| cursor.parse_value(v))
-                        {
-                            Some(dt) => {
-                                if cursor.client_side
-                                    && let Some(f) = floor
-                                    && (dt < f || (cursor.strict && dt == f))
-                                {
-                                    continue;
+                    records.for_each(|r| {
+                        if let (Some(k), Some(cursor)) = (keeper.as_mut(), &stream.cursor) {
+                            match r.field(&cursor.cursor_field).and_then(|v| cursor.parse_value(&v)) {
+                                Some(dt) => {
+                                    if cursor.client_side
+                                        && let Some(f) = floor
+                                        && (dt < f || (cursor.strict && dt == f))
+                                    {
+                                        return Ok(());
+                                    }
+                                    k.observe(id, dt);
                                 }
-                                k.observe(id, dt);
+                                None if !unparsed_warned => {
+                                    unparsed_warned = true;
+                                    tracing::warn!(stream = %stream.name, field = %cursor.cursor_field,
+                                        "a record has no parseable cursor value; it does not move the state");
+                                }
+                                None => {}
                             }
-                            None if !unparsed_warned => {
-                                unparsed_warned = true;
-                                tracing::warn!(stream = %stream.name, field = %cursor.cursor_field,
-                                    "a record has no parseable cursor value; it does not move the state");
-                            }
-                            None => {}
                         }
-                        out.record(r)?;
-                    }
+                        write_record(out, r)
+                    })?;
                 }
                 Msg::Done { id } => {
                     floors.remove(&id);
@@ -279,6 +272,15 @@ impl cdk::Stream for DeclarativeStream {
             out.checkpoint(k.state(cursor, start, true));
         }
         Ok(())
+    }
+}
+
+/// Writes a record: raw text as it came when it is one line, else re-serialised.
+fn write_record(out: &mut RecordWriter, r: RecordRef<'_>) -> Result<()> {
+    match r {
+        RecordRef::Value(v) => out.record(v),
+        RecordRef::Raw(text) if !text.contains(['\n', '\r']) => out.record_raw(text),
+        raw => out.record(&raw.to_value()?),
     }
 }
 
