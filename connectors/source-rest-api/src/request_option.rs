@@ -97,10 +97,10 @@ impl RequestOption {
                     if !entry.is_object() {
                         *entry = Value::Object(Map::new());
                     }
-                    let Value::Object(next) = entry else {
-                        unreachable!("just made an object")
-                    };
-                    target = next;
+                    match entry {
+                        Value::Object(next) => target = next,
+                        _ => return Ok(()),
+                    }
                 }
                 target.insert(keys[keys.len() - 1].clone(), value.clone());
             }

@@ -21,7 +21,7 @@ pub fn utc_now() -> Dt {
 }
 
 pub fn utc() -> FixedOffset {
-    FixedOffset::east_opt(0).expect("zero offset is valid")
+    chrono::Offset::fix(&Utc)
 }
 
 const WEEKDAYS: [&str; 7] = [
@@ -530,10 +530,10 @@ impl PyDuration {
             months: months as i32,
             delta,
         };
-        Ok(if neg { d.neg() } else { d })
+        Ok(if neg { d.negated() } else { d })
     }
 
-    pub fn neg(self) -> Self {
+    pub fn negated(self) -> Self {
         PyDuration {
             months: -self.months,
             delta: -self.delta,
@@ -565,12 +565,12 @@ impl PyDuration {
     }
 
     pub fn sub_from(&self, dt: &Dt) -> Dt {
-        self.neg().add_to(dt)
+        self.negated().add_to(dt)
     }
 
     /// Python's `str(timedelta)`: `1 day, 0:00:00`, `0:00:01.500000`.
     pub fn python_str(&self) -> String {
-        let total = self.delta.num_microseconds().unwrap_or(i64::MAX) + 0;
+        let total = self.delta.num_microseconds().unwrap_or(i64::MAX);
         let days = total.div_euclid(86_400_000_000);
         let rest = total.rem_euclid(86_400_000_000);
         let (secs, micros) = (rest / 1_000_000, rest % 1_000_000);

@@ -299,3 +299,81 @@ fn generic_spec_without_a_manifest() {
     assert!(props.get("url_base").is_some() && props.get("endpoints").is_some());
     insta::assert_json_snapshot!("generic_spec", spec);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn explicit_no_auth_and_schema_file_path() {
+    let server = MockServer::start().await;
+    Mock::given(matchers::path("/items"))
+        .respond_with(|r: &Request| {
+            assert!(r.headers.get("authorization").is_none());
+            json_response(json!({"data": [{"id": 1}]}))
+        })
+        .mount(&server)
+        .await;
+    let yaml = one_stream(
+        "/items",
+        "authenticator: {type: NoAuth}",
+        "",
+        "schema_loader: {type: JsonFileSchemaLoader, file_path: \"./shapes/{{ parameters['schema_name'] }}.json\"}\n$parameters: {schema_name: item}",
+    );
+    let m = manifest(&yaml);
+    std::fs::create_dir(m.dir.path().join("shapes")).unwrap();
+    std::fs::write(
+        m.dir.path().join("shapes/item.json"),
+        json!({"type": "object", "properties": {"id": {"type": "number"}}}).to_string(),
+    )
+    .unwrap();
+    let discovered = m.run().discover(&config_for(&server));
+    discovered.assert_success();
+    assert_eq!(
+        discovered.catalog().streams[0].json_schema["properties"]["id"]["type"],
+        "number"
+    );
+    let out = m.read(&config_for(&server), &["items"]);
+    out.assert_success();
+    assert_eq!(ids(&out, "items"), vec![1]);
+}
+
+/// The manifest `cdk new --kind declarative` generates runs here.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_declarative_template_runs() {
+    let template = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../templates/source-declarative/manifest.yaml"
+    ))
+    .expect("the template manifest");
+    let yaml = template
+        .replace("{{title}}", "Shop")
+        .replace("{{name}}", "source-shop");
+    let server = MockServer::start().await;
+    Mock::given(matchers::path("/items"))
+        .and(matchers::header("Authorization", "Bearer t"))
+        .respond_with(|r: &Request| {
+            assert_eq!(
+                query(r, "updated_since").as_deref(),
+                Some("2024-01-01T00:00:00Z")
+            );
+            json_response(
+                json!({"data": [{"id": 1, "name": "a", "updated_at": "2024-02-01T00:00:00Z"}]}),
+            )
+        })
+        .mount(&server)
+        .await;
+    let config =
+        json!({"base_url": server.uri(), "api_token": "t", "start_date": "2024-01-01T00:00:00Z"});
+    let m = manifest(&yaml);
+    let check = m.run().check(&config);
+    assert_eq!(
+        check.connection_status().status,
+        ConnectionStatus::Succeeded,
+        "{}",
+        check.describe()
+    );
+    let out = m.read_incremental(&config, &["items"], None);
+    out.assert_success();
+    assert_eq!(ids(&out, "items"), vec![1]);
+    assert_eq!(
+        states(&out, "items").last(),
+        Some(&json!({"updated_at": "2024-02-01T00:00:00Z"}))
+    );
+}

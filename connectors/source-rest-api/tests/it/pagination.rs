@@ -26,10 +26,7 @@ fn paged(
 }
 
 /// Records every request's query.
-fn recorder() -> (
-    Arc<Mutex<Vec<String>>>,
-    impl Fn(&Request) -> () + Send + Sync,
-) {
+fn recorder() -> (Arc<Mutex<Vec<String>>>, impl Fn(&Request) + Send + Sync) {
     let log = Arc::new(Mutex::new(Vec::new()));
     let l = log.clone();
     (log, move |req: &Request| {
