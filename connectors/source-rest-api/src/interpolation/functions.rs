@@ -12,11 +12,9 @@ use minijinja::value::{Kwargs, Rest, Value, ValueKind};
 use minijinja::{Environment, Error, ErrorKind};
 use serde_json::Value as Json;
 
-use super::datetime::{
-    PyDate, PyDateTime, PyDuration, PyTimedelta, as_datetime, as_duration, format_airbyte,
-    parse_loose, strftime, utc_now,
-};
+use super::datetime::{PyDuration, format_airbyte, parse_loose, strftime, utc_now};
 use super::literal::py_str;
+use super::objects::{PyDate, PyDateTime, PyTimedelta, as_datetime, as_duration};
 
 pub fn register(env: &mut Environment<'static>) {
     env.add_function("now_utc", now_utc);

@@ -8,6 +8,7 @@ pub mod datetime;
 mod functions;
 pub mod json_object;
 pub mod literal;
+pub mod objects;
 mod rewrite;
 
 use std::sync::Arc;
