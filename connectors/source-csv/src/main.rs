@@ -1,1 +1,3 @@
-fn main() {}
+fn main() -> std::process::ExitCode {
+    cdk::entrypoint::run_source(source_csv::SourceCsv)
+}

@@ -65,13 +65,28 @@ pub fn run(bench: &Bench) -> Result<()> {
     };
 
     let append = load("bench_append", "append", "binary")?;
-    report("destination-postgres append (binary COPY)", n, Some(bytes), &append);
+    report(
+        "destination-postgres append (binary COPY)",
+        n,
+        Some(bytes),
+        &append,
+    );
     report_ratio("destination-postgres append", &append, "psql \\copy", &psql);
     let text = load("bench_append_text", "append", "text")?;
-    report("destination-postgres append (text COPY)", n, Some(bytes), &text);
+    report(
+        "destination-postgres append (text COPY)",
+        n,
+        Some(bytes),
+        &text,
+    );
     let dedup = load("bench_dedup", "append_dedup", "binary")?;
     report("destination-postgres append_dedup", n, Some(bytes), &dedup);
-    report_ratio("destination-postgres append_dedup", &dedup, "psql \\copy", &psql);
+    report_ratio(
+        "destination-postgres append_dedup",
+        &dedup,
+        "psql \\copy",
+        &psql,
+    );
 
     let rate = append.per_second(n);
     let ratio = rate / psql.per_second(n);
@@ -81,7 +96,10 @@ pub fn run(bench: &Bench) -> Result<()> {
         ratio >= 0.5,
     );
     let peak = append.peak_rss_mib.max(dedup.peak_rss_mib);
-    goal(&format!("peak RSS < 150 MB (is {peak:.0} MiB)"), peak < 150.0);
+    goal(
+        &format!("peak RSS < 150 MB (is {peak:.0} MiB)"),
+        peak < 150.0,
+    );
     Ok(())
 }
 
