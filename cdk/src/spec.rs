@@ -57,11 +57,29 @@ fn tidy(schema: &mut Value) {
     {
         map.remove("format");
     }
+    // Doc comments wrap at the source's line width; a UI should wrap descriptions itself.
+    if let Some(Value::String(description)) = map.get_mut("description") {
+        *description = unwrap_lines(description);
+    }
     // `oneOf` variants are objects; the parent must say so too.
     if map.contains_key("oneOf") && !map.contains_key("type") {
         map.insert("type".into(), "object".into());
     }
     map.values_mut().for_each(tidy);
+}
+
+/// Joins the lines of each paragraph with spaces; blank lines still separate paragraphs.
+fn unwrap_lines(text: &str) -> String {
+    text.split("\n\n")
+        .map(|paragraph| {
+            paragraph
+                .lines()
+                .map(str::trim)
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .collect::<Vec<_>>()
+        .join("\n\n")
 }
 
 fn is_null_schema(v: &Value) -> bool {
@@ -127,5 +145,11 @@ mod tests {
         insta::assert_json_snapshot!(spec);
         let text = spec.to_string();
         assert!(!text.contains("$ref") && !text.contains("anyOf") && !text.contains("uint16"));
+    }
+
+    #[test]
+    fn wrapped_doc_lines_become_one_line_per_paragraph() {
+        assert_eq!(unwrap_lines("one\n two\n\nthree"), "one two\n\nthree");
+        assert_eq!(unwrap_lines("single"), "single");
     }
 }

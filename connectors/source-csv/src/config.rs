@@ -45,10 +45,11 @@ pub enum FileFormat {
 }
 
 /// Where the files are.
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(tag = "storage")]
 pub enum Provider {
     /// Files on the machine (or volume) the connector runs on.
+    #[default]
     #[serde(rename = "local")]
     #[schemars(title = "Local Filesystem")]
     Local,
@@ -60,12 +61,6 @@ pub enum Provider {
     #[serde(rename = "S3")]
     #[schemars(title = "S3: Amazon Web Services")]
     S3(S3Provider),
-}
-
-impl Default for Provider {
-    fn default() -> Self {
-        Self::Local
-    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
@@ -232,13 +227,20 @@ pub struct Dialect {
     pub header: HeaderDefinition,
     pub skip_before: u64,
     pub skip_after: u64,
-    pub null_values: HashSet<Vec<u8>>,
+    /// Few values: a linear scan beats hashing every field.
+    pub null_values: Vec<Vec<u8>>,
     pub strings_can_be_null: bool,
     pub true_values: Vec<Vec<u8>>,
     pub false_values: Vec<Vec<u8>>,
     pub infer: bool,
     pub skip_ragged: bool,
     pub skip_bad_encoding: bool,
+}
+
+impl Dialect {
+    pub fn is_null(&self, field: &[u8]) -> bool {
+        self.null_values.iter().any(|v| v == field)
+    }
 }
 
 impl CsvOptions {

@@ -104,7 +104,7 @@ fn json_key(name: &str) -> Vec<u8> {
 /// Writes `field` as `kind`; false when it doesn't fit (the caller writes null and notes it).
 /// Null values and, for non-text columns, empty fields are null.
 fn write_value(out: &mut Vec<u8>, kind: Kind, field: &[u8], dialect: &Dialect) -> bool {
-    let is_null = dialect.null_values.contains(field);
+    let is_null = dialect.is_null(field);
     if kind == Kind::String {
         if is_null && dialect.strings_can_be_null {
             out.extend_from_slice(b"null");
@@ -128,7 +128,7 @@ fn write_value(out: &mut Vec<u8>, kind: Kind, field: &[u8], dialect: &Dialect) -
             }
         }
         Kind::Number => {
-            if values::is_json_number(field) {
+            if values::is_portable_json_number(field) {
                 out.extend_from_slice(field);
             } else if let Some(n) = values::parse_number(field) {
                 out.extend_from_slice(ryu::Buffer::new().format_finite(n).as_bytes());
@@ -185,11 +185,34 @@ static NEEDS_ESCAPE: [bool; 256] = {
     table
 };
 
+/// Length of the prefix of `text` that needs no escaping, found 8 bytes at a time (most text
+/// has nothing to escape; the word tests below are exact for "is there such a byte").
+fn plain_prefix(text: &[u8]) -> usize {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    let has_zero = |v: u64| v.wrapping_sub(ONES) & !v & HIGHS;
+    let mut i = 0;
+    while let Some(chunk) = text.get(i..i + 8) {
+        let w = u64::from_le_bytes(chunk.try_into().expect("8 bytes"));
+        let control = w.wrapping_sub(ONES * 0x20) & !w & HIGHS;
+        if control
+            | has_zero(w ^ (ONES * u64::from(b'"')))
+            | has_zero(w ^ (ONES * u64::from(b'\\')))
+            != 0
+        {
+            break;
+        }
+        i += 8;
+    }
+    i
+}
+
 /// Writes valid UTF-8 text as a JSON string.
 pub fn write_string(out: &mut Vec<u8>, text: &[u8]) {
     out.push(b'"');
     let mut start = 0;
-    for (i, &b) in text.iter().enumerate() {
+    let skip = plain_prefix(text);
+    for (i, &b) in text.iter().enumerate().skip(skip) {
         if !NEEDS_ESCAPE[b as usize] {
             continue;
         }

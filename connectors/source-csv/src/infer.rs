@@ -103,7 +103,7 @@ impl Inference {
         let mut row = ByteRecord::new();
         while file.position() < SAMPLE_BYTES_PER_FILE && file.next_row(&mut row)? {
             for (slot, value) in slots.iter().zip(row.iter()) {
-                if !value.is_empty() && !dialect.null_values.contains(value) {
+                if !value.is_empty() && !dialect.is_null(value) {
                     self.columns[*slot].observe(value, dialect);
                 }
             }

@@ -18,6 +18,9 @@ use crate::state::FileHistory;
 use crate::storage::{FileRef, Storage};
 use crate::values::Kind;
 
+/// Rows `check` parses of the newest file.
+const CHECK_ROWS: usize = 100;
+
 pub struct CsvStream {
     pub config: CsvConfig,
     pub dialect: Dialect,
@@ -57,7 +60,7 @@ impl CsvStream {
         Ok(())
     }
 
-    /// Opens the newest file and reads its header and first row: proves the files can be
+    /// Opens the newest file and reads its header and first rows: proves the files can be
     /// listed, fetched and parsed.
     pub async fn probe(&self) -> Result<()> {
         let files = self.files().await?;
@@ -65,7 +68,13 @@ impl CsvStream {
         let raw = self.storage.open(newest).await?;
         tokio::task::block_in_place(|| {
             let mut csv = CsvFile::open(raw, &newest.uri, &self.dialect)?;
-            csv.next_row(&mut ByteRecord::new()).map(drop)
+            let mut row = ByteRecord::new();
+            for _ in 0..CHECK_ROWS {
+                if !csv.next_row(&mut row)? {
+                    break;
+                }
+            }
+            Ok(())
         })
     }
 
