@@ -1,0 +1,10 @@
+//! End-to-end pipelines: real connector binaries piped together by the real `cdk sync`, against
+//! the kit's throwaway PostgreSQL, in-process S3 and wiremock servers. Each test checks the
+//! values that arrive, not just exit codes. The binaries come from the workspace build, so run
+//! these with `cargo test --workspace` (or `cargo build --workspace --bins` first).
+
+mod common;
+mod csv_to_postgres;
+mod postgres_dedup;
+mod postgres_to_s3_parquet;
+mod rest_api_to_local_jsonl;
