@@ -79,6 +79,7 @@ impl TestS3 {
                 });
             })
             .expect("cannot start the test S3 thread");
+        register_cleanup();
         Self {
             endpoint,
             access_key: ACCESS_KEY.into(),
@@ -119,6 +120,19 @@ impl TestS3 {
             .with_secret_access_key(&self.secret_key)
             .build()
             .expect("cannot build the test S3 client")
+    }
+}
+
+/// Removes the server's directory when the test process exits (statics are never dropped).
+fn register_cleanup() {
+    extern "C" fn remove_root() {
+        if let Some(s3) = SHARED.get() {
+            let _ = std::fs::remove_dir_all(&s3.root);
+        }
+    }
+    // SAFETY: registering a plain extern "C" function with atexit.
+    unsafe {
+        libc::atexit(remove_root);
     }
 }
 

@@ -203,12 +203,10 @@ async fn postgres_table_lands_in_s3_as_typed_parquet() {
     assert_eq!(products, expected);
 }
 
-/// A second sync of a full-refresh + overwrite stream must leave the whole table in the bucket.
-/// It does not: `cdk sync` hands the first sync's final ctid state back to source-postgres,
-/// which resumes after the last row and reads only new rows, and the overwrite then deletes the
-/// first sync's objects. (Airbyte's platform clears full-refresh states between syncs.)
+/// A second sync of a full-refresh + overwrite stream leaves the whole table in the bucket:
+/// `cdk sync` forgets a completed full refresh's state (as the platform does), so the source
+/// reads from the start rather than resuming after the last row.
 #[tokio::test(flavor = "multi_thread")]
-#[ignore = "bug: cdk sync passes a completed full refresh's state to the next sync (data loss)"]
 async fn second_full_refresh_sync_keeps_every_row() {
     let (db, bucket, _work, sync) = setup("pg-parquet-resync").await;
     sync.run().await;

@@ -1,6 +1,7 @@
 //! `cdk sync`: runs `source read` into `destination write`, keeps the states the destination
 //! acknowledges in a state file, and passes that file to the next run (so incremental streams
-//! pick up where they stopped). Defaults sync the bundled generator into ./output.
+//! pick up where they stopped; a full refresh resumes only a sync that failed, and starts
+//! over after one that succeeded). Defaults sync the bundled generator into ./output.
 
 use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -133,6 +134,18 @@ pub fn run(args: Args) -> Result<ExitCode> {
     if !source_status.success() || !destination_status.success() {
         bail!("the sync failed (source: {source_status}, destination: {destination_status})");
     }
+    // A full refresh that completed starts from the beginning next time (as the platform
+    // clears its state); its states only serve to resume a sync that failed part way.
+    let configured: ConfiguredAirbyteCatalog = serde_json::from_slice(&std::fs::read(&catalog)?)
+        .with_context(|| format!("cannot read the catalog {}", catalog.display()))?;
+    for stream in configured
+        .streams
+        .iter()
+        .filter(|s| s.sync_mode == SyncMode::FullRefresh)
+    {
+        state.forget(&stream.descriptor());
+    }
+    state.save(&state_path)?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -212,6 +225,10 @@ impl SavedState {
             }
             _ => self.global = Some(state),
         }
+    }
+
+    fn forget(&mut self, stream: &StreamDescriptor) {
+        self.streams.remove(&stream.to_string());
     }
 
     fn save(&self, path: &Path) -> Result<()> {
