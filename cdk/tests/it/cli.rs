@@ -142,3 +142,62 @@ fn cdk_sync_keeps_state_between_runs() {
         "the second, incremental run adds nothing"
     );
 }
+
+#[test]
+fn cdk_sync_starts_a_generation_per_full_refresh_and_keeps_it_to_resume() {
+    let dir = tempfile::tempdir().unwrap();
+    let catalog = dir.path().join("catalog.json");
+    std::fs::write(
+        &catalog,
+        r#"{"streams":[{"stream":{"name":"users","json_schema":{},"supported_sync_modes":["full_refresh","incremental"]},"sync_mode":"full_refresh","destination_sync_mode":"overwrite"}]}"#,
+    )
+    .unwrap();
+    let out = dir.path().join("out");
+    let run = || {
+        let o = Command::new(CDK)
+            .args(["sync", "--source"])
+            .arg(example_bin("source-generator"))
+            .arg("--destination")
+            .arg(example_bin("destination-jsonl"))
+            .arg("--catalog")
+            .arg(&catalog)
+            .arg("--output")
+            .arg(&out)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let ids: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(out.join("generations.json")).unwrap()).unwrap();
+        let state: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(out.join("state.json")).unwrap()).unwrap();
+        (ids, state)
+    };
+    let (ids, state) = run();
+    assert_eq!(
+        ids,
+        serde_json::json!({"sync_id": 1, "streams": {"users": 1}})
+    );
+    assert_eq!(
+        state,
+        serde_json::json!([]),
+        "a completed full refresh keeps no state"
+    );
+    let (ids, _) = run();
+    assert_eq!(
+        ids,
+        serde_json::json!({"sync_id": 2, "streams": {"users": 2}})
+    );
+
+    // A state left by a sync that failed part way: the next run resumes that generation.
+    std::fs::write(
+        out.join("state.json"),
+        r#"[{"type":"STREAM","stream":{"stream_descriptor":{"name":"users"},"stream_state":{"id":500}}}]"#,
+    )
+    .unwrap();
+    let (ids, state) = run();
+    assert_eq!(
+        ids,
+        serde_json::json!({"sync_id": 3, "streams": {"users": 2}})
+    );
+    assert_eq!(state, serde_json::json!([]));
+}

@@ -62,6 +62,13 @@ pub fn run(args: Args) -> Result<ExitCode> {
         )?,
     };
     let state_path = args.output.join("state.json");
+    let mut state = SavedState::load(&state_path)?;
+    let catalog = with_generations(
+        &catalog,
+        &args.output.join("generations.json"),
+        &state,
+        work.path(),
+    )?;
 
     let mut read = Command::new(&source);
     read.arg("read")
@@ -97,7 +104,6 @@ pub fn run(args: Args) -> Result<ExitCode> {
     let forward = std::thread::spawn(move || forward(source_out, dest_in));
 
     // Keep every acknowledged state.
-    let mut state = SavedState::load(&state_path)?;
     let dest_out = BufReader::new(
         destination_proc
             .stdout
@@ -238,6 +244,56 @@ impl SavedState {
         std::fs::rename(&tmp, path)?;
         Ok(())
     }
+}
+
+/// Generation and sync ids across runs, kept beside the state as the platform keeps them.
+#[derive(Default, serde::Serialize, serde::Deserialize)]
+struct Generations {
+    sync_id: i64,
+    streams: std::collections::BTreeMap<String, i64>,
+}
+
+/// The catalog of this run with `sync_id`, `generation_id` and `minimum_generation_id` filled
+/// in where it leaves them out: an overwrite stream starts a new generation (and asks for older
+/// ones to be replaced) unless it is resuming a sync that failed, whose generation it keeps so
+/// the destination keeps what that attempt wrote; other streams keep theirs, minimum 0.
+fn with_generations(
+    catalog: &Path,
+    path: &Path,
+    state: &SavedState,
+    work: &Path,
+) -> Result<PathBuf> {
+    let mut configured: ConfiguredAirbyteCatalog = serde_json::from_slice(&std::fs::read(catalog)?)
+        .with_context(|| format!("cannot read the catalog {}", catalog.display()))?;
+    let mut ids: Generations = match std::fs::read(path) {
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .with_context(|| format!("cannot read {}", path.display()))?,
+        Err(_) => Generations::default(),
+    };
+    ids.sync_id += 1;
+    for stream in &mut configured.streams {
+        let key = stream.descriptor().to_string();
+        let replaces = stream.destination_sync_mode == DestinationSyncMode::Overwrite;
+        let resuming = state.streams.contains_key(&key);
+        let current = ids.streams.get(&key).copied().unwrap_or(0);
+        let generation = stream.generation_id.unwrap_or(if replaces && !resuming {
+            current + 1
+        } else {
+            current
+        });
+        stream.generation_id = Some(generation);
+        stream
+            .minimum_generation_id
+            .get_or_insert(if replaces { generation } else { 0 });
+        stream.sync_id.get_or_insert(ids.sync_id);
+        ids.streams.insert(key, generation);
+    }
+    std::fs::write(path, serde_json::to_vec_pretty(&ids)?)?;
+    write_json(
+        work,
+        "run-catalog.json",
+        &serde_json::to_value(&configured)?,
+    )
 }
 
 /// Every discovered stream: incremental + append when it can, else full refresh + overwrite.
