@@ -9,6 +9,7 @@ pub mod config;
 pub mod destination;
 pub mod entrypoint;
 mod error;
+pub mod json;
 pub mod logging;
 pub mod output;
 pub mod protocol;

@@ -9,6 +9,7 @@ use csv::ByteRecord;
 
 use crate::config::Dialect;
 use crate::values::{self, Kind};
+use cdk::json::write_utf8;
 
 struct Column {
     name: String,
@@ -51,7 +52,7 @@ impl<'a> RowWriter<'a> {
         for (name, value) in file_columns {
             suffix.push(b',');
             suffix.extend_from_slice(&json_key(name));
-            write_string(&mut suffix, value.as_bytes());
+            write_utf8(&mut suffix, value.as_bytes());
         }
         suffix.push(b'}');
         Self {
@@ -96,7 +97,7 @@ impl<'a> RowWriter<'a> {
 
 fn json_key(name: &str) -> Vec<u8> {
     let mut key = Vec::with_capacity(name.len() + 3);
-    write_string(&mut key, name.as_bytes());
+    write_utf8(&mut key, name.as_bytes());
     key.push(b':');
     key
 }
@@ -109,7 +110,7 @@ fn write_value(out: &mut Vec<u8>, kind: Kind, field: &[u8], dialect: &Dialect) -
         if is_null && dialect.strings_can_be_null {
             out.extend_from_slice(b"null");
         } else {
-            write_string(out, field);
+            write_utf8(out, field);
         }
         return true;
     }
@@ -172,75 +173,10 @@ fn write_plain(out: &mut Vec<u8>, field: &[u8]) {
     out.push(b'"');
 }
 
-/// Bytes that can't appear raw in a JSON string: control characters, `"` and `\`.
-static NEEDS_ESCAPE: [bool; 256] = {
-    let mut table = [false; 256];
-    let mut i = 0;
-    while i < 0x20 {
-        table[i] = true;
-        i += 1;
-    }
-    table[b'"' as usize] = true;
-    table[b'\\' as usize] = true;
-    table
-};
-
-/// Length of the prefix of `text` that needs no escaping, found 8 bytes at a time (most text
-/// has nothing to escape; the word tests below are exact for "is there such a byte").
-fn plain_prefix(text: &[u8]) -> usize {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGHS: u64 = 0x8080_8080_8080_8080;
-    let has_zero = |v: u64| v.wrapping_sub(ONES) & !v & HIGHS;
-    let mut i = 0;
-    while let Some(chunk) = text.get(i..i + 8) {
-        let w = u64::from_le_bytes(chunk.try_into().expect("8 bytes"));
-        let control = w.wrapping_sub(ONES * 0x20) & !w & HIGHS;
-        if control
-            | has_zero(w ^ (ONES * u64::from(b'"')))
-            | has_zero(w ^ (ONES * u64::from(b'\\')))
-            != 0
-        {
-            break;
-        }
-        i += 8;
-    }
-    i
-}
-
-/// Writes valid UTF-8 text as a JSON string.
-pub fn write_string(out: &mut Vec<u8>, text: &[u8]) {
-    out.push(b'"');
-    let mut start = 0;
-    let skip = plain_prefix(text);
-    for (i, &b) in text.iter().enumerate().skip(skip) {
-        if !NEEDS_ESCAPE[b as usize] {
-            continue;
-        }
-        out.extend_from_slice(&text[start..i]);
-        match b {
-            b'"' => out.extend_from_slice(b"\\\""),
-            b'\\' => out.extend_from_slice(b"\\\\"),
-            b'\n' => out.extend_from_slice(b"\\n"),
-            b'\r' => out.extend_from_slice(b"\\r"),
-            b'\t' => out.extend_from_slice(b"\\t"),
-            _ => {
-                const HEX: &[u8; 16] = b"0123456789abcdef";
-                out.extend_from_slice(b"\\u00");
-                out.push(HEX[(b >> 4) as usize]);
-                out.push(HEX[(b & 15) as usize]);
-            }
-        }
-        start = i + 1;
-    }
-    out.extend_from_slice(&text[start..]);
-    out.push(b'"');
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::config::CsvOptions;
-    use proptest::prelude::*;
     use serde_json::{Value, json};
 
     fn row(fields: &[&str]) -> ByteRecord {
@@ -331,14 +267,5 @@ mod tests {
         );
         assert_eq!(v["s"], json!("NA"));
         assert_eq!(v["i"], Value::Null);
-    }
-
-    proptest! {
-        #[test]
-        fn any_text_is_escaped_as_serde_would_read_it(s in "\\PC*|[\\x00-\\x1f\"\\\\a]*") {
-            let mut out = Vec::new();
-            write_string(&mut out, s.as_bytes());
-            prop_assert_eq!(serde_json::from_slice::<String>(&out).unwrap(), s);
-        }
     }
 }

@@ -143,11 +143,6 @@ impl Https {
         let client = builder
             .build()
             .map_err(|e| Error::system(format!("cannot build the HTTP client: {e}")))?;
-        if has_glob(url) && !url.contains('?') {
-            return Err(Error::config(format!(
-                "url: globs are not supported over HTTPS ('{url}'); give one file's URL"
-            )));
-        }
         Ok(Self {
             client,
             url: url.to_string(),
@@ -166,12 +161,11 @@ impl Https {
             .send()
             .await
             .map_err(|e| self.error(e))?;
-        let status = response.status();
-        // Some servers refuse HEAD; GET tells the truth then.
-        let response = if status == reqwest::StatusCode::METHOD_NOT_ALLOWED {
-            self.send_get().await?
-        } else {
-            self.ensure_ok(response)?
+        // Some servers refuse HEAD (and a presigned URL is signed for GET only); GET tells the
+        // truth then, and only its headers are read.
+        let response = match response.status().as_u16() {
+            400 | 403 | 405 | 501 => self.send_get().await?,
+            _ => self.ensure_ok(response)?,
         };
         let last_modified = response
             .headers()

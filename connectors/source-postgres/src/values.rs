@@ -136,55 +136,12 @@ fn write_int(v: i64, out: &mut Vec<u8>) {
 /// is replaced rather than passed on.
 pub fn write_str(b: &[u8], out: &mut Vec<u8>) {
     match std::str::from_utf8(b) {
-        Ok(s) => escape(s.as_bytes(), out),
-        Err(_) => escape(String::from_utf8_lossy(b).as_bytes(), out),
+        Ok(s) => cdk::json::write_str(out, s),
+        Err(_) => cdk::json::write_str(out, &String::from_utf8_lossy(b)),
     }
 }
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
-
-/// Bytes that need escaping in a JSON string: controls, quote and backslash.
-static ESCAPE: [bool; 256] = {
-    let mut t = [false; 256];
-    let mut i = 0;
-    while i < 0x20 {
-        t[i] = true;
-        i += 1;
-    }
-    t[b'"' as usize] = true;
-    t[b'\\' as usize] = true;
-    t
-};
-
-/// Writes valid UTF-8 `s` as a quoted JSON string.
-fn escape(s: &[u8], out: &mut Vec<u8>) {
-    out.push(b'"');
-    let mut start = 0;
-    for (i, &c) in s.iter().enumerate() {
-        if !ESCAPE[c as usize] {
-            continue;
-        }
-        out.extend_from_slice(&s[start..i]);
-        match c {
-            b'"' => out.extend_from_slice(b"\\\""),
-            b'\\' => out.extend_from_slice(b"\\\\"),
-            b'\n' => out.extend_from_slice(b"\\n"),
-            b'\r' => out.extend_from_slice(b"\\r"),
-            b'\t' => out.extend_from_slice(b"\\t"),
-            c => out.extend_from_slice(&[
-                b'\\',
-                b'u',
-                b'0',
-                b'0',
-                HEX[(c >> 4) as usize],
-                HEX[(c & 15) as usize],
-            ]),
-        }
-        start = i + 1;
-    }
-    out.extend_from_slice(&s[start..]);
-    out.push(b'"');
-}
 
 const NUMERIC_NEG: u16 = 0x4000;
 const NUMERIC_NAN: u16 = 0xC000;

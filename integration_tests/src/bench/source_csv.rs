@@ -58,6 +58,8 @@ fn generate(path: &Path, rows: u64, gzip: bool) -> Result<u64> {
     }
     out.flush()?;
     drop(out);
+    // On disk before measuring, so write-back doesn't compete with the read.
+    std::fs::File::open(path)?.sync_all()?;
     Ok(std::fs::metadata(path)?.len())
 }
 

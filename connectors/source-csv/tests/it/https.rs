@@ -3,7 +3,7 @@
 
 use cdk::protocol::SyncMode;
 use cdk::testing::Run;
-use cdk::testing::http::matchers::{basic_auth, header, path};
+use cdk::testing::http::matchers::{basic_auth, header, method, path};
 use cdk::testing::http::{Mock, MockServer, ResponseTemplate};
 use serde_json::{Value, json};
 
@@ -161,4 +161,25 @@ async fn incremental_reads_follow_last_modified() {
     let changed = Run::new(BIN).read(&cfg, &cat, Some(&state));
     changed.assert_success();
     assert_eq!(rows(&changed), [json!({"id": 3, "amount": 1})]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_url_that_refuses_head_is_read_with_get() {
+    // As a presigned URL does: signed for GET, so HEAD is forbidden.
+    let server = MockServer::start().await;
+    Mock::given(method("HEAD"))
+        .respond_with(ResponseTemplate::new(403))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/signed.csv"))
+        .respond_with(ResponseTemplate::new(200).set_body_string(CSV))
+        .mount(&server)
+        .await;
+    let cfg = https_config(
+        format!("{}/signed.csv?X-Amz-Signature=abc", server.uri()),
+        json!({}),
+    );
+    check_succeeds(&cfg);
+    assert_eq!(rows(&read(&cfg)).len(), 2);
 }
