@@ -108,6 +108,7 @@ struct Loader<'a, W> {
     options: LoaderOptions,
     output: &'a Output,
     ids: HashMap<StreamDescriptor, StreamId>,
+    last_stream: Option<(StreamDescriptor, StreamId)>,
     streams: Vec<StreamBuf>,
     pending: Vec<AirbyteStateMessage>,
     since_global_state: u64,
@@ -134,6 +135,7 @@ impl<'a, W: BatchWriter> Loader<'a, W> {
                 .enumerate()
                 .map(|(i, s)| (s.descriptor(), i))
                 .collect(),
+            last_stream: None,
             streams: catalog
                 .streams
                 .iter()
@@ -156,7 +158,7 @@ impl<'a, W: BatchWriter> Loader<'a, W> {
         for (id, stream) in catalog.streams.iter().enumerate() {
             self.writer.open(id, stream).await?;
         }
-        let mut chunks = spawn_reader(input);
+        let (mut chunks, spent) = spawn_reader(input);
         let mut carry: Vec<u8> = Vec::new();
         let mut tick =
             tokio::time::interval(self.options.commit_interval.max(Duration::from_millis(10)));
@@ -193,6 +195,7 @@ impl<'a, W: BatchWriter> Loader<'a, W> {
                 rest = &rest[nl + 1..];
             }
             carry.extend_from_slice(rest);
+            let _ = spent.send(chunk);
         }
         if !carry.is_empty() {
             self.line(&carry).await?;
@@ -215,15 +218,7 @@ impl<'a, W: BatchWriter> Loader<'a, W> {
         }
         let id = match decode_line(line) {
             Ok(InputLine::Record(record)) => {
-                let descriptor = StreamDescriptor::new(
-                    record.stream.as_ref(),
-                    record.namespace.as_deref().map(str::to_string),
-                );
-                let Some(&id) = self.ids.get(&descriptor) else {
-                    return Err(Error::system(format!(
-                        "received a record for stream '{descriptor}', which is not in the configured catalog"
-                    )));
-                };
+                let id = self.stream_id(&record.stream, record.namespace.as_deref())?;
                 let data = record.data.get();
                 self.bytes_since_commit += data.len();
                 let stream = &mut self.streams[id];
@@ -256,6 +251,25 @@ impl<'a, W: BatchWriter> Loader<'a, W> {
             self.write_batch(id).await?;
         }
         Ok(())
+    }
+
+    /// The catalog index of a record's stream. Records come in runs of one stream, so the
+    /// last answer is checked first (no allocation or hashing per record).
+    fn stream_id(&mut self, name: &str, namespace: Option<&str>) -> Result<StreamId> {
+        if let Some((last, id)) = &self.last_stream
+            && last.name == name
+            && last.namespace.as_deref() == namespace
+        {
+            return Ok(*id);
+        }
+        let descriptor = StreamDescriptor::new(name, namespace.map(str::to_string));
+        let Some(&id) = self.ids.get(&descriptor) else {
+            return Err(Error::system(format!(
+                "received a record for stream '{descriptor}', which is not in the configured catalog"
+            )));
+        };
+        self.last_stream = Some((descriptor, id));
+        Ok(id)
     }
 
     async fn state(&mut self, mut state: AirbyteStateMessage) -> Result<()> {
@@ -337,16 +351,22 @@ fn message_kind(m: &AirbyteMessage) -> &'static str {
     }
 }
 
+type Chunks = mpsc::Receiver<std::io::Result<Vec<u8>>>;
+
 /// Reads the input on its own thread, so parsing overlaps with I/O. A plain
-/// thread (not a runtime blocking task) so a stuck stdin never holds up shutdown.
-fn spawn_reader(input: Input) -> mpsc::Receiver<std::io::Result<Vec<u8>>> {
+/// thread (not a runtime blocking task) so a stuck stdin never holds up shutdown. Chunks
+/// sent back on the returned sender are reused: no fresh allocation (and page faults) per read.
+fn spawn_reader(input: Input) -> (Chunks, std::sync::mpsc::Sender<Vec<u8>>) {
+    const CHUNK: usize = 256 << 10;
     let (tx, rx) = mpsc::channel(4);
+    let (spent_tx, spent) = std::sync::mpsc::channel::<Vec<u8>>();
     let mut reader = input.into_inner();
     std::thread::spawn(move || {
         loop {
             // One read per chunk: whatever arrived is handed on at once, so a source that
             // pauses never leaves records (and their states) waiting in this buffer.
-            let mut chunk = vec![0u8; 256 << 10];
+            let mut chunk = spent.try_recv().unwrap_or_default();
+            chunk.resize(CHUNK, 0);
             let n = match reader.read(&mut chunk) {
                 Ok(0) => return,
                 Ok(n) => n,
@@ -362,5 +382,5 @@ fn spawn_reader(input: Input) -> mpsc::Receiver<std::io::Result<Vec<u8>>> {
             }
         }
     });
-    rx
+    (rx, spent_tx)
 }

@@ -7,7 +7,7 @@ use std::process::Command;
 use anyhow::Result;
 use serde_json::json;
 
-use super::{Bench, goal, measure, report};
+use super::{Bench, goal, measure, measure_best, report};
 
 pub fn run(bench: &Bench) -> Result<()> {
     let n = bench.records;
@@ -22,11 +22,20 @@ pub fn run(bench: &Bench) -> Result<()> {
         .to_string(),
     )?;
 
-    // The loader alone: parse, group and batch, no storage.
-    let mut cmd = Command::new(bench.binary("bench")?);
-    cmd.arg("__parse_only").arg(&catalog);
-    let m = measure(&mut cmd, Some(&input))?;
-    report("loader parse of stdin (no storage)", n, Some(bytes), &m);
+    // The loader alone: parse, group and batch, no storage; best of 3 runs.
+    let bin = bench.binary("bench")?;
+    let parse = || {
+        let mut cmd = Command::new(&bin);
+        cmd.arg("__parse_only").arg(&catalog);
+        cmd
+    };
+    let m = measure_best(3, parse, Some(&input))?;
+    report(
+        "loader parse of stdin (no storage), best of 3",
+        n,
+        Some(bytes),
+        &m,
+    );
     goal("≥ 1,500,000 records/s", m.per_second(n) >= 1_500_000.0);
 
     // And a real destination on top of it.
@@ -62,6 +71,8 @@ fn write_messages(path: &std::path::Path, n: u64) -> Result<u64> {
         }
     }
     w.flush()?;
+    // On disk before measuring, so write-back doesn't compete with the read.
+    w.get_ref().sync_all()?;
     Ok(std::fs::metadata(path)?.len())
 }
 

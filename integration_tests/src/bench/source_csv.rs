@@ -11,7 +11,7 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use serde_json::{Value, json};
 
-use super::{Bench, Measurement, goal, measure, report, report_ratio};
+use super::{Bench, Measurement, goal, measure_best, report, report_ratio};
 
 /// Writes the benchmark file: row `i` is a deterministic function of `i`.
 fn generate(path: &Path, rows: u64, gzip: bool) -> Result<u64> {
@@ -123,28 +123,43 @@ pub fn run(bench: &Bench) -> Result<()> {
     let catalog = bench.scratch_file("csv-catalog.json");
     catalog_for(&bin, &config, &catalog)?;
 
-    let (reference, parsed) = parse_only(&data)?;
-    anyhow::ensure!(parsed == rows, "the csv crate saw {parsed} rows");
-    report("csv crate, parse only", rows, Some(bytes), &reference);
-    let read = |config: &Path, catalog: &Path| {
-        measure(
-            Command::new(&bin)
-                .args(["read", "--config"])
+    // Best of 3, as for the connector.
+    let mut reference: Option<Measurement> = None;
+    for _ in 0..3 {
+        let (m, parsed) = parse_only(&data)?;
+        anyhow::ensure!(parsed == rows, "the csv crate saw {parsed} rows");
+        reference = Some(match reference {
+            Some(r) if r.elapsed <= m.elapsed => r,
+            _ => m,
+        });
+    }
+    let reference = reference.expect("three runs");
+    report(
+        "csv crate, parse only, best of 3",
+        rows,
+        Some(bytes),
+        &reference,
+    );
+    let read = |config: &Path, catalog: &Path, runs: usize| {
+        let cmd = || {
+            let mut cmd = Command::new(&bin);
+            cmd.args(["read", "--config"])
                 .arg(config)
                 .arg("--catalog")
-                .arg(catalog),
-            None,
-        )
+                .arg(catalog);
+            cmd
+        };
+        measure_best(runs, cmd, None)
     };
-    let ours = read(&config, &catalog)?;
-    report("source-csv read", rows, Some(bytes), &ours);
+    let ours = read(&config, &catalog, 3)?;
+    report("source-csv read, best of 3", rows, Some(bytes), &ours);
     report_ratio("source-csv read", &ours, "csv crate parse", &reference);
 
     let big = bench.scratch_file("bench-3x.csv.gz");
     generate(&big, rows * 3, true)?;
     let big_config = bench.scratch_file("csv-config-3x.json");
     write_json(&big_config, &json!({"dataset_name": "bench", "url": big}))?;
-    let big_read = read(&big_config, &catalog)?;
+    let big_read = read(&big_config, &catalog, 1)?;
     report("source-csv read, 3x rows, gzip", rows * 3, None, &big_read);
 
     let ratio = ours.elapsed.as_secs_f64() / reference.elapsed.as_secs_f64();
