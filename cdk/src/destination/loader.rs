@@ -306,7 +306,7 @@ impl<'a, W: BatchWriter> Loader<'a, W> {
     }
 
     async fn write_batch(&mut self, id: StreamId) -> Result<()> {
-        let batch = std::mem::take(&mut self.streams[id].batch);
+        let batch = std::mem::replace(&mut self.streams[id].batch, Batch::recycled());
         if batch.is_empty() {
             return Ok(());
         }

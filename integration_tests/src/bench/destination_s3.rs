@@ -11,7 +11,7 @@ use anyhow::{Result, ensure};
 use cdk::testing::s3::TestS3;
 use serde_json::{Value, json};
 
-use super::{Bench, Measurement, goal, measure, report, report_ratio};
+use super::{Bench, Measurement, goal, measure, measure_best, report, report_ratio};
 
 pub fn run(bench: &Bench) -> Result<()> {
     let n = bench.records;
@@ -21,14 +21,40 @@ pub fn run(bench: &Bench) -> Result<()> {
     let catalog = bench.scratch_file("s3-catalog.json");
     std::fs::write(&catalog, catalog_json().to_string())?;
 
-    let mut parse = Command::new(bench.binary("bench")?);
-    parse.arg("__parse_only").arg(&catalog);
-    let floor = measure(&mut parse, Some(&input))?;
-    report("loader parse of stdin (reference)", n, Some(bytes), &floor);
+    let bin = bench.binary("bench")?;
+    let parse = || {
+        let mut cmd = Command::new(&bin);
+        cmd.arg("__parse_only").arg(&catalog);
+        cmd
+    };
+    let floor = measure_best(3, parse, Some(&input))?;
+    report(
+        "loader parse of stdin (reference), best of 3",
+        n,
+        Some(bytes),
+        &floor,
+    );
 
+    // Best of 3, as the reference: the S3 server shares the machine's two cores.
     let parquet = json!({"format_type": "Parquet", "compression_codec": "SNAPPY"});
-    let (m, files) = write_to_s3(bench, s3, &catalog, &input, "parquet", &parquet)?;
-    report("destination-s3 Parquet SNAPPY", n, Some(bytes), &m);
+    let mut runs = Vec::new();
+    for _ in 0..3 {
+        runs.push(write_to_s3(
+            bench, s3, &catalog, &input, "parquet", &parquet,
+        )?);
+    }
+    let files = runs[0].1.clone();
+    let m = runs
+        .iter()
+        .map(|r| r.0)
+        .reduce(Measurement::best_with)
+        .expect("three runs");
+    report(
+        "destination-s3 Parquet SNAPPY, best of 3",
+        n,
+        Some(bytes),
+        &m,
+    );
     report_ratio("destination-s3 Parquet SNAPPY", &m, "loader parse", &floor);
     println!("  {files}");
     goal("Parquet ≥ 500,000 records/s", m.per_second(n) >= 500_000.0);
@@ -169,5 +195,7 @@ fn write_messages(path: &Path, n: u64) -> Result<u64> {
         }
     }
     w.flush()?;
+    // On disk before measuring, so write-back doesn't compete with the runs.
+    w.get_ref().sync_all()?;
     Ok(std::fs::metadata(path)?.len())
 }

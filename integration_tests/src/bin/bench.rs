@@ -49,5 +49,9 @@ fn main() -> Result<()> {
     if !failed.is_empty() {
         anyhow::bail!("benchmarks failed: {}", failed.join(", "));
     }
+    let missed = bench::goals_missed();
+    if missed > 0 {
+        anyhow::bail!("{missed} goal(s) not met (see NOT MET above)");
+    }
     Ok(())
 }
