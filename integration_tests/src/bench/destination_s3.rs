@@ -11,7 +11,7 @@ use anyhow::{Result, ensure};
 use cdk::testing::s3::TestS3;
 use serde_json::{Value, json};
 
-use super::{Bench, Measurement, goal, measure, measure_best, report, report_ratio};
+use super::{Bench, Measurement, goal, measure, report, report_ratio};
 
 pub fn run(bench: &Bench) -> Result<()> {
     let n = bench.records;
@@ -21,13 +21,7 @@ pub fn run(bench: &Bench) -> Result<()> {
     let catalog = bench.scratch_file("s3-catalog.json");
     std::fs::write(&catalog, catalog_json().to_string())?;
 
-    let bin = bench.binary("bench")?;
-    let parse = || {
-        let mut cmd = Command::new(&bin);
-        cmd.arg("__parse_only").arg(&catalog);
-        cmd
-    };
-    let floor = measure_best(3, parse, Some(&input))?;
+    let floor = super::loader::measure_parse_only(bench, &catalog, &input)?;
     report(
         "loader parse of stdin (reference), best of 3",
         n,

@@ -7,7 +7,7 @@ use std::process::Command;
 use anyhow::Result;
 use serde_json::json;
 
-use super::{Bench, goal, measure, measure_best, report};
+use super::{Bench, Measurement, goal, measure, measure_best, report};
 
 pub fn run(bench: &Bench) -> Result<()> {
     let n = bench.records;
@@ -22,14 +22,8 @@ pub fn run(bench: &Bench) -> Result<()> {
         .to_string(),
     )?;
 
-    // The loader alone: parse, group and batch, no storage; best of 3 runs.
-    let bin = bench.binary("bench")?;
-    let parse = || {
-        let mut cmd = Command::new(&bin);
-        cmd.arg("__parse_only").arg(&catalog);
-        cmd
-    };
-    let m = measure_best(3, parse, Some(&input))?;
+    // The loader alone: parse, group and batch, no storage.
+    let m = measure_parse_only(bench, &catalog, &input)?;
     report(
         "loader parse of stdin (no storage), best of 3",
         n,
@@ -51,6 +45,21 @@ pub fn run(bench: &Bench) -> Result<()> {
     let m = measure(&mut cmd, Some(&input))?;
     report("destination-jsonl write", n, Some(bytes), &m);
     Ok(())
+}
+
+/// The best of 3 runs of the loader alone (`bench __parse_only`) over `input`.
+pub fn measure_parse_only(
+    bench: &Bench,
+    catalog: &std::path::Path,
+    input: &std::path::Path,
+) -> Result<Measurement> {
+    let bin = bench.binary("bench")?;
+    let parse = || {
+        let mut cmd = Command::new(&bin);
+        cmd.arg("__parse_only").arg(catalog);
+        cmd
+    };
+    measure_best(3, parse, Some(input))
 }
 
 /// Writes `n` RECORD lines (10 typed columns) with a STATE every 10,000; returns the size.
