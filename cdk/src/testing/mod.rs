@@ -11,6 +11,8 @@ pub mod http;
 #[cfg(feature = "testing")]
 pub mod postgres;
 #[cfg(feature = "testing")]
+pub mod postgres_tls;
+#[cfg(feature = "testing")]
 pub mod s3;
 
 pub use capture::{Captured, Run};

@@ -11,7 +11,6 @@ mod record;
 mod rows;
 pub mod schema;
 mod sql;
-mod tls;
 mod value;
 mod writer;
 

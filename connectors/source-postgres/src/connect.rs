@@ -8,8 +8,8 @@ use tokio_postgres::config::SslMode as PgSslMode;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, NoTls};
 
-use crate::config::{PostgresConfig, SslMode};
-use crate::tls::{MakeRustls, Verify};
+use crate::config::{PostgresConfig, SslMode, TlsCertificates};
+use postgres_tls::{ClientCert, MakeRustlsConnect, Verify};
 
 /// Session settings that make value formats fixed, scans run in physical order, and the
 /// snapshot-holding connection survive idle time.
@@ -33,8 +33,22 @@ pub struct Connector {
 enum Tls {
     Disable,
     /// Plain first, TLS when the server insists.
-    Allow(MakeRustls),
-    Use(PgSslMode, MakeRustls),
+    Allow(MakeRustlsConnect),
+    Use(PgSslMode, MakeRustlsConnect),
+}
+
+/// The client certificate and key of a verifying mode, which come together or not at all.
+fn client_cert(c: &TlsCertificates) -> Result<Option<ClientCert<'_>>> {
+    match (&c.client_certificate, &c.client_key) {
+        (Some(certificate), Some(key)) => Ok(Some(ClientCert {
+            certificate: certificate.expose(),
+            key: key.expose(),
+        })),
+        (None, None) => Ok(None),
+        _ => Err(Error::config(
+            "ssl_mode: client_certificate and client_key must be given together",
+        )),
+    }
 }
 
 impl Connector {
@@ -72,21 +86,21 @@ impl Connector {
                 other => tracing::warn!(parameter = other, "jdbc_url_params: parameter ignored"),
             }
         }
+        let unverified = || postgres_tls::connector(Verify::None, None);
         let tls = match (&config.ssl_mode, config.ssl) {
             (Some(SslMode::Disable), _) | (None, Some(false)) => Tls::Disable,
-            (Some(SslMode::Allow), _) => Tls::Allow(MakeRustls::new(Verify::Nothing, None)?),
-            (Some(SslMode::Prefer), _) | (None, None) => {
-                Tls::Use(PgSslMode::Prefer, MakeRustls::new(Verify::Nothing, None)?)
-            }
+            (Some(SslMode::Allow), _) => Tls::Allow(unverified()?),
+            (Some(SslMode::Prefer), _) | (None, None) => Tls::Use(PgSslMode::Prefer, unverified()?),
             (Some(SslMode::Require), _) | (None, Some(true)) => {
-                Tls::Use(PgSslMode::Require, MakeRustls::new(Verify::Nothing, None)?)
+                Tls::Use(PgSslMode::Require, unverified()?)
             }
-            (Some(SslMode::VerifyCa(c)), _) => {
-                Tls::Use(PgSslMode::Require, MakeRustls::new(Verify::Chain, Some(c))?)
-            }
+            (Some(SslMode::VerifyCa(c)), _) => Tls::Use(
+                PgSslMode::Require,
+                postgres_tls::connector(Verify::Ca(c.ca_certificate.expose()), client_cert(c)?)?,
+            ),
             (Some(SslMode::VerifyFull(c)), _) => Tls::Use(
                 PgSslMode::Require,
-                MakeRustls::new(Verify::ChainAndHost, Some(c))?,
+                postgres_tls::connector(Verify::Full(c.ca_certificate.expose()), client_cert(c)?)?,
             ),
         };
         Ok(Self {

@@ -10,7 +10,6 @@ mod copy;
 mod discover;
 mod read;
 mod state;
-mod tls;
 mod types;
 mod values;
 

@@ -1,87 +1,11 @@
-//! TLS modes against the test cluster with TLS switched on (a CA and a server certificate for
-//! `localhost` made with the openssl command line).
-
-use std::os::unix::fs::MetadataExt;
-use std::path::Path;
-use std::process::Command;
+//! TLS modes against the test cluster with TLS switched on (the kit's test CA and a server
+//! certificate for `localhost`).
 
 use cdk::testing::Run;
 use cdk::testing::postgres::TestPostgres;
 use serde_json::{Value, json};
 
 use super::*;
-
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl")
-        .current_dir(dir)
-        .args(args)
-        .output()
-        .expect("the openssl command line is needed for the TLS test");
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// A CA, and a server certificate for `localhost` signed by it; returns the CA's PEM.
-fn make_certificates(dir: &Path, ca: &str) -> String {
-    openssl(
-        dir,
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "2",
-            "-subj",
-            &format!("/CN={ca}"),
-            "-keyout",
-            &format!("{ca}.key"),
-            "-out",
-            &format!("{ca}.crt"),
-        ],
-    );
-    std::fs::write(dir.join("san.ext"), "subjectAltName=DNS:localhost\n").unwrap();
-    openssl(
-        dir,
-        &[
-            "req",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-subj",
-            "/CN=localhost",
-            "-keyout",
-            "server.key",
-            "-out",
-            "server.csr",
-        ],
-    );
-    openssl(
-        dir,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "server.csr",
-            "-CA",
-            &format!("{ca}.crt"),
-            "-CAkey",
-            &format!("{ca}.key"),
-            "-CAcreateserial",
-            "-days",
-            "2",
-            "-extfile",
-            "san.ext",
-            "-out",
-            "server.crt",
-        ],
-    );
-    std::fs::read_to_string(dir.join(format!("{ca}.crt"))).unwrap()
-}
 
 fn status(out: &cdk::testing::Captured) -> (String, String) {
     let s = out.connection_status();
@@ -110,40 +34,13 @@ async fn tls_modes_connect_and_verify_as_libpq_does() {
     assert_eq!(result, "FAILED", "the server has no TLS yet");
     assert!(message.contains("cannot connect"), "{message}");
 
-    if TestPostgres::shared().bin_dir().is_none() {
+    let Some(certs) = TestPostgres::shared().enable_tls().await else {
         eprintln!(
             "an external server (CDK_TEST_POSTGRES_URL): TLS is not switched on, the rest is skipped"
         );
         return;
-    }
-    // Switch TLS on in the throwaway cluster (other tests' `prefer` then use it too).
-    let dir = tempfile::tempdir().unwrap();
-    let ca = make_certificates(dir.path(), "test-ca");
-    let other_dir = tempfile::tempdir().unwrap();
-    let other_ca = make_certificates(other_dir.path(), "other-ca");
-    let client = db.connect().await;
-    let data: String = client
-        .query_one("SHOW data_directory", &[])
-        .await
-        .unwrap()
-        .get(0);
-    let owner = std::fs::metadata(&data).unwrap();
-    for name in ["server.crt", "server.key"] {
-        let target = Path::new(&data).join(format!("test-{name}"));
-        std::fs::copy(dir.path().join(name), &target).unwrap();
-        std::os::unix::fs::chown(&target, Some(owner.uid()), Some(owner.gid())).unwrap();
-        std::fs::set_permissions(&target, std::os::unix::fs::PermissionsExt::from_mode(0o600))
-            .unwrap();
-    }
-    // One statement at a time: ALTER SYSTEM refuses an implicit transaction.
-    for sql in [
-        "ALTER SYSTEM SET ssl_cert_file = 'test-server.crt'",
-        "ALTER SYSTEM SET ssl_key_file = 'test-server.key'",
-        "ALTER SYSTEM SET ssl = on",
-        "SELECT pg_reload_conf()",
-    ] {
-        client.batch_execute(sql).await.unwrap();
-    }
+    };
+    let (ca, other_ca) = (&certs.ca_pem, &certs.other_ca_pem);
 
     let ok = |c: &Value| {
         let out = Run::new(BIN).check(c);

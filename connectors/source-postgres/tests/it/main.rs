@@ -7,6 +7,7 @@ mod hostile;
 mod incremental;
 mod resume;
 mod spec;
+mod tls;
 
 use cdk::protocol::{AirbyteCatalog, ConfiguredAirbyteStream, DestinationSyncMode, SyncMode};
 use cdk::testing::Run;

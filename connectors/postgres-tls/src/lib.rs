@@ -1,5 +1,7 @@
-//! TLS for the connection, with libpq's modes: `prefer`/`require` encrypt without verifying
-//! the server, `verify-ca` checks the certificate chain, `verify-full` also the host name.
+//! TLS for tokio-postgres in libpq's modes, shared by the PostgreSQL connectors: `prefer` and
+//! `require` encrypt without verifying the server (as libpq does without a root certificate),
+//! `verify-ca` checks the certificate chain, `verify-full` also the host name. A client
+//! certificate and key may be presented to servers that ask for one.
 
 use std::sync::Arc;
 
@@ -7,9 +9,9 @@ use cdk::{Error, Result};
 use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
-use tokio_postgres_rustls::MakeRustlsConnect;
+pub use tokio_postgres_rustls::MakeRustlsConnect;
 
 /// How the server's certificate is checked.
 pub enum Verify<'a> {
@@ -21,27 +23,48 @@ pub enum Verify<'a> {
     Full(&'a str),
 }
 
-/// A TLS connector for tokio-postgres.
-pub fn connector(verify: Verify<'_>) -> Result<MakeRustlsConnect> {
+/// A client certificate chain and its unencrypted key, both PEM.
+pub struct ClientCert<'a> {
+    pub certificate: &'a str,
+    pub key: &'a str,
+}
+
+/// A TLS connector for tokio-postgres. Errors name the `ssl_mode` field at fault.
+pub fn connector(verify: Verify<'_>, client: Option<ClientCert<'_>>) -> Result<MakeRustlsConnect> {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let builder = ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
-        .map_err(|e| Error::system(format!("cannot set up tls: {e}")))?;
-    let config = match verify {
+        .map_err(|e| Error::system(format!("cannot set up TLS: {e}")))?;
+    let builder = match verify {
         Verify::None => builder
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(NoVerify(provider)))
-            .with_no_client_auth(),
+            .with_custom_certificate_verifier(Arc::new(NoVerify(provider))),
         Verify::Ca(pem) => {
             let inner = webpki(pem, provider)?;
             builder
                 .dangerous()
                 .with_custom_certificate_verifier(Arc::new(AnyName(inner)))
-                .with_no_client_auth()
         }
-        Verify::Full(pem) => builder
-            .with_webpki_verifier(webpki(pem, provider)?)
-            .with_no_client_auth(),
+        Verify::Full(pem) => builder.with_webpki_verifier(webpki(pem, provider)?),
+    };
+    let config = match client {
+        None => builder.with_no_client_auth(),
+        Some(client) => {
+            let chain: Vec<CertificateDer<'static>> =
+                CertificateDer::pem_slice_iter(client.certificate.as_bytes())
+                    .collect::<std::result::Result<_, _>>()
+                    .map_err(|e| {
+                        Error::config(format!("ssl_mode.client_certificate is not valid PEM: {e}"))
+                    })?;
+            let key = PrivateKeyDer::from_pem_slice(client.key.as_bytes()).map_err(|e| {
+                Error::config(format!(
+                    "ssl_mode.client_key is not an unencrypted PEM key: {e}"
+                ))
+            })?;
+            builder
+                .with_client_auth_cert(chain, key)
+                .map_err(|e| Error::config(format!("ssl_mode: client certificate rejected: {e}")))?
+        }
     };
     Ok(MakeRustlsConnect::new(config))
 }
@@ -164,5 +187,31 @@ impl ServerCertVerifier for AnyName {
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.0.supported_verify_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(r: Result<MakeRustlsConnect>) -> String {
+        match r {
+            Ok(_) => panic!("expected an error"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn bad_certificates_name_their_field() {
+        assert!(connector(Verify::None, None).is_ok());
+        assert!(
+            message(connector(Verify::Ca("not pem"), None)).contains("ssl_mode.ca_certificate")
+        );
+        assert!(message(connector(Verify::Full(""), None)).contains("no PEM certificate"));
+        let client = ClientCert {
+            certificate: "",
+            key: "not a key",
+        };
+        assert!(message(connector(Verify::None, Some(client))).contains("ssl_mode.client_key"));
     }
 }

@@ -1,0 +1,138 @@
+//! TLS for the throwaway PostgreSQL cluster: a test CA, a server certificate for `localhost`
+//! signed by it (made with the `openssl` command line), and the cluster switched to serve it.
+//! Connector tests then check libpq's `ssl_mode`s against a real TLS server.
+
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+use std::process::Command;
+
+use tokio::sync::OnceCell;
+
+use super::postgres::TestPostgres;
+
+/// The certificates of a cluster with TLS on.
+#[derive(Debug)]
+pub struct TestTls {
+    /// The CA (PEM) that signed the server's certificate for `localhost`.
+    pub ca_pem: String,
+    /// Another CA (PEM), which did not: verification against it must fail.
+    pub other_ca_pem: String,
+}
+
+static TLS: OnceCell<Option<TestTls>> = OnceCell::const_new();
+
+impl TestPostgres {
+    /// Switches TLS on in the throwaway cluster, once per process (connections with `prefer`
+    /// then use it too). `None` for an external server (`CDK_TEST_POSTGRES_URL`), whose TLS
+    /// set-up is its own. Panics naming the cause when `openssl` is missing or fails.
+    pub async fn enable_tls(&self) -> Option<&'static TestTls> {
+        TLS.get_or_init(|| async {
+            self.bin_dir()?;
+            let dir = tempfile::tempdir().expect("cannot create a temp dir for certificates");
+            let ca_pem = make_certificates(dir.path(), "test-ca");
+            let other = tempfile::tempdir().expect("cannot create a temp dir for certificates");
+            let other_ca_pem = make_certificates(other.path(), "other-ca");
+            let db = self.fresh_database("tls").await;
+            let client = db.connect().await;
+            let data: String = client
+                .query_one("SHOW data_directory", &[])
+                .await
+                .expect("cannot read data_directory")
+                .get(0);
+            let owner = std::fs::metadata(&data).expect("cannot stat the data directory");
+            for name in ["server.crt", "server.key"] {
+                let target = Path::new(&data).join(format!("test-{name}"));
+                std::fs::copy(dir.path().join(name), &target).expect("cannot copy a certificate");
+                std::os::unix::fs::chown(&target, Some(owner.uid()), Some(owner.gid()))
+                    .expect("cannot hand a certificate to the server's user");
+                std::fs::set_permissions(
+                    &target,
+                    std::os::unix::fs::PermissionsExt::from_mode(0o600),
+                )
+                .expect("cannot restrict a key's permissions");
+            }
+            // One statement at a time: ALTER SYSTEM refuses an implicit transaction.
+            for sql in [
+                "ALTER SYSTEM SET ssl_cert_file = 'test-server.crt'",
+                "ALTER SYSTEM SET ssl_key_file = 'test-server.key'",
+                "ALTER SYSTEM SET ssl = on",
+                "SELECT pg_reload_conf()",
+            ] {
+                client
+                    .batch_execute(sql)
+                    .await
+                    .unwrap_or_else(|e| panic!("{sql}: {e}"));
+            }
+            Some(TestTls {
+                ca_pem,
+                other_ca_pem,
+            })
+        })
+        .await
+        .as_ref()
+    }
+}
+
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .expect("the openssl command line is needed for TLS tests (package openssl)");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A CA, and a server certificate for `localhost` signed by it; returns the CA's PEM.
+fn make_certificates(dir: &Path, ca: &str) -> String {
+    let (ca_key, ca_crt) = (format!("{ca}.key"), format!("{ca}.crt"));
+    let subject = format!("/CN={ca}");
+    openssl(
+        dir,
+        &[
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", &subject,
+            "-keyout", &ca_key, "-out", &ca_crt,
+        ],
+    );
+    std::fs::write(dir.join("san.ext"), "subjectAltName=DNS:localhost\n")
+        .expect("cannot write the certificate extension file");
+    openssl(
+        dir,
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=localhost",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+        ],
+    );
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            &ca_crt,
+            "-CAkey",
+            &ca_key,
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            "san.ext",
+            "-out",
+            "server.crt",
+        ],
+    );
+    std::fs::read_to_string(dir.join(&ca_crt)).expect("openssl wrote no CA certificate")
+}
