@@ -8,7 +8,7 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, NoTls};
 
 use crate::config::{PostgresConfig, SslMode};
-use postgres_tls::Verify;
+use postgres_common::Verify;
 
 /// Opens a connection (its driver task runs on the current runtime), making up to
 /// `attempts` attempts when failures are transient.
@@ -93,7 +93,7 @@ async fn connect_once(config: &PostgresConfig) -> Result<Client> {
         client
     } else {
         let (client, connection) = pg
-            .connect(postgres_tls::connector(verify, None)?)
+            .connect(postgres_common::connector(verify, None)?)
             .await
             .map_err(|e| connect_error(&target, e))?;
         tokio::spawn(async move {

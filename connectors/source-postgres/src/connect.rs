@@ -9,7 +9,7 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, NoTls};
 
 use crate::config::{PostgresConfig, SslMode, TlsCertificates};
-use postgres_tls::{ClientCert, MakeRustlsConnect, Verify};
+use postgres_common::{ClientCert, MakeRustlsConnect, Verify};
 
 /// Session settings that make value formats fixed, scans run in physical order, and the
 /// snapshot-holding connection survive idle time.
@@ -86,7 +86,7 @@ impl Connector {
                 other => tracing::warn!(parameter = other, "jdbc_url_params: parameter ignored"),
             }
         }
-        let unverified = || postgres_tls::connector(Verify::None, None);
+        let unverified = || postgres_common::connector(Verify::None, None);
         let tls = match (&config.ssl_mode, config.ssl) {
             (Some(SslMode::Disable), _) | (None, Some(false)) => Tls::Disable,
             (Some(SslMode::Allow), _) => Tls::Allow(unverified()?),
@@ -96,11 +96,11 @@ impl Connector {
             }
             (Some(SslMode::VerifyCa(c)), _) => Tls::Use(
                 PgSslMode::Require,
-                postgres_tls::connector(Verify::Ca(c.ca_certificate.expose()), client_cert(c)?)?,
+                postgres_common::connector(Verify::Ca(c.ca_certificate.expose()), client_cert(c)?)?,
             ),
             (Some(SslMode::VerifyFull(c)), _) => Tls::Use(
                 PgSslMode::Require,
-                postgres_tls::connector(Verify::Full(c.ca_certificate.expose()), client_cert(c)?)?,
+                postgres_common::connector(Verify::Full(c.ca_certificate.expose()), client_cert(c)?)?,
             ),
         };
         Ok(Self {
