@@ -23,7 +23,13 @@ pub struct TestTls {
     pub client_cert_pem: String,
     /// Its key (PEM, unencrypted PKCS#8).
     pub client_key_pem: String,
+    /// The same key encrypted (PEM "ENCRYPTED PRIVATE KEY", PKCS#8 with PBES2 AES-256-CBC)
+    /// with [`CLIENT_KEY_PASSWORD`].
+    pub client_key_encrypted_pem: String,
 }
+
+/// The password of [`TestTls::client_key_encrypted_pem`].
+pub const CLIENT_KEY_PASSWORD: &str = "cdk-key-pass";
 
 /// A superuser that may connect over TLS only (password auth).
 pub const TLS_ONLY_ROLE: &str = "cdk_tls_only";
@@ -56,6 +62,24 @@ impl TestPostgres {
             let dir = tempfile::tempdir().expect("cannot create a temp dir for certificates");
             let ca_pem = make_certificates(dir.path(), "test-ca");
             let (client_cert_pem, client_key_pem) = make_client_certificate(dir.path(), "test-ca");
+            let pass = format!("pass:{CLIENT_KEY_PASSWORD}");
+            openssl(
+                dir.path(),
+                &[
+                    "pkcs8",
+                    "-topk8",
+                    "-v2",
+                    "aes-256-cbc",
+                    "-in",
+                    "client.key",
+                    "-passout",
+                    &pass,
+                    "-out",
+                    "client.p8",
+                ],
+            );
+            let client_key_encrypted_pem = std::fs::read_to_string(dir.path().join("client.p8"))
+                .expect("openssl wrote no encrypted key");
             let other = tempfile::tempdir().expect("cannot create a temp dir for certificates");
             let other_ca_pem = make_certificates(other.path(), "other-ca");
             let db = self.fresh_database("tls").await;
@@ -112,6 +136,7 @@ impl TestPostgres {
                 other_ca_pem,
                 client_cert_pem,
                 client_key_pem,
+                client_key_encrypted_pem,
             })
         })
         .await

@@ -7,7 +7,9 @@ use std::process::Command;
 
 use cdk::protocol::FailureType;
 use cdk::testing::postgres::TestPostgres;
-use cdk::testing::postgres_tls::{CERT_ROLE, PLAIN_ONLY_ROLE, TLS_ONLY_ROLE, TestTls};
+use cdk::testing::postgres_tls::{
+    CERT_ROLE, CLIENT_KEY_PASSWORD, PLAIN_ONLY_ROLE, TLS_ONLY_ROLE, TestTls,
+};
 use postgres_common::Purpose;
 use serde_json::{Value, json};
 
@@ -122,19 +124,8 @@ async fn client_certificates_with_plain_and_encrypted_keys() {
     };
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("client.key"), &certs.client_key_pem).unwrap();
-    let pkcs8 = openssl(
-        dir.path(),
-        &[
-            "pkcs8",
-            "-topk8",
-            "-v2",
-            "aes-256-cbc",
-            "-in",
-            "client.key",
-            "-passout",
-            "pass:s3cret",
-        ],
-    );
+    // The kit's encrypted copy of the key, and a legacy OpenSSL-encrypted one made here.
+    let pkcs8 = &certs.client_key_encrypted_pem;
     assert!(pkcs8.contains("BEGIN ENCRYPTED PRIVATE KEY"));
     let legacy = openssl(
         dir.path(),
@@ -167,15 +158,15 @@ async fn client_certificates_with_plain_and_encrypted_keys() {
     assert!(connects_encrypted(&with_key(&certs.client_key_pem, None)).await);
     // Airbyte's keystore password next to a plain key is ignored.
     assert!(connects_encrypted(&with_key(&certs.client_key_pem, Some("keystore-pass"))).await);
-    assert!(connects_encrypted(&with_key(&pkcs8, Some("s3cret"))).await);
+    assert!(connects_encrypted(&with_key(pkcs8, Some(CLIENT_KEY_PASSWORD))).await);
 
     for (key, password, why) in [
         (
-            &pkcs8,
+            pkcs8,
             Some("wrong"),
             "cannot be decrypted with ssl_mode.client_key_password",
         ),
-        (&pkcs8, None, "set ssl_mode.client_key_password"),
+        (pkcs8, None, "set ssl_mode.client_key_password"),
         (&legacy, Some("s3cret"), "legacy OpenSSL-encrypted PEM key"),
     ] {
         let e = with_key(key, password)
