@@ -168,6 +168,8 @@ enum Failure {
     Unreachable(io::Error),
     /// No connection within the timeout.
     TimedOut,
+    /// The host name cannot be a TLS server name.
+    TlsName(String),
     /// The server was reached; TLS or the startup failed.
     Pg(tokio_postgres::Error),
 }
@@ -262,7 +264,7 @@ impl Connector {
     ) -> std::result::Result<Client, Failure> {
         let mut tls = tls.clone();
         let connect = MakeTlsConnect::<PgSocket>::make_tls_connect(&mut tls, &self.host)
-            .map_err(|e| Failure::Unreachable(io::Error::new(io::ErrorKind::InvalidInput, e)))?;
+            .map_err(|e| Failure::TlsName(e.to_string()))?;
         self.attempt(mode, connect).await
     }
 
@@ -304,9 +306,10 @@ impl Connector {
             self.target, self.user
         );
         match failure {
-            Failure::Unreachable(e) if e.kind() == io::ErrorKind::InvalidInput => {
-                Error::config(format!("{prefix}: {e}"))
-            }
+            Failure::TlsName(e) => Error::config(format!(
+                "{prefix}: '{}' cannot be checked against a certificate: {e}",
+                self.host
+            )),
             Failure::Unreachable(e) => Error::transient(format!("{prefix}: {e}")),
             Failure::TimedOut => Error::transient(format!(
                 "{prefix}: no connection within {} s",

@@ -14,9 +14,7 @@ mod tls;
 pub use connect::{
     CONNECT_TIMEOUT, Connector, Endpoint, PgSocket, Purpose, SYNC_RETRY, Session, Socket,
 };
-pub use errors::{error_chain, failure_type, pg_error, query_error};
-pub use key::private_key;
-pub use params::{JdbcParams, pairs as jdbc_pairs};
+pub use errors::{failure_type, pg_error, query_error};
+pub use params::JdbcParams;
 pub use quote::{quote_ident, quote_literal};
 pub use ssl_mode::{SslMode, TlsCertificates};
-pub use tls::{ClientCert, MakeRustlsConnect, Verify, connector as tls_connector};
