@@ -1,5 +1,5 @@
 //! Connecting, the one way both connectors do it: the socket is opened in one place
-//! ([`Connector::open_socket`]) and handed to tokio-postgres (`Config::connect_raw`) with the TLS
+//! (`Connector::open_socket`) and handed to tokio-postgres (`Config::connect_raw`) with the TLS
 //! of the `ssl_mode` in effect; libpq's fallbacks for `allow` and `prefer`; a timeout over the
 //! whole attempt; retries of transient failures during syncs; the session setup.
 //!
@@ -10,79 +10,20 @@
 //! transient and retried; authentication and missing databases stay config errors.
 
 use std::io;
-use std::pin::Pin;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use cdk::protocol::FailureType;
 use cdk::{Error, Result, RetryPolicy, Secret};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_postgres::config::SslMode as PgSslMode;
 use tokio_postgres::tls::{MakeTlsConnect, TlsConnect};
 use tokio_postgres::{Client, NoTls};
 
 use crate::errors::{io_kind, pg_error};
 use crate::params::JdbcParams;
+use crate::socket::PgSocket;
 use crate::ssl_mode::{SslMode, TlsCertificates};
 use crate::tls::{ClientCert, MakeRustlsConnect, Verify};
-
-/// A byte stream to the server: a TCP connection, or anything else that carries the
-/// protocol (a tunnel's channel).
-pub trait Socket: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
-
-impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Socket for T {}
-
-/// The stream tokio-postgres is handed: any [`Socket`], behind one concrete type (a named
-/// type keeps the connect futures provably `Send`, which a bare `Box<dyn Socket>` does not).
-pub struct PgSocket(Box<dyn Socket>);
-
-impl PgSocket {
-    /// Wraps a stream.
-    pub fn new(socket: impl Socket) -> Self {
-        Self(Box::new(socket))
-    }
-}
-
-impl AsyncRead for PgSocket {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        Pin::new(&mut *self.0).poll_read(cx, buf)
-    }
-}
-
-impl AsyncWrite for PgSocket {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut *self.0).poll_write(cx, buf)
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut *self.0).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut *self.0).poll_shutdown(cx)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut *self.0).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.0.is_write_vectored()
-    }
-}
 
 /// What both connectors' configs say about the connection.
 #[derive(Debug, Clone, Copy)]
@@ -287,15 +228,10 @@ impl Connector {
         Ok(client)
     }
 
-    /// The one place a connection's byte stream is made: a TCP connection to `host:port`
-    /// (every address the name resolves to, in turn), with keepalives so a long sync notices
-    /// a dead peer.
+    /// The one place a connection's byte stream is made (today a TCP connection to
+    /// `host:port`; a tunnel's channel would be made here too).
     async fn open_socket(&self) -> io::Result<PgSocket> {
-        let stream = TcpStream::connect((self.host.as_str(), self.port)).await?;
-        stream.set_nodelay(true)?;
-        let keepalive = socket2::TcpKeepalive::new().with_time(Duration::from_secs(60));
-        socket2::SockRef::from(&stream).set_tcp_keepalive(&keepalive)?;
-        Ok(PgSocket::new(stream))
+        crate::socket::tcp(&self.host, self.port).await
     }
 
     /// A failed attempt as a `cdk::Error` of its failure type (during a sync; `check` makes

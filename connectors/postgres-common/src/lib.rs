@@ -8,13 +8,13 @@ mod errors;
 mod key;
 mod params;
 mod quote;
+mod socket;
 mod ssl_mode;
 mod tls;
 
-pub use connect::{
-    CONNECT_TIMEOUT, Connector, Endpoint, PgSocket, Purpose, SYNC_RETRY, Session, Socket,
-};
+pub use connect::{CONNECT_TIMEOUT, Connector, Endpoint, Purpose, SYNC_RETRY, Session};
 pub use errors::{failure_type, pg_error, query_error};
 pub use params::JdbcParams;
 pub use quote::{quote_ident, quote_literal};
+pub use socket::{PgSocket, Socket};
 pub use ssl_mode::{SslMode, TlsCertificates};
