@@ -60,64 +60,10 @@ impl TestPostgres {
         TLS.get_or_init(|| async {
             self.bin_dir()?;
             let dir = tempfile::tempdir().expect("cannot create a temp dir for certificates");
-            let ca_pem = make_certificates(dir.path(), "test-ca");
-            let (client_cert_pem, client_key_pem) = make_client_certificate(dir.path(), "test-ca");
-            let pass = format!("pass:{CLIENT_KEY_PASSWORD}");
-            openssl(
-                dir.path(),
-                &[
-                    "pkcs8",
-                    "-topk8",
-                    "-v2",
-                    "aes-256-cbc",
-                    "-in",
-                    "client.key",
-                    "-passout",
-                    &pass,
-                    "-out",
-                    "client.p8",
-                ],
-            );
-            let client_key_encrypted_pem = std::fs::read_to_string(dir.path().join("client.p8"))
-                .expect("openssl wrote no encrypted key");
-            let other = tempfile::tempdir().expect("cannot create a temp dir for certificates");
-            let other_ca_pem = make_certificates(other.path(), "other-ca");
-            let db = self.fresh_database("tls").await;
-            let client = db.connect().await;
-            let data: String = client
-                .query_one("SHOW data_directory", &[])
-                .await
-                .expect("cannot read data_directory")
-                .get(0);
-            let owner = std::fs::metadata(&data).expect("cannot stat the data directory");
-            for name in ["server.crt", "server.key", "test-ca.crt"] {
-                let target = Path::new(&data).join(format!("test-{name}"));
-                std::fs::copy(dir.path().join(name), &target).expect("cannot copy a certificate");
-                std::os::unix::fs::chown(&target, Some(owner.uid()), Some(owner.gid()))
-                    .expect("cannot hand a certificate to the server's user");
-                std::fs::set_permissions(
-                    &target,
-                    std::os::unix::fs::PermissionsExt::from_mode(0o600),
-                )
-                .expect("cannot restrict a key's permissions");
-            }
-            let hba: String = client
-                .query_one("SHOW hba_file", &[])
-                .await
-                .expect("cannot read hba_file")
-                .get(0);
-            let rules = std::fs::read_to_string(&hba).expect("cannot read pg_hba.conf");
-            std::fs::write(&hba, format!("{HBA_RULES}{rules}")).expect("cannot write pg_hba.conf");
-            let roles = format!(
-                "CREATE ROLE {TLS_ONLY_ROLE} LOGIN SUPERUSER PASSWORD '{0}'; \
-                 CREATE ROLE {PLAIN_ONLY_ROLE} LOGIN SUPERUSER PASSWORD '{0}'; \
-                 CREATE ROLE {CERT_ROLE} LOGIN SUPERUSER",
-                self.password.replace('\'', "''")
-            );
-            client
-                .batch_execute(&roles)
-                .await
-                .unwrap_or_else(|e| panic!("{roles}: {e}"));
+            let tls = make_all(dir.path());
+            let client = self.fresh_database("tls").await.connect().await;
+            install_files(&client, dir.path()).await;
+            add_roles(&client, &self.password).await;
             // One statement at a time: ALTER SYSTEM refuses an implicit transaction.
             for sql in [
                 "ALTER SYSTEM SET ssl_cert_file = 'test-server.crt'",
@@ -131,17 +77,82 @@ impl TestPostgres {
                     .await
                     .unwrap_or_else(|e| panic!("{sql}: {e}"));
             }
-            Some(TestTls {
-                ca_pem,
-                other_ca_pem,
-                client_cert_pem,
-                client_key_pem,
-                client_key_encrypted_pem,
-            })
+            Some(tls)
         })
         .await
         .as_ref()
     }
+}
+
+/// Every certificate and key, made in `dir` (another CA in a directory of its own).
+fn make_all(dir: &Path) -> TestTls {
+    let ca_pem = make_certificates(dir, "test-ca");
+    let (client_cert_pem, client_key_pem) = make_client_certificate(dir, "test-ca");
+    let pass = format!("pass:{CLIENT_KEY_PASSWORD}");
+    openssl(
+        dir,
+        &[
+            "pkcs8",
+            "-topk8",
+            "-v2",
+            "aes-256-cbc",
+            "-in",
+            "client.key",
+            "-passout",
+            &pass,
+            "-out",
+            "client.p8",
+        ],
+    );
+    let other = tempfile::tempdir().expect("cannot create a temp dir for certificates");
+    TestTls {
+        ca_pem,
+        other_ca_pem: make_certificates(other.path(), "other-ca"),
+        client_cert_pem,
+        client_key_pem,
+        client_key_encrypted_pem: std::fs::read_to_string(dir.join("client.p8"))
+            .expect("openssl wrote no encrypted key"),
+    }
+}
+
+async fn show(client: &tokio_postgres::Client, name: &str) -> String {
+    client
+        .query_one(&format!("SHOW {name}"), &[])
+        .await
+        .unwrap_or_else(|e| panic!("cannot read {name}: {e}"))
+        .get(0)
+}
+
+/// The server's certificate and key and the CA into the data directory (as `test-*`, owned
+/// by the server's user), and [`HBA_RULES`] before the cluster's own.
+async fn install_files(client: &tokio_postgres::Client, dir: &Path) {
+    let data = show(client, "data_directory").await;
+    let owner = std::fs::metadata(&data).expect("cannot stat the data directory");
+    for name in ["server.crt", "server.key", "test-ca.crt"] {
+        let target = Path::new(&data).join(format!("test-{name}"));
+        std::fs::copy(dir.join(name), &target).expect("cannot copy a certificate");
+        std::os::unix::fs::chown(&target, Some(owner.uid()), Some(owner.gid()))
+            .expect("cannot hand a certificate to the server's user");
+        std::fs::set_permissions(&target, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .expect("cannot restrict a key's permissions");
+    }
+    let hba = show(client, "hba_file").await;
+    let rules = std::fs::read_to_string(&hba).expect("cannot read pg_hba.conf");
+    std::fs::write(&hba, format!("{HBA_RULES}{rules}")).expect("cannot write pg_hba.conf");
+}
+
+/// The roles [`HBA_RULES`] name, superusers with the cluster's password.
+async fn add_roles(client: &tokio_postgres::Client, password: &str) {
+    let roles = format!(
+        "CREATE ROLE {TLS_ONLY_ROLE} LOGIN SUPERUSER PASSWORD '{0}'; \
+         CREATE ROLE {PLAIN_ONLY_ROLE} LOGIN SUPERUSER PASSWORD '{0}'; \
+         CREATE ROLE {CERT_ROLE} LOGIN SUPERUSER",
+        password.replace('\'', "''")
+    );
+    client
+        .batch_execute(&roles)
+        .await
+        .unwrap_or_else(|e| panic!("{roles}: {e}"));
 }
 
 fn openssl(dir: &Path, args: &[&str]) {
@@ -168,42 +179,12 @@ fn make_certificates(dir: &Path, ca: &str) -> String {
             "-keyout", &ca_key, "-out", &ca_crt,
         ],
     );
-    std::fs::write(dir.join("san.ext"), "subjectAltName=DNS:localhost\n")
-        .expect("cannot write the certificate extension file");
-    openssl(
+    issue(
         dir,
-        &[
-            "req",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-subj",
-            "/CN=localhost",
-            "-keyout",
-            "server.key",
-            "-out",
-            "server.csr",
-        ],
-    );
-    openssl(
-        dir,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "server.csr",
-            "-CA",
-            &ca_crt,
-            "-CAkey",
-            &ca_key,
-            "-CAcreateserial",
-            "-days",
-            "2",
-            "-extfile",
-            "san.ext",
-            "-out",
-            "server.crt",
-        ],
+        ca,
+        "server",
+        "localhost",
+        "subjectAltName=DNS:localhost",
     );
     std::fs::read_to_string(dir.join(&ca_crt)).expect("openssl wrote no CA certificate")
 }
@@ -211,33 +192,37 @@ fn make_certificates(dir: &Path, ca: &str) -> String {
 /// A client certificate for [`CERT_ROLE`] signed by the CA `ca` made in `dir`; returns the
 /// certificate's and the key's PEM.
 fn make_client_certificate(dir: &Path, ca: &str) -> (String, String) {
-    let subject = format!("/CN={CERT_ROLE}");
+    issue(dir, ca, "client", CERT_ROLE, "extendedKeyUsage=clientAuth");
+    let read = |name: &str| {
+        std::fs::read_to_string(dir.join(name))
+            .unwrap_or_else(|e| panic!("openssl wrote no {name}: {e}"))
+    };
+    (read("client.crt"), read("client.key"))
+}
+
+/// `<name>.key` and `<name>.crt` in `dir`: a new key and a certificate for `common_name`
+/// signed by the CA `ca`, with the extension `ext` (which also makes it X.509 v3, the only
+/// version rustls accepts).
+fn issue(dir: &Path, ca: &str, name: &str, common_name: &str, ext: &str) {
+    let (ca_key, ca_crt) = (format!("{ca}.key"), format!("{ca}.crt"));
+    let [key, csr, crt, ext_file] = ["key", "csr", "crt", "ext"].map(|e| format!("{name}.{e}"));
+    let subject = format!("/CN={common_name}");
+    std::fs::write(dir.join(&ext_file), format!("{ext}\n"))
+        .expect("cannot write the certificate extension file");
     openssl(
         dir,
         &[
-            "req",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-subj",
-            &subject,
-            "-keyout",
-            "client.key",
-            "-out",
-            "client.csr",
+            "req", "-newkey", "rsa:2048", "-nodes", "-subj", &subject, "-keyout", &key, "-out",
+            &csr,
         ],
     );
-    let (ca_key, ca_crt) = (format!("{ca}.key"), format!("{ca}.crt"));
-    // Extensions make it an X.509 v3 certificate, the only version rustls accepts.
-    std::fs::write(dir.join("client.ext"), "extendedKeyUsage=clientAuth\n")
-        .expect("cannot write the certificate extension file");
     openssl(
         dir,
         &[
             "x509",
             "-req",
             "-in",
-            "client.csr",
+            &csr,
             "-CA",
             &ca_crt,
             "-CAkey",
@@ -246,14 +231,9 @@ fn make_client_certificate(dir: &Path, ca: &str) -> (String, String) {
             "-days",
             "2",
             "-extfile",
-            "client.ext",
+            &ext_file,
             "-out",
-            "client.crt",
+            &crt,
         ],
     );
-    let read = |name: &str| {
-        std::fs::read_to_string(dir.join(name))
-            .unwrap_or_else(|e| panic!("openssl wrote no {name}: {e}"))
-    };
-    (read("client.crt"), read("client.key"))
 }
