@@ -156,11 +156,6 @@ impl Connector {
         })
     }
 
-    /// `host:port/database`, for messages.
-    pub fn target(&self) -> &str {
-        &self.target
-    }
-
     /// A connected client with the session set up; its connection runs as a task on the
     /// current runtime. For [`Purpose::Sync`], transient failures are retried
     /// ([`SYNC_RETRY`]); for [`Purpose::Check`], any failure is a config error.
@@ -191,10 +186,12 @@ impl Connector {
             },
         }
         .map_err(|f| self.connect_error(f))?;
-        client
-            .batch_execute(&self.setup)
-            .await
-            .map_err(|e| pg_error(e).context("cannot set up the session"))?;
+        if !self.setup.is_empty() {
+            client
+                .batch_execute(&self.setup)
+                .await
+                .map_err(|e| pg_error(e).context("cannot set up the session"))?;
+        }
         Ok(client)
     }
 
