@@ -416,7 +416,10 @@ async fn a_refused_stream_fails_before_anything_is_opened() {
         .unwrap_err();
     assert_eq!(error.failure_type, FailureType::ConfigError);
     assert!(error.message.contains("stream 'b'"), "{}", error.message);
-    assert!(w.events.lock().unwrap().is_empty(), "nothing opened or closed");
+    assert!(
+        w.events.lock().unwrap().is_empty(),
+        "nothing opened or closed"
+    );
 }
 
 #[tokio::test]

@@ -72,6 +72,7 @@ impl Destination for DestinationPostgres {
         load(
             input,
             catalog,
+            &self.supported_sync_modes(),
             &mut writer,
             LoaderOptions::default(),
             output,
