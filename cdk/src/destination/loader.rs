@@ -35,9 +35,11 @@ pub enum Outcome {
 ///
 /// States are acknowledged (echoed on stdout) only after a `commit` covering every record
 /// before them returned `Ok`. Once `open`, `write` or `commit` returned an error, the loader
-/// calls nothing more but `close(id, Outcome::Failure)` for each opened stream; the records
-/// of the failed round were not acknowledged, so the platform sends them again. A stream whose
-/// `open` failed is not closed: `open` cleans up after itself.
+/// calls nothing more but `close(id, Outcome::Failure)` for each opened stream. Records past
+/// the last acknowledged state may or may not have been stored (a file completed at its size
+/// limit stays); the platform sends them again from that state, so an appending destination
+/// may hold them twice, and a deduplicating one merges them. A stream whose `open` failed is
+/// not closed: `open` cleans up after itself.
 #[async_trait]
 pub trait BatchWriter: Send {
     /// Prepares stream `id` before any record (create tables, open files), writing as `plan`
