@@ -22,6 +22,19 @@ pub enum DestinationSyncMode {
     SoftDelete,
 }
 
+impl DestinationSyncMode {
+    /// The protocol's name of the mode (`append`, `append_dedup`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Append => "append",
+            Self::Overwrite => "overwrite",
+            Self::AppendDedup => "append_dedup",
+            Self::Update => "update",
+            Self::SoftDelete => "soft_delete",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct AirbyteCatalog {
     pub streams: Vec<AirbyteStream>,
@@ -155,15 +168,6 @@ impl ConfiguredAirbyteStream {
             .filter(|k| !k.is_empty())
             .or_else(|| self.stream.source_defined_primary_key.clone())
             .unwrap_or_default()
-    }
-
-    /// True when the destination must replace the stream's data (truncate refresh):
-    /// `minimum_generation_id == generation_id` with a non-zero generation, or plain overwrite.
-    pub fn is_truncate(&self) -> bool {
-        match (self.generation_id, self.minimum_generation_id) {
-            (Some(g), Some(m)) if m != 0 => m == g,
-            _ => self.destination_sync_mode == DestinationSyncMode::Overwrite,
-        }
     }
 }
 

@@ -73,6 +73,7 @@ impl Destination for DestinationPostgres {
         load(
             input,
             catalog,
+            &self.supported_sync_modes(),
             &mut writer,
             LoaderOptions::default(),
             output,

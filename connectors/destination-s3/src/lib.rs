@@ -68,7 +68,16 @@ impl Destination for DestinationS3 {
         large_allocations_outside_the_heap();
         let target = Target::new(config, Patience::Write)?;
         let mut writer = writer::S3Writer::new(config.clone(), target);
-        load(input, catalog, &mut writer, loader_options(), output).await
+        let modes = self.supported_sync_modes();
+        load(
+            input,
+            catalog,
+            &modes,
+            &mut writer,
+            loader_options(),
+            output,
+        )
+        .await
     }
 }
 

@@ -8,7 +8,9 @@ use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-use cdk::destination::{Batch, BatchWriter, Input, LoaderOptions, Outcome, StreamId, load};
+use cdk::destination::{
+    Batch, BatchWriter, Input, LoaderOptions, Outcome, StreamId, StreamPlan, load,
+};
 use cdk::protocol::*;
 use cdk::{Destination, Error, JsonSchema, Output, Result};
 use serde::Deserialize;
@@ -50,6 +52,7 @@ impl Destination for DestinationJsonl {
         load(
             input,
             catalog,
+            &self.supported_sync_modes(),
             &mut writer,
             LoaderOptions::default(),
             output,
@@ -81,25 +84,23 @@ struct JsonlWriter {
 
 #[cdk::async_trait]
 impl BatchWriter for JsonlWriter {
-    async fn open(&mut self, id: StreamId, stream: &ConfiguredAirbyteStream) -> Result<()> {
+    async fn open(
+        &mut self,
+        id: StreamId,
+        stream: &ConfiguredAirbyteStream,
+        plan: StreamPlan,
+    ) -> Result<()> {
         debug_assert_eq!(id, self.files.len());
         let target = stream_file(&self.dir, &stream.descriptor());
         if let Some(parent) = target.parent() {
             std::fs::create_dir_all(parent)
                 .map_err(|e| Error::config(format!("cannot create '{}': {e}", parent.display())))?;
         }
-        let (path, swap_to) = match stream.destination_sync_mode {
-            DestinationSyncMode::Append if !stream.is_truncate() => (target, None),
-            DestinationSyncMode::Append | DestinationSyncMode::Overwrite => {
-                let tmp = target.with_extension("jsonl.tmp");
-                (tmp.clone(), Some((tmp, target)))
-            }
-            other => {
-                return Err(Error::config(format!(
-                    "stream '{}': sync mode {other:?} is not supported (append and overwrite are)",
-                    stream.descriptor()
-                )));
-            }
+        let (path, swap_to) = if plan.mode.replaces() {
+            let tmp = target.with_extension("jsonl.tmp");
+            (tmp.clone(), Some((tmp, target)))
+        } else {
+            (target, None)
         };
         let file = OpenOptions::new()
             .create(true)
@@ -138,10 +139,12 @@ impl BatchWriter for JsonlWriter {
         Ok(())
     }
 
-    async fn commit(&mut self, id: StreamId) -> Result<()> {
-        let f = &mut self.files[id];
-        f.file.flush()?;
-        f.file.get_ref().sync_data()?;
+    async fn commit(&mut self, streams: &[StreamId]) -> Result<()> {
+        for &id in streams {
+            let f = &mut self.files[id];
+            f.file.flush()?;
+            f.file.get_ref().sync_data()?;
+        }
         Ok(())
     }
 

@@ -5,7 +5,9 @@ use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
 use std::path::PathBuf;
 
-use cdk::destination::{Batch, BatchWriter, Input, LoaderOptions, Outcome, StreamId, load};
+use cdk::destination::{
+    Batch, BatchWriter, Input, LoaderOptions, Outcome, StreamId, StreamPlan, load,
+};
 use cdk::protocol::*;
 use cdk::{Destination, Error, JsonSchema, Output, Result};
 use serde::Deserialize;
@@ -37,7 +39,8 @@ impl Destination for {{type_name}} {
         output: &Output,
     ) -> Result<()> {
         let mut writer = Writer { dir: config.directory.clone().into(), files: Vec::new() };
-        load(input, catalog, &mut writer, LoaderOptions::default(), output).await
+        let modes = self.supported_sync_modes();
+        load(input, catalog, &modes, &mut writer, LoaderOptions::default(), output).await
     }
 }
 
@@ -49,14 +52,17 @@ struct Writer {
 
 #[cdk::async_trait]
 impl BatchWriter for Writer {
-    async fn open(&mut self, _id: StreamId, stream: &ConfiguredAirbyteStream) -> Result<()> {
+    /// The loader has resolved the stream's write mode (`plan`) and checked it against
+    /// `supported_sync_modes`: an overwrite is written to a temporary file, swapped in on close.
+    async fn open(
+        &mut self,
+        _id: StreamId,
+        stream: &ConfiguredAirbyteStream,
+        plan: StreamPlan,
+    ) -> Result<()> {
         std::fs::create_dir_all(&self.dir)?;
         let target = self.dir.join(format!("{}.jsonl", stream.stream.name));
-        let overwrite = match stream.destination_sync_mode {
-            DestinationSyncMode::Append => stream.is_truncate(),
-            DestinationSyncMode::Overwrite => true,
-            other => return Err(Error::config(format!("sync mode {other:?} is not supported"))),
-        };
+        let overwrite = plan.mode.replaces();
         let (path, swap) = if overwrite {
             let tmp = target.with_extension("jsonl.tmp");
             (tmp.clone(), Some((tmp, target)))
@@ -77,10 +83,13 @@ impl BatchWriter for Writer {
         Ok(())
     }
 
-    async fn commit(&mut self, id: StreamId) -> Result<()> {
-        let file = &mut self.files[id].0;
-        file.flush()?;
-        file.get_ref().sync_data()?;
+    /// Makes the records of `streams` durable; the loader echoes states after this.
+    async fn commit(&mut self, streams: &[StreamId]) -> Result<()> {
+        for &id in streams {
+            let file = &mut self.files[id].0;
+            file.flush()?;
+            file.get_ref().sync_data()?;
+        }
         Ok(())
     }
 
