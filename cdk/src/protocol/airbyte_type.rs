@@ -66,22 +66,19 @@ impl AirbyteType {
     /// The canonical JSON schema of this type, as Airbyte's connectors write it (timestamps
     /// and times carry both `format` and `airbyte_type`).
     pub fn json_schema(&self) -> Value {
-        let scalar = |ty: &str, format: &str, airbyte_type: &str| {
-            json!({"type": ty, "format": format, "airbyte_type": airbyte_type})
-        };
         match self {
             AirbyteType::String => json!({"type": "string"}),
             AirbyteType::Boolean => json!({"type": "boolean"}),
             AirbyteType::Integer => json!({"type": "integer"}),
             AirbyteType::Number => json!({"type": "number"}),
             AirbyteType::Date => json!({"type": "string", "format": "date"}),
-            AirbyteType::TimeWithTimezone => scalar("string", "time", "time_with_timezone"),
-            AirbyteType::TimeWithoutTimezone => scalar("string", "time", "time_without_timezone"),
+            AirbyteType::TimeWithTimezone => annotated_string("time", "time_with_timezone"),
+            AirbyteType::TimeWithoutTimezone => annotated_string("time", "time_without_timezone"),
             AirbyteType::TimestampWithTimezone => {
-                scalar("string", "date-time", "timestamp_with_timezone")
+                annotated_string("date-time", "timestamp_with_timezone")
             }
             AirbyteType::TimestampWithoutTimezone => {
-                scalar("string", "date-time", "timestamp_without_timezone")
+                annotated_string("date-time", "timestamp_without_timezone")
             }
             AirbyteType::Object(properties) => {
                 let mut schema = json!({"type": "object"});
@@ -117,6 +114,11 @@ impl AirbyteType {
         }
         schema
     }
+}
+
+/// A string schema with a `format` and an `airbyte_type`.
+fn annotated_string(format: &str, airbyte_type: &str) -> Value {
+    json!({"type": "string", "format": format, "airbyte_type": airbyte_type})
 }
 
 /// The type of `schema`; `None` when it admits only null.
@@ -287,7 +289,10 @@ mod tests {
             (json!({"type": "integer"}), Integer),
             (json!({"type": "number"}), Number),
             // The documented spellings of each Airbyte type.
-            (json!({"type": "number", "airbyte_type": "integer"}), Integer),
+            (
+                json!({"type": "number", "airbyte_type": "integer"}),
+                Integer,
+            ),
             (json!({"type": "string", "format": "date"}), Date),
             (
                 json!({"type": "string", "format": "date-time", "airbyte_type": "timestamp_with_timezone"}),
@@ -306,8 +311,14 @@ mod tests {
                 TimeWithoutTimezone,
             ),
             // Defaults where `airbyte_type` is absent.
-            (json!({"type": "string", "format": "date-time"}), TimestampWithTimezone),
-            (json!({"type": "string", "format": "time"}), TimeWithTimezone),
+            (
+                json!({"type": "string", "format": "date-time"}),
+                TimestampWithTimezone,
+            ),
+            (
+                json!({"type": "string", "format": "time"}),
+                TimeWithTimezone,
+            ),
             // `airbyte_type` wins over (a missing or different) `format`.
             (
                 json!({"type": "string", "airbyte_type": "timestamp_with_timezone"}),
@@ -325,13 +336,25 @@ mod tests {
                 json!({"type": "string", "format": "date", "airbyte_type": "timestamp_without_timezone"}),
                 TimestampWithoutTimezone,
             ),
-            (json!({"type": "integer", "airbyte_type": "integer"}), Integer),
+            (
+                json!({"type": "integer", "airbyte_type": "integer"}),
+                Integer,
+            ),
             // Unknown `airbyte_type` or `format`: the JSON type decides.
-            (json!({"type": "number", "airbyte_type": "big_number"}), Number),
-            (json!({"type": "string", "airbyte_type": "whatever"}), String),
+            (
+                json!({"type": "number", "airbyte_type": "big_number"}),
+                Number,
+            ),
+            (
+                json!({"type": "string", "airbyte_type": "whatever"}),
+                String,
+            ),
             (json!({"type": "string", "format": "email"}), String),
             (json!({"type": "number", "format": "date"}), Number),
-            (json!({"type": "boolean", "airbyte_type": "integer"}), Boolean),
+            (
+                json!({"type": "boolean", "airbyte_type": "integer"}),
+                Boolean,
+            ),
             // Format or airbyte_type without type.
             (json!({"format": "date"}), Date),
             (json!({"format": "date-time"}), TimestampWithTimezone),
@@ -344,8 +367,14 @@ mod tests {
                 json!({"type": ["null", "string"], "format": "date-time", "airbyte_type": "timestamp_without_timezone"}),
                 TimestampWithoutTimezone,
             ),
-            (json!({"type": ["null", "number"], "airbyte_type": "integer"}), Integer),
-            (json!({"oneOf": [{"type": "null"}, {"type": "integer"}]}), Integer),
+            (
+                json!({"type": ["null", "number"], "airbyte_type": "integer"}),
+                Integer,
+            ),
+            (
+                json!({"oneOf": [{"type": "null"}, {"type": "integer"}]}),
+                Integer,
+            ),
             (
                 json!({"anyOf": [{"type": "string", "format": "date"}, {"type": "null"}]}),
                 Date,
@@ -355,8 +384,14 @@ mod tests {
                 TimestampWithoutTimezone,
             ),
             // Unions of several non-null types.
-            (json!({"type": ["string", "integer"]}), Union(vec![String, Integer])),
-            (json!({"type": ["null", "boolean", "number"]}), Union(vec![Boolean, Number])),
+            (
+                json!({"type": ["string", "integer"]}),
+                Union(vec![String, Integer]),
+            ),
+            (
+                json!({"type": ["null", "boolean", "number"]}),
+                Union(vec![Boolean, Number]),
+            ),
             (
                 json!({"oneOf": [{"type": "string"}, {"type": "integer"}]}),
                 Union(vec![String, Integer]),
@@ -378,7 +413,10 @@ mod tests {
             (json!({"type": 7}), Unknown),
             // Arrays with and without items.
             (json!({"type": "array"}), arr(Unknown)),
-            (json!({"type": "array", "items": {"type": "string"}}), arr(String)),
+            (
+                json!({"type": "array", "items": {"type": "string"}}),
+                arr(String),
+            ),
             (
                 json!({"type": ["null", "array"], "items": {"type": ["null", "number"], "airbyte_type": "integer"}}),
                 arr(Integer),
@@ -402,7 +440,10 @@ mod tests {
                     ("d", arr(Object(None))),
                 ]),
             ),
-            (json!({"properties": {"x": {"type": "integer"}}}), obj(&[("x", Integer)])),
+            (
+                json!({"properties": {"x": {"type": "integer"}}}),
+                obj(&[("x", Integer)]),
+            ),
             // Well-known type references, as Airbyte catalogs write them.
             (wk("String"), String),
             (wk("BinaryData"), String),

@@ -270,9 +270,18 @@ mod tests {
                 json!({"type": "string", "airbyte_type": "timestamp_without_timezone"}),
                 Kind::DateTime { tz: false },
             ),
-            (json!({"type": "string", "format": "date-time"}), Kind::DateTime { tz: true }),
-            (json!({"type": "number", "airbyte_type": "integer"}), Kind::Integer),
-            (json!({"oneOf": [{"type": "null"}, {"type": "boolean"}]}), Kind::Boolean),
+            (
+                json!({"type": "string", "format": "date-time"}),
+                Kind::DateTime { tz: true },
+            ),
+            (
+                json!({"type": "number", "airbyte_type": "integer"}),
+                Kind::Integer,
+            ),
+            (
+                json!({"oneOf": [{"type": "null"}, {"type": "boolean"}]}),
+                Kind::Boolean,
+            ),
             (json!({"type": "string", "format": "time"}), Kind::String),
             (json!({"type": ["string", "integer"]}), Kind::String),
             (json!({"type": "object"}), Kind::String),

@@ -236,9 +236,7 @@ fn pattern(ty: &AirbyteType) -> Option<&'static str> {
         AirbyteType::TimeWithoutTimezone => r"^\d{2}:\d{2}:\d{2}(\.\d+)?$",
         // A bare `format: time` reads as a time with time zone, and sources writing it often
         // leave the offset out: the offset is optional here.
-        AirbyteType::TimeWithTimezone => {
-            r"^\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+\-]\d{1,2}(:\d{2})?)?$"
-        }
+        AirbyteType::TimeWithTimezone => r"^\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+\-]\d{1,2}(:\d{2})?)?$",
         _ => return None,
     })
 }
@@ -308,8 +306,10 @@ mod tests {
             "opt": {"oneOf": [{"type": "null"}, {"type": "string", "format": "date"}]}
         }});
         let v = record_validator(&schema).unwrap();
-        assert!(v.is_valid(&json!({"tz": "2024-01-01T10:00:00Z", "t": "10:00:00",
-            "wk": "2024-01-01T10:00:00", "opt": "2024-01-01"})));
+        assert!(
+            v.is_valid(&json!({"tz": "2024-01-01T10:00:00Z", "t": "10:00:00",
+            "wk": "2024-01-01T10:00:00", "opt": "2024-01-01"}))
+        );
         assert!(v.is_valid(&json!({"tz": null, "opt": null})));
         assert!(!v.is_valid(&json!({"tz": "2024-01-01T10:00:00"})));
         assert!(!v.is_valid(&json!({"t": "10:00:00+01:00"})));
