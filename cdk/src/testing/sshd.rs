@@ -127,10 +127,7 @@ impl TestSshd {
         let started = Instant::now();
         loop {
             if let Ok(Some(status)) = self.child.try_wait() {
-                panic!(
-                    "the test sshd exited at start ({status}):\n{}",
-                    self.log()
-                );
+                panic!("the test sshd exited at start ({status}):\n{}", self.log());
             }
             if TcpStream::connect((Ipv4Addr::LOCALHOST, self.port)).is_ok() {
                 return;
@@ -186,7 +183,7 @@ fn sshd_config(dir: &Path, port: u16, user: &str) -> String {
          X11Forwarding no\n\
          PrintMotd no\n\
          MaxStartups 100\n\
-         LogLevel VERBOSE\n"
+         LogLevel DEBUG1\n"
     )
 }
 

@@ -13,6 +13,8 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 pub use tokio_postgres_rustls::MakeRustlsConnect;
 
+pub mod tunnel;
+
 /// How the server's certificate is checked.
 pub enum Verify<'a> {
     /// Not at all (encryption only).

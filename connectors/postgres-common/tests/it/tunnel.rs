@@ -1,0 +1,224 @@
+//! SSH tunnels against a throwaway sshd: key and password auth reach the database through
+//! `connect_raw`; wrong credentials, an unreachable bastion, an unreadable key and a target
+//! the bastion cannot reach fail with clear config errors.
+
+use std::time::{Duration, Instant};
+
+use cdk::protocol::FailureType;
+use cdk::testing::postgres::{TestDatabase, TestPostgres};
+use cdk::testing::sshd::{TestSshd, rsa_key_pair};
+use postgres_common::tunnel::{SshTunnel, TunnelMethod};
+use serde_json::{Value, json};
+
+fn method(config: Value) -> TunnelMethod {
+    serde_json::from_value(config).expect("tunnel_method parses")
+}
+
+async fn open(config: Value) -> SshTunnel {
+    method(config)
+        .open()
+        .await
+        .unwrap_or_else(|e| panic!("tunnel does not open: {e}"))
+        .expect("a tunnel is configured")
+}
+
+async fn open_err(config: Value) -> cdk::Error {
+    match method(config).open().await {
+        Ok(_) => panic!("the tunnel opened but should not have"),
+        Err(e) => e,
+    }
+}
+
+/// A database with three rows in `t`.
+async fn database(prefix: &str) -> TestDatabase {
+    let db = TestPostgres::shared().fresh_database(prefix).await;
+    db.execute("CREATE TABLE t (id int); INSERT INTO t VALUES (1), (2), (3);")
+        .await;
+    db
+}
+
+/// Counts `t`'s rows over a connection made through the tunnel.
+async fn count_through(tunnel: &SshTunnel, db: &TestDatabase) -> i64 {
+    let stream = tunnel
+        .open_stream(&db.host, db.port)
+        .await
+        .unwrap_or_else(|e| panic!("no stream through the tunnel: {e}"));
+    let (client, connection) = db
+        .config()
+        .connect_raw(stream, tokio_postgres::NoTls)
+        .await
+        .expect("postgres handshake through the tunnel");
+    tokio::spawn(connection);
+    client
+        .query_one("SELECT count(*) FROM t", &[])
+        .await
+        .expect("query through the tunnel")
+        .get(0)
+}
+
+/// The bastion's log shows it forwarded to the database's port.
+fn assert_forwarded(sshd: &TestSshd, db: &TestDatabase) {
+    let wanted = format!("target {} port {}", db.host, db.port);
+    let log = sshd.log();
+    assert!(
+        log.contains(&wanted),
+        "sshd did not forward to the database ('{wanted}' not in its log):\n{log}"
+    );
+}
+
+#[tokio::test]
+async fn key_auth_reaches_the_database() {
+    let sshd = TestSshd::start();
+    let db = database("tunnel_key").await;
+    let tunnel = open(sshd.key_auth_config()).await;
+    assert_eq!(
+        tunnel.bastion(),
+        format!("{}@127.0.0.1:{}", sshd.user, sshd.port)
+    );
+    // Two connections share the one session.
+    assert_eq!(count_through(&tunnel, &db).await, 3);
+    assert_eq!(count_through(&tunnel, &db).await, 3);
+    assert!(
+        sshd.log().contains("Accepted publickey for"),
+        "{}",
+        sshd.log()
+    );
+    assert_eq!(
+        sshd.log().matches("Accepted publickey for").count(),
+        1,
+        "the tunnel logged in more than once:\n{}",
+        sshd.log()
+    );
+    assert_forwarded(&sshd, &db);
+}
+
+#[tokio::test]
+async fn password_auth_reaches_the_database() {
+    let sshd = TestSshd::start();
+    let db = database("tunnel_password").await;
+    let tunnel = open(sshd.password_auth_config()).await;
+    assert_eq!(count_through(&tunnel, &db).await, 3);
+    assert!(
+        sshd.log().contains("Accepted password for"),
+        "{}",
+        sshd.log()
+    );
+    assert_forwarded(&sshd, &db);
+}
+
+#[tokio::test]
+async fn a_key_the_bastion_does_not_know_is_refused() {
+    let sshd = TestSshd::start();
+    let (other_key, _) = rsa_key_pair();
+    let mut config = sshd.key_auth_config();
+    config["ssh_key"] = json!(other_key);
+    let e = open_err(config).await;
+    assert_eq!(e.failure_type, FailureType::ConfigError, "{e}");
+    assert_eq!(
+        e.message,
+        format!(
+            "ssh authentication failed for {}@127.0.0.1:{}: the bastion refused the ssh_key",
+            sshd.user, sshd.port
+        )
+    );
+}
+
+#[tokio::test]
+async fn a_wrong_password_is_refused_and_not_shown() {
+    let sshd = TestSshd::start();
+    let mut config = sshd.password_auth_config();
+    config["tunnel_user_password"] = json!("not-the-password");
+    let e = open_err(config).await;
+    assert_eq!(e.failure_type, FailureType::ConfigError, "{e}");
+    assert_eq!(
+        e.message,
+        format!(
+            "ssh authentication failed for {}@127.0.0.1:{}: the bastion refused the password",
+            sshd.user, sshd.port
+        )
+    );
+    assert!(!format!("{e:?}").contains("not-the-password"));
+}
+
+#[tokio::test]
+async fn an_unreachable_bastion_fails_fast() {
+    let port = closed_port();
+    let (key, _) = rsa_key_pair();
+    let started = Instant::now();
+    let e = open_err(
+        json!({"tunnel_method": "SSH_KEY_AUTH", "tunnel_host": "127.0.0.1",
+        "tunnel_port": port, "tunnel_user": "someone", "ssh_key": key}),
+    )
+    .await;
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert_eq!(e.failure_type, FailureType::ConfigError, "{e}");
+    let prefix = format!("cannot reach the ssh bastion someone@127.0.0.1:{port}: ");
+    assert!(e.message.starts_with(&prefix), "{e}");
+    assert!(e.message.to_lowercase().contains("refused"), "{e}");
+}
+
+#[tokio::test]
+async fn an_unreadable_ssh_key_is_a_config_error() {
+    let sshd = TestSshd::start();
+    let mut config = sshd.key_auth_config();
+    config["ssh_key"] = json!(
+        "-----BEGIN RSA PRIVATE KEY-----\nnot base64 at all!\n-----END RSA PRIVATE KEY-----\n"
+    );
+    let e = open_err(config).await;
+    assert_eq!(e.failure_type, FailureType::ConfigError, "{e}");
+    assert!(
+        e.message
+            .starts_with("tunnel_method.ssh_key is not a readable private key"),
+        "{e}"
+    );
+    // Read before connecting: the bastion never saw a login.
+    assert!(!sshd.log().contains("Accepted"), "{}", sshd.log());
+}
+
+#[tokio::test]
+async fn a_key_pasted_with_escaped_newlines_and_indentation_works() {
+    let sshd = TestSshd::start();
+    let mut config = sshd.key_auth_config();
+    let mangled: String = sshd
+        .private_key
+        .lines()
+        .map(|l| format!("  {l}\\n"))
+        .collect();
+    config["ssh_key"] = json!(mangled);
+    open(config).await;
+}
+
+#[tokio::test]
+async fn a_target_the_bastion_cannot_reach_is_named() {
+    let sshd = TestSshd::start();
+    let tunnel = open(sshd.key_auth_config()).await;
+    let port = closed_port();
+    let e = tunnel.open_stream("127.0.0.1", port).await.unwrap_err();
+    assert_eq!(e.failure_type, FailureType::ConfigError, "{e}");
+    let prefix = format!(
+        "the ssh bastion {} could not connect to the database at 127.0.0.1:{port}: ",
+        tunnel.bastion()
+    );
+    assert!(e.message.starts_with(&prefix), "{e}");
+}
+
+#[tokio::test]
+async fn no_tunnel_opens_nothing() {
+    assert!(
+        method(json!({"tunnel_method": "NO_TUNNEL"}))
+            .open()
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+/// A loopback port nothing listens on.
+fn closed_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
+}
