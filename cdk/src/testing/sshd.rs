@@ -123,6 +123,17 @@ impl TestSshd {
         })
     }
 
+    /// Ends every open session, as a bastion restart would, and keeps listening. Each
+    /// connection's sshd processes start their own session, so they are found by parentage.
+    pub fn kill_sessions(&self) {
+        for pid in descendants(self.child.id()) {
+            // SAFETY: kill with a pid we just found and a valid signal.
+            unsafe {
+                libc::kill(pid as libc::pid_t, libc::SIGKILL);
+            }
+        }
+    }
+
     fn wait_until_listening(&mut self) {
         let started = Instant::now();
         loop {
@@ -146,6 +157,7 @@ impl TestSshd {
 
 impl Drop for TestSshd {
     fn drop(&mut self) {
+        self.kill_sessions();
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -161,6 +173,37 @@ pub fn rsa_key_pair() -> (String, String) {
     let public = std::fs::read_to_string(path.with_extension("pub"))
         .expect("cannot read the generated public key");
     (private, public)
+}
+
+/// Every process below `root`, from `/proc` (children first found, then theirs).
+fn descendants(root: u32) -> Vec<u32> {
+    let parents: Vec<(u32, u32)> = std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+            let stat = std::fs::read_to_string(e.path().join("stat")).ok()?;
+            // The command name may hold spaces and parentheses: fields follow the last ')'.
+            let after = &stat[stat.rfind(')')? + 1..];
+            let ppid = after.split_whitespace().nth(1)?.parse().ok()?;
+            Some((pid, ppid))
+        })
+        .collect();
+    let mut found = vec![root];
+    let mut i = 0;
+    while i < found.len() {
+        let parent = found[i];
+        found.extend(
+            parents
+                .iter()
+                .filter(|(_, p)| *p == parent)
+                .map(|(pid, _)| *pid),
+        );
+        i += 1;
+    }
+    found.remove(0);
+    found
 }
 
 fn sshd_config(dir: &Path, port: u16, user: &str) -> String {

@@ -319,23 +319,36 @@ impl SshTunnel {
     /// next to the bastion, often `localhost` or a private name). A target the bastion cannot
     /// reach or may not forward to is a config error naming it.
     pub async fn open_stream(&self, host: &str, port: u16) -> Result<TunnelStream> {
-        let session = self.session().await?;
         let label = self.bastion();
-        match session
-            .channel_open_direct_tcpip(host, u32::from(port), "127.0.0.1", 0)
-            .await
-        {
-            Ok(channel) => Ok(TunnelStream {
-                inner: channel.into_stream(),
-                _session: session,
-            }),
-            Err(russh::Error::ChannelOpenFailure(reason)) => Err(Error::config(format!(
-                "the ssh bastion {label} could not connect to the database at {host}:{port}: {}",
-                describe_failure(&reason)
-            ))),
-            Err(e) => Err(Error::transient(format!(
-                "ssh tunnel {label}: cannot open a channel to {host}:{port}: {e}"
-            ))),
+        // A session found dead while opening the channel is reopened once.
+        let mut attempts = 2;
+        loop {
+            attempts -= 1;
+            let session = self.session().await?;
+            match session
+                .channel_open_direct_tcpip(host, u32::from(port), "127.0.0.1", 0)
+                .await
+            {
+                Ok(channel) => {
+                    return Ok(TunnelStream {
+                        inner: channel.into_stream(),
+                        _session: session,
+                    });
+                }
+                Err(russh::Error::ChannelOpenFailure(reason)) => {
+                    return Err(Error::config(format!(
+                        "the ssh bastion {label} could not connect to the database at \
+                         {host}:{port}: {}",
+                        describe_failure(&reason)
+                    )));
+                }
+                Err(_) if attempts > 0 && session.is_closed() => continue,
+                Err(e) => {
+                    return Err(Error::transient(format!(
+                        "ssh tunnel {label}: cannot open a channel to {host}:{port}: {e}"
+                    )));
+                }
+            }
         }
     }
 

@@ -107,6 +107,30 @@ async fn password_auth_reaches_the_database() {
 }
 
 #[tokio::test]
+async fn a_session_the_bastion_dropped_is_reopened() {
+    let sshd = TestSshd::start();
+    let db = database("tunnel_reopen").await;
+    let tunnel = open(sshd.key_auth_config()).await;
+    assert_eq!(count_through(&tunnel, &db).await, 3);
+    sshd.kill_sessions();
+    // The next stream finds the session dead and logs in again (bounded: never a hang).
+    tokio::time::timeout(
+        Duration::from_secs(20),
+        tunnel.open_stream(&db.host, db.port),
+    )
+    .await
+    .expect("reopening the tunnel hangs")
+    .unwrap_or_else(|e| panic!("the tunnel was not reopened: {e}"));
+    assert_eq!(count_through(&tunnel, &db).await, 3);
+    assert_eq!(
+        sshd.log().matches("Accepted publickey for").count(),
+        2,
+        "expected a second login:\n{}",
+        sshd.log()
+    );
+}
+
+#[tokio::test]
 async fn a_key_the_bastion_does_not_know_is_refused() {
     let sshd = TestSshd::start();
     let (other_key, _) = rsa_key_pair();
