@@ -21,7 +21,7 @@ use cdk::protocol::{AirbyteCatalog, ConfiguredAirbyteCatalog, InputState};
 use cdk::{Error, ReadOptions, Result, Source, Stream};
 
 pub use config::PostgresConfig;
-use connect::{Connector, query_error};
+use connect::{Purpose, query_error};
 use read::{ReadEnv, TableStream};
 
 pub struct SourcePostgres;
@@ -32,7 +32,7 @@ impl Source for SourcePostgres {
 
     async fn check(&self, config: &PostgresConfig) -> Result<()> {
         config.validate()?;
-        let client = Connector::new(config)?.connect().await?;
+        let client = connect::connector(config)?.connect(Purpose::Check).await?;
         let schemas = config.schema_list();
         let rows = client
             .query(
@@ -86,7 +86,7 @@ impl Source for SourcePostgres {
 
     async fn discover(&self, config: &PostgresConfig) -> Result<AirbyteCatalog> {
         config.validate()?;
-        let client = Connector::new(config)?.connect().await?;
+        let client = connect::connector(config)?.connect(Purpose::Sync).await?;
         let tables = discover::readable_tables(&client, &config.schema_list()).await?;
         Ok(AirbyteCatalog {
             streams: tables.iter().map(|t| t.airbyte_stream()).collect(),
@@ -108,10 +108,10 @@ impl Source for SourcePostgres {
         output: &Output,
     ) -> Result<()> {
         config.validate()?;
-        let connector = Connector::new(config)?;
+        let connector = connect::connector(config)?;
         // The coordinator exports one snapshot every table is read in, and holds it open
         // until the last stream has started.
-        let coordinator = connector.connect().await?;
+        let coordinator = connector.connect(Purpose::Sync).await?;
         coordinator
             .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             .await

@@ -9,7 +9,7 @@ use cdk::{Error, ReadContext, RecordWriter, Result, Stream};
 use serde_json::Value;
 use tokio_postgres::Client;
 
-use crate::connect::{Connector, query_error};
+use crate::connect::{Connector, Purpose, query_error};
 use crate::copy::{Tuple, for_each_tuple};
 use crate::discover::{Column, Table};
 use crate::state::{CursorStatus, StreamState, ctid_state, parse_ctid};
@@ -31,7 +31,7 @@ impl ReadEnv {
     /// snapshot (or its own, when the shared one cannot be imported).
     async fn begin(&self) -> Result<Client> {
         const BEGIN: &str = "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY";
-        let client = self.connector.connect().await?;
+        let client = self.connector.connect(Purpose::Sync).await?;
         client
             .batch_execute(BEGIN)
             .await

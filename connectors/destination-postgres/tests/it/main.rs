@@ -1,6 +1,7 @@
 //! Integration tests of destination-postgres: the real binary against a throwaway PostgreSQL.
 
 mod acceptance;
+mod check;
 mod cli;
 mod layout;
 mod modes;
