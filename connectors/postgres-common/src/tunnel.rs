@@ -118,10 +118,9 @@ impl TunnelMethod {
         !matches!(self, TunnelMethod::NoTunnel)
     }
 
-    /// Opens the SSH session this method describes (`None` for `NO_TUNNEL`): connects to the
-    /// bastion and authenticates, once. Config errors for an unreadable `ssh_key`, an
-    /// unreachable bastion and refused credentials.
-    pub async fn open(&self) -> Result<Option<SshTunnel>> {
+    /// The tunnel this method describes, not yet connected (`None` for `NO_TUNNEL`). Checks
+    /// the fields without touching the network: an unreadable `ssh_key` is a config error.
+    pub fn tunnel(&self) -> Result<Option<SshTunnel>> {
         let settings = match self {
             TunnelMethod::NoTunnel => return Ok(None),
             TunnelMethod::SshKeyAuth(c) => Settings {
@@ -133,13 +132,22 @@ impl TunnelMethod {
                 credential: Credential::Password(c.tunnel_user_password.clone()),
             },
         };
-        let session = settings.connect().await?;
         Ok(Some(SshTunnel {
             inner: Arc::new(Inner {
                 settings,
-                session: Mutex::new(Arc::new(session)),
+                session: Mutex::new(None),
             }),
         }))
+    }
+
+    /// The tunnel, connected to the bastion and logged in (`None` for `NO_TUNNEL`). Config
+    /// errors for an unreadable `ssh_key`, an unreachable bastion and refused credentials.
+    pub async fn open(&self) -> Result<Option<SshTunnel>> {
+        let Some(tunnel) = self.tunnel()? else {
+            return Ok(None);
+        };
+        tunnel.connect().await?;
+        Ok(Some(tunnel))
     }
 }
 
@@ -289,8 +297,9 @@ impl client::Handler for HostKeyLogger {
     }
 }
 
-/// An authenticated SSH session to a bastion, shared (cheaply cloned) by every database
-/// connection through it. A session the bastion has closed is reopened on the next stream.
+/// An SSH session to a bastion, shared (cheaply cloned) by every database connection
+/// through it: opened on first use (or [`SshTunnel::connect`]), reopened on the next stream
+/// when the bastion has closed it.
 #[derive(Clone)]
 pub struct SshTunnel {
     inner: Arc<Inner>,
@@ -298,7 +307,7 @@ pub struct SshTunnel {
 
 struct Inner {
     settings: Settings,
-    session: Mutex<Arc<Handle<HostKeyLogger>>>,
+    session: Mutex<Option<Arc<Handle<HostKeyLogger>>>>,
 }
 
 impl std::fmt::Debug for SshTunnel {
@@ -352,14 +361,24 @@ impl SshTunnel {
         }
     }
 
-    /// The live session, reopened when the bastion closed the previous one.
+    /// Connects to the bastion and logs in, unless a live session exists. Config errors for
+    /// an unreachable bastion and refused credentials.
+    pub async fn connect(&self) -> Result<()> {
+        self.session().await.map(|_| ())
+    }
+
+    /// The live session: opened when there is none yet or the bastion closed the last one.
     async fn session(&self) -> Result<Arc<Handle<HostKeyLogger>>> {
         let mut session = self.inner.session.lock().await;
-        if session.is_closed() {
-            debug!(bastion = %self.bastion(), "ssh session closed; reconnecting");
-            *session = Arc::new(self.inner.settings.connect().await?);
+        if let Some(live) = session.as_ref().filter(|s| !s.is_closed()) {
+            return Ok(live.clone());
         }
-        Ok(session.clone())
+        if session.is_some() {
+            debug!(bastion = %self.bastion(), "ssh session closed; reconnecting");
+        }
+        let fresh = Arc::new(self.inner.settings.connect().await?);
+        *session = Some(fresh.clone());
+        Ok(fresh)
     }
 }
 

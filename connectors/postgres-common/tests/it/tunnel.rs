@@ -7,8 +7,11 @@ use std::time::{Duration, Instant};
 use cdk::protocol::FailureType;
 use cdk::testing::postgres::{TestDatabase, TestPostgres};
 use cdk::testing::sshd::{TestSshd, rsa_key_pair};
+use postgres_common::Purpose;
 use postgres_common::tunnel::{SshTunnel, TunnelMethod};
 use serde_json::{Value, json};
+
+use crate::{Target, encrypted};
 
 fn method(config: Value) -> TunnelMethod {
     serde_json::from_value(config).expect("tunnel_method parses")
@@ -238,6 +241,103 @@ async fn no_tunnel_opens_nothing() {
             .await
             .unwrap()
             .is_none()
+    );
+}
+
+#[tokio::test]
+async fn the_connector_goes_through_the_tunnel_with_tls_verified_against_the_db_host() {
+    let sshd = TestSshd::start();
+    let db = database("tunnel_connector").await;
+    let Some(tls) = TestPostgres::shared().enable_tls().await else {
+        eprintln!("an external server (CDK_TEST_POSTGRES_URL): its TLS is its own; skipped");
+        return;
+    };
+    // The certificate is for `localhost`: verify-full passes only if TLS checks that name.
+    let target = Target::of(&db)
+        .host("localhost")
+        .ssl_mode(json!({"mode": "verify-full", "ca_certificate": tls.ca_pem}))
+        .tunnel(sshd.key_auth_config());
+    let connector = target.connector().expect("a connector");
+    for connector in [connector.clone(), connector] {
+        let client = connector
+            .connect(Purpose::Check)
+            .await
+            .unwrap_or_else(|e| panic!("through the tunnel: {e}"));
+        assert!(encrypted(&client).await, "not encrypted");
+        let n: i64 = client
+            .query_one("SELECT count(*) FROM t", &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(n, 3);
+    }
+    let log = sshd.log();
+    assert_eq!(log.matches("Accepted publickey for").count(), 1, "{log}");
+    assert!(
+        log.contains(&format!("target localhost port {}", db.port)),
+        "{log}"
+    );
+    // A name the certificate lacks still fails verification inside the tunnel.
+    let e = target
+        .host("127.0.0.1")
+        .connect(Purpose::Check)
+        .await
+        .expect_err("verify-full must refuse 127.0.0.1");
+    assert_eq!(e.failure_type, FailureType::ConfigError, "{e}");
+}
+
+#[tokio::test]
+async fn tunnel_errors_reach_the_connector_as_config_errors_without_retries() {
+    let db = database("tunnel_connector_errors").await;
+    let port = closed_port();
+    let (key, _) = rsa_key_pair();
+    let target = Target::of(&db).tunnel(json!({"tunnel_method": "SSH_KEY_AUTH",
+        "tunnel_host": "127.0.0.1", "tunnel_port": port, "tunnel_user": "someone",
+        "ssh_key": key}));
+    let started = Instant::now();
+    let e = target.connect(Purpose::Sync).await.expect_err("no bastion");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "retried: {:?}",
+        started.elapsed()
+    );
+    assert_eq!(e.failure_type, FailureType::ConfigError, "{e}");
+    assert!(
+        e.message.starts_with(&format!(
+            "cannot reach the ssh bastion someone@127.0.0.1:{port}"
+        )),
+        "{e}"
+    );
+
+    let sshd = TestSshd::start();
+    let e = Target::of(&db)
+        .tunnel(
+            json!({"tunnel_method": "SSH_PASSWORD_AUTH", "tunnel_host": sshd.host,
+            "tunnel_port": sshd.port, "tunnel_user": sshd.user,
+            "tunnel_user_password": "wrong-password"}),
+        )
+        .connect(Purpose::Check)
+        .await
+        .expect_err("a wrong password");
+    assert_eq!(e.failure_type, FailureType::ConfigError, "{e}");
+    assert!(
+        e.message.starts_with("ssh authentication failed for "),
+        "{e}"
+    );
+    assert!(!e.message.contains("wrong-password"), "{e}");
+
+    // An unreadable key is found when the connector is made, before any network.
+    let broken = Target::of(&db)
+        .tunnel(
+            json!({"tunnel_method": "SSH_KEY_AUTH", "tunnel_host": sshd.host,
+            "tunnel_user": sshd.user, "ssh_key": "garbage"}),
+        )
+        .connector()
+        .err()
+        .expect("an unreadable key");
+    assert!(
+        broken.message.starts_with("tunnel_method.ssh_key "),
+        "{broken}"
     );
 }
 
