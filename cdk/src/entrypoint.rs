@@ -100,10 +100,13 @@ pub fn run_destination<D: Destination>(destination: D) -> ExitCode {
 /// Parses the command line; `--version` prints the binary's name and the kit's version.
 fn parse_cli() -> std::result::Result<Cli, clap::Error> {
     use clap::{CommandFactory, FromArgMatches};
-    let name = std::env::args_os()
-        .next()
-        .and_then(|a| Path::new(&a).file_name().map(|n| n.to_string_lossy().into_owned()))
-        .unwrap_or_else(|| "connector".into());
+    // Images name the binary /airbyte/bin/connector and say which one in CONNECTOR_NAME.
+    let name = std::env::var("CONNECTOR_NAME").ok().unwrap_or_else(|| {
+        std::env::args_os()
+            .next()
+            .and_then(|a| Path::new(&a).file_name().map(|n| n.to_string_lossy().into_owned()))
+            .unwrap_or_else(|| "connector".into())
+    });
     // Once per process: clap keeps names as `&'static str` without its `string` feature.
     let name: &'static str = Box::leak(name.into_boxed_str());
     let command = Cli::command()

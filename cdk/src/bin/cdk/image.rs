@@ -86,7 +86,11 @@ fn build(args: BuildArgs) -> Result<ExitCode> {
         }
     }
     eprintln!("building {tag} ({name} {})", meta.version);
-    let status = docker.status().context("cannot run docker")?;
+    // The build's progress goes to stderr: stdout is the tag alone, for scripts.
+    let status = docker
+        .stdout(std::io::stderr())
+        .status()
+        .context("cannot run docker")?;
     if !status.success() {
         bail!("docker build failed ({status})");
     }
