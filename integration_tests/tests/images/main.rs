@@ -7,7 +7,7 @@
 //! without one every test fails, saying how to start it.
 
 mod launcher;
-// mod pyairbyte;
+mod pyairbyte;
 mod scaffold;
 mod spec;
 
