@@ -104,14 +104,19 @@ fn parse_cli() -> std::result::Result<Cli, clap::Error> {
     let name = std::env::var("CONNECTOR_NAME").ok().unwrap_or_else(|| {
         std::env::args_os()
             .next()
-            .and_then(|a| Path::new(&a).file_name().map(|n| n.to_string_lossy().into_owned()))
+            .and_then(|a| {
+                Path::new(&a)
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+            })
             .unwrap_or_else(|| "connector".into())
     });
     // Once per process: clap keeps names as `&'static str` without its `string` feature.
     let name: &'static str = Box::leak(name.into_boxed_str());
-    let command = Cli::command()
-        .name(name)
-        .version(concat!("(cdk ", env!("CARGO_PKG_VERSION"), ")"));
+    let command =
+        Cli::command()
+            .name(name)
+            .version(concat!("(cdk ", env!("CARGO_PKG_VERSION"), ")"));
     Cli::from_arg_matches(&command.try_get_matches()?)
 }
 

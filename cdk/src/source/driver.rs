@@ -119,7 +119,8 @@ fn plan(
     })?;
     let modes = stream.supported_sync_modes();
     let no_cursor = configured.sync_mode == SyncMode::Incremental
-        && (configured.resolved_cursor_field().is_none() || !modes.contains(&SyncMode::Incremental))
+        && (configured.resolved_cursor_field().is_none()
+            || !modes.contains(&SyncMode::Incremental))
         && modes.contains(&SyncMode::FullRefresh);
     if no_cursor {
         tracing::warn!(

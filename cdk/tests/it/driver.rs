@@ -375,7 +375,9 @@ async fn incremental_without_a_cursor_reads_in_full() {
         let text = logs.text();
         assert!(
             text.contains("WARN")
-                && text.contains("stream 'n' is incremental but has no cursor field: reading it in full")
+                && text.contains(
+                    "stream 'n' is incremental but has no cursor field: reading it in full"
+                )
                 && text.contains("set `cursor_field`"),
             "a warning names the stream and how to choose a cursor: {text}"
         );

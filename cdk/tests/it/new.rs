@@ -48,7 +48,12 @@ fn listing(dir: &Path) -> String {
         .into_iter()
         // The image recipe is this repository's, checked below.
         .filter(|(p, _)| p != "Dockerfile" && p != ".dockerignore")
-        .map(|(p, c)| format!("--- {p}\n{}", c.replace(&cdk.display().to_string(), "<cdk>")))
+        .map(|(p, c)| {
+            format!(
+                "--- {p}\n{}",
+                c.replace(&cdk.display().to_string(), "<cdk>")
+            )
+        })
         .collect()
 }
 
@@ -120,13 +125,25 @@ fn joins_a_cdk_workspace() {
     let manifest = "[workspace]\nmembers = [\n    \"cdk\",\n]\n\n[workspace.dependencies]\ncdk = { path = \"cdk\" }\n";
     std::fs::write(dir.path().join("Cargo.toml"), manifest).unwrap();
     std::fs::create_dir(dir.path().join("connectors")).unwrap();
-    let printed = new(&dir.path().join("connectors"), &["source-x", "--path", "source-x"]);
-    assert!(printed.contains("next:\n  cargo test -p source-x\n"), "{printed}");
+    let printed = new(
+        &dir.path().join("connectors"),
+        &["source-x", "--path", "source-x"],
+    );
+    assert!(
+        printed.contains("next:\n  cargo test -p source-x\n"),
+        "{printed}"
+    );
     let members = std::fs::read_to_string(dir.path().join("Cargo.toml")).unwrap();
-    assert!(members.contains("    \"connectors/source-x\",\n"), "{members}");
+    assert!(
+        members.contains("    \"connectors/source-x\",\n"),
+        "{members}"
+    );
     let crate_manifest =
         std::fs::read_to_string(dir.path().join("connectors/source-x/Cargo.toml")).unwrap();
-    assert!(crate_manifest.contains("cdk.workspace = true"), "{crate_manifest}");
+    assert!(
+        crate_manifest.contains("cdk.workspace = true"),
+        "{crate_manifest}"
+    );
     assert!(!dir.path().join("connectors/source-x/Dockerfile").exists());
 }
 

@@ -38,11 +38,7 @@ impl Launched {
     }
 
     fn assert_ok(&self) {
-        assert_eq!(
-            self.code, 0,
-            "--- out\n{}\n--- err\n{}",
-            self.out, self.err
-        );
+        assert_eq!(self.code, 0, "--- out\n{}\n--- err\n{}", self.out, self.err);
     }
 }
 
@@ -91,7 +87,11 @@ fn launch(image: &str, args: &str, files: &[(String, Vec<u8>)], stdin: Option<&[
     let copied = tempfile::tempdir().unwrap();
     let read_back = |file: &str| {
         let to = copied.path().join(file);
-        docker_ok(&["cp", &format!("{name}:/airbyte/{file}"), &to.display().to_string()]);
+        docker_ok(&[
+            "cp",
+            &format!("{name}:/airbyte/{file}"),
+            &to.display().to_string(),
+        ]);
         std::fs::read_to_string(to).unwrap()
     };
     let launched = Launched {
@@ -156,7 +156,10 @@ async fn source_postgres_reads_the_test_server() {
         let read = launch(
             &tag,
             "read --config /config/config.json --catalog /config/catalog.json",
-            &[json_file("config.json", &config), json_file("catalog.json", &configured)],
+            &[
+                json_file("config.json", &config),
+                json_file("catalog.json", &configured),
+            ],
             None,
         );
         read.assert_ok();
@@ -187,9 +190,8 @@ fn source_csv_reads_local_files() {
     assert!(expected > 0);
     let config = json!({"dataset_name": "sales_data", "format": "csv",
         "url": "/config/sales_*.csv", "provider": {"storage": "local"}});
-    let catalog = read_json(
-        &root().join("connectors/source-csv/integration_tests/configured_catalog.json"),
-    );
+    let catalog =
+        read_json(&root().join("connectors/source-csv/integration_tests/configured_catalog.json"));
     files.push(json_file("config.json", &config));
     files.push(json_file("catalog.json", &catalog));
     let read = launch(
@@ -216,7 +218,10 @@ async fn destination_postgres_writes_and_acknowledges_every_state() {
     let written = launch(
         &tag,
         "write --config /config/config.json --catalog /config/catalog.json",
-        &[json_file("config.json", &config), json_file("catalog.json", &catalog)],
+        &[
+            json_file("config.json", &config),
+            json_file("catalog.json", &catalog),
+        ],
         Some(&messages),
     );
     written.assert_ok();
@@ -248,7 +253,10 @@ fn destination_s3_writes_and_acknowledges_every_state() {
     let written = launch(
         &tag,
         "write --config /config/config.json --catalog /config/catalog.json",
-        &[json_file("config.json", &config), json_file("catalog.json", &catalog)],
+        &[
+            json_file("config.json", &config),
+            json_file("catalog.json", &catalog),
+        ],
         Some(&messages),
     );
     written.assert_ok();

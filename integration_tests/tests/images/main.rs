@@ -124,6 +124,13 @@ pub fn image(dir: &str) -> String {
         return tag.clone();
     }
     engine();
+    // The previous build of this tag would be left dangling: remove it first.
+    let _ = docker(&[
+        "image",
+        "rm",
+        "--force",
+        &format!("{}:dev", metadata(dir).0),
+    ]);
     let name = Path::new(dir).file_name().unwrap().to_string_lossy();
     let started = std::time::Instant::now();
     let out = Command::new(bin("cdk"))

@@ -56,7 +56,10 @@ fn python() -> PathBuf {
         .status()
         .expect("cannot run pip");
     assert!(installed.success(), "pip install airbyte failed");
-    assert!(importable(&python), "airbyte is not importable after pip install");
+    assert!(
+        importable(&python),
+        "airbyte is not importable after pip install"
+    );
     python
 }
 

@@ -5,7 +5,7 @@ use std::process::Command;
 
 use serde_json::Value;
 
-use super::{bin, docker_ok, root, target_profile_dir};
+use super::{bin, docker, docker_ok, root, target_profile_dir};
 
 #[test]
 fn a_generated_connector_becomes_an_image() {
@@ -15,11 +15,18 @@ fn a_generated_connector_becomes_an_image() {
         .current_dir(dir.path())
         .output()
         .unwrap();
-    assert!(new.status.success(), "{}", String::from_utf8_lossy(&new.stderr));
+    assert!(
+        new.status.success(),
+        "{}",
+        String::from_utf8_lossy(&new.stderr)
+    );
     let crate_dir = dir.path().join("source-weather");
     std::fs::copy(root().join("Cargo.lock"), crate_dir.join("Cargo.lock")).unwrap();
     // Shared with the kit's template test: dependencies are compiled once.
-    let target = target_profile_dir().parent().unwrap().join("template-check");
+    let target = target_profile_dir()
+        .parent()
+        .unwrap()
+        .join("template-check");
     let build = Command::new(env!("CARGO"))
         .args(["build", "--offline", "--quiet"])
         .current_dir(&crate_dir)
@@ -32,6 +39,7 @@ fn a_generated_connector_becomes_an_image() {
         String::from_utf8_lossy(&build.stderr)
     );
     let tag = "cdk-test/source-weather:dev";
+    let _ = docker(&["image", "rm", "--force", tag]);
     let image = Command::new(bin("cdk"))
         .args(["image", "build", ".", "--tag", tag, "--prebuilt"])
         .arg(target.join("debug/source-weather"))
@@ -50,6 +58,15 @@ fn a_generated_connector_becomes_an_image() {
         .collect();
     assert_eq!(messages.len(), 1, "{spec}");
     assert_eq!(messages[0]["type"], "SPEC");
-    let labels = docker_ok(&["image", "inspect", "--format", "{{json .Config.Labels}}", tag]);
-    assert!(labels.contains(r#""io.airbyte.name":"airbyte/source-weather""#), "{labels}");
+    let labels = docker_ok(&[
+        "image",
+        "inspect",
+        "--format",
+        "{{json .Config.Labels}}",
+        tag,
+    ]);
+    assert!(
+        labels.contains(r#""io.airbyte.name":"airbyte/source-weather""#),
+        "{labels}"
+    );
 }

@@ -23,7 +23,9 @@ fn every_image_answers_spec_and_carries_airbyte_metadata() {
         let specs: Vec<&Value> = messages.iter().filter(|m| m["type"] == "SPEC").collect();
         assert_eq!(specs.len(), 1, "{tag} spec: {stdout}");
         assert!(
-            messages.iter().all(|m| m["type"] == "SPEC" || m["type"] == "LOG"),
+            messages
+                .iter()
+                .all(|m| m["type"] == "SPEC" || m["type"] == "LOG"),
             "{tag} spec prints only the SPEC (and logs): {stdout}"
         );
         let expected = root().join(dir).join("integration_tests/spec.json");

@@ -52,7 +52,9 @@ pub fn run(args: Args) -> Result<ExitCode> {
 fn build(args: BuildArgs) -> Result<ExitCode> {
     let meta = read_metadata(&args.dir)?;
     let name = package_name(&args.dir)?;
-    let tag = args.tag.unwrap_or_else(|| format!("{}:dev", meta.repository));
+    let tag = args
+        .tag
+        .unwrap_or_else(|| format!("{}:dev", meta.repository));
     check_engine()?;
     let build_args = [
         format!("CONNECTOR={name}"),

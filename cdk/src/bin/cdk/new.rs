@@ -93,7 +93,9 @@ pub fn run(args: Args) -> Result<ExitCode> {
         println!(
             "  source-rest-api check --manifest-path {shown}/manifest.yaml --config {shown}/integration_tests/config.json"
         );
-        println!("  cdk test source-rest-api {shown}/integration_tests -- --manifest-path {shown}/manifest.yaml");
+        println!(
+            "  cdk test source-rest-api {shown}/integration_tests -- --manifest-path {shown}/manifest.yaml"
+        );
         return Ok(ExitCode::SUCCESS);
     }
     let n = &names.name;
@@ -120,8 +122,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
 
 /// Refuses a folder that exists with files in it, unless forced.
 fn refuse_non_empty(out: &Path, force: bool) -> Result<()> {
-    let non_empty = out.exists()
-        && (!out.is_dir() || std::fs::read_dir(out)?.next().is_some());
+    let non_empty = out.exists() && (!out.is_dir() || std::fs::read_dir(out)?.next().is_some());
     if non_empty && !force {
         bail!(
             "{} already exists and is not empty: choose another --path, or pass --force to write \
