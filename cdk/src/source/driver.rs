@@ -106,9 +106,10 @@ pub async fn read_streams(
 /// Finds the stream and checks the catalog asks for something it can do; true when the stream
 /// is to be read in full instead of incrementally.
 ///
-/// A stream configured incremental that has no cursor (none configured and no default, or no
-/// incremental mode at all) is read in full, as the Python CDK does, with a warning; its final
-/// state is the no-cursor sentinel, so the next sync reads it in full again.
+/// A stream configured incremental without any cursor (none configured, no default; what
+/// PyAirbyte asks of every stream) is read in full, as the Python CDK does, with a warning; its
+/// final state is the no-cursor sentinel, so the next sync reads it in full again. A cursor
+/// named for a stream that cannot read incrementally is still refused.
 fn plan(
     streams: &HashMap<StreamDescriptor, Arc<dyn Stream>>,
     configured: &ConfiguredAirbyteStream,
@@ -119,8 +120,7 @@ fn plan(
     })?;
     let modes = stream.supported_sync_modes();
     let no_cursor = configured.sync_mode == SyncMode::Incremental
-        && (configured.resolved_cursor_field().is_none()
-            || !modes.contains(&SyncMode::Incremental))
+        && configured.resolved_cursor_field().is_none()
         && modes.contains(&SyncMode::FullRefresh);
     if no_cursor {
         tracing::warn!(

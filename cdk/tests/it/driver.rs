@@ -320,6 +320,27 @@ async fn unsupported_sync_modes_are_refused() {
         "{}",
         out.text()
     );
+    // A cursor named for a stream that cannot read incrementally.
+    let out = Captured::default();
+    let mut cat = catalog(&["n"]);
+    cat.streams[0].sync_mode = SyncMode::Incremental;
+    cat.streams[0].cursor_field = Some(vec!["id".into()]);
+    let streams: Vec<Arc<dyn Stream>> = vec![Arc::new(Numbers::new("n", 3))];
+    let err = read_streams(
+        streams,
+        &cat,
+        &InputState::default(),
+        &ReadOptions::default(),
+        &out.output(),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.failure_type, FailureType::ConfigError);
+    let text = out.text();
+    assert!(
+        text.contains("does not support sync mode Incremental"),
+        "{text}"
+    );
 }
 
 /// PyAirbyte configures every stream incremental with the default cursor, which a plain table
