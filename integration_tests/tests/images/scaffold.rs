@@ -70,3 +70,60 @@ fn a_generated_connector_becomes_an_image() {
         "{labels}"
     );
 }
+
+/// A declarative source generated outside the repository runs with source-rest-api, on the
+/// host and in the source-rest-api image (the manifest mounted read-only).
+#[test]
+fn a_generated_declarative_source_runs_in_the_rest_api_image() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let new = Command::new(bin("cdk"))
+        .args(["new", "source-shop", "--kind", "declarative"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        new.status.success(),
+        "{}",
+        String::from_utf8_lossy(&new.stderr)
+    );
+    let crate_dir = dir.path().join("source-shop");
+    let run = |args: &[&str]| -> Vec<Value> {
+        let out = Command::new(bin("source-rest-api"))
+            .args(args)
+            .args(["--manifest-path", "manifest.yaml"])
+            .current_dir(&crate_dir)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    let spec = run(&["spec"]);
+    assert_eq!(spec.len(), 1);
+    let properties = &spec[0]["spec"]["connectionSpecification"]["properties"];
+    assert!(properties.get("api_token").is_some(), "{properties}");
+    let catalog = run(&["discover", "--config", "integration_tests/config.json"]);
+    assert_eq!(catalog[0]["type"], "CATALOG", "{catalog:?}");
+    let check = run(&["check", "--config", "integration_tests/invalid_config.json"]);
+    assert_eq!(check[0]["connectionStatus"]["status"], "FAILED");
+
+    for path in [dir.path(), crate_dir.as_path()] {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let tag = super::image("connectors/source-rest-api");
+    let mount = format!("{}:/manifest:ro", crate_dir.display());
+    let in_image = docker_ok(&[
+        "run",
+        "--rm",
+        "-v",
+        &mount,
+        &tag,
+        "spec",
+        "--manifest-path",
+        "/manifest/manifest.yaml",
+    ]);
+    let in_image: Value = serde_json::from_str(in_image.trim()).unwrap();
+    assert_eq!(in_image, spec[0]);
+}
