@@ -22,7 +22,7 @@ use crate::protocol::*;
 /// as a call to [`load`] with their [`BatchWriter`].
 #[async_trait]
 pub trait Destination: Send + Sync + Sized + 'static {
-    type Config: DeserializeOwned + JsonSchema + Send + Sync + 'static;
+    type Config: DeserializeOwned + JsonSchema + crate::config::Validate + Send + Sync + 'static;
 
     /// The sync modes this destination handles (written into the spec).
     fn supported_sync_modes(&self) -> Vec<DestinationSyncMode> {

@@ -7,7 +7,7 @@ mod writer;
 
 pub use driver::read_streams;
 pub use global::GlobalWriter;
-pub use writer::RecordWriter;
+pub use writer::{RecordWriter, TrustedJson};
 
 use std::sync::Arc;
 
@@ -16,6 +16,7 @@ use schemars::JsonSchema;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
+use crate::config::Validate;
 use crate::output::Output;
 use crate::protocol::*;
 use crate::{CliOptions, Result};
@@ -30,8 +31,9 @@ use crate::{CliOptions, Result};
 /// FAILED (exit 0); any other error, from any method, becomes a TRACE ERROR and a non-zero exit.
 #[async_trait]
 pub trait Source: Send + Sync + Sized + 'static {
-    /// The typed config; its JSON Schema is the spec's `connectionSpecification`.
-    type Config: DeserializeOwned + JsonSchema + Send + Sync + 'static;
+    /// The typed config; its JSON Schema is the spec's `connectionSpecification`, and its
+    /// [`Validate`] hook runs for every command before the config reaches the source.
+    type Config: DeserializeOwned + JsonSchema + Validate + Send + Sync + 'static;
 
     fn spec(&self) -> ConnectorSpecification {
         ConnectorSpecification::new(crate::spec::connection_specification::<Self::Config>())
@@ -130,14 +132,18 @@ pub trait Stream: Send + Sync + 'static {
         false
     }
 
-    /// Rows (and bytes) this read is expected to produce, for progress estimates.
-    async fn estimate(&self, _ctx: &ReadContext) -> Option<(i64, Option<i64>)> {
+    /// What this read is expected to produce, for progress estimates (an ESTIMATE trace
+    /// before the first record).
+    async fn estimate(&self, _ctx: &ReadContext) -> Option<Estimate> {
         None
     }
 
     /// Reads records into `out`, resuming from `ctx.state`. Call [`RecordWriter::checkpoint`]
-    /// (or use [`RecordWriter::record_with_state`]) so the sync can resume; a stream that never
-    /// checkpoints gets one final state from the driver.
+    /// (or use [`RecordWriter::record_with_state`]) so the sync can resume.
+    ///
+    /// A stream that never checkpoints gets one final state from the driver, and that state
+    /// is the incoming one (`ctx.state`, or an empty object on a first sync): an incremental
+    /// stream that does not checkpoint reads everything again next time.
     async fn read(&self, ctx: &ReadContext, out: &mut RecordWriter) -> Result<()>;
 
     fn descriptor(&self) -> StreamDescriptor {
@@ -156,6 +162,15 @@ pub trait Stream: Send + Sync + 'static {
         stream.is_resumable = Some(self.is_resumable());
         stream
     }
+}
+
+/// A stream's expected size, for the platform's progress bar.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Estimate {
+    /// Records the read is expected to emit.
+    pub rows: i64,
+    /// Bytes of record data, when known.
+    pub bytes: Option<i64>,
 }
 
 /// What a stream reads: the configured stream and its incoming state.

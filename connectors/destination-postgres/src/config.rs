@@ -135,22 +135,6 @@ fn default_raw_data_schema() -> String {
 }
 
 impl PostgresConfig {
-    /// Cross-field rules the JSON schema cannot say.
-    pub fn validate(&self) -> Result<()> {
-        for (field, value) in [
-            ("host", &self.host),
-            ("database", &self.database),
-            ("username", &self.username),
-            ("schema", &self.schema),
-            ("raw_data_schema", &self.raw_data_schema),
-        ] {
-            if value.trim().is_empty() {
-                return Err(Error::config(format!("'{field}' must not be empty")));
-            }
-        }
-        Ok(())
-    }
-
     pub fn flattened(&self) -> bool {
         matches!(self.normalization, Some(Normalization::Flattened))
     }
@@ -181,6 +165,24 @@ impl PostgresConfig {
                 ))),
             })
             .collect()
+    }
+}
+
+/// Cross-field rules the JSON schema cannot say.
+impl cdk::config::Validate for PostgresConfig {
+    fn validate(&self) -> Result<()> {
+        for (field, value) in [
+            ("host", &self.host),
+            ("database", &self.database),
+            ("username", &self.username),
+            ("schema", &self.schema),
+            ("raw_data_schema", &self.raw_data_schema),
+        ] {
+            if value.trim().is_empty() {
+                return Err(Error::config(format!("'{field}' must not be empty")));
+            }
+        }
+        Ok(())
     }
 }
 

@@ -36,7 +36,6 @@ impl Destination for DestinationPostgres {
 
     /// Connects, then creates, writes and drops a table in the default schema.
     async fn check(&self, config: &PostgresConfig) -> Result<()> {
-        config.validate()?;
         // Whatever stops the connection is the config's problem from the user's point of view.
         let client = connect::connect(config, 1)
             .await
@@ -66,7 +65,6 @@ impl Destination for DestinationPostgres {
         input: Input,
         output: &Output,
     ) -> Result<()> {
-        config.validate()?;
         let client = connect::connect(config, 3).await?;
         let mut writer = writer::PgWriter::new(client, config.clone());
         load(

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use cdk::destination::{Batch, BatchWriter, Input, LoaderOptions, Outcome, StreamId, load};
 use cdk::protocol::*;
-use cdk::{Destination, Error, JsonSchema, Output, Result};
+use cdk::{Destination, Error, IoResultExt, JsonSchema, Output, Result};
 use serde::Deserialize;
 
 pub struct DestinationJsonl;
@@ -22,6 +22,8 @@ pub struct JsonlConfig {
     /// Directory the files are written to; created when missing.
     pub destination_path: String,
 }
+
+impl cdk::config::Validate for JsonlConfig {}
 
 #[cdk::async_trait]
 impl Destination for DestinationJsonl {
@@ -69,6 +71,8 @@ pub fn stream_file(dir: &Path, stream: &StreamDescriptor) -> PathBuf {
 
 struct OpenFile {
     file: BufWriter<File>,
+    /// The file being written (named in errors).
+    path: PathBuf,
     /// Where the file goes on success (`Some` for overwrite, written under a temp name).
     swap_to: Option<(PathBuf, PathBuf)>,
     line: Vec<u8>,
@@ -110,6 +114,7 @@ impl BatchWriter for JsonlWriter {
             .map_err(|e| Error::system(format!("cannot open '{}': {e}", path.display())))?;
         self.files.push(OpenFile {
             file: BufWriter::with_capacity(1 << 20, file),
+            path,
             swap_to,
             line: Vec::new(),
         });
@@ -133,15 +138,15 @@ impl BatchWriter for JsonlWriter {
             f.line.extend_from_slice(b",\"_airbyte_data\":");
             f.line.extend_from_slice(record.data.as_bytes());
             f.line.extend_from_slice(b"}\n");
-            f.file.write_all(&f.line)?;
+            f.file.write_all(&f.line).with_path(&f.path)?;
         }
         Ok(())
     }
 
     async fn commit(&mut self, id: StreamId) -> Result<()> {
         let f = &mut self.files[id];
-        f.file.flush()?;
-        f.file.get_ref().sync_data()?;
+        f.file.flush().with_path(&f.path)?;
+        f.file.get_ref().sync_data().with_path(&f.path)?;
         Ok(())
     }
 
@@ -154,8 +159,8 @@ impl BatchWriter for JsonlWriter {
         };
         match outcome {
             Outcome::Success => {
-                f.file.flush()?;
-                f.file.get_ref().sync_data()?;
+                f.file.flush().with_path(&f.path)?;
+                f.file.get_ref().sync_data().with_path(&f.path)?;
                 std::fs::rename(&tmp, &target).map_err(|e| {
                     Error::system(format!("cannot move '{}' into place: {e}", tmp.display()))
                 })?;

@@ -20,6 +20,9 @@ pub struct Config {
     pub directory: String,
 }
 
+/// Rules the JSON Schema cannot express go here; the kit checks them for every command.
+impl cdk::config::Validate for Config {}
+
 #[cdk::async_trait]
 impl Destination for {{type_name}} {
     type Config = Config;
