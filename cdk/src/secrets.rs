@@ -9,6 +9,7 @@ use schemars::{JsonSchema, Schema, SchemaGenerator};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+/// What a secret prints as, everywhere.
 pub const MASK: &str = "****";
 
 /// A config value marked `airbyte_secret` in the spec; `Debug` and `Display` print `****`.
@@ -17,6 +18,7 @@ pub const MASK: &str = "****";
 pub struct Secret<T = String>(T);
 
 impl<T> Secret<T> {
+    /// Wraps a secret value.
     pub fn new(value: T) -> Self {
         Self(value)
     }
