@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 /// What a secret prints as, everywhere.
-pub const MASK: &str = "****";
+const MASK: &str = "****";
 
 /// A config value marked `airbyte_secret` in the spec; `Debug` and `Display` print `****`.
 #[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -101,7 +101,7 @@ pub fn register_from_config(spec: &Value, config: &Value) {
 
 /// Values of `config` at properties the schema marks `airbyte_secret`, through nested objects
 /// and every `oneOf`/`anyOf` variant.
-pub fn secret_values(schema: &Value, config: &Value) -> Vec<String> {
+fn secret_values(schema: &Value, config: &Value) -> Vec<String> {
     let mut found = Vec::new();
     collect(schema, config, &mut found);
     found

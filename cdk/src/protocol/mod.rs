@@ -85,19 +85,6 @@ pub enum AirbyteMessage {
     Unknown,
 }
 
-impl AirbyteMessage {
-    /// Serialises the message as one JSON line (without the newline).
-    pub fn to_line(&self) -> String {
-        // Serialising these types cannot fail: every map key is a string.
-        serde_json::to_string(self).unwrap_or_default()
-    }
-
-    /// Parses one line, tolerating unknown fields and types.
-    pub fn from_line(line: &str) -> Result<Self, serde_json::Error> {
-        serde_json::from_str(line)
-    }
-}
-
 /// `AirbyteLogMessage.level`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "UPPERCASE")]

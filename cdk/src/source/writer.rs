@@ -93,15 +93,6 @@ impl RecordWriter {
 
     /// Emits a record whose data serialises to a JSON object.
     pub fn record<T: Serialize + ?Sized>(&mut self, data: &T) -> Result<()> {
-        self.record_with_changes(data, &[])
-    }
-
-    /// Emits a record with `meta.changes` (fields nulled or truncated, and why).
-    pub fn record_with_changes<T: Serialize + ?Sized>(
-        &mut self,
-        data: &T,
-        changes: &[AirbyteRecordMessageMetaChange],
-    ) -> Result<()> {
         self.begin_record();
         let start = self.buf.len() - self.prefix.len();
         if let Err(e) = serde_json::to_writer(&mut self.buf, data) {
@@ -111,7 +102,7 @@ impl RecordWriter {
                 self.descriptor
             )));
         }
-        self.end_record(changes)
+        self.end_record(&[])
     }
 
     /// Emits a record whose data is JSON the source built itself, with `meta.changes` when
