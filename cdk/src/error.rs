@@ -12,7 +12,7 @@ use crate::protocol::{FailureType, StreamDescriptor};
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// The cause behind an [`Error`], shared so the error stays `Clone`.
-pub type Cause = Arc<dyn std::error::Error + Send + Sync + 'static>;
+type Cause = Arc<dyn std::error::Error + Send + Sync + 'static>;
 
 /// An error that knows how the platform should treat it (config, system or transient) and,
 /// optionally, which stream it belongs to. Its `Display` is the user-facing message, which

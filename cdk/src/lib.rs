@@ -22,7 +22,7 @@ pub mod testing;
 
 pub use destination::Destination;
 pub use entrypoint::CliOptions;
-pub use error::{Cause, Error, IoResultExt, Result, RetryPolicy, chain_text, retry};
+pub use error::{Error, IoResultExt, Result, RetryPolicy, chain_text, retry};
 pub use output::Output;
 pub use secrets::Secret;
 pub use source::{Estimate, ReadContext, ReadOptions, RecordWriter, Source, Stream, TrustedJson};
