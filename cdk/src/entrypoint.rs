@@ -83,7 +83,9 @@ struct Extra {
 /// Command-line options a connector may use beyond the standard ones.
 #[derive(Debug, Clone, Default)]
 pub struct CliOptions {
+    /// `--debug`: DEBUG logs.
     pub debug: bool,
+    /// `--manifest-path`: a low-code manifest to run (source-rest-api).
     pub manifest_path: Option<PathBuf>,
 }
 

@@ -157,8 +157,8 @@ async fn read_one(
     let descriptor = stream.descriptor();
     output.stream_status(&descriptor, AirbyteStreamStatus::Started);
     let mut writer = RecordWriter::new(output.clone(), descriptor.clone(), interval);
-    if let Some((rows, bytes)) = stream.estimate(&ctx).await {
-        writer.estimate(rows, bytes);
+    if let Some(estimate) = stream.estimate(&ctx).await {
+        writer.estimate(estimate);
     }
     let result = stream.read(&ctx, &mut writer).await;
     if result.is_ok() && no_cursor {

@@ -31,6 +31,7 @@ const START_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct TestSshd {
     /// Always `127.0.0.1`.
     pub host: String,
+    /// The port it listens on.
     pub port: u16,
     /// The account that may log in (key, and password when [`TestSshd::password`] is set).
     pub user: String,

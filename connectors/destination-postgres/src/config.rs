@@ -114,8 +114,14 @@ fn default_raw_data_schema() -> String {
 }
 
 impl PostgresConfig {
-    /// Cross-field rules the JSON schema cannot say.
-    pub fn validate(&self) -> Result<()> {
+    pub fn flattened(&self) -> bool {
+        matches!(self.normalization, Some(Normalization::Flattened))
+    }
+}
+
+/// Cross-field rules the JSON schema cannot say.
+impl cdk::config::Validate for PostgresConfig {
+    fn validate(&self) -> Result<()> {
         for (field, value) in [
             ("host", &self.host),
             ("database", &self.database),
@@ -129,10 +135,6 @@ impl PostgresConfig {
         }
         crate::connect::connector(self)?;
         Ok(())
-    }
-
-    pub fn flattened(&self) -> bool {
-        matches!(self.normalization, Some(Normalization::Flattened))
     }
 }
 

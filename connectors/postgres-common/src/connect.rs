@@ -282,7 +282,7 @@ impl Connector {
             // A TLS or protocol mismatch (no TLS on the server, an unverifiable certificate)
             // is the config's; a connection cut during the startup may pass.
             Failure::Pg(e) => {
-                let message = format!("{prefix}: {}", crate::errors::error_chain(&e));
+                let message = format!("{prefix}: {}", cdk::chain_text(&e));
                 match io_kind(&e) {
                     Some(
                         io::ErrorKind::ConnectionReset

@@ -131,8 +131,19 @@ fn default_chunk_size_mb() -> u64 {
 }
 
 impl PostgresConfig {
-    /// Rules the JSON Schema cannot say.
-    pub fn validate(&self) -> Result<()> {
+    /// The schemas to read, or `public` when the list is empty.
+    pub fn schema_list(&self) -> Vec<String> {
+        if self.schemas.is_empty() {
+            default_schemas()
+        } else {
+            self.schemas.clone()
+        }
+    }
+}
+
+/// Rules the JSON Schema cannot say.
+impl cdk::config::Validate for PostgresConfig {
+    fn validate(&self) -> Result<()> {
         match &self.replication_method {
             ReplicationMethod::Standard => {}
             ReplicationMethod::Cdc(_) => {
@@ -157,15 +168,6 @@ impl PostgresConfig {
         crate::connect::connector(self)?;
         Ok(())
     }
-
-    /// The schemas to read, or `public` when the list is empty.
-    pub fn schema_list(&self) -> Vec<String> {
-        if self.schemas.is_empty() {
-            default_schemas()
-        } else {
-            self.schemas.clone()
-        }
-    }
 }
 
 #[cfg(test)]
@@ -186,17 +188,15 @@ mod tests {
             "replication_method": {"method": "Standard"}}),
         )
         .unwrap();
-        c.validate().unwrap();
         assert_eq!(c.schemas, ["public"]);
         assert_eq!(c.ssl, Some(false));
     }
 
     #[test]
     fn cdc_is_a_clear_config_error() {
-        let c = parse(json!({"host": "h", "database": "d", "username": "u",
+        let e = parse(json!({"host": "h", "database": "d", "username": "u",
             "replication_method": {"method": "CDC", "replication_slot": "s", "publication": "p"}}))
-        .unwrap();
-        let e = c.validate().unwrap_err();
+        .unwrap_err();
         assert_eq!(e.failure_type, cdk::protocol::FailureType::ConfigError);
         assert!(
             e.message.contains("'CDC' is not supported yet"),

@@ -4,6 +4,7 @@
 
 use std::io::Read;
 
+use cdk::testing::Run;
 use cdk::testing::s3::TestS3;
 use object_store::{Attribute, GetOptions, ObjectStore};
 use serde_json::{Map, Value, json};
@@ -282,21 +283,23 @@ async fn parquet_with_every_codec_reads_back_typed() {
 #[tokio::test]
 async fn files_roll_at_the_size_limit_through_multipart_uploads() {
     let place = Place::s3("rolling");
-    let mut config = place.config(
+    let config = place.config(
         "big",
         json!({"format_type": "JSONL", "compression": {"compression_type": "No Compression"}}),
     );
     // A loader batch (8 MB of data, ~9.4 MB of JSONL) fills a file past the 9 MB limit, and
     // each file goes up in two parts of the 8 MiB part size.
-    let limit = 9 << 20;
-    config["_max_file_bytes"] = json!(limit);
+    let limit: usize = 9 << 20;
     let filler = "x".repeat(1000);
     let n = 30_000;
     let mut lines: Vec<String> = (0..n)
         .map(|i| record("wide", json!({"id": i, "filler": filler})))
         .collect();
     lines.push(state("wide", n));
-    let out = write(&config, &catalog("wide", json!({}), "append", 4, 0), &lines);
+    let out = Run::new(super::BIN)
+        .env("DESTINATION_S3_MAX_FILE_BYTES", &limit.to_string())
+        .stdin_lines(&lines)
+        .write(&config, &catalog("wide", json!({}), "append", 4, 0));
     out.assert_success().assert_protocol();
     let keys = place.keys("big/wide").await;
     assert!(keys.len() >= 3, "{keys:?}");
