@@ -7,6 +7,7 @@ mod https;
 mod incremental;
 mod local;
 mod options;
+mod parity;
 mod s3;
 mod spec;
 

@@ -1,0 +1,384 @@
+//! Parity with Airbyte's source-file 0.5.39 (pip-installed into a venv this test makes or
+//! reuses): the same files and the same configs given to both, the records compared (fields
+//! starting with `_ab_` aside; numbers compared as numbers, so 1.0 equals 1).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use cdk::protocol::SyncMode;
+use cdk::testing::Run;
+use serde_json::{Value, json};
+
+use crate::{BIN, catalog};
+
+const VERSION: &str = "0.5.39";
+
+/// The venv's `source-file`, made on first use (`CDK_SOURCE_FILE_VENV` names another venv).
+fn source_file() -> PathBuf {
+    let venv = std::env::var_os("CDK_SOURCE_FILE_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            let home = std::env::var_os("HOME").expect("HOME is set");
+            Path::new(&home).join(format!(".cache/cdk-venvs/source-file-{VERSION}"))
+        });
+    let bin = venv.join("bin/source-file");
+    if bin.exists() {
+        return bin;
+    }
+    let lock = venv.with_extension("lock");
+    std::fs::create_dir_all(venv.parent().unwrap()).unwrap();
+    // One test process makes it; concurrent ones wait on the lock file's creation.
+    let status = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "exec 9>'{lock}'; flock 9; [ -x '{bin}' ] && exit 0; \
+             python3 -m venv '{venv}' && '{venv}/bin/pip' install -q --disable-pip-version-check \
+             'airbyte-source-file=={VERSION}'",
+            lock = lock.display(),
+            bin = bin.display(),
+            venv = venv.display()
+        ))
+        .status()
+        .expect("cannot run sh to make the source-file venv");
+    assert!(
+        status.success() && bin.exists(),
+        "could not install airbyte-source-file=={VERSION} into {} (is PyPI reachable? is python3 \
+         with venv installed?): {status}",
+        venv.display()
+    );
+    bin
+}
+
+/// Runs source-file's `discover` then `read` of its own catalog; the records' data, or the
+/// error it reports.
+fn theirs(bin: &Path, dir: &Path, config: &Value) -> Result<Vec<Value>, String> {
+    let config_path = dir.join("theirs-config.json");
+    std::fs::write(&config_path, config.to_string()).unwrap();
+    let run = |args: &[&str]| {
+        let out = Command::new(bin)
+            .args(args)
+            .output()
+            .expect("run source-file");
+        let messages: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect();
+        let error = messages
+            .iter()
+            .find(|m| m["type"] == "TRACE" && m["trace"]["type"] == "ERROR")
+            .map(|m| m["trace"]["error"]["message"].to_string());
+        (messages, error, out)
+    };
+    let (messages, error, out) = run(&["discover", "--config", config_path.to_str().unwrap()]);
+    let Some(stream) = messages
+        .iter()
+        .find(|m| m["type"] == "CATALOG")
+        .map(|m| m["catalog"]["streams"][0].clone())
+    else {
+        return Err(error.unwrap_or_else(|| String::from_utf8_lossy(&out.stderr).into()));
+    };
+    let catalog_path = dir.join("theirs-catalog.json");
+    let catalog = json!({"streams": [{"stream": stream, "sync_mode": "full_refresh",
+        "destination_sync_mode": "overwrite"}]});
+    std::fs::write(&catalog_path, catalog.to_string()).unwrap();
+    let (messages, error, _) = run(&[
+        "read",
+        "--config",
+        config_path.to_str().unwrap(),
+        "--catalog",
+        catalog_path.to_str().unwrap(),
+    ]);
+    if let Some(error) = error {
+        return Err(error);
+    }
+    Ok(messages
+        .into_iter()
+        .filter(|m| m["type"] == "RECORD")
+        .map(|m| m["record"]["data"].clone())
+        .collect())
+}
+
+/// Our records for the same config (discover, then a read of the discovered catalog).
+fn ours(config: &Value) -> Vec<Value> {
+    let run = Run::new(BIN).read(config, &catalog(config, SyncMode::FullRefresh), None);
+    run.assert_success().assert_protocol();
+    run.records_of("items").into_iter().cloned().collect()
+}
+
+/// Drops `_ab_*` fields and makes every number a float, so 1 and 1.0 compare equal.
+fn normal(v: &Value) -> Value {
+    match v {
+        Value::Number(n) => json!(n.as_f64()),
+        Value::Array(items) => Value::Array(items.iter().map(normal).collect()),
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .filter(|(k, _)| !k.starts_with("_ab_"))
+                .map(|(k, v)| (k.clone(), normal(v)))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
+struct Case {
+    name: &'static str,
+    file: &'static str,
+    bytes: Vec<u8>,
+    format: &'static str,
+    reader_options: Option<&'static str>,
+}
+
+fn case(name: &'static str, file: &'static str, text: &str, options: Option<&'static str>) -> Case {
+    Case {
+        name,
+        file,
+        bytes: text.as_bytes().to_vec(),
+        format: "csv",
+        reader_options: options,
+    }
+}
+
+fn cases() -> Vec<Case> {
+    let mut cases = vec![
+        case(
+            "defaults: types, empty fields and NA strings",
+            "plain.csv",
+            "id,name,price,flag,day,mixed,note\n1,alice,1.5,True,2024-01-01,1,\n\
+             2,NA,2,false,2024-01-02,x,n/a\n3,,,TRUE,,2,null\n4,\"d, e\",+7,False,x,3,ok\n",
+            None,
+        ),
+        case(
+            "sep ; with quotes",
+            "semi.csv",
+            "a;b;c\n1;\"x;y\";2.5\n2;z;\n",
+            Some(r#"{"sep": ";"}"#),
+        ),
+        case(
+            "tab separated",
+            "tab.tsv",
+            "a\tb\n1\tx,y\n2\tz\n",
+            Some(r#"{"sep": "\t"}"#),
+        ),
+        case(
+            "multi-character literal separator",
+            "colons.csv",
+            "a::b\n1::x\n2::y\n",
+            Some(r#"{"sep": "::"}"#),
+        ),
+        case(
+            "header null and names",
+            "noheader.csv",
+            "1,alice\n2,bob\n",
+            Some(r#"{"header": null, "names": ["id", "name"]}"#),
+        ),
+        case(
+            "header null without names: numbered columns",
+            "numbered.csv",
+            "1,alice\n2,bob\n",
+            Some(r#"{"header": null}"#),
+        ),
+        case(
+            "skiprows int, header row, names replacing it, nrows",
+            "skip.csv",
+            "junk line\nmore junk\na,b\n1,x\n2,y\n3,z\n",
+            Some(r#"{"skiprows": 2, "header": 0, "names": ["k", "v"], "nrows": 2}"#),
+        ),
+        case(
+            "skiprows list and usecols",
+            "skiplist.csv",
+            "a,b,c\n1,x,9\n2,y,8\n3,z,7\n",
+            Some(r#"{"skiprows": [2], "usecols": ["a", "c"]}"#),
+        ),
+        case(
+            "usecols by position",
+            "usepos.csv",
+            "a,b,c\n1,x,9\n2,y,8\n",
+            Some(r#"{"usecols": [0, 2]}"#),
+        ),
+        case(
+            "na_values, keep_default_na, true_values, false_values",
+            "na.csv",
+            "id,s,ok\n1,NA,oui\n2,nil,non\n3,x,oui\n",
+            Some(
+                r#"{"na_values": ["nil"], "keep_default_na": false, "true_values": ["oui"], "false_values": ["non"]}"#,
+            ),
+        ),
+        case(
+            "na_filter false",
+            "nafilter.csv",
+            "id,s\n1,NA\n2,\n",
+            Some(r#"{"na_filter": false}"#),
+        ),
+        case(
+            "thousands, decimal, dtype",
+            "numbers.csv",
+            "id;amount;code\n1;\"1.234,5\";007\n2;\"2,0\";010\n",
+            Some(r#"{"sep": ";", "thousands": ".", "decimal": ",", "dtype": {"code": "str", "id": "float"}}"#),
+        ),
+        case(
+            "quotechar, escapechar, doublequote",
+            "quotes.csv",
+            "a,b\n1,'x\\'y'\n2,'p,q'\n",
+            Some(r#"{"quotechar": "'", "escapechar": "\\", "doublequote": false}"#),
+        ),
+        case(
+            "quoting none",
+            "quotingnone.csv",
+            "a,b\n1,\"x\"\n2,y\n",
+            Some(r#"{"quoting": 3}"#),
+        ),
+        case(
+            "comment and blank lines",
+            "comment.csv",
+            "a,b,c\n1,x # note,5\n# whole line\n\n2,y,6\n",
+            Some(r##"{"comment": "#"}"##),
+        ),
+        case(
+            "skip_blank_lines false",
+            "blank.csv",
+            "a,b\n1,x\n\n2,y\n",
+            Some(r#"{"skip_blank_lines": false}"#),
+        ),
+        case(
+            "parse_dates",
+            "dates.csv",
+            "id,when,at\n1,2024-01-02,2024-01-02 03:04:05\n2,2024-02-03,2024-02-03 10:00:00\n",
+            Some(r#"{"parse_dates": ["when", "at"]}"#),
+        ),
+        case(
+            "short rows padded with nulls",
+            "short.csv",
+            "a,b,c\n1,x,2\n3\n",
+            None,
+        ),
+    ];
+    cases.push(Case {
+        name: "encoding latin1",
+        file: "latin.csv",
+        bytes: b"name,city\ncaf\xe9,M\xfcnchen\n".to_vec(),
+        format: "csv",
+        reader_options: Some(r#"{"encoding": "latin1"}"#),
+    });
+    cases.push(Case {
+        name: "gzip by extension",
+        file: "plain.csv.gz",
+        bytes: crate::gzip("a,b\n1,x\n2,\n"),
+        format: "csv",
+        reader_options: None,
+    });
+    cases.push(Case {
+        name: "jsonl",
+        file: "rows.jsonl",
+        bytes: b"{\"a\": 1, \"b\": {\"c\": [1, 2]}}\n{\"a\": 2.5, \"d\": \"x\"}\n".to_vec(),
+        format: "jsonl",
+        reader_options: None,
+    });
+    cases.push(Case {
+        name: "json array",
+        file: "rows.json",
+        bytes: b"[{\"a\": 1}, {\"a\": 2, \"e\": null}]".to_vec(),
+        format: "json",
+        reader_options: None,
+    });
+    cases.push(Case {
+        name: "json object",
+        file: "one.json",
+        bytes: b"{\"a\": 1, \"b\": \"x\"}".to_vec(),
+        format: "json",
+        reader_options: None,
+    });
+    cases.push(Case {
+        name: "parquet",
+        file: "table.parquet",
+        bytes: parquet_bytes(),
+        format: "parquet",
+        reader_options: None,
+    });
+    cases
+}
+
+/// A Parquet file with integers, floats, text, booleans, dates and timestamps, nulls among them.
+fn parquet_bytes() -> Vec<u8> {
+    use arrow_array::{
+        ArrayRef, BooleanArray, Date32Array, Float64Array, Int32Array, Int64Array, RecordBatch,
+        StringArray, TimestampMicrosecondArray,
+    };
+    use std::sync::Arc;
+    let columns: Vec<(&str, ArrayRef)> = vec![
+        ("id", Arc::new(Int64Array::from(vec![Some(1), Some(2), None]))),
+        ("small", Arc::new(Int32Array::from(vec![1, 2, 3]))),
+        ("price", Arc::new(Float64Array::from(vec![Some(1.5), None, Some(3.0)]))),
+        ("name", Arc::new(StringArray::from(vec![Some("x"), None, Some("z \"q\"")]))),
+        ("ok", Arc::new(BooleanArray::from(vec![true, false, true]))),
+        ("day", Arc::new(Date32Array::from(vec![19723, 19724, 19725]))),
+        (
+            "at",
+            Arc::new(TimestampMicrosecondArray::from(vec![
+                1_704_103_200_000_000,
+                1_704_103_200_500_000,
+                1_704_189_600_000_000,
+            ])),
+        ),
+    ];
+    let batch = RecordBatch::try_from_iter(columns).unwrap();
+    let mut bytes = Vec::new();
+    let mut writer = parquet::arrow::ArrowWriter::try_new(&mut bytes, batch.schema(), None).unwrap();
+    writer.write(&batch).unwrap();
+    writer.close().unwrap();
+    bytes
+}
+
+#[test]
+fn records_match_airbyte_source_file() {
+    let bin = source_file();
+    let dir = tempfile::tempdir().unwrap();
+    let cases = cases();
+    let results: Vec<(String, Result<Vec<Value>, String>, Vec<Value>)> =
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = cases
+                .iter()
+                .enumerate()
+                .map(|(i, c)| {
+                    let case_dir = dir.path().join(format!("case{i}"));
+                    std::fs::create_dir_all(&case_dir).unwrap();
+                    let path = case_dir.join(c.file);
+                    std::fs::write(&path, &c.bytes).unwrap();
+                    let mut config = json!({"dataset_name": "items", "format": c.format,
+                        "url": path.display().to_string(), "provider": {"storage": "local"}});
+                    if let Some(options) = c.reader_options {
+                        config["reader_options"] = json!(options);
+                    }
+                    let bin = &bin;
+                    scope.spawn(move || {
+                        let theirs = theirs(bin, &case_dir, &config);
+                        (c.name.to_string(), theirs, ours(&config))
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+    let mut failures = Vec::new();
+    for (name, theirs, ours) in &results {
+        let ours: Vec<Value> = ours.iter().map(normal).collect();
+        match theirs {
+            Ok(theirs) => {
+                let theirs: Vec<Value> = theirs.iter().map(normal).collect();
+                if theirs != ours {
+                    failures.push(format!(
+                        "{name}:\n  source-file: {}\n  ours:        {}",
+                        Value::from(theirs),
+                        Value::from(ours)
+                    ));
+                }
+            }
+            Err(e) => failures.push(format!("{name}: source-file failed: {e}")),
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} cases differ:\n{}",
+        failures.len(),
+        results.len(),
+        failures.join("\n")
+    );
+}
