@@ -7,7 +7,7 @@ use std::collections::HashSet;
 use cdk::{Error, JsonSchema, Result, Secret};
 use serde::Deserialize;
 
-/// Reads CSV files from local disk, HTTPS or S3 as one stream.
+/// Reads CSV, JSON Lines, JSON or Parquet files from local disk, HTTPS or S3 as one stream.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[schemars(title = "CSV File Source Spec")]
 pub struct CsvConfig {
@@ -108,8 +108,8 @@ pub enum Provider {
 
 #[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 pub struct HttpsProvider {
-    /// The file's URL, as the seed's form repeats it under the provider ("User Provided
-    /// Storage URL"); when given it must equal `url`.
+    /// The file's URL again, as some forms ask for it under the provider; when given it
+    /// must equal `url`.
     #[schemars(title = "User Provided Storage URL")]
     pub url: Option<String>,
     /// Add a User-Agent header to requests.
@@ -455,10 +455,6 @@ pub fn encoding(label: &str, field: &str) -> Result<Option<&'static encoding_rs:
     }
     let found = encoding_rs::Encoding::for_label(label.as_bytes())
         .or_else(|| encoding_rs::Encoding::for_label(label.replace('-', "").as_bytes()))
-        .or_else(|| match label.as_str() {
-            "latin-1" | "l1" | "iso8859" => Some(encoding_rs::WINDOWS_1252),
-            _ => None,
-        })
         .ok_or_else(|| Error::config(format!("{field}: unknown encoding '{label}'")))?;
     Ok(Some(found).filter(|e| *e != encoding_rs::UTF_8))
 }
@@ -562,7 +558,10 @@ impl CsvConfig {
             )));
         }
         let format = Format::parse(&self.format)?;
-        let options = self.reader_options.as_deref().filter(|s| !s.trim().is_empty());
+        let options = self
+            .reader_options
+            .as_deref()
+            .filter(|s| !s.trim().is_empty());
         match (&self.csv_options, options) {
             (Some(_), Some(_)) => Err(Error::config(
                 "give either csv_options or reader_options, not both",

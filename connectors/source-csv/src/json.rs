@@ -179,14 +179,21 @@ mod tests {
     fn sample(text: &str, lines: bool) -> Value {
         let mut inference = JsonInference::default();
         inference
-            .sample(Box::new(std::io::Cursor::new(text.as_bytes().to_vec())), "t", lines)
+            .sample(
+                Box::new(std::io::Cursor::new(text.as_bytes().to_vec())),
+                "t",
+                lines,
+            )
             .unwrap();
         inference.schema()["properties"].clone()
     }
 
     #[test]
     fn schemas_of_lines_arrays_and_single_objects() {
-        let p = sample("{\"a\":1,\"b\":{\"c\":2}}\n\n{\"a\":2.5,\"d\":null}\n", true);
+        let p = sample(
+            "{\"a\":1,\"b\":{\"c\":2}}\n\n{\"a\":2.5,\"d\":null}\n",
+            true,
+        );
         assert_eq!(p["a"], json!({"type": ["null", "number"]}));
         assert_eq!(p["b"], json!({"type": ["null", "object"]}));
         assert_eq!(p["d"], json!({"type": ["null"]}));
@@ -200,7 +207,11 @@ mod tests {
     fn a_non_object_is_an_error_naming_the_file() {
         let mut inference = JsonInference::default();
         let err = inference
-            .sample(Box::new(std::io::Cursor::new(b"[1]".to_vec())), "f.json", false)
+            .sample(
+                Box::new(std::io::Cursor::new(b"[1]".to_vec())),
+                "f.json",
+                false,
+            )
             .unwrap_err();
         assert!(err.message.contains("'f.json'"), "{}", err.message);
     }

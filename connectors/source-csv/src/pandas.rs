@@ -282,9 +282,12 @@ fn skiprows(v: Option<&Value>, dialect: &mut Dialect) -> Result<()> {
 }
 
 fn usecols(v: &Value) -> Result<Vec<ColumnRef>> {
-    let items = v
-        .as_array()
-        .ok_or_else(|| bad("usecols", format!("expected a list of names or positions, got {v}")))?;
+    let items = v.as_array().ok_or_else(|| {
+        bad(
+            "usecols",
+            format!("expected a list of names or positions, got {v}"),
+        )
+    })?;
     items
         .iter()
         .map(|item| match item {
@@ -293,7 +296,10 @@ fn usecols(v: &Value) -> Result<Vec<ColumnRef>> {
                 .as_u64()
                 .map(|i| ColumnRef::Index(i as usize))
                 .ok_or_else(|| bad("usecols", format!("invalid position {n}"))),
-            other => Err(bad("usecols", format!("expected a name or position, got {other}"))),
+            other => Err(bad(
+                "usecols",
+                format!("expected a name or position, got {other}"),
+            )),
         })
         .collect()
 }
@@ -333,7 +339,9 @@ fn kind_of(name: &str) -> Result<Kind> {
         _ => {
             return Err(bad(
                 "dtype",
-                format!("the type '{name}' is not supported (use str, int, float or bool; dates through parse_dates)"),
+                format!(
+                    "the type '{name}' is not supported (use str, int, float or bool; dates through parse_dates)"
+                ),
             ));
         }
     })
@@ -400,22 +408,44 @@ mod tests {
 
     #[test]
     fn separators() {
-        assert_eq!(dialect(r#"{"sep": ";"}"#).unwrap().separator, Separator::Byte(b';'));
-        assert_eq!(dialect(r#"{"sep": "\t"}"#).unwrap().separator, Separator::Byte(b'\t'));
-        assert_eq!(dialect(r#"{"sep": "\\t"}"#).unwrap().separator, Separator::Byte(b'\t'));
-        assert_eq!(dialect(r#"{"delimiter": "|"}"#).unwrap().separator, Separator::Byte(b'|'));
-        assert_eq!(dialect(r#"{"sep": "\\s+"}"#).unwrap().separator, Separator::Whitespace);
+        assert_eq!(
+            dialect(r#"{"sep": ";"}"#).unwrap().separator,
+            Separator::Byte(b';')
+        );
+        assert_eq!(
+            dialect(r#"{"sep": "\t"}"#).unwrap().separator,
+            Separator::Byte(b'\t')
+        );
+        assert_eq!(
+            dialect(r#"{"sep": "\\t"}"#).unwrap().separator,
+            Separator::Byte(b'\t')
+        );
+        assert_eq!(
+            dialect(r#"{"delimiter": "|"}"#).unwrap().separator,
+            Separator::Byte(b'|')
+        );
+        assert_eq!(
+            dialect(r#"{"sep": "\\s+"}"#).unwrap().separator,
+            Separator::Whitespace
+        );
         assert_eq!(
             dialect(r#"{"sep": "::"}"#).unwrap().separator,
             Separator::Literal(b"::".to_vec())
         );
         let err = dialect(r#"{"sep": "[;,]"}"#).unwrap_err();
-        assert!(err.message.contains("reader_options.sep"), "{}", err.message);
+        assert!(
+            err.message.contains("reader_options.sep"),
+            "{}",
+            err.message
+        );
     }
 
     #[test]
     fn headers_and_names() {
-        assert_eq!(dialect(r#"{"header": null}"#).unwrap().header, Header::Numbered(""));
+        assert_eq!(
+            dialect(r#"{"header": null}"#).unwrap().header,
+            Header::Numbered("")
+        );
         let d = dialect(r#"{"header": null, "names": ["a", "b"]}"#).unwrap();
         assert_eq!(d.header, Header::Given(vec!["a".into(), "b".into()]));
         let d = dialect(r#"{"header": 0, "names": ["a"]}"#).unwrap();
@@ -434,7 +464,12 @@ mod tests {
         );
         let err = dialect("{sep: ;}").unwrap_err();
         assert!(err.message.contains("reader_options"), "{}", err.message);
-        assert!(dialect("[1]").unwrap_err().message.contains("reader_options"));
+        assert!(
+            dialect("[1]")
+                .unwrap_err()
+                .message
+                .contains("reader_options")
+        );
     }
 
     #[test]
@@ -450,6 +485,11 @@ mod tests {
         assert_eq!(d.forced_kind("n"), Some(Kind::Integer));
         assert_eq!(d.forced_kind("t"), Some(Kind::DateTime { tz: false }));
         assert_eq!(d.forced_kind("other"), None);
-        assert!(dialect(r#"{"quoting": 2}"#).unwrap_err().message.contains("quoting"));
+        assert!(
+            dialect(r#"{"quoting": 2}"#)
+                .unwrap_err()
+                .message
+                .contains("quoting")
+        );
     }
 }

@@ -57,7 +57,8 @@ fn kind(t: &DataType) -> Option<Kind> {
 pub fn sample(input: ByteReader, uri: &str, properties: &mut Map<String, Value>) -> Result<()> {
     let builder = builder(input, uri)?;
     for field in builder.schema().fields() {
-        let kind = kind(field.data_type()).ok_or_else(|| unsupported(uri, field.name(), field.data_type()))?;
+        let kind = kind(field.data_type())
+            .ok_or_else(|| unsupported(uri, field.name(), field.data_type()))?;
         properties
             .entry(field.name().clone())
             .or_insert_with(|| kind.json_schema());
@@ -204,11 +205,15 @@ fn value(array: &dyn Array, row: usize, out: &mut Vec<u8>) {
         }
         DataType::Timestamp(unit, tz) => {
             let micros = match unit {
-                TimeUnit::Second => array.as_primitive::<TimestampSecondType>().value(row) * 1_000_000,
+                TimeUnit::Second => {
+                    array.as_primitive::<TimestampSecondType>().value(row) * 1_000_000
+                }
                 TimeUnit::Millisecond => {
                     array.as_primitive::<TimestampMillisecondType>().value(row) * 1000
                 }
-                TimeUnit::Microsecond => array.as_primitive::<TimestampMicrosecondType>().value(row),
+                TimeUnit::Microsecond => {
+                    array.as_primitive::<TimestampMicrosecondType>().value(row)
+                }
                 TimeUnit::Nanosecond => {
                     array.as_primitive::<TimestampNanosecondType>().value(row) / 1000
                 }

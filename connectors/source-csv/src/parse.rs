@@ -190,7 +190,6 @@ impl<'a> CsvFile<'a> {
             Header::Given(names) => names.clone(),
             Header::Numbered(_) => Vec::new(),
         };
-        file.blank = 0;
         for _ in 0..dialect.skip_after {
             if !file.read_raw(&mut row)? {
                 break;
@@ -203,6 +202,7 @@ impl<'a> CsvFile<'a> {
                 file.pending = Some(first);
             }
         }
+        file.blank = 0;
         file.used = file.used_columns()?;
         Ok(file)
     }
@@ -283,7 +283,10 @@ impl<'a> CsvFile<'a> {
                     ))
                 })?;
                 if !self.dialect.skip_blank_lines && found {
-                    self.blank += line(row).saturating_sub(before);
+                    // Lines consumed beyond the record's own are blank lines the parser skipped.
+                    let own = 1 + row.as_slice().iter().filter(|b| **b == b'\n').count() as u64;
+                    let consumed = reader.position().line().saturating_sub(before);
+                    self.blank += consumed.saturating_sub(own);
                 }
                 Ok(found)
             }
@@ -295,9 +298,9 @@ impl<'a> CsvFile<'a> {
                 text,
             } => loop {
                 text.clear();
-                let n = input.read_until(b'\n', text).map_err(|e| {
-                    Error::config(format!("'{}': cannot read: {e}", self.uri))
-                })?;
+                let n = input
+                    .read_until(b'\n', text)
+                    .map_err(|e| Error::config(format!("'{}': cannot read: {e}", self.uri)))?;
                 if n == 0 {
                     return Ok(false);
                 }
@@ -378,7 +381,8 @@ impl<'a> CsvFile<'a> {
 
     fn next_checked(&mut self, row: &mut ByteRecord) -> Result<bool> {
         loop {
-            if self.blank > 0 {
+            if self.blank > 0 && self.pending.is_some() {
+                // Blank lines before the pending row are rows of nulls (skip_blank_lines off).
                 self.blank -= 1;
                 *row = ByteRecord::from(vec![""; self.header.len()]);
                 return Ok(true);
@@ -387,6 +391,9 @@ impl<'a> CsvFile<'a> {
                 *row = first;
             } else if !self.read_raw(row)? {
                 return Ok(false);
+            } else if self.blank > 0 {
+                self.pending = Some(row.clone());
+                continue;
             }
             if self.dialect.rewrites_rows() {
                 rewrite::row(row, self.dialect, &self.header);

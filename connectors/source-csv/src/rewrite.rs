@@ -122,16 +122,25 @@ mod tests {
 
     #[test]
     fn numbers_with_separators() {
-        assert_eq!(text(number(b"1.234,5", Some(b'.'), b',')), Some("1234.5".into()));
+        assert_eq!(
+            text(number(b"1.234,5", Some(b'.'), b',')),
+            Some("1234.5".into())
+        );
         assert_eq!(text(number(b"-2,0", None, b',')), Some("-2.0".into()));
-        assert_eq!(text(number(b"1,000,000", Some(b','), b'.')), Some("1000000".into()));
+        assert_eq!(
+            text(number(b"1,000,000", Some(b','), b'.')),
+            Some("1000000".into())
+        );
         assert_eq!(number(b"12", Some(b','), b'.'), None);
         assert_eq!(number(b"a,b", Some(b','), b'.'), None);
     }
 
     #[test]
     fn timestamps_as_pandas_writes_them() {
-        assert_eq!(text(timestamp(b"2024-01-02")), Some("2024-01-02T00:00:00".into()));
+        assert_eq!(
+            text(timestamp(b"2024-01-02")),
+            Some("2024-01-02T00:00:00".into())
+        );
         assert_eq!(
             text(timestamp(b"2024-01-02 03:04")),
             Some("2024-01-02T03:04:00".into())

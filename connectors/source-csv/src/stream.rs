@@ -11,12 +11,12 @@ use csv::ByteRecord;
 use serde_json::{Value, json};
 
 use crate::config::{CsvConfig, Dialect, Format};
-use crate::json::JsonInference;
-use crate::parquet_file;
-use crate::parse::decompress;
 use crate::emit::RowWriter;
 use crate::infer::{FILE_LAST_MODIFIED, FILE_URL, Inference, SAMPLE_FILES};
+use crate::json::JsonInference;
+use crate::parquet_file;
 use crate::parse::CsvFile;
+use crate::parse::decompress;
 use crate::state::FileHistory;
 use crate::storage::{FileRef, Storage};
 use crate::values::Kind;
@@ -132,7 +132,12 @@ impl CsvStream {
             }
             Format::Parquet => {
                 let input = decompress(raw, &file.uri)?;
-                let selected = |name: &str| selection.kinds.as_ref().is_none_or(|k| k.contains_key(name));
+                let selected = |name: &str| {
+                    selection
+                        .kinds
+                        .as_ref()
+                        .is_none_or(|k| k.contains_key(name))
+                };
                 return parquet_file::read(input, &file.uri, &selected, &file_columns, out);
             }
         }

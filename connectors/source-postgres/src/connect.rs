@@ -100,7 +100,10 @@ impl Connector {
             ),
             (Some(SslMode::VerifyFull(c)), _) => Tls::Use(
                 PgSslMode::Require,
-                postgres_common::connector(Verify::Full(c.ca_certificate.expose()), client_cert(c)?)?,
+                postgres_common::connector(
+                    Verify::Full(c.ca_certificate.expose()),
+                    client_cert(c)?,
+                )?,
             ),
         };
         Ok(Self {

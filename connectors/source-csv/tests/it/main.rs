@@ -3,6 +3,7 @@
 
 mod acceptance;
 mod errors;
+mod formats;
 mod https;
 mod incremental;
 mod local;
