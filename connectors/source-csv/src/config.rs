@@ -580,3 +580,34 @@ impl CsvConfig {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn null_sets_match_exactly() {
+        let set = NullSet::new(["", "NA", "#N/A N/A", "1.#IND"].map(|s| s.as_bytes().to_vec()));
+        for yes in ["", "NA", "#N/A N/A", "1.#IND"] {
+            assert!(set.contains(yes.as_bytes()), "{yes:?}");
+        }
+        for no in ["N", "NA ", "na", "1", "1.#INF", "#N/A"] {
+            assert!(!set.contains(no.as_bytes()), "{no:?}");
+        }
+        let none = NullSet::new(Vec::new());
+        assert!(none.is_empty() && !none.contains(b"") && !none.contains(b"NA"));
+        let long = "x".repeat(80);
+        assert!(NullSet::new([long.clone().into_bytes()]).contains(long.as_bytes()));
+    }
+
+    #[test]
+    fn formats_in_any_case_and_refused_by_name() {
+        assert_eq!(Format::parse("CSV").unwrap(), Format::Csv);
+        assert_eq!(Format::parse(" Parquet ").unwrap(), Format::Parquet);
+        assert_eq!(Format::parse("jsonl").unwrap(), Format::Jsonl);
+        let err = Format::parse("feather").unwrap_err();
+        assert!(
+            err.message.contains("'feather'") && err.message.contains("csv, json, jsonl, parquet")
+        );
+    }
+}

@@ -4,7 +4,7 @@
 
 use serde_json::{Map, Value};
 
-use crate::config::{ColumnRef, Dialect, Header, NullSet, Separator, encoding, one_byte};
+use crate::config::{ColumnRef, Dialect, Format, Header, NullSet, Separator, encoding, one_byte};
 use crate::values::Kind;
 use cdk::{Error, Result};
 
@@ -66,6 +66,14 @@ pub fn apply(text: &str, dialect: &mut Dialect) -> Result<()> {
             )));
         }
     };
+    if dialect.format != Format::Csv
+        && let Some(key) = options.keys().next()
+    {
+        return Err(bad(
+            key,
+            "reader_options apply to CSV files only (JSON and Parquet files are read as they are)",
+        ));
+    }
     let unknown: Vec<&str> = options
         .keys()
         .map(String::as_str)
@@ -399,7 +407,6 @@ fn parse_dates(v: &Value, dialect: &mut Dialect) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Format;
 
     fn dialect(text: &str) -> Result<Dialect> {
         let mut d = Dialect::pandas(Format::Csv);

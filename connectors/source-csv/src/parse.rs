@@ -150,6 +150,8 @@ pub struct CsvFile<'a> {
     held: VecDeque<ByteRecord>,
     /// Data rows handed out.
     given: u64,
+    /// Whether rows pass through `rewrite` (decided once per file).
+    rewrites: bool,
     pub skipped: Skipped,
 }
 
@@ -168,6 +170,7 @@ impl<'a> CsvFile<'a> {
             blank: 0,
             held: VecDeque::new(),
             given: 0,
+            rewrites: dialect.rewrites_rows(),
             skipped: Skipped::default(),
         };
         let mut row = ByteRecord::new();
@@ -262,6 +265,9 @@ impl<'a> CsvFile<'a> {
             if !found {
                 return Ok(false);
             }
+            if self.dialect.skip_rows.is_empty() {
+                return Ok(true);
+            }
             let index = self.raw_index;
             self.raw_index += 1;
             if self.dialect.skip_rows.binary_search(&index).is_err() {
@@ -321,7 +327,8 @@ impl<'a> CsvFile<'a> {
                     continue;
                 }
                 row.clear();
-                split(text, separator, row);
+                let quote = self.dialect.quoting.then_some(self.dialect.quote);
+                split(text, separator, quote, row);
                 let mut position = csv::Position::new();
                 position.set_line(*line);
                 row.set_position(Some(position));
@@ -395,7 +402,7 @@ impl<'a> CsvFile<'a> {
                 self.pending = Some(row.clone());
                 continue;
             }
-            if self.dialect.rewrites_rows() {
+            if self.rewrites {
                 rewrite::row(row, self.dialect, &self.header);
             }
             if row.len() != self.header.len() {
@@ -450,15 +457,38 @@ impl<'a> CsvFile<'a> {
     }
 }
 
-/// Splits a line on a literal separator or on runs of blanks.
-fn split(text: &[u8], separator: &Separator, row: &mut ByteRecord) {
+/// Splits a line on a literal separator, or on runs of blanks outside `quote`d text (where two
+/// quotes stand for one, as pandas' `\s+` reads).
+fn split(text: &[u8], separator: &Separator, quote: Option<u8>, row: &mut ByteRecord) {
     match separator {
         Separator::Whitespace => {
-            for field in text
-                .split(|b| *b == b' ' || *b == b'\t')
-                .filter(|f| !f.is_empty())
-            {
-                row.push_field(field);
+            let mut field = Vec::new();
+            let (mut started, mut quoted) = (false, false);
+            let mut i = 0;
+            while i < text.len() {
+                let b = text[i];
+                if Some(b) == quote {
+                    if quoted && text.get(i + 1) == Some(&b) {
+                        field.push(b);
+                        i += 1;
+                    } else {
+                        quoted = !quoted;
+                    }
+                    started = true;
+                } else if !quoted && (b == b' ' || b == b'\t') {
+                    if started {
+                        row.push_field(&field);
+                        field.clear();
+                        started = false;
+                    }
+                } else {
+                    field.push(b);
+                    started = true;
+                }
+                i += 1;
+            }
+            if started {
+                row.push_field(&field);
             }
         }
         Separator::Literal(sep) => {
@@ -492,5 +522,34 @@ fn error_text(e: &csv::Error) -> String {
     match e.kind() {
         csv::ErrorKind::Io(io) => io.to_string(),
         _ => e.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fields(text: &str, separator: Separator) -> Vec<String> {
+        let mut row = ByteRecord::new();
+        split(text.as_bytes(), &separator, Some(b'"'), &mut row);
+        row.iter()
+            .map(|f| String::from_utf8(f.to_vec()).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn lines_split_on_blanks_and_literals() {
+        assert_eq!(
+            fields("  1   \"x y\"\t\"a\"\"b\"", Separator::Whitespace),
+            ["1", "x y", "a\"b"]
+        );
+        assert_eq!(
+            fields("a::b::", Separator::Literal(b"::".to_vec())),
+            ["a", "b", ""]
+        );
+        assert_eq!(
+            fields("a\"::b", Separator::Literal(b"::".to_vec())),
+            ["a\"", "b"]
+        );
     }
 }

@@ -15,8 +15,7 @@ use crate::emit::RowWriter;
 use crate::infer::{FILE_LAST_MODIFIED, FILE_URL, Inference, SAMPLE_FILES};
 use crate::json::JsonInference;
 use crate::parquet_file;
-use crate::parse::CsvFile;
-use crate::parse::decompress;
+use crate::parse::{CsvFile, decompress};
 use crate::state::FileHistory;
 use crate::storage::{FileRef, Storage};
 use crate::values::Kind;
@@ -85,15 +84,20 @@ impl CsvStream {
         let files = self.files().await?;
         let newest = files.last().expect("listing never returns no file");
         let raw = self.storage.open(newest).await?;
-        if self.dialect.format != Format::Csv {
-            let mut schema = Self {
-                config: self.config.clone(),
-                dialect: self.dialect.clone(),
-                storage: self.storage.clone(),
-                schema: None,
-            };
-            drop(raw);
-            return schema.infer_schema().await;
+        let uri = newest.uri.as_str();
+        match self.dialect.format {
+            Format::Csv => {}
+            Format::Json | Format::Jsonl => {
+                let lines = self.dialect.format == Format::Jsonl;
+                return tokio::task::block_in_place(|| {
+                    JsonInference::default().sample(decompress(raw, uri)?, uri, lines)
+                });
+            }
+            Format::Parquet => {
+                return tokio::task::block_in_place(|| {
+                    parquet_file::sample(decompress(raw, uri)?, uri, &mut serde_json::Map::new())
+                });
+            }
         }
         tokio::task::block_in_place(|| {
             let mut csv = CsvFile::open(raw, &newest.uri, &self.dialect)?;

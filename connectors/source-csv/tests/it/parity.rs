@@ -162,6 +162,12 @@ fn cases() -> Vec<Case> {
             Some(r#"{"sep": "::"}"#),
         ),
         case(
+            "whitespace separator with quotes",
+            "blanks.txt",
+            "a  b\n  1   \"x y\"\n2\ty\n",
+            Some(r#"{"sep": "\\s+"}"#),
+        ),
+        case(
             "header null without names: numbered columns",
             "numbered.csv",
             "1,alice\n2,bob\n",
@@ -360,43 +366,52 @@ fn parquet_bytes() -> Vec<u8> {
     bytes
 }
 
+/// Writes the case's file and reads it with both sources.
+fn run_case(bin: &Path, case_dir: &Path, c: &Case) -> Outcome {
+    std::fs::create_dir_all(case_dir).unwrap();
+    let path = case_dir.join(c.file);
+    std::fs::write(&path, &c.bytes).unwrap();
+    let mut config = json!({"dataset_name": "items", "format": c.format,
+        "url": path.display().to_string(), "provider": {"storage": "local"}});
+    if let Some(options) = c.reader_options {
+        config["reader_options"] = json!(options);
+    }
+    let catalog = catalog(&config, SyncMode::FullRefresh);
+    let theirs = match (&c.pandas_gives, theirs(bin, case_dir, &config, &catalog)) {
+        (Some(pandas), Err(_)) => Ok(pandas.as_array().unwrap().clone()),
+        (Some(_), Ok(records)) => Err(format!(
+            "source-file was expected to fail, and gave {}",
+            Value::from(records)
+        )),
+        (None, theirs) => theirs,
+    };
+    (c.name.to_string(), theirs, ours(&config, &catalog))
+}
+
 #[test]
 fn records_match_airbyte_source_file() {
     let bin = source_file();
     let dir = tempfile::tempdir().unwrap();
     let cases = cases();
-    let results: Vec<Outcome> = std::thread::scope(|scope| {
-        let handles: Vec<_> = cases
-            .iter()
-            .enumerate()
-            .map(|(i, c)| {
-                let case_dir = dir.path().join(format!("case{i}"));
-                std::fs::create_dir_all(&case_dir).unwrap();
-                let path = case_dir.join(c.file);
-                std::fs::write(&path, &c.bytes).unwrap();
-                let mut config = json!({"dataset_name": "items", "format": c.format,
-                        "url": path.display().to_string(), "provider": {"storage": "local"}});
-                if let Some(options) = c.reader_options {
-                    config["reader_options"] = json!(options);
-                }
-                let bin = &bin;
-                scope.spawn(move || {
-                    let catalog = catalog(&config, SyncMode::FullRefresh);
-                    let theirs = theirs(bin, &case_dir, &config, &catalog);
-                    let theirs = match (&c.pandas_gives, theirs) {
-                        (Some(pandas), Err(_)) => Ok(pandas.as_array().unwrap().clone()),
-                        (Some(_), Ok(records)) => Err(format!(
-                            "source-file was expected to fail, and gave {}",
-                            Value::from(records)
-                        )),
-                        (None, theirs) => theirs,
-                    };
-                    (c.name.to_string(), theirs, ours(&config, &catalog))
+    // A few at a time: each source-file process loads pandas (~150 MB).
+    let mut results: Vec<Outcome> = Vec::new();
+    let bin = bin.as_path();
+    for (n, chunk) in cases.chunks(4).enumerate() {
+        results.extend(std::thread::scope(|scope| {
+            let handles: Vec<_> = chunk
+                .iter()
+                .enumerate()
+                .map(|(i, c)| {
+                    let case_dir = dir.path().join(format!("case{n}-{i}"));
+                    scope.spawn(move || run_case(bin, &case_dir, c))
                 })
-            })
-            .collect();
-        handles.into_iter().map(|h| h.join().unwrap()).collect()
-    });
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap())
+                .collect::<Vec<_>>()
+        }));
+    }
     let mut failures = Vec::new();
     for (name, theirs, ours) in &results {
         let ours: Vec<Value> = ours.iter().map(normal).collect();
