@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use tokio::sync::mpsc;
 
-use super::{Batch, Input};
+use super::{Batch, Input, StreamPlan};
 use crate::output::Output;
 use crate::protocol::*;
 use crate::{Error, Result};
@@ -19,22 +19,53 @@ pub type StreamId = usize;
 /// How a sync ended, for [`BatchWriter::close`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
-    /// Every record was received and committed.
+    /// Every record was received and committed, and every state acknowledged.
     Success,
     /// The sync stopped early; what was committed stays, nothing more may be finalised.
     Failure,
 }
 
 /// What a destination implements to be driven by [`load`].
+///
+/// The loader calls, in this order:
+/// 1. [`open`](Self::open) for each configured stream, in catalog order (`id` 0, 1, …), with
+///    the stream's [`StreamPlan`] (its write mode, resolved and checked by the loader);
+/// 2. [`write`](Self::write) and [`commit`](Self::commit), interleaved, while input comes;
+/// 3. [`close`](Self::close) for every stream whose `open` succeeded, and only those.
+///
+/// States are acknowledged (echoed on stdout) only after a `commit` covering every record
+/// before them returned `Ok`. Once `open`, `write` or `commit` returned an error, the loader
+/// calls nothing more but `close(id, Outcome::Failure)` for each opened stream. Records past
+/// the last acknowledged state may or may not have been stored (a file completed at its size
+/// limit stays); the platform sends them again from that state, so an appending destination
+/// may hold them twice, and a deduplicating one merges them. A stream whose `open` failed is
+/// not closed: `open` cleans up after itself.
 #[async_trait]
 pub trait BatchWriter: Send {
-    /// Prepares stream `id` before any record (create tables, reject unsupported modes).
-    async fn open(&mut self, id: StreamId, stream: &ConfiguredAirbyteStream) -> Result<()>;
-    /// Writes records of stream `id`; they need not be durable until [`BatchWriter::commit`].
+    /// Prepares stream `id` before any record (create tables, open files), writing as `plan`
+    /// says. The plan is already checked against the destination's supported modes.
+    async fn open(
+        &mut self,
+        id: StreamId,
+        stream: &ConfiguredAirbyteStream,
+        plan: StreamPlan,
+    ) -> Result<()>;
+
+    /// Writes records of stream `id`; they need not be durable until
+    /// [`commit`](Self::commit).
     async fn write(&mut self, id: StreamId, batch: Batch) -> Result<()>;
-    /// Makes every record written to `id` so far durable. States are echoed after this.
-    async fn commit(&mut self, id: StreamId) -> Result<()>;
-    /// Ends the sync for `id` (e.g. swap in an overwritten table after `Success`).
+
+    /// Makes every record written so far to the `streams` listed durable: once it returns
+    /// `Ok`, the loader echoes the states those records came before. Called once per
+    /// acknowledgement round, with the streams written since the previous round (never
+    /// empty, in id order). A transactional destination commits its one transaction (all
+    /// streams at once); a per-stream one completes each listed stream's files.
+    async fn commit(&mut self, streams: &[StreamId]) -> Result<()>;
+
+    /// Ends the sync for an opened stream `id`. On [`Outcome::Success`] every record was
+    /// committed: finalise (e.g. swap in an overwritten table). On [`Outcome::Failure`],
+    /// abandon what was not committed and leave earlier data readable. Every opened stream is
+    /// closed, even when closing another one failed; the first error is returned.
     async fn close(&mut self, id: StreamId, outcome: Outcome) -> Result<()>;
 }
 
@@ -62,16 +93,25 @@ impl Default for LoaderOptions {
     }
 }
 
-/// Runs a whole `write`: opens every configured stream, loads the input, commits, echoes
-/// states, closes. On any error the streams are closed with [`Outcome::Failure`] and no state
-/// past the last successful commit has been echoed.
+/// Runs a whole `write`: resolves every configured stream's [`StreamPlan`] against the
+/// `supported` modes (the destination's
+/// [`supported_sync_modes`](super::Destination::supported_sync_modes)), opens the streams,
+/// loads the input, commits, echoes states, closes. A stream the plans refuse is a config
+/// error before anything is opened. On any later error the opened streams are closed with
+/// [`Outcome::Failure`] and no state past the last successful commit has been echoed.
 pub async fn load<W: BatchWriter>(
     input: Input,
     catalog: &ConfiguredAirbyteCatalog,
+    supported: &[DestinationSyncMode],
     writer: &mut W,
     options: LoaderOptions,
     output: &Output,
 ) -> Result<()> {
+    let plans = catalog
+        .streams
+        .iter()
+        .map(|stream| StreamPlan::resolve(stream, supported))
+        .collect::<Result<Vec<_>>>()?;
     let mut options = options;
     // A tuning (and testing) knob: acknowledge states at least this often.
     if let Some(ms) = std::env::var("CDK_COMMIT_INTERVAL_MS")
@@ -81,14 +121,14 @@ pub async fn load<W: BatchWriter>(
         options.commit_interval = Duration::from_millis(ms);
     }
     let mut loader = Loader::new(catalog, writer, options, output);
-    let result = loader.run(input, catalog).await;
+    let result = loader.run(input, catalog, &plans).await;
     let outcome = if result.is_ok() {
         Outcome::Success
     } else {
         Outcome::Failure
     };
     let mut closed = Ok(());
-    for id in 0..catalog.streams.len() {
+    for id in 0..loader.opened {
         let r = loader.writer.close(id, outcome).await;
         if closed.is_ok() {
             closed = r;
@@ -110,6 +150,10 @@ struct Loader<'a, W> {
     ids: HashMap<StreamDescriptor, StreamId>,
     last_stream: Option<(StreamDescriptor, StreamId)>,
     streams: Vec<StreamBuf>,
+    /// Streams `0..opened` were opened (and must be closed).
+    opened: usize,
+    /// The streams of the current commit round (kept to reuse its allocation).
+    to_commit: Vec<StreamId>,
     pending: Vec<AirbyteStateMessage>,
     since_global_state: u64,
     bytes_since_commit: usize,
@@ -145,6 +189,8 @@ impl<'a, W: BatchWriter> Loader<'a, W> {
                     since_state: 0,
                 })
                 .collect(),
+            opened: 0,
+            to_commit: Vec::new(),
             pending: Vec::new(),
             since_global_state: 0,
             bytes_since_commit: 0,
@@ -154,9 +200,15 @@ impl<'a, W: BatchWriter> Loader<'a, W> {
         }
     }
 
-    async fn run(&mut self, input: Input, catalog: &ConfiguredAirbyteCatalog) -> Result<()> {
-        for (id, stream) in catalog.streams.iter().enumerate() {
-            self.writer.open(id, stream).await?;
+    async fn run(
+        &mut self,
+        input: Input,
+        catalog: &ConfiguredAirbyteCatalog,
+        plans: &[StreamPlan],
+    ) -> Result<()> {
+        for (id, (stream, plan)) in catalog.streams.iter().zip(plans).enumerate() {
+            self.writer.open(id, stream, *plan).await?;
+            self.opened = id + 1;
         }
         let (mut chunks, spent) = spawn_reader(input);
         let mut carry: Vec<u8> = Vec::new();
@@ -320,11 +372,17 @@ impl<'a, W: BatchWriter> Loader<'a, W> {
         for id in 0..self.streams.len() {
             self.write_batch(id).await?;
         }
-        for id in 0..self.streams.len() {
-            if self.streams[id].dirty {
-                self.writer.commit(id).await?;
-                self.streams[id].dirty = false;
+        let mut to_commit = std::mem::take(&mut self.to_commit);
+        to_commit.clear();
+        for (id, stream) in self.streams.iter_mut().enumerate() {
+            if std::mem::take(&mut stream.dirty) {
+                to_commit.push(id);
             }
+        }
+        if !to_commit.is_empty() {
+            let committed = self.writer.commit(&to_commit).await;
+            self.to_commit = to_commit;
+            committed?;
         }
         for state in self.pending.drain(..) {
             self.output.send(AirbyteMessage::State { state });

@@ -1,12 +1,14 @@
-//! The destination side: the [`Destination`] trait, and the batching [`load`] helper that turns
-//! stdin into per-stream batches for a [`BatchWriter`] and acknowledges states only after the
-//! records before them are committed.
+//! The destination side: the [`Destination`] trait, and the batching [`load`] helper that
+//! resolves each stream's write mode ([`StreamPlan`]), turns stdin into per-stream batches for a
+//! [`BatchWriter`] and acknowledges states only after the records before them are committed.
 
 mod batch;
 mod loader;
+mod plan;
 
 pub use batch::{Batch, RecordRef};
 pub use loader::{BatchWriter, LoaderOptions, Outcome, StreamId, load};
+pub use plan::{StreamPlan, WriteMode};
 
 use std::io::Read;
 
@@ -19,16 +21,24 @@ use crate::output::Output;
 use crate::protocol::*;
 
 /// A destination connector: `spec`, `check` and `write`. Most destinations implement `write`
-/// as a call to [`load`] with their [`BatchWriter`].
+/// as a call to [`load`] with their [`BatchWriter`] and
+/// `&self.supported_sync_modes()`.
 #[async_trait]
 pub trait Destination: Send + Sync + Sized + 'static {
-    type Config: DeserializeOwned + JsonSchema + Send + Sync + 'static;
+    /// The typed config; its JSON Schema is the spec's `connectionSpecification`, and its
+    /// [`Validate`](crate::config::Validate) hook runs for every command.
+    type Config: DeserializeOwned + JsonSchema + crate::config::Validate + Send + Sync + 'static;
 
-    /// The sync modes this destination handles (written into the spec).
+    /// The sync modes this destination handles: written into the spec, and the list
+    /// [`load`] checks each configured stream against ([`StreamPlan::resolve`]). The loader
+    /// plans `append`, `overwrite` and `append_dedup`; a truncate refresh (any mode with
+    /// `minimum_generation_id == generation_id`) needs `overwrite` here. The default is
+    /// `append` and `overwrite`.
     fn supported_sync_modes(&self) -> Vec<DestinationSyncMode> {
         vec![DestinationSyncMode::Append, DestinationSyncMode::Overwrite]
     }
 
+    /// The spec: the config type's JSON Schema and the supported sync modes.
     fn spec(&self) -> ConnectorSpecification {
         let mut spec =
             ConnectorSpecification::new(crate::spec::connection_specification::<Self::Config>());
@@ -54,10 +64,12 @@ pub trait Destination: Send + Sync + Sized + 'static {
 pub struct Input(Box<dyn Read + Send>);
 
 impl Input {
+    /// Reads the process's stdin.
     pub fn stdin() -> Self {
         Self(Box::new(std::io::stdin()))
     }
 
+    /// Reads from `reader`.
     pub fn new(reader: impl Read + Send + 'static) -> Self {
         Self(Box::new(reader))
     }

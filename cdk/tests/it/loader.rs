@@ -3,28 +3,41 @@
 use std::io::Read;
 use std::sync::{Arc, Mutex};
 
-use cdk::destination::{Batch, BatchWriter, Input, LoaderOptions, Outcome, StreamId, load};
+use cdk::destination::{
+    Batch, BatchWriter, Input, LoaderOptions, Outcome, StreamId, StreamPlan, WriteMode, load,
+};
 use cdk::protocol::*;
 use cdk::{Error, Result};
 use serde_json::{Value, json};
 
 use super::Captured;
 
-/// Records what the loader asks of it; can fail the n-th commit.
+/// Records what the loader asks of it; can fail the n-th commit or the open of a stream.
 #[derive(Default, Clone)]
 struct Recorder {
     events: Arc<Mutex<Vec<String>>>,
+    plans: Arc<Mutex<Vec<StreamPlan>>>,
     fail_commit: Option<usize>,
+    fail_open: Option<StreamId>,
     commits: usize,
 }
 
 #[cdk::async_trait]
 impl BatchWriter for Recorder {
-    async fn open(&mut self, id: StreamId, stream: &ConfiguredAirbyteStream) -> Result<()> {
+    async fn open(
+        &mut self,
+        id: StreamId,
+        stream: &ConfiguredAirbyteStream,
+        plan: StreamPlan,
+    ) -> Result<()> {
         self.events
             .lock()
             .unwrap()
             .push(format!("open {id} {}", stream.stream.name));
+        self.plans.lock().unwrap().push(plan);
+        if self.fail_open == Some(id) {
+            return Err(Error::system("cannot open"));
+        }
         Ok(())
     }
     async fn write(&mut self, id: StreamId, batch: Batch) -> Result<()> {
@@ -38,12 +51,16 @@ impl BatchWriter for Recorder {
             .push(format!("write {id} [{}]", ids.join(",")));
         Ok(())
     }
-    async fn commit(&mut self, id: StreamId) -> Result<()> {
+    async fn commit(&mut self, streams: &[StreamId]) -> Result<()> {
         self.commits += 1;
         if self.fail_commit == Some(self.commits) {
             return Err(Error::transient("disk on fire"));
         }
-        self.events.lock().unwrap().push(format!("commit {id}"));
+        let ids: Vec<String> = streams.iter().map(ToString::to_string).collect();
+        self.events
+            .lock()
+            .unwrap()
+            .push(format!("commit {}", ids.join(",")));
         Ok(())
     }
     async fn close(&mut self, id: StreamId, outcome: Outcome) -> Result<()> {
@@ -55,18 +72,20 @@ impl BatchWriter for Recorder {
     }
 }
 
+/// What destinations support by default.
+const DEFAULT_MODES: &[DestinationSyncMode] =
+    &[DestinationSyncMode::Append, DestinationSyncMode::Overwrite];
+
+fn configured(name: &str, mode: DestinationSyncMode) -> ConfiguredAirbyteStream {
+    let stream = AirbyteStream::new(name, json!({}), vec![SyncMode::FullRefresh]);
+    ConfiguredAirbyteStream::new(stream, SyncMode::FullRefresh, mode)
+}
+
 fn catalog(names: &[&str]) -> ConfiguredAirbyteCatalog {
     ConfiguredAirbyteCatalog {
         streams: names
             .iter()
-            .map(|n| {
-                let stream = AirbyteStream::new(*n, json!({}), vec![SyncMode::FullRefresh]);
-                ConfiguredAirbyteStream::new(
-                    stream,
-                    SyncMode::FullRefresh,
-                    DestinationSyncMode::Append,
-                )
-            })
+            .map(|n| configured(n, DestinationSyncMode::Append))
             .collect(),
     }
 }
@@ -106,7 +125,15 @@ async fn run(
 ) -> (Captured, Result<()>) {
     let out = Captured::default();
     let input = Input::new(Trickle(std::io::Cursor::new(lines.join("\n").into_bytes())));
-    let result = load(input, &catalog(names), writer, options, &out.output()).await;
+    let result = load(
+        input,
+        &catalog(names),
+        DEFAULT_MODES,
+        writer,
+        options,
+        &out.output(),
+    )
+    .await;
     (out, result)
 }
 
@@ -244,4 +271,192 @@ async fn an_unknown_stream_fails_naming_it() {
         "{}",
         error.message
     );
+}
+
+fn with_generations(
+    mode: DestinationSyncMode,
+    generation: Option<i64>,
+    minimum: Option<i64>,
+) -> ConfiguredAirbyteStream {
+    let mut stream = configured("people", mode);
+    stream.stream.namespace = Some("crm".into());
+    stream.generation_id = generation;
+    stream.minimum_generation_id = minimum;
+    stream
+}
+
+const ALL_MODES: &[DestinationSyncMode] = &[
+    DestinationSyncMode::Append,
+    DestinationSyncMode::Overwrite,
+    DestinationSyncMode::AppendDedup,
+];
+
+#[test]
+fn plans_follow_the_sync_mode_and_generations() {
+    use DestinationSyncMode::{Append, AppendDedup, Overwrite};
+    let cases = [
+        // (mode, generation_id, minimum_generation_id) → write mode
+        ((Append, None, None), WriteMode::Append),
+        ((Append, Some(3), Some(0)), WriteMode::Append),
+        ((Append, Some(3), None), WriteMode::Append),
+        ((Append, Some(3), Some(3)), WriteMode::Overwrite),
+        ((Overwrite, None, None), WriteMode::Overwrite),
+        ((Overwrite, Some(3), Some(0)), WriteMode::Overwrite),
+        ((Overwrite, Some(3), Some(3)), WriteMode::Overwrite),
+        ((AppendDedup, Some(3), Some(0)), WriteMode::AppendDedup),
+        ((AppendDedup, None, None), WriteMode::AppendDedup),
+        ((AppendDedup, Some(3), Some(3)), WriteMode::OverwriteDedup),
+    ];
+    for ((mode, generation, minimum), expected) in cases {
+        let stream = with_generations(mode, generation, minimum);
+        let plan = StreamPlan::resolve(&stream, ALL_MODES)
+            .unwrap_or_else(|e| panic!("{mode:?} {generation:?} {minimum:?}: {e}"));
+        assert_eq!(
+            plan,
+            StreamPlan::new(expected, generation),
+            "{mode:?} {generation:?} {minimum:?}"
+        );
+    }
+    assert!(WriteMode::Overwrite.replaces() && WriteMode::OverwriteDedup.replaces());
+    assert!(!WriteMode::Append.replaces() && !WriteMode::AppendDedup.replaces());
+    assert!(WriteMode::AppendDedup.dedups() && WriteMode::OverwriteDedup.dedups());
+    assert!(!WriteMode::Append.dedups() && !WriteMode::Overwrite.dedups());
+}
+
+/// Asserts `result` is a config error for stream `crm.people` whose message has `expected`.
+fn assert_refused(result: Result<StreamPlan>, expected: &str) {
+    let error = result.expect_err("the plan should be refused");
+    assert_eq!(error.failure_type, FailureType::ConfigError, "{error}");
+    assert!(
+        error.message.starts_with("stream 'crm.people': "),
+        "{}",
+        error.message
+    );
+    assert!(error.message.contains(expected), "{}", error.message);
+    assert_eq!(
+        error.stream,
+        Some(StreamDescriptor::new("people", Some("crm".into())))
+    );
+}
+
+#[test]
+fn a_hybrid_refresh_is_a_config_error_naming_the_stream() {
+    use DestinationSyncMode::{Append, AppendDedup, Overwrite};
+    // A minimum neither 0 nor the generation asks to keep some generations: not supported,
+    // whatever the mode, and also when the generation is missing.
+    for (mode, generation, minimum) in [
+        (Append, Some(5), Some(3)),
+        (Overwrite, Some(5), Some(3)),
+        (AppendDedup, Some(5), Some(7)),
+        (Append, None, Some(2)),
+    ] {
+        let stream = with_generations(mode, generation, minimum);
+        assert_refused(
+            StreamPlan::resolve(&stream, ALL_MODES),
+            "hybrid refreshes are not supported",
+        );
+    }
+}
+
+#[test]
+fn modes_the_destination_does_not_support_are_config_errors() {
+    use DestinationSyncMode::{Append, AppendDedup, Update};
+    let dedup = with_generations(AppendDedup, Some(1), Some(0));
+    assert_refused(
+        StreamPlan::resolve(&dedup, DEFAULT_MODES),
+        "destination sync mode 'append_dedup' is not supported (this destination supports \
+         append, overwrite)",
+    );
+    // The loader plans no `update`, even for a destination claiming it.
+    let update = with_generations(Update, Some(1), Some(0));
+    assert_refused(
+        StreamPlan::resolve(&update, &[Append, Update]),
+        "destination sync mode 'update' is not supported",
+    );
+    // A truncate refresh replaces data: an append-only destination refuses it.
+    let refresh = with_generations(Append, Some(4), Some(4));
+    assert_refused(
+        StreamPlan::resolve(&refresh, &[Append]),
+        "a truncate refresh",
+    );
+    assert!(StreamPlan::resolve(&with_generations(Append, Some(4), Some(0)), &[Append]).is_ok());
+}
+
+#[tokio::test]
+async fn writers_get_the_resolved_plans() {
+    let mut cat = catalog(&["a", "b"]);
+    cat.streams[0].generation_id = Some(2);
+    cat.streams[0].minimum_generation_id = Some(2);
+    cat.streams[1].generation_id = Some(2);
+    cat.streams[1].minimum_generation_id = Some(0);
+    let mut w = Recorder::default();
+    let out = Captured::default();
+    let input = Input::new(std::io::Cursor::new(record("a", 1).into_bytes()));
+    load(input, &cat, DEFAULT_MODES, &mut w, eager(), &out.output())
+        .await
+        .unwrap();
+    assert_eq!(
+        *w.plans.lock().unwrap(),
+        [
+            StreamPlan::new(WriteMode::Overwrite, Some(2)),
+            StreamPlan::new(WriteMode::Append, Some(2)),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_refused_stream_fails_before_anything_is_opened() {
+    let mut cat = catalog(&["a", "b"]);
+    cat.streams[1].destination_sync_mode = DestinationSyncMode::AppendDedup;
+    let mut w = Recorder::default();
+    let out = Captured::default();
+    let input = Input::new(std::io::Cursor::new(record("a", 1).into_bytes()));
+    let error = load(input, &cat, DEFAULT_MODES, &mut w, eager(), &out.output())
+        .await
+        .unwrap_err();
+    assert_eq!(error.failure_type, FailureType::ConfigError);
+    assert!(error.message.contains("stream 'b'"), "{}", error.message);
+    assert!(
+        w.events.lock().unwrap().is_empty(),
+        "nothing opened or closed"
+    );
+}
+
+#[tokio::test]
+async fn only_opened_streams_are_closed() {
+    let mut w = Recorder {
+        fail_open: Some(1),
+        ..Recorder::default()
+    };
+    let (out, result) = run(&[record("a", 1)], &["a", "b", "c"], &mut w, eager()).await;
+    assert_eq!(result.unwrap_err().message, "cannot open");
+    assert!(echoed(&out).is_empty());
+    assert_eq!(
+        *w.events.lock().unwrap(),
+        ["open 0 a", "open 1 b", "close 0 Failure"]
+    );
+}
+
+#[tokio::test]
+async fn one_commit_covers_every_stream_written_since_the_last() {
+    let lines = [
+        record("a", 1),
+        record("c", 2),
+        json!({"type": "STATE", "state": {"type": "GLOBAL", "global": {"shared_state": {"n": 1}, "stream_states": []}}}).to_string(),
+        record("b", 3),
+        state("b", 1),
+    ];
+    let mut w = Recorder::default();
+    let (out, result) = run(&lines, &["a", "b", "c"], &mut w, eager()).await;
+    result.unwrap();
+    assert_eq!(out.messages().len(), 2, "both states echoed");
+    let commits: Vec<String> = w
+        .events
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|e| e.starts_with("commit"))
+        .cloned()
+        .collect();
+    assert_eq!(commits, ["commit 0,2", "commit 1"]);
 }

@@ -1,6 +1,8 @@
 //! The destination's config: connection, TLS, where tables go, and the table layout options.
 
 use cdk::{Error, JsonSchema, Result, Secret};
+pub use postgres_common::SslMode;
+pub use postgres_common::tunnel::TunnelMethod;
 use serde::Deserialize;
 
 /// Loads records into typed PostgreSQL tables.
@@ -27,15 +29,25 @@ pub struct PostgresConfig {
     /// Password associated with the username.
     #[schemars(title = "Password", extend("order" = 5))]
     pub password: Option<Secret>,
-    /// Encrypt the connection (the same as `ssl_mode: require` when `ssl_mode` is not set).
+    /// Deprecated boolean form of ssl_mode (true: require; otherwise prefer), used only when
+    /// ssl_mode is not set.
     #[serde(default)]
     #[schemars(title = "SSL Connection", extend("order" = 6))]
     pub ssl: bool,
-    /// How the connection is encrypted and the server verified.
+    /// SSL connection modes. Read more in the docs:
+    /// https://www.postgresql.org/docs/current/libpq-ssl.html
     #[schemars(title = "SSL modes", extend("order" = 7))]
     pub ssl_mode: Option<SslMode>,
-    /// Additional connection properties, as `key1=value1&key2=value2`
-    /// (`connectTimeout`, `ApplicationName`, `options`, `sslmode` are understood).
+    /// Whether to initiate an SSH tunnel before connecting to the database, and if so, which
+    /// kind of authentication to use.
+    #[schemars(title = "SSH Tunnel Method")]
+    pub tunnel_method: Option<TunnelMethod>,
+    /// Additional properties to pass to the JDBC URL string when connecting to the database
+    /// formatted as 'key=value' pairs separated by the symbol '&'. (example:
+    /// key1=value1&key2=value2&key3=value3). Keys and values may be percent-encoded.
+    /// Understood here: options, currentSchema, ApplicationName / application_name,
+    /// connectTimeout / connect_timeout / loginTimeout (seconds), sslmode (when ssl_mode is
+    /// not set); others are ignored.
     #[schemars(title = "JDBC URL Params", extend("order" = 8))]
     pub jdbc_url_params: Option<String>,
     /// Schema for the destination's own tables: overwrite tables being loaded before they are
@@ -61,39 +73,6 @@ pub struct PostgresConfig {
     /// columns and child tables (`flattened`, the old "basic normalization").
     #[schemars(title = "Normalization", extend("order" = 13))]
     pub normalization: Option<Normalization>,
-}
-
-/// TLS modes, as libpq names them.
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
-#[serde(tag = "mode", rename_all = "kebab-case")]
-pub enum SslMode {
-    /// Do not use TLS.
-    #[schemars(title = "disable")]
-    Disable,
-    /// Use TLS only when the server insists (this destination then connects without it
-    /// first).
-    #[schemars(title = "allow")]
-    Allow,
-    /// Use TLS when the server offers it, without verifying the server's certificate.
-    #[schemars(title = "prefer")]
-    Prefer,
-    /// Always use TLS, without verifying the server's certificate.
-    #[schemars(title = "require")]
-    Require,
-    /// Always use TLS and verify the server's certificate against a CA.
-    #[schemars(title = "verify-ca")]
-    VerifyCa {
-        /// CA certificate (PEM).
-        #[schemars(title = "CA certificate", extend("multiline" = true))]
-        ca_certificate: Secret,
-    },
-    /// Always use TLS, verify the server's certificate against a CA and its host name.
-    #[schemars(title = "verify-full")]
-    VerifyFull {
-        /// CA certificate (PEM).
-        #[schemars(title = "CA certificate", extend("multiline" = true))]
-        ca_certificate: Secret,
-    },
 }
 
 /// What a row with `_ab_cdc_deleted_at` set does in a deduplicated stream.
@@ -135,8 +114,14 @@ fn default_raw_data_schema() -> String {
 }
 
 impl PostgresConfig {
-    /// Cross-field rules the JSON schema cannot say.
-    pub fn validate(&self) -> Result<()> {
+    pub fn flattened(&self) -> bool {
+        matches!(self.normalization, Some(Normalization::Flattened))
+    }
+}
+
+/// Cross-field rules the JSON schema cannot say.
+impl cdk::config::Validate for PostgresConfig {
+    fn validate(&self) -> Result<()> {
         for (field, value) in [
             ("host", &self.host),
             ("database", &self.database),
@@ -148,39 +133,8 @@ impl PostgresConfig {
                 return Err(Error::config(format!("'{field}' must not be empty")));
             }
         }
+        crate::connect::connector(self)?;
         Ok(())
-    }
-
-    pub fn flattened(&self) -> bool {
-        matches!(self.normalization, Some(Normalization::Flattened))
-    }
-
-    /// The TLS mode in effect: `ssl_mode`, else `require` when `ssl` is set, else `prefer`
-    /// (libpq's default).
-    pub fn effective_ssl_mode(&self) -> SslMode {
-        match &self.ssl_mode {
-            Some(mode) => mode.clone(),
-            None if self.ssl => SslMode::Require,
-            None => SslMode::Prefer,
-        }
-    }
-
-    /// `jdbc_url_params` as key/value pairs.
-    pub fn jdbc_params(&self) -> Result<Vec<(String, String)>> {
-        let Some(text) = self.jdbc_url_params.as_deref() else {
-            return Ok(Vec::new());
-        };
-        text.split('&')
-            .filter(|p| !p.trim().is_empty())
-            .map(|pair| match pair.split_once('=') {
-                Some((k, v)) if !k.trim().is_empty() => {
-                    Ok((k.trim().to_string(), v.trim().to_string()))
-                }
-                _ => Err(Error::config(format!(
-                    "jdbc_url_params: '{pair}' is not of the form key=value"
-                ))),
-            })
-            .collect()
     }
 }
 
@@ -205,11 +159,6 @@ mod tests {
             (5432, "public", "airbyte_internal")
         );
         assert!(!c.flattened() && !c.disable_type_dedupe && !c.drop_cascade);
-        assert!(matches!(c.effective_ssl_mode(), SslMode::Prefer));
-        assert!(matches!(
-            config(json!({"ssl": true})).effective_ssl_mode(),
-            SslMode::Require
-        ));
     }
 
     #[test]
@@ -217,19 +166,5 @@ mod tests {
         assert!(config(json!({"normalization": {"mode": "flattened"}})).flattened());
         assert!(config(json!({"normalization": {"mode": "basic"}})).flattened());
         assert!(!config(json!({"normalization": {"mode": "none"}})).flattened());
-    }
-
-    #[test]
-    fn jdbc_params_parse_and_reject() {
-        let c = config(json!({"jdbc_url_params": "connectTimeout=5&ApplicationName=x"}));
-        assert_eq!(
-            c.jdbc_params().unwrap(),
-            [
-                ("connectTimeout".into(), "5".into()),
-                ("ApplicationName".into(), "x".into())
-            ]
-        );
-        let bad = config(json!({"jdbc_url_params": "oops"}));
-        assert!(bad.jdbc_params().unwrap_err().message.contains("'oops'"));
     }
 }

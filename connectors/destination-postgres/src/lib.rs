@@ -36,11 +36,9 @@ impl Destination for DestinationPostgres {
 
     /// Connects, then creates, writes and drops a table in the default schema.
     async fn check(&self, config: &PostgresConfig) -> Result<()> {
-        config.validate()?;
-        // Whatever stops the connection is the config's problem from the user's point of view.
-        let client = connect::connect(config, 1)
-            .await
-            .map_err(|e| Error::config(e.message))?;
+        let client = connect::connector(config)?
+            .connect(connect::Purpose::Check)
+            .await?;
         let schema = names::compatible(&config.schema);
         let table = names::TableName::new(
             &schema,
@@ -66,12 +64,14 @@ impl Destination for DestinationPostgres {
         input: Input,
         output: &Output,
     ) -> Result<()> {
-        config.validate()?;
-        let client = connect::connect(config, 3).await?;
+        let client = connect::connector(config)?
+            .connect(connect::Purpose::Sync)
+            .await?;
         let mut writer = writer::PgWriter::new(client, config.clone());
         load(
             input,
             catalog,
+            &self.supported_sync_modes(),
             &mut writer,
             LoaderOptions::default(),
             output,

@@ -35,15 +35,8 @@ impl std::fmt::Display for TableName {
     }
 }
 
-/// A quoted SQL identifier: `"a""b"` for `a"b`.
-pub fn quote(identifier: &str) -> String {
-    format!("\"{}\"", identifier.replace('"', "\"\""))
-}
-
-/// A quoted SQL string literal.
-pub fn literal(text: &str) -> String {
-    format!("'{}'", text.replace('\'', "''"))
-}
+/// A quoted SQL identifier (`"a""b"` for `a"b`) and a quoted string literal.
+pub use postgres_common::{quote_ident as quote, quote_literal as literal};
 
 /// Airbyte's `toPostgresCompatibleName`: letters, digits and underscores only (accents
 /// dropped), `_` before a leading digit, and names over 63 characters cut to 54 plus `_` and

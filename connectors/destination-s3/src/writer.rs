@@ -5,8 +5,8 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use cdk::destination::{Batch, BatchWriter, LoaderOptions, Outcome, StreamId};
-use cdk::protocol::{ConfiguredAirbyteStream, DestinationSyncMode};
+use cdk::destination::{Batch, BatchWriter, LoaderOptions, Outcome, StreamId, StreamPlan};
+use cdk::protocol::ConfiguredAirbyteStream;
 use cdk::{Error, Result};
 use chrono::{DateTime, Utc};
 
@@ -91,25 +91,12 @@ impl S3Writer {
 
 #[cdk::async_trait]
 impl BatchWriter for S3Writer {
-    async fn open(&mut self, id: StreamId, stream: &ConfiguredAirbyteStream) -> Result<()> {
-        let descriptor = stream.descriptor();
-        match stream.destination_sync_mode {
-            DestinationSyncMode::Append | DestinationSyncMode::Overwrite => {}
-            other => {
-                return Err(Error::config(format!(
-                    "stream '{descriptor}': sync mode {other:?} is not supported (append and overwrite are)"
-                )));
-            }
-        }
-        if let (Some(generation), Some(minimum)) =
-            (stream.generation_id, stream.minimum_generation_id)
-            && minimum != 0
-            && minimum != generation
-        {
-            return Err(Error::config(format!(
-                "stream '{descriptor}': minimum_generation_id {minimum} must be 0 or equal to generation_id {generation}"
-            )));
-        }
+    async fn open(
+        &mut self,
+        id: StreamId,
+        stream: &ConfiguredAirbyteStream,
+        plan: StreamPlan,
+    ) -> Result<()> {
         let context = Context {
             namespace: stream.stream.namespace.clone().unwrap_or_default(),
             stream: stream.stream.name.clone(),
@@ -122,14 +109,14 @@ impl BatchWriter for S3Writer {
             self.config.format.clone(),
             columns::columns(&stream.stream.json_schema),
             stream.sync_id.unwrap_or(0),
-            stream.generation_id.unwrap_or(0),
+            plan.generation_id.unwrap_or(0),
         );
         let files = StreamFiles {
             target: self.target.clone(),
             template: self.template.clone(),
             context: context.clone(),
             format: stream_format,
-            max_file_bytes: self.config.max_file_bytes(),
+            max_file_bytes: crate::config::max_file_bytes()?,
         };
         let worker = StreamWorker::start(files, tokio::runtime::Handle::current())?;
         if self.streams.len() <= id {
@@ -138,8 +125,8 @@ impl BatchWriter for S3Writer {
         self.streams[id] = Some(OpenStream {
             worker,
             context,
-            truncate: stream.is_truncate(),
-            generation_id: stream.generation_id,
+            truncate: plan.mode.replaces(),
+            generation_id: plan.generation_id,
         });
         Ok(())
     }
@@ -148,8 +135,14 @@ impl BatchWriter for S3Writer {
         self.stream(id)?.worker.write(batch).await
     }
 
-    async fn commit(&mut self, id: StreamId) -> Result<()> {
-        self.stream(id)?.worker.commit().await
+    /// Completes the current file of each stream; the streams' threads finish their files
+    /// side by side.
+    async fn commit(&mut self, streams: &[StreamId]) -> Result<()> {
+        let mut commits = Vec::with_capacity(streams.len());
+        for &id in streams {
+            commits.push(self.stream(id)?.worker.commit());
+        }
+        futures::future::try_join_all(commits).await.map(|_| ())
     }
 
     async fn close(&mut self, id: StreamId, outcome: Outcome) -> Result<()> {

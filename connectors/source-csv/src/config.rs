@@ -538,10 +538,17 @@ pub fn duplicates(names: &[String], what: &str) -> Result<()> {
     }
 }
 
+/// Rules the JSON Schema cannot say, the CSV options included.
+impl cdk::config::Validate for CsvConfig {
+    fn validate(&self) -> Result<()> {
+        self.dialect().map(drop)
+    }
+}
+
 impl CsvConfig {
     /// Checks the config and resolves how files are read: `csv_options` when given, else
     /// `reader_options` over pandas' defaults (Airbyte source-file's behaviour).
-    pub fn validate(&self) -> Result<Dialect> {
+    pub fn dialect(&self) -> Result<Dialect> {
         if self.dataset_name.trim().is_empty() {
             return Err(Error::config("dataset_name must not be empty"));
         }

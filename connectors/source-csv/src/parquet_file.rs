@@ -152,7 +152,7 @@ fn write_batch(
             write_utf8(record, text.as_bytes());
         }
         record.push(b'}');
-        out.record_json(record, &[])?;
+        out.record_json(cdk::TrustedJson::new(record), &[])?;
     }
     Ok(())
 }

@@ -2,6 +2,8 @@
 //! source-postgres spec (so a config moves between the two unchanged), plus optional tuning.
 
 use cdk::{Error, JsonSchema, Result, Secret};
+pub use postgres_common::SslMode;
+pub use postgres_common::tunnel::TunnelMethod;
 use serde::Deserialize;
 
 /// Reads tables, views and materialized views of a PostgreSQL database.
@@ -30,15 +32,21 @@ pub struct PostgresConfig {
     pub password: Option<Secret>,
     /// Additional properties to pass to the JDBC URL string when connecting to the database
     /// formatted as 'key=value' pairs separated by the symbol '&'. (example:
-    /// key1=value1&key2=value2&key3=value3). Understood here: options, application_name /
-    /// ApplicationName, connect_timeout / connectTimeout, currentSchema; others are ignored.
+    /// key1=value1&key2=value2&key3=value3). Keys and values may be percent-encoded.
+    /// Understood here: options, currentSchema, ApplicationName / application_name,
+    /// connectTimeout / connect_timeout / loginTimeout (seconds), sslmode (when ssl_mode is
+    /// not set); others are ignored.
     #[schemars(title = "JDBC URL Parameters (Advanced)", extend("order" = 6))]
     pub jdbc_url_params: Option<String>,
     /// SSL connection modes. Read more in the docs:
     /// https://www.postgresql.org/docs/current/libpq-ssl.html
     #[schemars(title = "SSL Modes", extend("order" = 8))]
     pub ssl_mode: Option<SslMode>,
-    /// Deprecated boolean form of ssl_mode (true: require, false: disable), used only when
+    /// Whether to initiate an SSH tunnel before connecting to the database, and if so, which
+    /// kind of authentication to use.
+    #[schemars(title = "SSH Tunnel Method")]
+    pub tunnel_method: Option<TunnelMethod>,
+    /// Deprecated boolean form of ssl_mode (true: require; otherwise prefer), used only when
     /// ssl_mode is not set.
     #[schemars(title = "Connect using SSL (deprecated)", extend("airbyte_hidden" = true))]
     pub ssl: Option<bool>,
@@ -64,50 +72,6 @@ pub struct PostgresConfig {
     #[serde(default = "default_chunk_size_mb")]
     #[schemars(title = "Initial Load Chunk Size (MB)", range(min = 1), extend("order" = 13))]
     pub chunk_size_mb: u64,
-}
-
-/// How to use TLS for the connection.
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
-#[serde(tag = "mode", rename_all = "kebab-case")]
-pub enum SslMode {
-    /// Disables encryption of communication between Airbyte and source database.
-    #[schemars(title = "disable")]
-    Disable,
-    /// Enables encryption only when required by the source database.
-    #[schemars(title = "allow")]
-    Allow,
-    /// Allows unencrypted connection only if the source database does not support encryption.
-    #[schemars(title = "prefer")]
-    Prefer,
-    /// Always require encryption. If the source database server does not support encryption,
-    /// connection will fail.
-    #[schemars(title = "require")]
-    Require,
-    /// Always require encryption and verifies that the source database server has a valid SSL
-    /// certificate.
-    #[schemars(title = "verify-ca")]
-    VerifyCa(TlsCertificates),
-    /// This is the most secure mode. Always require encryption and verifies the identity of
-    /// the source database server.
-    #[schemars(title = "verify-full")]
-    VerifyFull(TlsCertificates),
-}
-
-/// Certificates for the verifying TLS modes.
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
-pub struct TlsCertificates {
-    /// CA certificate (PEM).
-    #[schemars(title = "CA Certificate", extend("multiline" = true, "order" = 1))]
-    pub ca_certificate: Secret,
-    /// Client certificate (PEM), for servers that authenticate clients by certificate.
-    #[schemars(title = "Client Certificate", extend("multiline" = true, "order" = 2))]
-    pub client_certificate: Option<Secret>,
-    /// Client key (PEM, unencrypted PKCS#8, PKCS#1 or SEC1).
-    #[schemars(title = "Client Key", extend("multiline" = true, "order" = 3))]
-    pub client_key: Option<Secret>,
-    /// Password of an encrypted client key (encrypted keys are not supported yet).
-    #[schemars(title = "Client key password", extend("order" = 4))]
-    pub client_key_password: Option<Secret>,
 }
 
 /// How rows are selected for each sync.
@@ -167,8 +131,19 @@ fn default_chunk_size_mb() -> u64 {
 }
 
 impl PostgresConfig {
-    /// Rules the JSON Schema cannot say.
-    pub fn validate(&self) -> Result<()> {
+    /// The schemas to read, or `public` when the list is empty.
+    pub fn schema_list(&self) -> Vec<String> {
+        if self.schemas.is_empty() {
+            default_schemas()
+        } else {
+            self.schemas.clone()
+        }
+    }
+}
+
+/// Rules the JSON Schema cannot say.
+impl cdk::config::Validate for PostgresConfig {
+    fn validate(&self) -> Result<()> {
         match &self.replication_method {
             ReplicationMethod::Standard => {}
             ReplicationMethod::Cdc(_) => {
@@ -190,27 +165,8 @@ impl PostgresConfig {
         if self.schemas.iter().any(|s| s.is_empty()) {
             return Err(Error::config("'schemas' contains an empty schema name"));
         }
-        if let Some(SslMode::VerifyCa(c) | SslMode::VerifyFull(c)) = &self.ssl_mode
-            && c.client_key_password
-                .as_ref()
-                .is_some_and(|p| !p.expose().is_empty())
-        {
-            return Err(Error::config(
-                "an encrypted client key ('client_key_password') is not supported yet; \
-                 provide an unencrypted key",
-            ));
-        }
-        crate::connect::parse_jdbc_params(self.jdbc_url_params.as_deref().unwrap_or(""))?;
+        crate::connect::connector(self)?;
         Ok(())
-    }
-
-    /// The schemas to read, or `public` when the list is empty.
-    pub fn schema_list(&self) -> Vec<String> {
-        if self.schemas.is_empty() {
-            default_schemas()
-        } else {
-            self.schemas.clone()
-        }
     }
 }
 
@@ -232,17 +188,15 @@ mod tests {
             "replication_method": {"method": "Standard"}}),
         )
         .unwrap();
-        c.validate().unwrap();
         assert_eq!(c.schemas, ["public"]);
         assert_eq!(c.ssl, Some(false));
     }
 
     #[test]
     fn cdc_is_a_clear_config_error() {
-        let c = parse(json!({"host": "h", "database": "d", "username": "u",
+        let e = parse(json!({"host": "h", "database": "d", "username": "u",
             "replication_method": {"method": "CDC", "replication_slot": "s", "publication": "p"}}))
-        .unwrap();
-        let e = c.validate().unwrap_err();
+        .unwrap_err();
         assert_eq!(e.failure_type, cdk::protocol::FailureType::ConfigError);
         assert!(
             e.message.contains("'CDC' is not supported yet"),

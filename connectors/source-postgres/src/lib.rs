@@ -21,7 +21,7 @@ use cdk::protocol::{AirbyteCatalog, ConfiguredAirbyteCatalog, InputState};
 use cdk::{Error, ReadOptions, Result, Source, Stream};
 
 pub use config::PostgresConfig;
-use connect::{Connector, query_error};
+use connect::{Purpose, query_error};
 use read::{ReadEnv, TableStream};
 
 pub struct SourcePostgres;
@@ -31,8 +31,7 @@ impl Source for SourcePostgres {
     type Config = PostgresConfig;
 
     async fn check(&self, config: &PostgresConfig) -> Result<()> {
-        config.validate()?;
-        let client = Connector::new(config)?.connect().await?;
+        let client = connect::connector(config)?.connect(Purpose::Check).await?;
         let schemas = config.schema_list();
         let rows = client
             .query(
@@ -85,8 +84,7 @@ impl Source for SourcePostgres {
     }
 
     async fn discover(&self, config: &PostgresConfig) -> Result<AirbyteCatalog> {
-        config.validate()?;
-        let client = Connector::new(config)?.connect().await?;
+        let client = connect::connector(config)?.connect(Purpose::Sync).await?;
         let tables = discover::readable_tables(&client, &config.schema_list()).await?;
         Ok(AirbyteCatalog {
             streams: tables.iter().map(|t| t.airbyte_stream()).collect(),
@@ -107,11 +105,10 @@ impl Source for SourcePostgres {
         state: &InputState,
         output: &Output,
     ) -> Result<()> {
-        config.validate()?;
-        let connector = Connector::new(config)?;
+        let connector = connect::connector(config)?;
         // The coordinator exports one snapshot every table is read in, and holds it open
         // until the last stream has started.
-        let coordinator = connector.connect().await?;
+        let coordinator = connector.connect(Purpose::Sync).await?;
         coordinator
             .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             .await

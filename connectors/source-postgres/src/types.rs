@@ -175,35 +175,7 @@ fn schema_of(kind: &Kind, nullable: bool) -> Value {
     }
 }
 
-/// `"name"` with embedded quotes doubled: safe for any identifier.
-pub fn quote_ident(name: &str) -> String {
-    let mut s = String::with_capacity(name.len() + 2);
-    s.push('"');
-    for c in name.chars() {
-        if c == '"' {
-            s.push('"');
-        }
-        s.push(c);
-    }
-    s.push('"');
-    s
-}
-
-/// `'text'` with embedded quotes doubled (the session sets standard_conforming_strings, so
-/// backslashes are literal). NUL cannot occur in Postgres text and is dropped.
-pub fn quote_literal(value: &str) -> String {
-    let mut s = String::with_capacity(value.len() + 2);
-    s.push('\'');
-    for c in value.chars() {
-        match c {
-            '\'' => s.push_str("''"),
-            '\0' => {}
-            c => s.push(c),
-        }
-    }
-    s.push('\'');
-    s
-}
+pub use postgres_common::{quote_ident, quote_literal};
 
 #[cfg(test)]
 mod tests {
@@ -244,11 +216,5 @@ mod tests {
         let t = ColumnType::new(&arr, -1, "macaddr[]".into());
         assert_eq!(t.kind, Kind::Array(Box::new(Kind::Text)));
         assert_eq!(t.cast, Some("::text[]"));
-    }
-
-    #[test]
-    fn quoting() {
-        assert_eq!(quote_ident(r#"a "b"; --"#), r#""a ""b""; --""#);
-        assert_eq!(quote_literal("it's \\"), r"'it''s \'");
     }
 }

@@ -117,15 +117,15 @@ pub fn generic_spec() -> Value {
 }
 
 impl SimpleConfig {
+    /// The simple form of `config`, checked by the kit against its spec and its rules below.
     pub fn from_config(config: &Value) -> Result<Self> {
-        let c: SimpleConfig = serde_json::from_value(config.clone())
-            .map_err(|e| Error::config(format!("config validation error: {e}")))?;
-        c.validate()?;
-        Ok(c)
+        cdk::config::from_value(config, &generic_spec())
     }
+}
 
-    /// Rules the JSON Schema cannot say.
-    pub fn validate(&self) -> Result<()> {
+/// Rules the JSON Schema cannot say.
+impl cdk::config::Validate for SimpleConfig {
+    fn validate(&self) -> Result<()> {
         if self.url_base.as_deref().is_none_or(str::is_empty) {
             return Err(Error::config(format!(
                 "the config needs 'url_base' and 'endpoints', or a manifest under '{INJECTED_MANIFEST}' \
@@ -142,7 +142,9 @@ impl SimpleConfig {
         }
         Ok(())
     }
+}
 
+impl SimpleConfig {
     /// The manifest this config stands for.
     pub fn to_manifest(&self) -> Value {
         let authenticator = match &self.authentication {

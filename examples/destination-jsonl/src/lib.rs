@@ -8,9 +8,11 @@ use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-use cdk::destination::{Batch, BatchWriter, Input, LoaderOptions, Outcome, StreamId, load};
+use cdk::destination::{
+    Batch, BatchWriter, Input, LoaderOptions, Outcome, StreamId, StreamPlan, load,
+};
 use cdk::protocol::*;
-use cdk::{Destination, Error, JsonSchema, Output, Result};
+use cdk::{Destination, Error, IoResultExt, JsonSchema, Output, Result};
 use serde::Deserialize;
 
 pub struct DestinationJsonl;
@@ -22,6 +24,8 @@ pub struct JsonlConfig {
     /// Directory the files are written to; created when missing.
     pub destination_path: String,
 }
+
+impl cdk::config::Validate for JsonlConfig {}
 
 #[cdk::async_trait]
 impl Destination for DestinationJsonl {
@@ -50,6 +54,7 @@ impl Destination for DestinationJsonl {
         load(
             input,
             catalog,
+            &self.supported_sync_modes(),
             &mut writer,
             LoaderOptions::default(),
             output,
@@ -69,6 +74,8 @@ pub fn stream_file(dir: &Path, stream: &StreamDescriptor) -> PathBuf {
 
 struct OpenFile {
     file: BufWriter<File>,
+    /// The file being written (named in errors).
+    path: PathBuf,
     /// Where the file goes on success (`Some` for overwrite, written under a temp name).
     swap_to: Option<(PathBuf, PathBuf)>,
     line: Vec<u8>,
@@ -81,25 +88,23 @@ struct JsonlWriter {
 
 #[cdk::async_trait]
 impl BatchWriter for JsonlWriter {
-    async fn open(&mut self, id: StreamId, stream: &ConfiguredAirbyteStream) -> Result<()> {
+    async fn open(
+        &mut self,
+        id: StreamId,
+        stream: &ConfiguredAirbyteStream,
+        plan: StreamPlan,
+    ) -> Result<()> {
         debug_assert_eq!(id, self.files.len());
         let target = stream_file(&self.dir, &stream.descriptor());
         if let Some(parent) = target.parent() {
             std::fs::create_dir_all(parent)
                 .map_err(|e| Error::config(format!("cannot create '{}': {e}", parent.display())))?;
         }
-        let (path, swap_to) = match stream.destination_sync_mode {
-            DestinationSyncMode::Append if !stream.is_truncate() => (target, None),
-            DestinationSyncMode::Append | DestinationSyncMode::Overwrite => {
-                let tmp = target.with_extension("jsonl.tmp");
-                (tmp.clone(), Some((tmp, target)))
-            }
-            other => {
-                return Err(Error::config(format!(
-                    "stream '{}': sync mode {other:?} is not supported (append and overwrite are)",
-                    stream.descriptor()
-                )));
-            }
+        let (path, swap_to) = if plan.mode.replaces() {
+            let tmp = target.with_extension("jsonl.tmp");
+            (tmp.clone(), Some((tmp, target)))
+        } else {
+            (target, None)
         };
         let file = OpenOptions::new()
             .create(true)
@@ -110,6 +115,7 @@ impl BatchWriter for JsonlWriter {
             .map_err(|e| Error::system(format!("cannot open '{}': {e}", path.display())))?;
         self.files.push(OpenFile {
             file: BufWriter::with_capacity(1 << 20, file),
+            path,
             swap_to,
             line: Vec::new(),
         });
@@ -133,15 +139,17 @@ impl BatchWriter for JsonlWriter {
             f.line.extend_from_slice(b",\"_airbyte_data\":");
             f.line.extend_from_slice(record.data.as_bytes());
             f.line.extend_from_slice(b"}\n");
-            f.file.write_all(&f.line)?;
+            f.file.write_all(&f.line).with_path(&f.path)?;
         }
         Ok(())
     }
 
-    async fn commit(&mut self, id: StreamId) -> Result<()> {
-        let f = &mut self.files[id];
-        f.file.flush()?;
-        f.file.get_ref().sync_data()?;
+    async fn commit(&mut self, streams: &[StreamId]) -> Result<()> {
+        for &id in streams {
+            let f = &mut self.files[id];
+            f.file.flush().with_path(&f.path)?;
+            f.file.get_ref().sync_data().with_path(&f.path)?;
+        }
         Ok(())
     }
 
@@ -154,8 +162,8 @@ impl BatchWriter for JsonlWriter {
         };
         match outcome {
             Outcome::Success => {
-                f.file.flush()?;
-                f.file.get_ref().sync_data()?;
+                f.file.flush().with_path(&f.path)?;
+                f.file.get_ref().sync_data().with_path(&f.path)?;
                 std::fs::rename(&tmp, &target).map_err(|e| {
                     Error::system(format!("cannot move '{}' into place: {e}", tmp.display()))
                 })?;

@@ -87,20 +87,27 @@ fn write_messages(path: &std::path::Path, n: u64) -> Result<u64> {
 
 /// `bench __parse_only CATALOG < messages`: the loader with a writer that drops batches.
 pub fn parse_only(catalog: &std::path::Path) -> Result<()> {
-    use cdk::destination::{Batch, BatchWriter, Input, LoaderOptions, Outcome, StreamId, load};
-    use cdk::protocol::{ConfiguredAirbyteCatalog, ConfiguredAirbyteStream};
+    use cdk::destination::{
+        Batch, BatchWriter, Input, LoaderOptions, Outcome, StreamId, StreamPlan, load,
+    };
+    use cdk::protocol::{ConfiguredAirbyteCatalog, ConfiguredAirbyteStream, DestinationSyncMode};
 
     struct Drop;
     #[cdk::async_trait]
     impl BatchWriter for Drop {
-        async fn open(&mut self, _: StreamId, _: &ConfiguredAirbyteStream) -> cdk::Result<()> {
+        async fn open(
+            &mut self,
+            _: StreamId,
+            _: &ConfiguredAirbyteStream,
+            _: StreamPlan,
+        ) -> cdk::Result<()> {
             Ok(())
         }
         async fn write(&mut self, _: StreamId, batch: Batch) -> cdk::Result<()> {
             std::hint::black_box(batch.len());
             Ok(())
         }
-        async fn commit(&mut self, _: StreamId) -> cdk::Result<()> {
+        async fn commit(&mut self, _: &[StreamId]) -> cdk::Result<()> {
             Ok(())
         }
         async fn close(&mut self, _: StreamId, _: Outcome) -> cdk::Result<()> {
@@ -114,6 +121,7 @@ pub fn parse_only(catalog: &std::path::Path) -> Result<()> {
         load(
             Input::stdin(),
             &catalog,
+            &[DestinationSyncMode::Append, DestinationSyncMode::Overwrite],
             &mut Drop,
             LoaderOptions::default(),
             &output,

@@ -1,11 +1,13 @@
 //! Integration tests of destination-postgres: the real binary against a throwaway PostgreSQL.
 
 mod acceptance;
+mod check;
 mod cli;
 mod layout;
 mod modes;
 mod normalization;
 mod tls;
+mod tunnel;
 
 use cdk::testing::postgres::{TestDatabase, TestPostgres};
 use serde_json::{Value, json};

@@ -3,6 +3,7 @@
 
 use cdk::testing::Run;
 use cdk::testing::postgres::TestPostgres;
+use cdk::testing::postgres_tls::{CERT_ROLE, CLIENT_KEY_PASSWORD, PLAIN_ONLY_ROLE};
 use serde_json::{Value, json};
 
 use super::*;
@@ -88,6 +89,53 @@ async fn tls_modes_connect_and_verify_as_libpq_does() {
         ),
         "ca_certificate",
     );
+
+    // `prefer` falls back to a plain connection when the server refuses TLS to this role.
+    let mut prefer = with(&config, "127.0.0.1", json!({"mode": "prefer"}));
+    prefer["username"] = json!(PLAIN_ONLY_ROLE);
+    ok(&prefer);
+    prefer["ssl_mode"] = json!({"mode": "require"});
+    fails(&prefer, "pg_hba.conf rejects connection");
+
+    // Client certificates: a plain key next to Airbyte's keystore password, and an encrypted
+    // PKCS#8 key with its password. The role logs in by the certificate alone.
+    let cert_user = |key: &str, password: &str| {
+        let mut c = with(
+            &config,
+            "localhost",
+            json!({"mode": "verify-full", "ca_certificate": ca,
+                "client_certificate": certs.client_cert_pem, "client_key": key,
+                "client_key_password": password}),
+        );
+        c["username"] = json!(CERT_ROLE);
+        c
+    };
+    ok(&cert_user(&certs.client_key_pem, "keystore-pass"));
+    ok(&cert_user(
+        &certs.client_key_encrypted_pem,
+        CLIENT_KEY_PASSWORD,
+    ));
+    fails(
+        &cert_user(&certs.client_key_encrypted_pem, "wrong"),
+        "cannot be decrypted",
+    );
+    let mut no_cert = with(
+        &config,
+        "localhost",
+        json!({"mode": "verify-full", "ca_certificate": ca}),
+    );
+    no_cert["username"] = json!(CERT_ROLE);
+    fails(&no_cert, "certificate");
+
+    // A write by certificate over a verified connection.
+    let out = Run::new(BIN)
+        .stdin_lines([record("c", json!({"id": 1, "name": "x", "seq": 1}))])
+        .write(
+            &cert_user(&certs.client_key_encrypted_pem, CLIENT_KEY_PASSWORD),
+            &catalog("c", simple_schema(), "append", 1, 0),
+        );
+    out.assert_success();
+    assert_eq!(rows(&db, "public", "c", "1").await.len(), 1);
 
     // A write over a verified connection.
     let tls = with(

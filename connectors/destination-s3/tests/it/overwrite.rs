@@ -152,7 +152,7 @@ async fn unsupported_modes_and_generations_are_config_errors() {
     assert!(
         out.trace_errors()[0]
             .message
-            .contains("AppendDedup is not supported")
+            .contains("'append_dedup' is not supported")
     );
     let out = run(
         &config,

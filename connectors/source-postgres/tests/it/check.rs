@@ -159,3 +159,25 @@ async fn reading_a_table_without_privilege_fails_that_stream_clearly() {
         "expected 'permission denied for table closed_t'",
     );
 }
+
+/// A refused port is the user's to fix at `check` (FAILED, above), but may pass during a sync:
+/// `discover` retries it and reports a transient error.
+#[tokio::test]
+async fn an_unreachable_server_is_transient_during_a_sync() {
+    let db = database("check_refused").await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let run = Run::new(BIN).discover(&config(&db, json!({"port": port})));
+    run.assert_failure().assert_protocol();
+    let errors = run.trace_errors();
+    run.ensure(
+        errors.iter().any(|e| {
+            e.failure_type == Some(cdk::protocol::FailureType::TransientError)
+                && e.message.contains("gave up after 3 attempts")
+        }),
+        "expected a transient error after 3 attempts",
+    );
+}

@@ -3,6 +3,7 @@
 use cdk::protocol::{ConnectionStatus, SyncMode};
 use cdk::testing::Run;
 use cdk::testing::postgres::TestPostgres;
+use cdk::testing::postgres_tls::{CERT_ROLE, CLIENT_KEY_PASSWORD, TLS_ONLY_ROLE};
 use serde_json::{Value, json};
 
 use crate::{BIN, config, configure, database, discover};
@@ -75,6 +76,36 @@ async fn tls_modes_connect_and_verify_as_libpq_does() {
         assert_eq!(status, ConnectionStatus::Failed, "{why}");
         assert!(message.contains(why), "{why}: {message}");
     }
+
+    // `allow` gets TLS from a server that refuses plain connections to this role.
+    let allow = config(
+        &db,
+        json!({"username": TLS_ONLY_ROLE, "ssl_mode": {"mode": "allow"}}),
+    );
+    let (status, message) = check(&allow);
+    assert_eq!(status, ConnectionStatus::Succeeded, "{message}");
+
+    // A client certificate, as configs from Airbyte give it: a plain key next to a keystore
+    // password, or an encrypted PKCS#8 key with its password. The role logs in by it alone.
+    let cert_user = |key: &str, password: &str| {
+        config(
+            &db,
+            json!({"host": "localhost", "username": CERT_ROLE, "ssl_mode": {
+                "mode": "verify-full", "ca_certificate": ca,
+                "client_certificate": certs.client_cert_pem, "client_key": key,
+                "client_key_password": password}}),
+        )
+    };
+    for ok in [
+        cert_user(&certs.client_key_pem, "keystore-pass"),
+        cert_user(&certs.client_key_encrypted_pem, CLIENT_KEY_PASSWORD),
+    ] {
+        let (status, message) = check(&ok);
+        assert_eq!(status, ConnectionStatus::Succeeded, "{message}");
+    }
+    let (status, message) = check(&cert_user(&certs.client_key_encrypted_pem, "wrong"));
+    assert_eq!(status, ConnectionStatus::Failed);
+    assert!(message.contains("cannot be decrypted"), "{message}");
 
     // A read over a verified connection.
     let verified = with(

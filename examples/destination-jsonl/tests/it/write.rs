@@ -111,7 +111,7 @@ fn unsupported_sync_modes_are_config_errors() {
     assert!(
         out.trace_errors()[0]
             .message
-            .contains("AppendDedup is not supported"),
+            .contains("'append_dedup' is not supported"),
         "{}",
         out.describe()
     );

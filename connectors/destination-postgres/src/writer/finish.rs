@@ -1,0 +1,57 @@
+//! Closing a stream: the overwrite swap, the indexes made after loading, and removing the
+//! `_airbyte_meta` defaults the load used.
+
+use cdk::Result;
+
+use super::PgWriter;
+use crate::sql;
+
+impl PgWriter {
+    /// Removes the `_airbyte_meta` defaults set on final tables this sync created. Not worth
+    /// failing a sync for (or waiting long on a reader's lock).
+    pub(super) async fn drop_defaults(&self, id: usize) {
+        for table in &self.streams[id].tables {
+            if let Some(name) = &table.drop_default {
+                let script = format!(
+                    "SET lock_timeout = '5s'; {}; RESET lock_timeout",
+                    sql::drop_meta_default(name)
+                );
+                if let Err(e) = self.execute(&script).await {
+                    tracing::warn!(table = %name, "cannot remove the _airbyte_meta default: {e}");
+                }
+            }
+        }
+    }
+
+    pub(super) async fn create_indexes(&self, id: usize) -> Result<()> {
+        for table in &self.streams[id].tables {
+            for (suffix, columns) in &table.indexes {
+                self.execute(&sql::create_index(&table.target, suffix, columns))
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Replaces each target table with its loaded tmp table, in one transaction.
+    pub(super) async fn swap(&mut self, id: usize) -> Result<()> {
+        let stream = &self.streams[id];
+        let mut script = vec!["BEGIN".to_string()];
+        for table in &stream.tables {
+            let Some(tmp) = &table.tmp else { continue };
+            script.push(sql::drop_meta_default(tmp));
+            script.extend(sql::swap(tmp, &table.target, self.config.drop_cascade));
+            for suffix in &table.open_indexes {
+                script.push(sql::rename_index(&table.target, tmp, suffix));
+            }
+        }
+        script.push("COMMIT".into());
+        let descriptor = stream.descriptor.clone();
+        tracing::info!(stream = %descriptor, "swapping in the overwritten tables");
+        self.execute(&script.join(";\n")).await.map_err(|e| {
+            e.context(format!(
+                "cannot replace the tables of stream '{descriptor}'"
+            ))
+        })
+    }
+}

@@ -1,0 +1,232 @@
+//! The [`BatchWriter`]: opens each stream in three steps ([`plan`] its tables, [`create`]
+//! them, [`prepare_copy`]), streams batches into COPY on one connection inside one transaction
+//! ([`load`]), runs the dedup upserts and COMMITs on `commit`, and swaps overwritten tables in
+//! on a successful `close` ([`finish`]).
+
+mod create;
+mod finish;
+mod load;
+mod plan;
+mod prepare_copy;
+
+use std::collections::HashMap;
+use std::pin::Pin;
+
+use bytes::Bytes;
+use cdk::destination::{Batch, BatchWriter, Outcome, StreamId, StreamPlan};
+use cdk::protocol::*;
+use cdk::{Error, Result};
+use tokio_postgres::{Client, CopyInSink};
+
+use crate::config::PostgresConfig;
+use crate::connect::pg_error;
+use crate::copy::Format;
+use crate::names::TableName;
+use crate::rows::Rows;
+use crate::sql::Dedup;
+use plan::StreamTables;
+
+/// Writes every configured stream over one connection.
+pub struct PgWriter {
+    client: Client,
+    config: PostgresConfig,
+    format: Format,
+    streams: Vec<StreamWriter>,
+    in_tx: bool,
+    copy: Option<OpenCopy>,
+    safe_cast_ready: bool,
+    targets: HashMap<TableName, StreamDescriptor>,
+}
+
+struct OpenCopy {
+    stream: usize,
+    table: usize,
+    /// Whether this COPY leaves `_airbyte_meta` to its default.
+    plain: bool,
+    sink: Pin<Box<CopyInSink<Bytes>>>,
+}
+
+/// One table of a stream (the main table or a child table) and where its rows go.
+struct Table {
+    /// The table readers see.
+    target: TableName,
+    /// Overwrite: the table loaded and swapped in at the end.
+    tmp: Option<TableName>,
+    /// Dedup: the session's staging table, merged into `load_into` on commit.
+    stage: Option<String>,
+    /// The final table, or `tmp` when overwriting.
+    load_into: TableName,
+    columns: Vec<String>,
+    copy_sql: String,
+    /// COPY without `_airbyte_meta`, when the loaded table defaults it to this sync's plain
+    /// meta (tables this sync created: PostgreSQL then parses no JSON for most rows).
+    copy_plain_sql: Option<String>,
+    /// A table whose `_airbyte_meta` default is removed at close (a final table this sync
+    /// created; tmp tables lose theirs in the swap, stages are temporary).
+    drop_default: Option<TableName>,
+    /// Indexes made at close: (suffix, columns).
+    indexes: Vec<(&'static str, Vec<String>)>,
+    /// Indexes made at open on `load_into` (renamed at the swap).
+    open_indexes: Vec<&'static str>,
+}
+
+struct StreamWriter {
+    descriptor: StreamDescriptor,
+    tables: Vec<Table>,
+    rows: Rows,
+    dedup: Option<Dedup>,
+    staged: bool,
+    records: u64,
+}
+
+impl PgWriter {
+    pub fn new(client: Client, config: PostgresConfig) -> Self {
+        Self {
+            client,
+            config,
+            format: Format::from_env(),
+            streams: Vec::new(),
+            in_tx: false,
+            copy: None,
+            safe_cast_ready: false,
+            targets: HashMap::new(),
+        }
+    }
+
+    async fn execute(&self, sql: &str) -> Result<()> {
+        tracing::debug!(sql, "executing");
+        self.client.batch_execute(sql).await.map_err(pg_error)
+    }
+
+    /// Claims the stream's table names: two streams may not write the same table.
+    fn claim_tables(&mut self, stream: &StreamTables) -> Result<()> {
+        for table in &stream.tables {
+            let descriptor = &stream.descriptor;
+            if let Some(other) = self
+                .targets
+                .insert(table.target.clone(), descriptor.clone())
+            {
+                return Err(Error::config(format!(
+                    "streams '{other}' and '{descriptor}' would both be written to table {}",
+                    table.target
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cdk::async_trait]
+impl BatchWriter for PgWriter {
+    /// Plans the stream's tables, creates them, then readies their COPY statements.
+    async fn open(
+        &mut self,
+        id: StreamId,
+        stream: &ConfiguredAirbyteStream,
+        plan: StreamPlan,
+    ) -> Result<()> {
+        debug_assert_eq!(id, self.streams.len());
+        let tables = plan::plan_tables(&self.config, id, stream, plan)?;
+        self.claim_tables(&tables)?;
+        let created = self.create(&tables).await?;
+        let plain_meta = Rows::plain_meta(stream.sync_id);
+        let StreamTables {
+            descriptor,
+            layout,
+            dedup,
+            tables,
+            ..
+        } = tables;
+        let mut ready = Vec::with_capacity(tables.len());
+        for (table, created) in tables.into_iter().zip(created) {
+            ready.push(self.prepare_copy(table, created, &plain_meta).await?);
+        }
+        let omit_meta: Vec<bool> = ready.iter().map(|t| t.copy_plain_sql.is_some()).collect();
+        tracing::info!(
+            stream = %descriptor,
+            table = %ready[0].target,
+            replace = plan.mode.replaces(),
+            dedup = dedup.is_some(),
+            raw = layout.is_none(),
+            "stream ready"
+        );
+        let generation = plan.generation_id.unwrap_or(0);
+        self.streams.push(StreamWriter {
+            descriptor,
+            tables: ready,
+            rows: Rows::new(layout, self.format, stream.sync_id, generation, &omit_meta),
+            dedup,
+            staged: false,
+            records: 0,
+        });
+        Ok(())
+    }
+
+    async fn write(&mut self, id: StreamId, batch: Batch) -> Result<()> {
+        let stream = &mut self.streams[id];
+        stream.records += batch.len() as u64;
+        stream.rows.encode(&batch)?;
+        if stream.dedup.is_some() {
+            stream.staged = true;
+        }
+        for t in 0..stream.rows.tables() {
+            let [plain, full] = self.streams[id].rows.take(t);
+            if let Some(data) = plain {
+                self.send(id, t, true, data).await?;
+            }
+            if let Some(data) = full {
+                self.send(id, t, false, data).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// One transaction holds every stream's rows: one COMMIT covers them all.
+    async fn commit(&mut self, _streams: &[StreamId]) -> Result<()> {
+        if !self.in_tx {
+            return Ok(());
+        }
+        self.finish_copy().await?;
+        for id in 0..self.streams.len() {
+            if std::mem::take(&mut self.streams[id].staged) {
+                self.merge(id).await?;
+            }
+        }
+        self.execute("COMMIT").await?;
+        self.in_tx = false;
+        Ok(())
+    }
+
+    async fn close(&mut self, id: StreamId, outcome: Outcome) -> Result<()> {
+        if id >= self.streams.len() {
+            return Ok(());
+        }
+        match outcome {
+            Outcome::Failure => {
+                self.rollback().await;
+                self.drop_defaults(id).await;
+                let stream = &self.streams[id];
+                if stream.tables.iter().any(|t| t.tmp.is_some()) {
+                    tracing::warn!(
+                        stream = %stream.descriptor,
+                        "sync failed: the previous table is kept; a retry of this generation resumes the load"
+                    );
+                }
+                Ok(())
+            }
+            Outcome::Success => {
+                if self.in_tx {
+                    self.commit(&[id]).await?;
+                }
+                if self.streams[id].tables.iter().any(|t| t.tmp.is_some()) {
+                    self.swap(id).await?;
+                }
+                self.drop_defaults(id).await;
+                self.create_indexes(id).await?;
+                let stream = &self.streams[id];
+                tracing::info!(stream = %stream.descriptor, records = stream.records, "stream loaded");
+                Ok(())
+            }
+        }
+    }
+}
