@@ -207,10 +207,15 @@ mod tests {
 
     #[test]
     fn ssl_modes_parse() {
-        let c = parse(json!({"host": "h", "database": "d", "username": "u",
-            "ssl_mode": {"mode": "verify-full", "ca_certificate": "-----BEGIN"}}))
+        // The shape only: validation also reads the certificate, which this one is not.
+        let c: PostgresConfig = serde_json::from_value(json!({"host": "h", "database": "d",
+            "username": "u", "ssl_mode": {"mode": "verify-full", "ca_certificate": "-----BEGIN"}}))
         .unwrap();
         assert!(matches!(c.ssl_mode, Some(SslMode::VerifyFull(_))));
+        let e = parse(json!({"host": "h", "database": "d", "username": "u",
+            "ssl_mode": {"mode": "verify-full", "ca_certificate": "-----BEGIN"}}))
+        .unwrap_err();
+        assert!(e.message.contains("ssl_mode.ca_certificate"), "{}", e.message);
         assert!(
             parse(json!({"host": "h", "database": "d", "username": "u",
             "ssl_mode": {"mode": "verify-ca"}}))

@@ -113,7 +113,9 @@ async fn csv_files_load_into_typed_postgres_tables_incrementally() {
         &json!({
             "dataset_name": "sales_data", "format": "csv",
             "url": format!("{}/sales_*.csv", data.display()),
-            "provider": {"storage": "local"}
+            "provider": {"storage": "local"},
+            // Our own CSV options (not source-file's pandas defaults) infer dates and timestamps.
+            "csv_options": {}
         }),
     );
     let mut destination = db.connector_config();
