@@ -349,3 +349,28 @@ async fn the_seed_api_form() {
     let check = Run::new(BIN).check(&bad);
     assert_eq!(check.connection_status().status, ConnectionStatus::Failed);
 }
+
+/// A failing check shows the status and the start of the body, not a whole HTML page.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_check_shows_the_status_and_a_short_body() {
+    let server = MockServer::start().await;
+    let page = format!(
+        "<!DOCTYPE html><html><head><title>403 Forbidden</title></head><body><h1>Forbidden</h1><p>{}</p></body></html>",
+        "You do not have access to this resource. ".repeat(40)
+    );
+    Mock::given(matchers::any())
+        .respond_with(ResponseTemplate::new(403).set_body_raw(page, "text/html"))
+        .mount(&server)
+        .await;
+    let config =
+        json!({"url": format!("{}/customers", server.uri()), "api_key": "k", "method": "GET"});
+    let check = Run::new(BIN).check(&config);
+    check.assert_success();
+    let message = check
+        .connection_status()
+        .message
+        .clone()
+        .unwrap_or_default();
+    let message = message.replace(&server.uri(), "http://[server]");
+    insta::assert_snapshot!("check_failure_message", message);
+}
