@@ -64,8 +64,9 @@ pub struct PostgresConfig {
     #[serde(default)]
     #[schemars(title = "CDC deletion mode", extend("order" = 12))]
     pub cdc_deletion_mode: CdcDeletionMode,
-    /// How nested values are stored: as JSONB (`none`, the default) or flattened into prefixed
-    /// columns and child tables (`flattened`, the old "basic normalization").
+    /// How nested values are stored: as JSONB (`none`, the default), flattened into prefixed
+    /// columns and child tables (`flattened`), or `basic`: flattened as Airbyte's old "basic
+    /// normalization" did, with `_airbyte_normalized_at` on every table.
     #[schemars(title = "Normalization", extend("order" = 13))]
     pub normalization: Option<Normalization>,
 }
@@ -91,9 +92,13 @@ pub enum Normalization {
     None,
     /// Nested objects become prefixed columns (`contact.email` → `contact_email`); arrays of
     /// objects become child tables `<stream>_<field>` linked by `_airbyte_<stream>_hashid`.
-    #[serde(alias = "basic")]
     #[schemars(title = "flattened")]
     Flattened,
+    /// Airbyte's old "basic normalization": the flattened layout, and every table carries
+    /// `_airbyte_normalized_at`.
+    #[serde(alias = "Basic")]
+    #[schemars(title = "basic")]
+    Basic,
 }
 
 fn default_port() -> u16 {
@@ -126,8 +131,17 @@ impl PostgresConfig {
         Ok(())
     }
 
+    /// Whether nested objects and arrays of objects are flattened (`flattened` or `basic`).
     pub fn flattened(&self) -> bool {
-        matches!(self.normalization, Some(Normalization::Flattened))
+        matches!(
+            self.normalization,
+            Some(Normalization::Flattened | Normalization::Basic)
+        )
+    }
+
+    /// Whether tables are laid out as basic normalization did (`_airbyte_normalized_at`).
+    pub fn basic(&self) -> bool {
+        matches!(self.normalization, Some(Normalization::Basic))
     }
 }
 
@@ -157,6 +171,7 @@ mod tests {
     #[test]
     fn normalization_modes() {
         assert!(config(json!({"normalization": {"mode": "flattened"}})).flattened());
+        assert!(config(json!({"normalization": {"mode": "basic"}})).basic());
         assert!(config(json!({"normalization": {"mode": "basic"}})).flattened());
         assert!(!config(json!({"normalization": {"mode": "none"}})).flattened());
     }

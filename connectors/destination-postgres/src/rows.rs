@@ -52,6 +52,8 @@ pub struct Rows {
     generation: i64,
     ids: RawIds,
     meta: String,
+    /// `_airbyte_normalized_at` of this writer's rows, microseconds since 2000-01-01 UTC.
+    normalized_at: i64,
 }
 
 impl Rows {
@@ -81,6 +83,7 @@ impl Rows {
             generation,
             ids: RawIds::new(),
             meta: String::new(),
+            normalized_at: now_pg_micros(),
         }
     }
 
@@ -142,7 +145,7 @@ impl Rows {
             coerce_all(
                 &layout.main,
                 &parsed.slots,
-                &hashid,
+                (&hashid, self.normalized_at),
                 &mut cells,
                 &mut changes,
             );
@@ -209,7 +212,7 @@ impl Rows {
             coerce_all(
                 &table.layout,
                 &parsed.slots,
-                parent.hashid,
+                (parent.hashid, self.normalized_at),
                 &mut cells,
                 &mut changes,
             );
@@ -291,18 +294,31 @@ fn is_plain(ours: &[(String, ChangeReason)], source: Option<&AirbyteRecordMessag
     ours.is_empty() && source.is_none_or(|m| m.changes.is_empty())
 }
 
-/// Coerces every slot into `cells`, noting the fields that were nulled.
+/// Now, in microseconds since 2000-01-01 UTC.
+fn now_pg_micros() -> i64 {
+    let unix = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as i64);
+    unix - PG_EPOCH_MICROS
+}
+
+/// Coerces every slot into `cells`, noting the fields that were nulled; `fixed` is the row's
+/// hashid and `_airbyte_normalized_at`.
 fn coerce_all<'a>(
     layout: &Layout,
     slots: &[Option<&'a RawValue>],
-    hashid: &str,
+    fixed: (&str, i64),
     cells: &mut Vec<Cell<'a>>,
     changes: &mut Vec<(String, ChangeReason)>,
 ) {
     cells.clear();
     for (i, column) in layout.columns.iter().enumerate() {
         if layout.hashid == Some(i) {
-            cells.push(Cell::Text(hashid.to_string().into()));
+            cells.push(Cell::Text(fixed.0.to_string().into()));
+            continue;
+        }
+        if layout.normalized_at == Some(i) {
+            cells.push(Cell::Timestamp(fixed.1));
             continue;
         }
         let cell = match slots[i] {

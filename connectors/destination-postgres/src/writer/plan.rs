@@ -66,8 +66,13 @@ pub(super) fn plan_tables(
     } else {
         (compatible(namespace), compatible(&stream.stream.name))
     };
-    let layout =
-        (!raw).then(|| schema::layout(&name, &stream.stream.json_schema, config.flattened()));
+    let layout = (!raw).then(|| {
+        let mut layout = schema::layout(&name, &stream.stream.json_schema, config.flattened());
+        if config.basic() {
+            schema::add_normalized_at(&mut layout);
+        }
+        layout
+    });
     let dedup = match &layout {
         Some(layout) if plan.mode.dedups() => Some(dedup(config, stream, layout)?),
         _ => None,

@@ -124,3 +124,76 @@ async fn child_rows_follow_their_parent_under_dedup_and_overwrite() {
         .collect();
     assert_eq!(cities, [json!("G"), json!("H")]);
 }
+
+/// The seed's `Normalization: Basic` with the API form's `ssl: false`: accepted by the spec,
+/// the flattened tables, and `_airbyte_normalized_at` on each.
+#[tokio::test]
+async fn the_seed_basic_normalization() {
+    let (db, mut config) = database("seed_basic").await;
+    config["ssl"] = json!(false);
+    config["normalization"] = json!({"mode": "basic"});
+    let check = Run::new(BIN).check(&config);
+    assert_eq!(
+        check.connection_status().status,
+        cdk::protocol::ConnectionStatus::Succeeded,
+        "{}",
+        check.describe()
+    );
+    let cat = catalog("customers", customers_schema(), "append", 1, 0);
+    let before = chrono_now(&db).await;
+    Run::new(BIN)
+        .stdin_lines([record("customers", acme(1, &["New York", "Boston"]))])
+        .write(&config, &cat)
+        .assert_success();
+    let customers = rows(&db, "public", "customers", "id").await;
+    assert_eq!(
+        user_fields(&customers),
+        [json!({"id": 1, "name": "Acme Corp", "seq": 1,
+                "contact_email": "info@acme.com", "contact_phone": "+1234567890"})]
+    );
+    let client = db.connect().await;
+    for table in ["customers", "customers_addresses"] {
+        let sql = format!(
+            "SELECT count(*) FILTER (WHERE _airbyte_normalized_at >= $1::text::timestamptz), count(*) FROM {table}"
+        );
+        let row = client.query_one(&sql, &[&before]).await.unwrap();
+        let (recent, all): (i64, i64) = (row.get(0), row.get(1));
+        assert!(all > 0 && recent == all, "{table}: {recent} of {all}");
+    }
+    let last: String = client
+        .query_one(
+            "SELECT string_agg(column_name, ',' ORDER BY ordinal_position) FROM information_schema.columns \
+             WHERE table_name = 'customers_addresses'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(
+        last.ends_with("_airbyte_customers_hashid,city,type,_airbyte_normalized_at"),
+        "{last}"
+    );
+
+    let mut wrong = config.clone();
+    wrong["normalization"] = json!({"mode": "advanced"});
+    let check = Run::new(BIN).check(&wrong);
+    let message = check
+        .connection_status()
+        .message
+        .clone()
+        .unwrap_or_default();
+    insta::assert_snapshot!(
+        message,
+        @"config validation error: normalization.mode must be one of: none, flattened, basic; got 'advanced'"
+    );
+}
+
+/// The database's clock, as text (rows written after this are newer).
+async fn chrono_now(db: &cdk::testing::postgres::TestDatabase) -> String {
+    db.connect()
+        .await
+        .query_one("SELECT now()::text", &[])
+        .await
+        .unwrap()
+        .get(0)
+}
