@@ -197,3 +197,57 @@ async fn chrono_now(db: &cdk::testing::postgres::TestDatabase) -> String {
         .unwrap()
         .get(0)
 }
+
+/// A fixture of `integration_tests/seed/` pointed at the test database (its own schema and
+/// options kept).
+fn seed_fixture(name: &str, db_config: &Value) -> Value {
+    let path = format!("{}/integration_tests/seed/{name}", env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    let mut config: Value = if name.ends_with(".yaml") {
+        serde_json::to_value(serde_yaml::from_str::<serde_yaml::Value>(&text).unwrap()).unwrap()
+    } else {
+        serde_json::from_str(&text).unwrap()
+    };
+    for key in ["host", "port", "database", "username", "password"] {
+        config[key] = db_config[key].clone();
+    }
+    config
+}
+
+/// The seed's PostgreSQL destination, YAML and API forms as written in
+/// `integration_tests/seed/`: both pass check, and the YAML form's basic normalization writes
+/// the seed's tables.
+#[tokio::test]
+async fn the_seed_examples_run_as_written() {
+    let (db, db_config) = database("seed_examples").await;
+    for name in ["config.yaml", "api_form.json"] {
+        let config = seed_fixture(name, &db_config);
+        let check = Run::new(BIN).check(&config);
+        assert_eq!(
+            check.connection_status().status,
+            cdk::protocol::ConnectionStatus::Succeeded,
+            "{name}: {}",
+            check.describe()
+        );
+    }
+    let yaml = seed_fixture("config.yaml", &db_config);
+    let cat = catalog("customers", customers_schema(), "append", 1, 0);
+    Run::new(BIN)
+        .stdin_lines([record("customers", acme(1, &["New York", "Boston"]))])
+        .write(&yaml, &cat)
+        .assert_success();
+    let cities: Vec<Value> = rows(&db, "public", "customers_addresses", "city")
+        .await
+        .iter()
+        .map(|r| r["city"].clone())
+        .collect();
+    assert_eq!(cities, [json!("Boston"), json!("New York")]);
+    let api = seed_fixture("api_form.json", &db_config);
+    Run::new(BIN)
+        .stdin_lines([record("customers", acme(1, &["New York"]))])
+        .write(&api, &cat)
+        .assert_success();
+    let raw_schema = rows(&db, "raw", "customers", "id").await;
+    assert_eq!(raw_schema.len(), 1, "the API form writes to schema 'raw'");
+    assert!(raw_schema[0]["addresses"].is_array(), "no normalization: JSONB");
+}

@@ -374,3 +374,57 @@ async fn a_failed_check_shows_the_status_and_a_short_body() {
     let message = message.replace(&server.uri(), "http://[server]");
     insta::assert_snapshot!("check_failure_message", message);
 }
+
+/// A fixture of `integration_tests/seed/` with the seed's host pointed at `server`.
+fn seed_fixture(name: &str, server: &MockServer) -> Value {
+    let path = format!("{}/integration_tests/seed/{name}", env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    let text = text.replace("https://api.example.com", &server.uri());
+    if name.ends_with(".yaml") {
+        let yaml: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
+        serde_json::to_value(yaml).unwrap()
+    } else {
+        serde_json::from_str(&text).unwrap()
+    }
+}
+
+/// The seed's REST examples, YAML and API forms, as written in `integration_tests/seed/`.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_seed_examples_run_as_written() {
+    let server = MockServer::start().await;
+    Mock::given(matchers::path("/v1/customers"))
+        .and(matchers::header("Authorization", "Bearer API_TOKEN"))
+        .respond_with(json_response(seed_customers()))
+        .mount(&server)
+        .await;
+    Mock::given(matchers::path("/v1/orders"))
+        .and(matchers::query_param("start_date", "2024-01-01"))
+        .respond_with(json_response(json!([{"id": 10, "customer_id": 1}])))
+        .mount(&server)
+        .await;
+    Mock::given(matchers::path("/customers"))
+        .and(matchers::header("X-API-Key", "your-api-key"))
+        .respond_with(json_response(seed_customers()))
+        .mount(&server)
+        .await;
+    for (fixture, streams, ids_of) in [
+        ("config.yaml", vec!["customers", "orders"], vec![vec![1, 2], vec![10]]),
+        ("api_form.json", vec!["customers"], vec![vec![1, 2]]),
+    ] {
+        let config = seed_fixture(fixture, &server);
+        let check = Run::new(BIN).check(&config);
+        assert_eq!(
+            check.connection_status().status,
+            ConnectionStatus::Succeeded,
+            "{fixture}: {}",
+            check.describe()
+        );
+        let discovered = Run::new(BIN).discover(&config);
+        discovered.assert_success().assert_protocol();
+        let out = Run::new(BIN).read(&config, &catalog(&streams, false), None);
+        out.assert_success().assert_protocol();
+        for (stream, expected) in streams.iter().zip(ids_of) {
+            assert_eq!(ids(&out, stream), expected, "{fixture} {stream}");
+        }
+    }
+}
