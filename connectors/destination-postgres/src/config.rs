@@ -98,7 +98,13 @@ pub enum Normalization {
     /// `_airbyte_normalized_at`.
     #[serde(alias = "Basic")]
     #[schemars(title = "basic")]
-    Basic,
+    Basic {
+        /// Also keep each record's JSON in a raw table `_airbyte_raw_<stream>` beside the
+        /// normalized tables (`_airbyte_data` JSONB and the `_airbyte_*` columns), loaded in the
+        /// same transaction; appended to even when the stream is deduplicated.
+        #[serde(default)]
+        keep_raw_tables: bool,
+    },
 }
 
 fn default_port() -> u16 {
@@ -135,13 +141,23 @@ impl PostgresConfig {
     pub fn flattened(&self) -> bool {
         matches!(
             self.normalization,
-            Some(Normalization::Flattened | Normalization::Basic)
+            Some(Normalization::Flattened | Normalization::Basic { .. })
         )
     }
 
     /// Whether tables are laid out as basic normalization did (`_airbyte_normalized_at`).
     pub fn basic(&self) -> bool {
-        matches!(self.normalization, Some(Normalization::Basic))
+        matches!(self.normalization, Some(Normalization::Basic { .. }))
+    }
+
+    /// Whether basic normalization keeps the raw tables `_airbyte_raw_<stream>` too.
+    pub fn keep_raw_tables(&self) -> bool {
+        matches!(
+            self.normalization,
+            Some(Normalization::Basic {
+                keep_raw_tables: true
+            })
+        ) && !self.disable_type_dedupe
     }
 }
 
@@ -173,6 +189,9 @@ mod tests {
         assert!(config(json!({"normalization": {"mode": "flattened"}})).flattened());
         assert!(config(json!({"normalization": {"mode": "basic"}})).basic());
         assert!(config(json!({"normalization": {"mode": "basic"}})).flattened());
+        assert!(!config(json!({"normalization": {"mode": "basic"}})).keep_raw_tables());
+        let keep = json!({"normalization": {"mode": "basic", "keep_raw_tables": true}});
+        assert!(config(keep).keep_raw_tables());
         assert!(!config(json!({"normalization": {"mode": "none"}})).flattened());
     }
 }

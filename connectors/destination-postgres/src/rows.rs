@@ -54,6 +54,9 @@ pub struct Rows {
     meta: String,
     /// `_airbyte_normalized_at` of this writer's rows, microseconds since 2000-01-01 UTC.
     normalized_at: i64,
+    /// The table that also gets each record as a raw row (basic normalization's kept raw
+    /// table).
+    raw_table: Option<usize>,
 }
 
 impl Rows {
@@ -84,7 +87,14 @@ impl Rows {
             ids: RawIds::new(),
             meta: String::new(),
             normalized_at: now_pg_micros(),
+            raw_table: None,
         }
+    }
+
+    /// Also writes each record of a typed stream as a raw row into table `t`.
+    pub fn with_raw_table(mut self, t: Option<usize>) -> Self {
+        self.raw_table = t;
+        self
     }
 
     /// `_airbyte_meta` of a row without changes in this sync.
@@ -107,7 +117,9 @@ impl Rows {
     pub fn encode(&mut self, batch: &Batch) -> Result<()> {
         let Some(layout) = self.layout.take() else {
             for record in batch.iter() {
-                self.raw_row(record);
+                let mut id_buf = [0u8; 36];
+                let raw_id = self.ids.next(&mut id_buf);
+                self.raw_row(0, raw_id, record);
             }
             return Ok(());
         };
@@ -176,6 +188,9 @@ impl Rows {
             for (child, array) in &parsed.children {
                 self.child_rows(layout, *child, array, &mut child_parsed[*child], &parent)?;
             }
+            if let Some(t) = self.raw_table {
+                self.raw_row(t, raw_id, record);
+            }
         }
         Ok(())
     }
@@ -233,9 +248,8 @@ impl Rows {
         Ok(())
     }
 
-    fn raw_row(&mut self, record: RecordRef<'_>) {
-        let mut id_buf = [0u8; 36];
-        let raw_id = self.ids.next(&mut id_buf);
+    /// A raw row of `record` into table `t`.
+    fn raw_row(&mut self, t: usize, raw_id: &str, record: RecordRef<'_>) {
         let data = if value::has_nul_escape(record.data) {
             std::borrow::Cow::Owned(value::strip_nul_escapes(record.data))
         } else {
@@ -244,7 +258,7 @@ impl Rows {
         build_meta(&mut self.meta, &self.sync_id, record.meta, &[]);
         let plain = is_plain(&[], record.meta);
         let meta = if plain { &self.plain_meta } else { &self.meta };
-        let (e, meta) = self.tables[0].pick(plain, meta);
+        let (e, meta) = self.tables[t].pick(plain, meta);
         e.row_start(5 + usize::from(meta.is_some()));
         meta_columns(e, raw_id, record.emitted_at, meta, self.generation);
         e.null();

@@ -168,8 +168,22 @@ async fn seed_customers_land_normalized_and_dedup_on_the_second_sync() {
     assert_eq!(
         customers(&destination).await,
         strings(&[
-            &["1", "Acme Corp", "info@acme.com", "+1234567890", "2025-10-16T10:00:00Z", "true"],
-            &["2", "Globex", "hello@globex.com", "NULL", "2025-10-16T11:00:00Z", "true"],
+            &[
+                "1",
+                "Acme Corp",
+                "info@acme.com",
+                "+1234567890",
+                "2025-10-16T10:00:00Z",
+                "true"
+            ],
+            &[
+                "2",
+                "Globex",
+                "hello@globex.com",
+                "NULL",
+                "2025-10-16T11:00:00Z",
+                "true"
+            ],
         ])
     );
     assert_eq!(
@@ -197,13 +211,30 @@ async fn seed_customers_land_normalized_and_dedup_on_the_second_sync() {
     assert_eq!(
         customers(&destination).await,
         strings(&[
-            &["1", "Acme Corp", "info@acme.com", "+1234567890", "2025-10-17T09:00:00Z", "true"],
-            &["2", "Globex", "hello@globex.com", "NULL", "2025-10-16T11:00:00Z", "true"],
+            &[
+                "1",
+                "Acme Corp",
+                "info@acme.com",
+                "+1234567890",
+                "2025-10-17T09:00:00Z",
+                "true"
+            ],
+            &[
+                "2",
+                "Globex",
+                "hello@globex.com",
+                "NULL",
+                "2025-10-16T11:00:00Z",
+                "true"
+            ],
         ])
     );
     assert_eq!(
         addresses(&destination).await,
-        strings(&[&["1", "billing", "Chicago"], &["2", "billing", "Springfield"]])
+        strings(&[
+            &["1", "billing", "Chicago"],
+            &["2", "billing", "Springfield"]
+        ])
     );
     let asked: Vec<String> = server
         .received_requests()

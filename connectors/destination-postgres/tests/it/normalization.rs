@@ -201,7 +201,10 @@ async fn chrono_now(db: &cdk::testing::postgres::TestDatabase) -> String {
 /// A fixture of `integration_tests/seed/` pointed at the test database (its own schema and
 /// options kept).
 fn seed_fixture(name: &str, db_config: &Value) -> Value {
-    let path = format!("{}/integration_tests/seed/{name}", env!("CARGO_MANIFEST_DIR"));
+    let path = format!(
+        "{}/integration_tests/seed/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    );
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
     let mut config: Value = if name.ends_with(".yaml") {
         serde_json::to_value(serde_yaml::from_str::<serde_yaml::Value>(&text).unwrap()).unwrap()
@@ -249,5 +252,64 @@ async fn the_seed_examples_run_as_written() {
         .assert_success();
     let raw_schema = rows(&db, "raw", "customers", "id").await;
     assert_eq!(raw_schema.len(), 1, "the API form writes to schema 'raw'");
-    assert!(raw_schema[0]["addresses"].is_array(), "no normalization: JSONB");
+    assert!(
+        raw_schema[0]["addresses"].is_array(),
+        "no normalization: JSONB"
+    );
+}
+
+/// `keep_raw_tables`: `_airbyte_raw_customers` beside the normalized tables holds every record's
+/// JSON (appended under dedup too), readable as the seed's dbt model reads it.
+#[tokio::test]
+async fn basic_normalization_keeps_the_raw_table_on_request() {
+    let (db, mut config) = database("seed_keep_raw").await;
+    config["normalization"] = json!({"mode": "basic", "keep_raw_tables": true});
+    let dedup = catalog("customers", customers_schema(), "append_dedup", 1, 0);
+    for seq in [1, 2] {
+        Run::new(BIN)
+            .stdin_lines([record_at(
+                "customers",
+                acme(seq, &["New York", "Boston"]),
+                seq,
+            )])
+            .write(&config, &dedup)
+            .assert_success();
+    }
+    let client = db.connect().await;
+    let raw = client
+        .query(
+            "SELECT _airbyte_data->>'id', _airbyte_data->'contact'->>'email', (_airbyte_data->>'seq')::int \
+             FROM _airbyte_raw_customers ORDER BY 3",
+            &[],
+        )
+        .await
+        .unwrap();
+    let raw: Vec<(String, String, i32)> =
+        raw.iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect();
+    assert_eq!(
+        raw,
+        [
+            ("1".to_string(), "info@acme.com".to_string(), 1),
+            ("1".to_string(), "info@acme.com".to_string(), 2)
+        ]
+    );
+    let customers = rows(&db, "public", "customers", "id").await;
+    assert_eq!(customers.len(), 1);
+    assert_eq!(customers[0]["seq"], 2);
+    assert_eq!(
+        rows(&db, "public", "customers_addresses", "city")
+            .await
+            .len(),
+        2
+    );
+    // The raw row and the normalized row share the record's raw id.
+    let linked: i64 = client
+        .query_one(
+            "SELECT count(*) FROM customers c JOIN _airbyte_raw_customers r USING (_airbyte_raw_id)",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(linked, 1);
 }

@@ -377,7 +377,10 @@ async fn a_failed_check_shows_the_status_and_a_short_body() {
 
 /// A fixture of `integration_tests/seed/` with the seed's host pointed at `server`.
 fn seed_fixture(name: &str, server: &MockServer) -> Value {
-    let path = format!("{}/integration_tests/seed/{name}", env!("CARGO_MANIFEST_DIR"));
+    let path = format!(
+        "{}/integration_tests/seed/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    );
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
     let text = text.replace("https://api.example.com", &server.uri());
     if name.ends_with(".yaml") {
@@ -408,7 +411,11 @@ async fn the_seed_examples_run_as_written() {
         .mount(&server)
         .await;
     for (fixture, streams, ids_of) in [
-        ("config.yaml", vec!["customers", "orders"], vec![vec![1, 2], vec![10]]),
+        (
+            "config.yaml",
+            vec!["customers", "orders"],
+            vec![vec![1, 2], vec![10]],
+        ),
         ("api_form.json", vec!["customers"], vec![vec![1, 2]]),
     ] {
         let config = seed_fixture(fixture, &server);
