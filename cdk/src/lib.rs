@@ -5,6 +5,8 @@
 //! `main` calls [`entrypoint::run_source`] or [`entrypoint::run_destination`]. The kit does the
 //! protocol, the command line, config validation, state, statuses, errors and secret masking.
 
+#![warn(missing_docs)]
+
 pub mod config;
 pub mod destination;
 pub mod entrypoint;
@@ -20,10 +22,10 @@ pub mod testing;
 
 pub use destination::Destination;
 pub use entrypoint::CliOptions;
-pub use error::{Error, Result, RetryPolicy, retry};
+pub use error::{Error, IoResultExt, Result, RetryPolicy, chain_text, retry};
 pub use output::Output;
 pub use secrets::Secret;
-pub use source::{ReadContext, ReadOptions, RecordWriter, Source, Stream};
+pub use source::{Estimate, ReadContext, ReadOptions, RecordWriter, Source, Stream, TrustedJson};
 
 /// Re-exports connectors need in their signatures.
 pub use async_trait::async_trait;

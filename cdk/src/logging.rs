@@ -29,7 +29,7 @@ pub fn init(debug: bool) {
 }
 
 /// Formats each event as `message key=value …` and sends it as a LOG message.
-pub struct AirbyteLogLayer;
+struct AirbyteLogLayer;
 
 impl<S: Subscriber> Layer<S> for AirbyteLogLayer {
     fn on_event(&self, event: &Event<'_>, _ctx: Context<'_, S>) {

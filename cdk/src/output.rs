@@ -23,10 +23,12 @@ pub fn global() -> &'static Output {
 }
 
 impl Output {
+    /// Output to the process's stdout.
     pub fn stdout() -> Self {
         Self::new(std::io::stdout())
     }
 
+    /// Output to `writer` (buffered), e.g. a `Vec` in tests.
     pub fn new(writer: impl Write + Send + 'static) -> Self {
         Self {
             inner: Arc::new(Mutex::new(BufWriter::with_capacity(
@@ -62,6 +64,7 @@ impl Output {
         }
     }
 
+    /// Hands buffered lines to the writer.
     pub fn flush(&self) {
         let mut w = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         if let Err(e) = w.flush() {
@@ -69,6 +72,7 @@ impl Output {
         }
     }
 
+    /// A LOG message.
     pub fn log(&self, level: LogLevel, message: impl Into<String>) {
         self.send(AirbyteMessage::Log {
             log: AirbyteLogMessage {
@@ -79,6 +83,7 @@ impl Output {
         });
     }
 
+    /// A TRACE message with `payload`, stamped now.
     pub fn trace(&self, payload: TracePayload) {
         self.send(AirbyteMessage::Trace {
             trace: AirbyteTraceMessage {
@@ -101,10 +106,12 @@ impl Output {
         });
     }
 
+    /// A STREAM_STATUS trace for `stream`.
     pub fn stream_status(&self, stream: &StreamDescriptor, status: AirbyteStreamStatus) {
         self.trace(stream_status_payload(stream, status, Vec::new()));
     }
 
+    /// A CONNECTION_STATUS message (the answer to `check`).
     pub fn connection_status(&self, status: ConnectionStatus, message: Option<String>) {
         self.send(AirbyteMessage::ConnectionStatus {
             connection_status: AirbyteConnectionStatus { status, message },

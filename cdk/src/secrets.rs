@@ -9,7 +9,8 @@ use schemars::{JsonSchema, Schema, SchemaGenerator};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-pub const MASK: &str = "****";
+/// What a secret prints as, everywhere.
+const MASK: &str = "****";
 
 /// A config value marked `airbyte_secret` in the spec; `Debug` and `Display` print `****`.
 #[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -17,6 +18,7 @@ pub const MASK: &str = "****";
 pub struct Secret<T = String>(T);
 
 impl<T> Secret<T> {
+    /// Wraps a secret value.
     pub fn new(value: T) -> Self {
         Self(value)
     }
@@ -99,7 +101,7 @@ pub fn register_from_config(spec: &Value, config: &Value) {
 
 /// Values of `config` at properties the schema marks `airbyte_secret`, through nested objects
 /// and every `oneOf`/`anyOf` variant.
-pub fn secret_values(schema: &Value, config: &Value) -> Vec<String> {
+fn secret_values(schema: &Value, config: &Value) -> Vec<String> {
     let mut found = Vec::new();
     collect(schema, config, &mut found);
     found

@@ -29,6 +29,7 @@ pub struct RecordRef<'a> {
     pub data: &'a str,
     /// Epoch milliseconds.
     pub emitted_at: i64,
+    /// Changes the source made to the record.
     pub meta: Option<&'a AirbyteRecordMessageMeta>,
 }
 
@@ -87,10 +88,12 @@ impl Batch {
         });
     }
 
+    /// Records held.
     pub fn len(&self) -> usize {
         self.records.len()
     }
 
+    /// True when no record is held.
     pub fn is_empty(&self) -> bool {
         self.records.is_empty()
     }
@@ -100,6 +103,7 @@ impl Batch {
         self.text.len()
     }
 
+    /// The records, in the order they were added.
     pub fn iter(&self) -> impl Iterator<Item = RecordRef<'_>> {
         let mut start = 0;
         self.records.iter().map(move |e| {

@@ -25,7 +25,9 @@ use crate::protocol::*;
 /// `&self.supported_sync_modes()`.
 #[async_trait]
 pub trait Destination: Send + Sync + Sized + 'static {
-    type Config: DeserializeOwned + JsonSchema + Send + Sync + 'static;
+    /// The typed config; its JSON Schema is the spec's `connectionSpecification`, and its
+    /// [`Validate`](crate::config::Validate) hook runs for every command.
+    type Config: DeserializeOwned + JsonSchema + crate::config::Validate + Send + Sync + 'static;
 
     /// The sync modes this destination handles: written into the spec, and the list
     /// [`load`] checks each configured stream against ([`StreamPlan::resolve`]). The loader
@@ -36,6 +38,7 @@ pub trait Destination: Send + Sync + Sized + 'static {
         vec![DestinationSyncMode::Append, DestinationSyncMode::Overwrite]
     }
 
+    /// The spec: the config type's JSON Schema and the supported sync modes.
     fn spec(&self) -> ConnectorSpecification {
         let mut spec =
             ConnectorSpecification::new(crate::spec::connection_specification::<Self::Config>());
@@ -61,10 +64,12 @@ pub trait Destination: Send + Sync + Sized + 'static {
 pub struct Input(Box<dyn Read + Send>);
 
 impl Input {
+    /// Reads the process's stdin.
     pub fn stdin() -> Self {
         Self(Box::new(std::io::stdin()))
     }
 
+    /// Reads from `reader`.
     pub fn new(reader: impl Read + Send + 'static) -> Self {
         Self(Box::new(reader))
     }

@@ -5,20 +5,29 @@ use serde_json::Value;
 
 use super::StreamDescriptor;
 
+/// How a source reads a stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SyncMode {
+    /// Everything, every time.
     FullRefresh,
+    /// Only what changed since the state's cursor.
     Incremental,
 }
 
+/// How a destination writes a stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum DestinationSyncMode {
+    /// Add to what is there.
     Append,
+    /// Replace what is there.
     Overwrite,
+    /// Add, then keep one row per primary key (the latest by cursor).
     AppendDedup,
+    /// Upsert by primary key.
     Update,
+    /// Delete by primary key.
     SoftDelete,
 }
 
@@ -35,26 +44,38 @@ impl DestinationSyncMode {
     }
 }
 
+/// `CATALOG`: the streams a source offers.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct AirbyteCatalog {
+    /// The streams.
     pub streams: Vec<AirbyteStream>,
 }
 
+/// A stream as a source describes it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AirbyteStream {
+    /// The stream's name.
     pub name: String,
+    /// Its namespace (schema, database), if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub namespace: Option<String>,
+    /// The JSON Schema of a record.
     pub json_schema: Value,
+    /// The sync modes it can be read in.
     pub supported_sync_modes: Vec<SyncMode>,
+    /// True when the source decides the cursor.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source_defined_cursor: Option<bool>,
+    /// The cursor an incremental read uses by default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub default_cursor_field: Option<Vec<String>>,
+    /// The primary key the source knows, as paths of field names.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source_defined_primary_key: Option<Vec<Vec<String>>>,
+    /// True when a full refresh can resume from a state.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub is_resumable: Option<bool>,
+    /// True when records carry files.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub is_file_based: Option<bool>,
 }
@@ -75,17 +96,21 @@ impl AirbyteStream {
         }
     }
 
+    /// The stream's name and namespace.
     pub fn descriptor(&self) -> StreamDescriptor {
         StreamDescriptor::new(self.name.clone(), self.namespace.clone())
     }
 }
 
+/// What a sync reads or writes: the configured streams.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ConfiguredAirbyteCatalog {
+    /// The configured streams.
     pub streams: Vec<ConfiguredAirbyteStream>,
 }
 
 impl ConfiguredAirbyteCatalog {
+    /// The configured stream with this name and namespace.
     pub fn find(&self, descriptor: &StreamDescriptor) -> Option<&ConfiguredAirbyteStream> {
         self.streams.iter().find(|s| {
             s.stream.name == descriptor.name && s.stream.namespace == descriptor.namespace
@@ -93,25 +118,36 @@ impl ConfiguredAirbyteCatalog {
     }
 }
 
+/// A stream as a sync configures it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ConfiguredAirbyteStream {
+    /// The stream as discovered.
     pub stream: AirbyteStream,
+    /// How the source reads it.
     #[serde(default = "default_sync_mode")]
     pub sync_mode: SyncMode,
+    /// How the destination writes it.
     #[serde(default = "default_destination_sync_mode")]
     pub destination_sync_mode: DestinationSyncMode,
+    /// The cursor the user picked (see [`Self::resolved_cursor_field`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cursor_field: Option<Vec<String>>,
+    /// The primary key the user picked (see [`Self::resolved_primary_key`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub primary_key: Option<Vec<Vec<String>>>,
+    /// This sync's generation of the stream's data.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub generation_id: Option<i64>,
+    /// Data of generations below this may be removed (truncate refresh).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub minimum_generation_id: Option<i64>,
+    /// The sync's id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sync_id: Option<i64>,
+    /// The name the destination gives the stream's data.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub destination_object_name: Option<String>,
+    /// True when files are copied along with records.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub include_files: Option<bool>,
 }
@@ -141,6 +177,7 @@ impl ConfiguredAirbyteStream {
         }
     }
 
+    /// The stream's name and namespace.
     pub fn descriptor(&self) -> StreamDescriptor {
         self.stream.descriptor()
     }
@@ -171,16 +208,23 @@ impl ConfiguredAirbyteStream {
     }
 }
 
+/// `DESTINATION_CATALOG`: the operations a destination supports.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DestinationCatalog {
+    /// The operations.
     pub operations: Vec<DestinationOperation>,
 }
 
+/// One object a destination can write, and how.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DestinationOperation {
+    /// The object's name.
     pub object_name: String,
+    /// How it is written.
     pub sync_mode: DestinationSyncMode,
+    /// The JSON Schema of its records.
     pub json_schema: Value,
+    /// The keys an upsert or delete matches on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub matching_keys: Option<Vec<Vec<String>>>,
 }

@@ -15,14 +15,19 @@ use super::{AirbyteMessage, AirbyteRecordMessageMeta};
 /// A RECORD whose `data` was validated but not turned into a tree.
 #[derive(Debug, Deserialize)]
 pub struct RawRecord<'a> {
+    /// The stream's name.
     #[serde(borrow)]
     pub stream: Cow<'a, str>,
+    /// The stream's namespace, if any.
     #[serde(borrow, default)]
     pub namespace: Option<Cow<'a, str>>,
+    /// The record's data, as it was on the line.
     #[serde(borrow)]
     pub data: &'a RawValue,
+    /// Epoch milliseconds.
     #[serde(deserialize_with = "millis")]
     pub emitted_at: i64,
+    /// Changes the source made to the record.
     #[serde(default)]
     pub meta: Option<AirbyteRecordMessageMeta>,
 }
@@ -30,7 +35,9 @@ pub struct RawRecord<'a> {
 /// One decoded input line.
 #[derive(Debug)]
 pub enum InputLine<'a> {
+    /// A RECORD, its data left raw.
     Record(RawRecord<'a>),
+    /// Any other message, fully decoded.
     Message(AirbyteMessage),
 }
 
@@ -45,10 +52,13 @@ struct Envelope<'a> {
 /// Why a line could not be decoded as a protocol message.
 #[derive(Debug, thiserror::Error)]
 pub enum DecodeError {
+    /// The line is not JSON, or not a message.
     #[error("not a JSON object: {0}")]
     Json(#[from] serde_json::Error),
+    /// The line is not UTF-8.
     #[error("not UTF-8 text: {0}")]
     Utf8(#[from] std::str::Utf8Error),
+    /// A RECORD without its `record`.
     #[error("RECORD message without a `record` field")]
     MissingRecord,
 }

@@ -5,6 +5,7 @@
 //! state without `type` is LEGACY); writing is strict (we only produce what the schema allows).
 //! No I/O lives here.
 
+mod airbyte_type;
 mod catalog;
 mod fast;
 mod record;
@@ -12,6 +13,7 @@ mod spec;
 mod state;
 mod trace;
 
+pub use airbyte_type::{AirbyteType, Properties};
 pub use catalog::*;
 pub use fast::*;
 pub use record::*;
@@ -25,27 +27,59 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type")]
 pub enum AirbyteMessage {
+    /// `RECORD`: one record of a stream.
     #[serde(rename = "RECORD")]
-    Record { record: AirbyteRecordMessage },
+    Record {
+        /// The record.
+        record: AirbyteRecordMessage,
+    },
+    /// `STATE`: a checkpoint; everything before it may be committed.
     #[serde(rename = "STATE")]
-    State { state: AirbyteStateMessage },
+    State {
+        /// The state.
+        state: AirbyteStateMessage,
+    },
+    /// `LOG`: a log line for the platform's logs.
     #[serde(rename = "LOG")]
-    Log { log: AirbyteLogMessage },
+    Log {
+        /// The log line.
+        log: AirbyteLogMessage,
+    },
+    /// `SPEC`: the answer to `spec`.
     #[serde(rename = "SPEC")]
-    Spec { spec: ConnectorSpecification },
+    Spec {
+        /// The connector's specification.
+        spec: ConnectorSpecification,
+    },
+    /// `CONNECTION_STATUS`: the answer to `check`.
     #[serde(rename = "CONNECTION_STATUS")]
     ConnectionStatus {
+        /// Whether the config works, and why not.
         #[serde(rename = "connectionStatus")]
         connection_status: AirbyteConnectionStatus,
     },
+    /// `CATALOG`: the answer to `discover`.
     #[serde(rename = "CATALOG")]
-    Catalog { catalog: AirbyteCatalog },
+    Catalog {
+        /// The streams found.
+        catalog: AirbyteCatalog,
+    },
+    /// `TRACE`: an error, estimate, stream status or analytics event.
     #[serde(rename = "TRACE")]
-    Trace { trace: AirbyteTraceMessage },
+    Trace {
+        /// The trace.
+        trace: AirbyteTraceMessage,
+    },
+    /// `CONTROL`: a request to the platform (store an updated config).
     #[serde(rename = "CONTROL")]
-    Control { control: AirbyteControlMessage },
+    Control {
+        /// The request.
+        control: AirbyteControlMessage,
+    },
+    /// `DESTINATION_CATALOG`: the operations a destination supports.
     #[serde(rename = "DESTINATION_CATALOG")]
     DestinationCatalog {
+        /// The operations.
         destination_catalog: DestinationCatalog,
     },
     /// A message type this version does not know; kept so readers can skip it.
@@ -53,49 +87,52 @@ pub enum AirbyteMessage {
     Unknown,
 }
 
-impl AirbyteMessage {
-    /// Serialises the message as one JSON line (without the newline).
-    pub fn to_line(&self) -> String {
-        // Serialising these types cannot fail: every map key is a string.
-        serde_json::to_string(self).unwrap_or_default()
-    }
-
-    /// Parses one line, tolerating unknown fields and types.
-    pub fn from_line(line: &str) -> Result<Self, serde_json::Error> {
-        serde_json::from_str(line)
-    }
-}
-
 /// `AirbyteLogMessage.level`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum LogLevel {
+    /// Unrecoverable: the connector stops.
     Fatal,
+    /// An error.
     Error,
+    /// A warning.
     Warn,
+    /// Information.
     Info,
+    /// Debugging detail.
     Debug,
+    /// Finer debugging detail.
     Trace,
 }
 
+/// `LOG`: a line for the platform's logs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AirbyteLogMessage {
+    /// How severe.
     pub level: LogLevel,
+    /// The text (already masked).
     pub message: String,
+    /// A stack trace, for errors.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stack_trace: Option<String>,
 }
 
+/// `AirbyteConnectionStatus.status`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum ConnectionStatus {
+    /// The config works.
     Succeeded,
+    /// The config does not work; `message` says why.
     Failed,
 }
 
+/// `CONNECTION_STATUS`: the answer to `check`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AirbyteConnectionStatus {
+    /// Whether the config works.
     pub status: ConnectionStatus,
+    /// Why it does not, for the user.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
 }
@@ -103,9 +140,12 @@ pub struct AirbyteConnectionStatus {
 /// `CONTROL`: the connector asks the platform to store an updated config (e.g. a rotated token).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AirbyteControlMessage {
+    /// Always `CONNECTOR_CONFIG`.
     #[serde(rename = "type")]
     pub control_type: ControlType,
+    /// When it was emitted (ms since the epoch).
     pub emitted_at: f64,
+    /// The config to store.
     #[serde(
         rename = "connectorConfig",
         default,
@@ -114,14 +154,18 @@ pub struct AirbyteControlMessage {
     pub connector_config: Option<AirbyteControlConnectorConfigMessage>,
 }
 
+/// `AirbyteControlMessage.type`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ControlType {
+    /// Store an updated connector config.
     #[serde(rename = "CONNECTOR_CONFIG")]
     ConnectorConfig,
 }
 
+/// The config a CONTROL message asks the platform to store.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AirbyteControlConnectorConfigMessage {
+    /// The whole updated config.
     pub config: serde_json::Map<String, serde_json::Value>,
 }
 

@@ -3,23 +3,30 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+/// `AirbyteStateMessage.type`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum AirbyteStateType {
+    /// One state for all streams (a shared position, e.g. a CDC log offset).
     Global,
+    /// One stream's state.
     Stream,
+    /// The deprecated single blob.
     Legacy,
 }
 
 /// A name and optional namespace: the identity of a stream everywhere in the protocol.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct StreamDescriptor {
+    /// The stream's name.
     pub name: String,
+    /// Its namespace, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub namespace: Option<String>,
 }
 
 impl StreamDescriptor {
+    /// The descriptor of `name` in `namespace`.
     pub fn new(name: impl Into<String>, namespace: Option<String>) -> Self {
         Self {
             name: name.into(),
@@ -37,30 +44,37 @@ impl std::fmt::Display for StreamDescriptor {
     }
 }
 
+/// One stream's state.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AirbyteStreamState {
+    /// The stream.
     pub stream_descriptor: StreamDescriptor,
     /// `null` (or absent) means the stream was reset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stream_state: Option<Value>,
 }
 
+/// A GLOBAL state: the shared position and each stream's state.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AirbyteGlobalState {
+    /// The position every stream shares.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shared_state: Option<Value>,
+    /// Each stream's own state.
     pub stream_states: Vec<AirbyteStreamState>,
 }
 
 /// Counts attached to a state. Both are doubles on the wire (`5.0`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct AirbyteStateStats {
+    /// Records since the previous state.
     #[serde(
         rename = "recordCount",
         default,
         skip_serializing_if = "Option::is_none"
     )]
     pub record_count: Option<f64>,
+    /// Records the destination rejected.
     #[serde(
         rename = "rejectedRecordCount",
         default,
@@ -70,6 +84,7 @@ pub struct AirbyteStateStats {
 }
 
 impl AirbyteStateStats {
+    /// Stats of `count` records.
     pub fn records(count: u64) -> Self {
         Self {
             record_count: Some(count as f64),
@@ -78,24 +93,29 @@ impl AirbyteStateStats {
     }
 }
 
+/// `STATE`: a checkpoint of one stream or of all (GLOBAL).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct AirbyteStateMessage {
     /// Absent means LEGACY; use [`AirbyteStateMessage::kind`].
     #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
     pub state_type: Option<AirbyteStateType>,
+    /// The stream's state, for a STREAM state.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stream: Option<AirbyteStreamState>,
+    /// The shared and per-stream state, for a GLOBAL state.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub global: Option<AirbyteGlobalState>,
     /// The deprecated LEGACY blob; read, never written by us.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data: Option<Value>,
+    /// Records the source emitted since the previous state.
     #[serde(
         rename = "sourceStats",
         default,
         skip_serializing_if = "Option::is_none"
     )]
     pub source_stats: Option<AirbyteStateStats>,
+    /// Records the destination committed since the previous state.
     #[serde(
         rename = "destinationStats",
         default,
@@ -105,6 +125,7 @@ pub struct AirbyteStateMessage {
 }
 
 impl AirbyteStateMessage {
+    /// A STREAM state of `descriptor`.
     pub fn stream(descriptor: StreamDescriptor, state: Value) -> Self {
         Self {
             state_type: Some(AirbyteStateType::Stream),
@@ -116,6 +137,7 @@ impl AirbyteStateMessage {
         }
     }
 
+    /// A GLOBAL state.
     pub fn global(shared_state: Option<Value>, stream_states: Vec<AirbyteStreamState>) -> Self {
         Self {
             state_type: Some(AirbyteStateType::Global),
@@ -136,6 +158,7 @@ impl AirbyteStateMessage {
 /// What a `--state` file holds: an array of state messages or one legacy object.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct InputState {
+    /// The state messages, in order.
     pub messages: Vec<AirbyteStateMessage>,
 }
 

@@ -11,6 +11,8 @@ use crate::output::Output;
 use crate::protocol::*;
 use crate::{Error, Result};
 
+/// Emits records of several streams and GLOBAL states with their shared position. No source
+/// uses it yet: CDC (one log read for every table) will.
 pub struct GlobalWriter {
     output: Output,
     streams: BTreeMap<StreamDescriptor, RecordWriter>,
@@ -56,6 +58,7 @@ impl GlobalWriter {
         Ok(())
     }
 
+    /// True once enough records passed since the last state that a new one is due.
     pub fn checkpoint_due(&self) -> bool {
         self.since_state >= self.checkpoint_interval
     }

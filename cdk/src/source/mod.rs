@@ -7,7 +7,7 @@ mod writer;
 
 pub use driver::read_streams;
 pub use global::GlobalWriter;
-pub use writer::RecordWriter;
+pub use writer::{RecordWriter, TrustedJson};
 
 use std::sync::Arc;
 
@@ -16,6 +16,7 @@ use schemars::JsonSchema;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
+use crate::config::Validate;
 use crate::output::Output;
 use crate::protocol::*;
 use crate::{CliOptions, Result};
@@ -30,9 +31,11 @@ use crate::{CliOptions, Result};
 /// FAILED (exit 0); any other error, from any method, becomes a TRACE ERROR and a non-zero exit.
 #[async_trait]
 pub trait Source: Send + Sync + Sized + 'static {
-    /// The typed config; its JSON Schema is the spec's `connectionSpecification`.
-    type Config: DeserializeOwned + JsonSchema + Send + Sync + 'static;
+    /// The typed config; its JSON Schema is the spec's `connectionSpecification`, and its
+    /// [`Validate`] hook runs for every command before the config reaches the source.
+    type Config: DeserializeOwned + JsonSchema + Validate + Send + Sync + 'static;
 
+    /// The spec: by default, the config type's JSON Schema.
     fn spec(&self) -> ConnectorSpecification {
         ConnectorSpecification::new(crate::spec::connection_specification::<Self::Config>())
     }
@@ -50,6 +53,7 @@ pub trait Source: Send + Sync + Sized + 'static {
         Err(crate::Error::system("this source does not define streams"))
     }
 
+    /// The catalog: by default, the [`Stream::airbyte_stream`] of each of [`Source::streams`].
     async fn discover(&self, config: &Self::Config) -> Result<AirbyteCatalog> {
         let streams = self.streams(config).await?;
         Ok(AirbyteCatalog {
@@ -62,6 +66,8 @@ pub trait Source: Send + Sync + Sized + 'static {
         ReadOptions::default()
     }
 
+    /// Reads the configured streams: by default, [`Source::streams`] through the read driver
+    /// ([`read_streams`]), with [`Source::read_options`].
     async fn read(
         &self,
         config: &Self::Config,
@@ -95,8 +101,10 @@ impl Default for ReadOptions {
 /// One stream of a source: its shape, and how to read it from a state.
 #[async_trait]
 pub trait Stream: Send + Sync + 'static {
+    /// The stream's name.
     fn name(&self) -> &str;
 
+    /// The stream's namespace, if any.
     fn namespace(&self) -> Option<&str> {
         None
     }
@@ -104,6 +112,7 @@ pub trait Stream: Send + Sync + 'static {
     /// The JSON Schema of a record (`type: object`).
     fn json_schema(&self) -> Value;
 
+    /// The primary key, as paths of field names (empty: none).
     fn primary_key(&self) -> Vec<Vec<String>> {
         Vec::new()
     }
@@ -118,6 +127,7 @@ pub trait Stream: Send + Sync + 'static {
         self.default_cursor_field().is_some()
     }
 
+    /// The sync modes it supports: incremental too when it has a default cursor.
     fn supported_sync_modes(&self) -> Vec<SyncMode> {
         match self.default_cursor_field() {
             Some(_) => vec![SyncMode::FullRefresh, SyncMode::Incremental],
@@ -130,16 +140,22 @@ pub trait Stream: Send + Sync + 'static {
         false
     }
 
-    /// Rows (and bytes) this read is expected to produce, for progress estimates.
-    async fn estimate(&self, _ctx: &ReadContext) -> Option<(i64, Option<i64>)> {
+    /// What this read is expected to produce, for progress estimates (an ESTIMATE trace
+    /// before the first record).
+    async fn estimate(&self, _ctx: &ReadContext) -> Option<Estimate> {
         None
     }
 
     /// Reads records into `out`, resuming from `ctx.state`. Call [`RecordWriter::checkpoint`]
-    /// (or use [`RecordWriter::record_with_state`]) so the sync can resume; a stream that never
-    /// checkpoints gets one final state from the driver.
+    /// (or use [`RecordWriter::record_with_state`]) so the sync can resume.
+    ///
+    /// A stream that never checkpoints gets one final state from the driver, and that state
+    /// is the incoming one (`ctx.state`, or Airbyte's `{"__ab_no_cursor_state_message": true}`
+    /// on a first sync): an incremental stream that never checkpoints reads everything again
+    /// next time.
     async fn read(&self, ctx: &ReadContext, out: &mut RecordWriter) -> Result<()>;
 
+    /// The stream's name and namespace.
     fn descriptor(&self) -> StreamDescriptor {
         StreamDescriptor::new(self.name(), self.namespace().map(str::to_string))
     }
@@ -158,19 +174,31 @@ pub trait Stream: Send + Sync + 'static {
     }
 }
 
+/// A stream's expected size, for the platform's progress bar.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Estimate {
+    /// Records the read is expected to emit.
+    pub rows: i64,
+    /// Bytes of record data, when known.
+    pub bytes: Option<i64>,
+}
+
 /// What a stream reads: the configured stream and its incoming state.
 #[derive(Debug, Clone)]
 pub struct ReadContext {
+    /// The configured stream.
     pub configured: ConfiguredAirbyteStream,
     /// The stream's state from the previous sync (`None` on a first sync).
     pub state: Option<Value>,
 }
 
 impl ReadContext {
+    /// How this read reads.
     pub fn sync_mode(&self) -> SyncMode {
         self.configured.sync_mode
     }
 
+    /// True for an incremental read.
     pub fn is_incremental(&self) -> bool {
         self.configured.sync_mode == SyncMode::Incremental
     }

@@ -5,6 +5,7 @@
 use serde::Serialize;
 use serde_json::Value;
 
+use super::Estimate;
 use crate::output::{Output, stream_status_payload};
 use crate::protocol::*;
 use crate::{Error, Result};
@@ -13,6 +14,21 @@ const FLUSH_AT: usize = 64 << 10;
 /// `emitted_at` is refreshed every this many records: the clock is not free and ms is coarse.
 const CLOCK_EVERY: u32 = 256;
 
+/// The text of one JSON object on one line, which its maker vouches for: a source that builds
+/// record JSON itself hands it to [`RecordWriter::record_json`], which copies it into the
+/// output without parsing it again.
+#[derive(Debug, Clone, Copy)]
+pub struct TrustedJson<'a>(&'a [u8]);
+
+impl<'a> TrustedJson<'a> {
+    /// Wraps `bytes` the caller guarantees are exactly one JSON object (UTF-8, no raw line
+    /// breaks). Nothing checks it: anything else corrupts the protocol output.
+    pub fn new(bytes: &'a [u8]) -> Self {
+        Self(bytes)
+    }
+}
+
+/// Emits one stream's records, states, statuses and estimates (see the module docs).
 pub struct RecordWriter {
     output: Output,
     descriptor: StreamDescriptor,
@@ -29,6 +45,8 @@ pub struct RecordWriter {
 }
 
 impl RecordWriter {
+    /// A writer for `descriptor` that says a checkpoint is due every `checkpoint_interval`
+    /// records.
     pub fn new(output: Output, descriptor: StreamDescriptor, checkpoint_interval: u64) -> Self {
         let mut prefix = br#"{"type":"RECORD","record":{"stream":"#.to_vec();
         // Strings serialise infallibly.
@@ -53,6 +71,7 @@ impl RecordWriter {
         }
     }
 
+    /// The stream written to.
     pub fn descriptor(&self) -> &StreamDescriptor {
         &self.descriptor
     }
@@ -74,15 +93,6 @@ impl RecordWriter {
 
     /// Emits a record whose data serialises to a JSON object.
     pub fn record<T: Serialize + ?Sized>(&mut self, data: &T) -> Result<()> {
-        self.record_with_changes(data, &[])
-    }
-
-    /// Emits a record with `meta.changes` (fields nulled or truncated, and why).
-    pub fn record_with_changes<T: Serialize + ?Sized>(
-        &mut self,
-        data: &T,
-        changes: &[AirbyteRecordMessageMetaChange],
-    ) -> Result<()> {
         self.begin_record();
         let start = self.buf.len() - self.prefix.len();
         if let Err(e) = serde_json::to_writer(&mut self.buf, data) {
@@ -92,26 +102,18 @@ impl RecordWriter {
                 self.descriptor
             )));
         }
-        self.end_record(changes)
-    }
-
-    /// Emits a record from data that is already a JSON object's text.
-    pub fn record_raw(&mut self, json: &str) -> Result<()> {
-        self.begin_record();
-        self.buf.extend_from_slice(json.as_bytes());
         self.end_record(&[])
     }
 
-    /// Emits a record from bytes the caller guarantees are one JSON object's text, with
-    /// `meta.changes` when there are any: the fastest path, for sources that build JSON
-    /// themselves.
+    /// Emits a record whose data is JSON the source built itself, with `meta.changes` when
+    /// there are any: the fastest path, one copy and no parsing.
     pub fn record_json(
         &mut self,
-        json: &[u8],
+        json: TrustedJson<'_>,
         changes: &[AirbyteRecordMessageMetaChange],
     ) -> Result<()> {
         self.begin_record();
-        self.buf.extend_from_slice(json);
+        self.buf.extend_from_slice(json.0);
         self.end_record(changes)
     }
 
@@ -196,14 +198,14 @@ impl RecordWriter {
     }
 
     /// Emits an ESTIMATE trace for this stream.
-    pub fn estimate(&mut self, rows: i64, bytes: Option<i64>) {
+    pub fn estimate(&mut self, estimate: Estimate) {
         self.push_trace(TracePayload::Estimate {
             estimate: AirbyteEstimateTraceMessage {
                 name: self.descriptor.name.clone(),
                 estimate_type: EstimateType::Stream,
                 namespace: self.descriptor.namespace.clone(),
-                row_estimate: Some(rows),
-                byte_estimate: bytes,
+                row_estimate: Some(estimate.rows),
+                byte_estimate: estimate.bytes,
             },
         });
     }

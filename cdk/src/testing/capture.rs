@@ -42,6 +42,7 @@ impl Run {
         path
     }
 
+    /// An environment variable for the command.
     pub fn env(mut self, key: &str, value: &str) -> Self {
         self.env.push((key.into(), value.into()));
         self
@@ -68,11 +69,13 @@ impl Run {
         self
     }
 
+    /// Raw bytes fed on stdin.
     pub fn stdin_bytes(mut self, bytes: Vec<u8>) -> Self {
         self.stdin = Some(bytes);
         self
     }
 
+    /// Runs `spec`.
     pub fn spec(self) -> Captured {
         self.run(vec!["spec".into()])
     }
@@ -83,6 +86,7 @@ impl Run {
         self.run(vec!["check".into(), "--config".into(), c])
     }
 
+    /// `discover --config` with `config`.
     pub fn discover(mut self, config: &Value) -> Captured {
         let c = self.config_file(config);
         self.run(vec!["discover".into(), "--config".into(), c])
@@ -168,10 +172,13 @@ impl Run {
 /// What a connector run printed, parsed.
 #[derive(Debug)]
 pub struct Captured {
+    /// The command line, for failure reports.
     pub command: String,
     /// `None` when killed by a signal.
     pub exit_code: Option<i32>,
+    /// Everything printed on stdout.
     pub stdout: String,
+    /// Everything printed on stderr.
     pub stderr: String,
     /// Every stdout line that parsed as a message, in order.
     pub messages: Vec<AirbyteMessage>,
@@ -181,6 +188,7 @@ pub struct Captured {
 }
 
 impl Captured {
+    /// Parses what a run printed; `files` are the fixture files it was given (for reports).
     pub fn new(
         command: String,
         exit_code: Option<i32>,
@@ -247,10 +255,12 @@ impl Captured {
         self
     }
 
+    /// Panics, showing the run, unless it exited 0.
     pub fn assert_success(&self) -> &Self {
         self.ensure(self.exit_code == Some(0), "expected exit code 0")
     }
 
+    /// Panics, showing the run, unless it exited non-zero.
     pub fn assert_failure(&self) -> &Self {
         self.ensure(self.exit_code != Some(0), "expected a non-zero exit code")
     }
@@ -276,6 +286,7 @@ impl Captured {
         self
     }
 
+    /// The RECORD messages, in order.
     pub fn records(&self) -> impl Iterator<Item = &AirbyteRecordMessage> {
         self.messages.iter().filter_map(|m| match m {
             AirbyteMessage::Record { record } => Some(record),
@@ -291,6 +302,7 @@ impl Captured {
             .collect()
     }
 
+    /// Each stream's record data, by stream name.
     pub fn records_by_stream(&self) -> BTreeMap<String, Vec<&Value>> {
         let mut map: BTreeMap<String, Vec<&Value>> = BTreeMap::new();
         for r in self.records() {
@@ -299,6 +311,7 @@ impl Captured {
         map
     }
 
+    /// The STATE messages, in order.
     pub fn states(&self) -> Vec<&AirbyteStateMessage> {
         self.messages
             .iter()
@@ -344,6 +357,7 @@ impl Captured {
         Value::Array(out)
     }
 
+    /// The TRACE messages, in order.
     pub fn traces(&self) -> impl Iterator<Item = &AirbyteTraceMessage> {
         self.messages.iter().filter_map(|m| match m {
             AirbyteMessage::Trace { trace } => Some(trace),
@@ -351,6 +365,7 @@ impl Captured {
         })
     }
 
+    /// The TRACE ERROR messages.
     pub fn trace_errors(&self) -> Vec<&AirbyteErrorTraceMessage> {
         self.traces()
             .filter_map(|t| match &t.payload {
@@ -374,6 +389,7 @@ impl Captured {
             .collect()
     }
 
+    /// The LOG messages.
     pub fn logs(&self) -> Vec<&AirbyteLogMessage> {
         self.messages
             .iter()
@@ -384,6 +400,7 @@ impl Captured {
             .collect()
     }
 
+    /// The SPEC message; panics, showing the run, when there is none.
     pub fn spec(&self) -> &ConnectorSpecification {
         self.messages
             .iter()
@@ -394,6 +411,7 @@ impl Captured {
             .unwrap_or_else(|| panic!("no SPEC message\n{}", self.describe()))
     }
 
+    /// The CATALOG message; panics, showing the run, when there is none.
     pub fn catalog(&self) -> &AirbyteCatalog {
         self.messages
             .iter()
@@ -404,6 +422,7 @@ impl Captured {
             .unwrap_or_else(|| panic!("no CATALOG message\n{}", self.describe()))
     }
 
+    /// The CONNECTION_STATUS message; panics, showing the run, when there is none.
     pub fn connection_status(&self) -> &AirbyteConnectionStatus {
         self.messages
             .iter()

@@ -21,9 +21,13 @@ pub const PASSWORD: &str = "cdk-test-password";
 /// A running server tests can create databases on.
 #[derive(Debug)]
 pub struct TestPostgres {
+    /// Host to connect to.
     pub host: String,
+    /// Port to connect to.
     pub port: u16,
+    /// A superuser's name.
     pub user: String,
+    /// Its password.
     pub password: String,
     /// The database to connect to for administration.
     admin_db: String,
@@ -33,14 +37,20 @@ pub struct TestPostgres {
 /// A database created for one test.
 #[derive(Debug, Clone)]
 pub struct TestDatabase {
+    /// Host to connect to.
     pub host: String,
+    /// Port to connect to.
     pub port: u16,
+    /// A superuser's name.
     pub user: String,
+    /// Its password.
     pub password: String,
+    /// The database's name.
     pub name: String,
 }
 
 impl TestDatabase {
+    /// A `postgres://` URL of the database.
     pub fn url(&self) -> String {
         format!(
             "postgres://{}:{}@{}:{}/{}",
@@ -48,6 +58,7 @@ impl TestDatabase {
         )
     }
 
+    /// A client config for the database.
     pub fn config(&self) -> tokio_postgres::Config {
         let mut c = tokio_postgres::Config::new();
         c.host(&self.host)

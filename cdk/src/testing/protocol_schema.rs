@@ -9,6 +9,7 @@ use std::sync::OnceLock;
 
 use serde_json::{Value, json};
 
+/// The Airbyte protocol's JSON Schema, compiled: validates messages and configured catalogs.
 pub struct ProtocolSchema {
     message: jsonschema::Validator,
     catalog: jsonschema::Validator,
@@ -20,6 +21,7 @@ impl ProtocolSchema {
         collect(&self.message, message)
     }
 
+    /// Validates a configured catalog; the error lists every violation.
     pub fn validate_configured_catalog(&self, catalog: &Value) -> Result<(), String> {
         collect(&self.catalog, catalog)
     }

@@ -8,16 +8,23 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use object_store::aws::{AmazonS3, AmazonS3Builder};
 
+/// The access key the test server accepts.
 pub const ACCESS_KEY: &str = "cdk-test-access";
+/// The secret key the test server accepts.
 pub const SECRET_KEY: &str = "cdk-test-secret-key";
+/// The region the test server claims.
 pub const REGION: &str = "us-east-1";
 
+/// An in-process S3 server over a temporary directory.
 #[derive(Debug)]
 pub struct TestS3 {
     /// `http://127.0.0.1:PORT`
     pub endpoint: String,
+    /// The access key to use.
     pub access_key: String,
+    /// The secret key to use.
     pub secret_key: String,
+    /// The region to use.
     pub region: String,
     /// Buckets are directories under this root.
     pub root: PathBuf,

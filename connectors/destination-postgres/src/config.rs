@@ -2,6 +2,7 @@
 
 use cdk::{Error, JsonSchema, Result, Secret};
 pub use postgres_common::SslMode;
+pub use postgres_common::tunnel::TunnelMethod;
 use serde::Deserialize;
 
 /// Loads records into typed PostgreSQL tables.
@@ -37,6 +38,10 @@ pub struct PostgresConfig {
     /// https://www.postgresql.org/docs/current/libpq-ssl.html
     #[schemars(title = "SSL modes", extend("order" = 7))]
     pub ssl_mode: Option<SslMode>,
+    /// Whether to initiate an SSH tunnel before connecting to the database, and if so, which
+    /// kind of authentication to use.
+    #[schemars(title = "SSH Tunnel Method")]
+    pub tunnel_method: Option<TunnelMethod>,
     /// Additional properties to pass to the JDBC URL string when connecting to the database
     /// formatted as 'key=value' pairs separated by the symbol '&'. (example:
     /// key1=value1&key2=value2&key3=value3). Keys and values may be percent-encoded.
@@ -120,23 +125,6 @@ fn default_raw_data_schema() -> String {
 }
 
 impl PostgresConfig {
-    /// Cross-field rules the JSON schema cannot say.
-    pub fn validate(&self) -> Result<()> {
-        for (field, value) in [
-            ("host", &self.host),
-            ("database", &self.database),
-            ("username", &self.username),
-            ("schema", &self.schema),
-            ("raw_data_schema", &self.raw_data_schema),
-        ] {
-            if value.trim().is_empty() {
-                return Err(Error::config(format!("'{field}' must not be empty")));
-            }
-        }
-        crate::connect::connector(self)?;
-        Ok(())
-    }
-
     /// Whether nested objects and arrays of objects are flattened (`flattened` or `basic`).
     pub fn flattened(&self) -> bool {
         matches!(
@@ -158,6 +146,25 @@ impl PostgresConfig {
                 keep_raw_tables: true
             })
         ) && !self.disable_type_dedupe
+    }
+}
+
+/// Cross-field rules the JSON schema cannot say.
+impl cdk::config::Validate for PostgresConfig {
+    fn validate(&self) -> Result<()> {
+        for (field, value) in [
+            ("host", &self.host),
+            ("database", &self.database),
+            ("username", &self.username),
+            ("schema", &self.schema),
+            ("raw_data_schema", &self.raw_data_schema),
+        ] {
+            if value.trim().is_empty() {
+                return Err(Error::config(format!("'{field}' must not be empty")));
+            }
+        }
+        crate::connect::connector(self)?;
+        Ok(())
     }
 }
 

@@ -36,7 +36,6 @@ impl Destination for DestinationPostgres {
 
     /// Connects, then creates, writes and drops a table in the default schema.
     async fn check(&self, config: &PostgresConfig) -> Result<()> {
-        config.validate()?;
         let client = connect::connector(config)?
             .connect(connect::Purpose::Check)
             .await?;
@@ -65,7 +64,6 @@ impl Destination for DestinationPostgres {
         input: Input,
         output: &Output,
     ) -> Result<()> {
-        config.validate()?;
         let client = connect::connector(config)?
             .connect(connect::Purpose::Sync)
             .await?;

@@ -29,7 +29,6 @@ impl Destination for DestinationS3 {
 
     /// Writes, lists and deletes `<bucket path>/_airbyte_check_<uuid>/_EXAMPLE`.
     async fn check(&self, config: &S3Config) -> Result<()> {
-        config.validate()?;
         let target = Target::new(config, Patience::Check)?;
         let dir = format!(
             "{}/_airbyte_check_{}",
@@ -64,7 +63,6 @@ impl Destination for DestinationS3 {
         input: Input,
         output: &Output,
     ) -> Result<()> {
-        config.validate()?;
         large_allocations_outside_the_heap();
         let target = Target::new(config, Patience::Write)?;
         let mut writer = writer::S3Writer::new(config.clone(), target);

@@ -116,7 +116,7 @@ impl BatchWriter for S3Writer {
             template: self.template.clone(),
             context: context.clone(),
             format: stream_format,
-            max_file_bytes: self.config.max_file_bytes(),
+            max_file_bytes: crate::config::max_file_bytes()?,
         };
         let worker = StreamWorker::start(files, tokio::runtime::Handle::current())?;
         if self.streams.len() <= id {

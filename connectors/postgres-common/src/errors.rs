@@ -63,23 +63,14 @@ fn classify(e: &tokio_postgres::Error) -> Error {
             message.push_str(&format!(" ({detail})"));
         }
         let code = db.code();
-        return of_type(failure_type(code), message)
+        return Error::new(failure_type(code), message)
             .with_internal(format!("sqlstate {}", code.code()));
     }
-    let message = error_chain(e);
+    let message = cdk::chain_text(e);
     if e.is_closed() || io_kind(e).is_some() {
         Error::transient(message)
     } else {
         Error::system(message)
-    }
-}
-
-/// An error of the given failure type.
-pub(crate) fn of_type(failure_type: FailureType, message: String) -> Error {
-    match failure_type {
-        FailureType::ConfigError => Error::config(message),
-        FailureType::TransientError => Error::transient(message),
-        _ => Error::system(message),
     }
 }
 
@@ -93,22 +84,6 @@ pub(crate) fn io_kind(e: &(dyn std::error::Error + 'static)) -> Option<std::io::
         source = s.source();
     }
     None
-}
-
-/// The message of an error and its causes, each once (tokio-postgres puts the useful part in
-/// the source). The one walker over `source()` here, so the kit's can replace it.
-pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let part = s.to_string();
-        if !text.contains(&part) {
-            text.push_str(": ");
-            text.push_str(&part);
-        }
-        source = s.source();
-    }
-    text
 }
 
 #[cfg(test)]
@@ -158,7 +133,7 @@ mod tests {
             }
         }
         let e = Outer(inner);
-        assert_eq!(error_chain(&e), "error connecting: refused");
+        assert_eq!(cdk::chain_text(&e), "error connecting: refused");
         assert_eq!(io_kind(&e), Some(std::io::ErrorKind::ConnectionRefused));
     }
 }

@@ -14,6 +14,7 @@ use object_store::{ClientOptions, ObjectStore, ObjectStoreExt};
 use tokio_util::io::{StreamReader, SyncIoBridge};
 
 use crate::config::{CsvConfig, HttpsProvider, Provider, S3Provider};
+use cdk::protocol::FailureType;
 use cdk::{Error, Result};
 
 /// A file of the stream.
@@ -223,19 +224,12 @@ impl Https {
     }
 
     fn error(&self, e: reqwest::Error) -> Error {
-        Error::config(format!("cannot reach {}: {}", self.url, error_chain(&e)))
+        Error::from_cause(
+            FailureType::ConfigError,
+            format!("cannot reach {}", self.url),
+            e,
+        )
     }
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
 
 /// A blocking reader over a stream of byte chunks, pulled from the runtime on demand.
@@ -358,13 +352,10 @@ impl S3 {
     }
 
     fn error(&self, action: &str, key: &str, e: object_store::Error) -> Error {
-        let why = match &e {
-            object_store::Error::NotFound { .. } => "not found".to_string(),
-            other => error_chain(other),
-        };
-        Error::config(format!(
-            "cannot {action} 's3://{}/{key}': {why}",
-            self.bucket
-        ))
+        let context = format!("cannot {action} 's3://{}/{key}'", self.bucket);
+        match e {
+            object_store::Error::NotFound { .. } => Error::config(format!("{context}: not found")),
+            other => Error::from_cause(FailureType::ConfigError, context, other),
+        }
     }
 }

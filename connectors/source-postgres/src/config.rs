@@ -3,6 +3,7 @@
 
 use cdk::{Error, JsonSchema, Result, Secret};
 pub use postgres_common::SslMode;
+pub use postgres_common::tunnel::TunnelMethod;
 use serde::Deserialize;
 
 /// Reads tables, views and materialized views of a PostgreSQL database.
@@ -41,6 +42,10 @@ pub struct PostgresConfig {
     /// https://www.postgresql.org/docs/current/libpq-ssl.html
     #[schemars(title = "SSL Modes", extend("order" = 8))]
     pub ssl_mode: Option<SslMode>,
+    /// Whether to initiate an SSH tunnel before connecting to the database, and if so, which
+    /// kind of authentication to use.
+    #[schemars(title = "SSH Tunnel Method")]
+    pub tunnel_method: Option<TunnelMethod>,
     /// Deprecated boolean form of ssl_mode (true: require; otherwise prefer), used only when
     /// ssl_mode is not set.
     #[schemars(title = "Connect using SSL (deprecated)", extend("airbyte_hidden" = true))]
@@ -126,8 +131,19 @@ fn default_chunk_size_mb() -> u64 {
 }
 
 impl PostgresConfig {
-    /// Rules the JSON Schema cannot say.
-    pub fn validate(&self) -> Result<()> {
+    /// The schemas to read, or `public` when the list is empty.
+    pub fn schema_list(&self) -> Vec<String> {
+        if self.schemas.is_empty() {
+            default_schemas()
+        } else {
+            self.schemas.clone()
+        }
+    }
+}
+
+/// Rules the JSON Schema cannot say.
+impl cdk::config::Validate for PostgresConfig {
+    fn validate(&self) -> Result<()> {
         match &self.replication_method {
             ReplicationMethod::Standard => {}
             ReplicationMethod::Cdc(_) => {
@@ -152,15 +168,6 @@ impl PostgresConfig {
         crate::connect::connector(self)?;
         Ok(())
     }
-
-    /// The schemas to read, or `public` when the list is empty.
-    pub fn schema_list(&self) -> Vec<String> {
-        if self.schemas.is_empty() {
-            default_schemas()
-        } else {
-            self.schemas.clone()
-        }
-    }
 }
 
 #[cfg(test)]
@@ -181,17 +188,15 @@ mod tests {
             "replication_method": {"method": "Standard"}}),
         )
         .unwrap();
-        c.validate().unwrap();
         assert_eq!(c.schemas, ["public"]);
         assert_eq!(c.ssl, Some(false));
     }
 
     #[test]
     fn cdc_is_a_clear_config_error() {
-        let c = parse(json!({"host": "h", "database": "d", "username": "u",
+        let e = parse(json!({"host": "h", "database": "d", "username": "u",
             "replication_method": {"method": "CDC", "replication_slot": "s", "publication": "p"}}))
-        .unwrap();
-        let e = c.validate().unwrap_err();
+        .unwrap_err();
         assert_eq!(e.failure_type, cdk::protocol::FailureType::ConfigError);
         assert!(
             e.message.contains("'CDC' is not supported yet"),

@@ -31,7 +31,6 @@ impl Source for SourcePostgres {
     type Config = PostgresConfig;
 
     async fn check(&self, config: &PostgresConfig) -> Result<()> {
-        config.validate()?;
         let client = connect::connector(config)?.connect(Purpose::Check).await?;
         let schemas = config.schema_list();
         let rows = client
@@ -85,7 +84,6 @@ impl Source for SourcePostgres {
     }
 
     async fn discover(&self, config: &PostgresConfig) -> Result<AirbyteCatalog> {
-        config.validate()?;
         let client = connect::connector(config)?.connect(Purpose::Sync).await?;
         let tables = discover::readable_tables(&client, &config.schema_list()).await?;
         Ok(AirbyteCatalog {
@@ -107,7 +105,6 @@ impl Source for SourcePostgres {
         state: &InputState,
         output: &Output,
     ) -> Result<()> {
-        config.validate()?;
         let connector = connect::connector(config)?;
         // The coordinator exports one snapshot every table is read in, and holds it open
         // until the last stream has started.

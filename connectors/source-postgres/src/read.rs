@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cdk::protocol::{AirbyteRecordMessageMetaChange, ChangeReason, SyncMode};
-use cdk::{Error, ReadContext, RecordWriter, Result, Stream};
+use cdk::{Error, Estimate, ReadContext, RecordWriter, Result, Stream, TrustedJson};
 use serde_json::Value;
 use tokio_postgres::Client;
 
@@ -86,9 +86,11 @@ impl Stream for TableStream {
         self.table.has_ctid()
     }
 
-    async fn estimate(&self, ctx: &ReadContext) -> Option<(i64, Option<i64>)> {
-        (ctx.state.is_none() && self.table.reltuples >= 0.0)
-            .then_some((self.table.reltuples as i64, None))
+    async fn estimate(&self, ctx: &ReadContext) -> Option<Estimate> {
+        (ctx.state.is_none() && self.table.reltuples >= 0.0).then_some(Estimate {
+            rows: self.table.reltuples as i64,
+            bytes: None,
+        })
     }
 
     async fn read(&self, ctx: &ReadContext, out: &mut RecordWriter) -> Result<()> {
@@ -588,17 +590,9 @@ impl RowFormat {
             }
         }
         self.buf.push(b'}');
-        if changes.is_empty() {
-            // SAFETY: every byte written comes from `write_json`/`write_str`, which emit ASCII
-            // or text validated as UTF-8, and the keys are escaped Rust strings.
-            let text = unsafe { std::str::from_utf8_unchecked(&self.buf) };
-            out.record_raw(text)
-        } else {
-            let raw = serde_json::value::RawValue::from_string(
-                String::from_utf8_lossy(&self.buf).into_owned(),
-            )?;
-            out.record_with_changes(&raw, &changes)
-        }
+        // Every byte written comes from `write_json`/`write_str`, which emit JSON text on
+        // one line, and the keys are escaped Rust strings.
+        out.record_json(TrustedJson::new(&self.buf), &changes)
     }
 }
 

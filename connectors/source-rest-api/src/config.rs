@@ -240,12 +240,12 @@ pub fn generic_spec() -> Value {
 }
 
 impl SimpleConfig {
-    /// The typed config of `config`, the API form expanded to one endpoint.
+    /// The simple form of `config`, checked by the kit against its spec and its rules below;
+    /// the API form expanded to one endpoint.
     pub fn from_config(config: &Value) -> Result<Self> {
-        let mut c: SimpleConfig = serde_json::from_value(config.clone())
-            .map_err(|e| Error::config(format!("config validation error: {e}")))?;
+        let mut c: SimpleConfig = cdk::config::from_value(config, &generic_spec())?;
         c.expand_api_form()?;
-        c.validate()?;
+        c.rules()?;
         Ok(c)
     }
 
@@ -294,8 +294,8 @@ impl SimpleConfig {
         Ok(())
     }
 
-    /// Rules the JSON Schema cannot say.
-    pub fn validate(&self) -> Result<()> {
+    /// The rules of the expanded simple form.
+    fn rules(&self) -> Result<()> {
         if self.url_base.as_deref().is_none_or(str::is_empty) {
             return Err(Error::config(format!(
                 "the config needs 'url_base' and 'endpoints', or 'url' (one endpoint), or a manifest \
@@ -326,7 +326,19 @@ impl SimpleConfig {
         }
         Ok(())
     }
+}
 
+/// Rules the JSON Schema cannot say (the API form is checked once expanded).
+impl cdk::config::Validate for SimpleConfig {
+    fn validate(&self) -> Result<()> {
+        if self.url.as_deref().is_some_and(|u| !u.is_empty()) {
+            return Ok(());
+        }
+        self.rules()
+    }
+}
+
+impl SimpleConfig {
     /// The manifest this config stands for.
     pub fn to_manifest(&self) -> Value {
         let authenticator = self.authenticator();

@@ -119,7 +119,7 @@ impl Http {
             .acquire()
             .await
             .map_err(|e| Ok(e.to_string()))?;
-        let response = builder.send().await.map_err(|e| Ok(transport_text(&e)))?;
+        let response = builder.send().await.map_err(|e| Ok(cdk::chain_text(&e)))?;
         let status = response.status().as_u16();
         let headers = response
             .headers()
@@ -132,7 +132,10 @@ impl Http {
             })
             .collect();
         let final_url = response.url().to_string();
-        let body = response.bytes().await.map_err(|e| Ok(transport_text(&e)))?;
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| Ok(cdk::chain_text(&e)))?;
         Ok(Response {
             status,
             headers,
@@ -140,17 +143,6 @@ impl Http {
             url: final_url,
         })
     }
-}
-
-fn transport_text(e: &reqwest::Error) -> String {
-    let mut s = e.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(inner) = source {
-        s.push_str(": ");
-        s.push_str(&inner.to_string());
-        source = inner.source();
-    }
-    s
 }
 
 /// `url` with `params` appended (a key already in the URL's query is not repeated).

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use cdk::{ReadContext, RecordWriter, Result};
+use cdk::{ReadContext, RecordWriter, Result, TrustedJson};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
@@ -304,7 +304,9 @@ impl cdk::Stream for DeclarativeStream {
 fn write_record(out: &mut RecordWriter, r: RecordRef<'_>) -> Result<()> {
     match r {
         RecordRef::Value(v) => out.record(v),
-        RecordRef::Raw(text) if !text.contains(['\n', '\r']) => out.record_raw(text),
+        RecordRef::Raw(text) if !text.contains(['\n', '\r']) => {
+            out.record_json(TrustedJson::new(text.as_bytes()), &[])
+        }
         raw => out.record(&raw.to_value()?),
     }
 }

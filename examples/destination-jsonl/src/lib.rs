@@ -12,7 +12,7 @@ use cdk::destination::{
     Batch, BatchWriter, Input, LoaderOptions, Outcome, StreamId, StreamPlan, load,
 };
 use cdk::protocol::*;
-use cdk::{Destination, Error, JsonSchema, Output, Result};
+use cdk::{Destination, Error, IoResultExt, JsonSchema, Output, Result};
 use serde::Deserialize;
 
 pub struct DestinationJsonl;
@@ -24,6 +24,8 @@ pub struct JsonlConfig {
     /// Directory the files are written to; created when missing.
     pub destination_path: String,
 }
+
+impl cdk::config::Validate for JsonlConfig {}
 
 #[cdk::async_trait]
 impl Destination for DestinationJsonl {
@@ -72,6 +74,8 @@ pub fn stream_file(dir: &Path, stream: &StreamDescriptor) -> PathBuf {
 
 struct OpenFile {
     file: BufWriter<File>,
+    /// The file being written (named in errors).
+    path: PathBuf,
     /// Where the file goes on success (`Some` for overwrite, written under a temp name).
     swap_to: Option<(PathBuf, PathBuf)>,
     line: Vec<u8>,
@@ -111,6 +115,7 @@ impl BatchWriter for JsonlWriter {
             .map_err(|e| Error::system(format!("cannot open '{}': {e}", path.display())))?;
         self.files.push(OpenFile {
             file: BufWriter::with_capacity(1 << 20, file),
+            path,
             swap_to,
             line: Vec::new(),
         });
@@ -134,7 +139,7 @@ impl BatchWriter for JsonlWriter {
             f.line.extend_from_slice(b",\"_airbyte_data\":");
             f.line.extend_from_slice(record.data.as_bytes());
             f.line.extend_from_slice(b"}\n");
-            f.file.write_all(&f.line)?;
+            f.file.write_all(&f.line).with_path(&f.path)?;
         }
         Ok(())
     }
@@ -142,8 +147,8 @@ impl BatchWriter for JsonlWriter {
     async fn commit(&mut self, streams: &[StreamId]) -> Result<()> {
         for &id in streams {
             let f = &mut self.files[id];
-            f.file.flush()?;
-            f.file.get_ref().sync_data()?;
+            f.file.flush().with_path(&f.path)?;
+            f.file.get_ref().sync_data().with_path(&f.path)?;
         }
         Ok(())
     }
@@ -157,8 +162,8 @@ impl BatchWriter for JsonlWriter {
         };
         match outcome {
             Outcome::Success => {
-                f.file.flush()?;
-                f.file.get_ref().sync_data()?;
+                f.file.flush().with_path(&f.path)?;
+                f.file.get_ref().sync_data().with_path(&f.path)?;
                 std::fs::rename(&tmp, &target).map_err(|e| {
                     Error::system(format!("cannot move '{}' into place: {e}", tmp.display()))
                 })?;

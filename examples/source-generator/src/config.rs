@@ -46,9 +46,9 @@ fn default_concurrency() -> usize {
     2
 }
 
-impl GeneratorConfig {
-    /// Rules the JSON Schema cannot say.
-    pub fn validate(&self) -> Result<()> {
+/// Rules the JSON Schema cannot say.
+impl cdk::config::Validate for GeneratorConfig {
+    fn validate(&self) -> Result<()> {
         if self.streams.is_empty() {
             return Err(Error::config("'streams' must name at least one stream"));
         }

@@ -6,7 +6,7 @@ mod row;
 
 use std::sync::Arc;
 
-use cdk::{ReadContext, RecordWriter, Result, Source, Stream};
+use cdk::{Estimate, ReadContext, RecordWriter, Result, Source, Stream};
 use serde_json::{Value, json};
 
 pub use config::GeneratorConfig;
@@ -18,12 +18,12 @@ pub struct SourceGenerator;
 impl Source for SourceGenerator {
     type Config = GeneratorConfig;
 
-    async fn check(&self, config: &GeneratorConfig) -> Result<()> {
-        config.validate()
+    /// Nothing to reach: the kit has already validated the config.
+    async fn check(&self, _config: &GeneratorConfig) -> Result<()> {
+        Ok(())
     }
 
     async fn streams(&self, config: &GeneratorConfig) -> Result<Vec<Arc<dyn Stream>>> {
-        config.validate()?;
         Ok(config
             .streams
             .iter()
@@ -70,8 +70,11 @@ impl Stream for GeneratedStream {
         Some(vec!["id".into()])
     }
 
-    async fn estimate(&self, ctx: &ReadContext) -> Option<(i64, Option<i64>)> {
-        Some(((self.count + 1).saturating_sub(first_id(ctx)) as i64, None))
+    async fn estimate(&self, ctx: &ReadContext) -> Option<Estimate> {
+        Some(Estimate {
+            rows: (self.count + 1).saturating_sub(first_id(ctx)) as i64,
+            bytes: None,
+        })
     }
 
     async fn read(&self, ctx: &ReadContext, out: &mut RecordWriter) -> Result<()> {

@@ -9,7 +9,7 @@ use cdk::destination::{
     Batch, BatchWriter, Input, LoaderOptions, Outcome, StreamId, StreamPlan, load,
 };
 use cdk::protocol::*;
-use cdk::{Destination, Error, JsonSchema, Output, Result};
+use cdk::{Destination, Error, IoResultExt, JsonSchema, Output, Result};
 use serde::Deserialize;
 
 pub struct {{type_name}};
@@ -21,6 +21,9 @@ pub struct Config {
     /// Directory the files are written to.
     pub directory: String,
 }
+
+/// Rules the JSON Schema cannot express go here; the kit checks them for every command.
+impl cdk::config::Validate for Config {}
 
 #[cdk::async_trait]
 impl Destination for {{type_name}} {
@@ -46,8 +49,16 @@ impl Destination for {{type_name}} {
 
 struct Writer {
     dir: PathBuf,
-    /// Per stream: the open file, and for overwrite the (temporary, final) paths.
-    files: Vec<(BufWriter<File>, Option<(PathBuf, PathBuf)>)>,
+    /// Per stream, by id.
+    files: Vec<OpenFile>,
+}
+
+struct OpenFile {
+    file: BufWriter<File>,
+    /// The file being written (named in errors).
+    path: PathBuf,
+    /// For overwrite: the (temporary, final) paths, swapped on success.
+    swap: Option<(PathBuf, PathBuf)>,
 }
 
 #[cdk::async_trait]
@@ -60,7 +71,7 @@ impl BatchWriter for Writer {
         stream: &ConfiguredAirbyteStream,
         plan: StreamPlan,
     ) -> Result<()> {
-        std::fs::create_dir_all(&self.dir)?;
+        std::fs::create_dir_all(&self.dir).with_path(&self.dir)?;
         let target = self.dir.join(format!("{}.jsonl", stream.stream.name));
         let overwrite = plan.mode.replaces();
         let (path, swap) = if overwrite {
@@ -69,16 +80,22 @@ impl BatchWriter for Writer {
         } else {
             (target, None)
         };
-        let file = OpenOptions::new().create(true).append(!overwrite).write(true).truncate(overwrite).open(&path)?;
-        self.files.push((BufWriter::new(file), swap));
+        let file = OpenOptions::new()
+            .create(true)
+            .append(!overwrite)
+            .write(true)
+            .truncate(overwrite)
+            .open(&path)
+            .with_path(&path)?;
+        self.files.push(OpenFile { file: BufWriter::new(file), path, swap });
         Ok(())
     }
 
     async fn write(&mut self, id: StreamId, batch: Batch) -> Result<()> {
-        let file = &mut self.files[id].0;
+        let f = &mut self.files[id];
         for record in batch.iter() {
-            file.write_all(record.data.as_bytes())?;
-            file.write_all(b"\n")?;
+            f.file.write_all(record.data.as_bytes()).with_path(&f.path)?;
+            f.file.write_all(b"\n").with_path(&f.path)?;
         }
         Ok(())
     }
@@ -86,20 +103,20 @@ impl BatchWriter for Writer {
     /// Makes the records of `streams` durable; the loader echoes states after this.
     async fn commit(&mut self, streams: &[StreamId]) -> Result<()> {
         for &id in streams {
-            let file = &mut self.files[id].0;
-            file.flush()?;
-            file.get_ref().sync_data()?;
+            let f = &mut self.files[id];
+            f.file.flush().with_path(&f.path)?;
+            f.file.get_ref().sync_data().with_path(&f.path)?;
         }
         Ok(())
     }
 
     async fn close(&mut self, id: StreamId, outcome: Outcome) -> Result<()> {
-        let Some((file, swap)) = self.files.get_mut(id) else { return Ok(()) };
-        if let Some((tmp, target)) = swap.take() {
-            file.flush()?;
+        let Some(f) = self.files.get_mut(id) else { return Ok(()) };
+        if let Some((tmp, target)) = f.swap.take() {
+            f.file.flush().with_path(&tmp)?;
             match outcome {
-                Outcome::Success => std::fs::rename(tmp, target)?,
-                Outcome::Failure => std::fs::remove_file(tmp)?,
+                Outcome::Success => std::fs::rename(&tmp, &target).with_path(&target)?,
+                Outcome::Failure => std::fs::remove_file(&tmp).with_path(&tmp)?,
             }
         }
         Ok(())

@@ -19,9 +19,9 @@ fn default_count() -> u64 {
     100
 }
 
-impl Config {
-    /// Rules the JSON Schema cannot express.
-    pub fn validate(&self) -> Result<()> {
+/// Rules the JSON Schema cannot express, checked by the kit for every command.
+impl cdk::config::Validate for Config {
+    fn validate(&self) -> Result<()> {
         if self.count > 1_000_000_000 {
             return Err(Error::config(format!("'count' is too large: {}", self.count)));
         }

@@ -2,7 +2,9 @@
 //! - `cdk sync`: pipe a source into a destination and keep the state between runs.
 //! - `cdk test`: run the acceptance suite against a connector binary and its fixtures.
 //! - `cdk new`: scaffold a connector from the templates.
+//! - `cdk image build`: build a connector's Airbyte image.
 
+mod image;
 mod new;
 mod sync;
 mod test;
@@ -24,9 +26,14 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Pipe a source into a destination and keep the state between runs.
     Sync(sync::Args),
+    /// Run the acceptance suite against a connector binary and its fixtures.
     Test(test::Args),
+    /// Scaffold a connector (Rust source, Rust destination or declarative manifest).
     New(new::Args),
+    /// Build a connector's Airbyte image (needs a container engine behind `docker`).
+    Image(image::Args),
 }
 
 fn main() -> ExitCode {
@@ -34,6 +41,7 @@ fn main() -> ExitCode {
         Command::Sync(args) => sync::run(args),
         Command::Test(args) => test::run(args),
         Command::New(args) => new::run(args),
+        Command::Image(args) => image::run(args),
     };
     match result {
         Ok(code) => code,

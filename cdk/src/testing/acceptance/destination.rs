@@ -24,10 +24,13 @@ pub trait DestinationReader: Send + Sync {
 /// A destination binary and a config pointing at a test server or directory.
 #[derive(Debug, Clone, Default)]
 pub struct DestinationSuite {
+    /// The destination's binary.
     pub bin: PathBuf,
+    /// A config pointing at the test server or directory.
     pub config: Value,
     /// Whether `append_dedup` is supported (and so checked).
     pub supports_dedup: bool,
+    /// Environment variables for every command.
     pub env: Vec<(String, String)>,
     /// Prefix of the stream names the suite writes (`acceptance` by default).
     pub stream_prefix: Option<String>,

@@ -16,7 +16,9 @@ use std::fmt::Write as _;
 /// The result of one check.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
+    /// The check passed.
     Pass,
+    /// The check failed, with the reason.
     Fail(String),
     /// Not applicable to this connector or fixture set, with the reason.
     Skip(String),
@@ -32,14 +34,18 @@ impl Verdict {
         }
     }
 
+    /// True for a failure.
     pub fn is_fail(&self) -> bool {
         matches!(self, Verdict::Fail(_))
     }
 }
 
+/// One check's name, verdict and, for a failure, what lay behind it.
 #[derive(Debug, Clone)]
 pub struct CheckOutcome {
+    /// The check's name.
     pub name: String,
+    /// Its verdict.
     pub verdict: Verdict,
     /// The command, exit code and output behind a failure.
     pub details: Option<String>,
@@ -48,10 +54,12 @@ pub struct CheckOutcome {
 /// All outcomes of a suite run.
 #[derive(Debug, Clone, Default)]
 pub struct Report {
+    /// Every check run, in order.
     pub checks: Vec<CheckOutcome>,
 }
 
 impl Report {
+    /// Records a check's verdict; `details` are kept only for a failure.
     pub fn push(&mut self, name: &str, verdict: Verdict, details: Option<String>) {
         let details = if verdict.is_fail() { details } else { None };
         self.checks.push(CheckOutcome {
@@ -61,6 +69,7 @@ impl Report {
         });
     }
 
+    /// True when no check failed.
     pub fn passed(&self) -> bool {
         !self.checks.iter().any(|c| c.verdict.is_fail())
     }

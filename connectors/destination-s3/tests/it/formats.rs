@@ -4,6 +4,7 @@
 
 use std::io::Read;
 
+use cdk::testing::Run;
 use cdk::testing::s3::TestS3;
 use object_store::{Attribute, GetOptions, ObjectStore};
 use serde_json::{Map, Value, json};
@@ -282,21 +283,23 @@ async fn parquet_with_every_codec_reads_back_typed() {
 #[tokio::test]
 async fn files_roll_at_the_size_limit_through_multipart_uploads() {
     let place = Place::s3("rolling");
-    let mut config = place.config(
+    let config = place.config(
         "big",
         json!({"format_type": "JSONL", "compression": {"compression_type": "No Compression"}}),
     );
     // A loader batch (8 MB of data, ~9.4 MB of JSONL) fills a file past the 9 MB limit, and
     // each file goes up in two parts of the 8 MiB part size.
-    let limit = 9 << 20;
-    config["_max_file_bytes"] = json!(limit);
+    let limit: usize = 9 << 20;
     let filler = "x".repeat(1000);
     let n = 30_000;
     let mut lines: Vec<String> = (0..n)
         .map(|i| record("wide", json!({"id": i, "filler": filler})))
         .collect();
     lines.push(state("wide", n));
-    let out = write(&config, &catalog("wide", json!({}), "append", 4, 0), &lines);
+    let out = Run::new(super::BIN)
+        .env("DESTINATION_S3_MAX_FILE_BYTES", &limit.to_string())
+        .stdin_lines(&lines)
+        .write(&config, &catalog("wide", json!({}), "append", 4, 0));
     out.assert_success().assert_protocol();
     let keys = place.keys("big/wide").await;
     assert!(keys.len() >= 3, "{keys:?}");
@@ -383,4 +386,51 @@ async fn object_layout_follows_the_path_format() {
             before.format("%Y")
         )]
     );
+}
+
+/// The schemas whose Parquet type used to differ from destination-postgres' column type: an
+/// `airbyte_type` without `format`, and a bare `format: time`.
+#[tokio::test]
+async fn parquet_column_types_follow_the_airbyte_type() {
+    use arrow_schema::{DataType, TimeUnit};
+    let schema = json!({"type": "object", "properties": {
+        "tz": {"type": "string", "airbyte_type": "timestamp_with_timezone"},
+        "t": {"type": "string", "airbyte_type": "time_without_timezone"},
+        "bare_time": {"type": "string", "format": "time"},
+        "maybe_day": {"oneOf": [{"type": "null"}, {"type": "string", "format": "date"}]}
+    }});
+    let lines = vec![
+        record(
+            "types",
+            json!({"tz": "2024-02-29T12:00:00+02:00", "t": "12:00:01", "bare_time": "12:00:01+01:00",
+                   "maybe_day": "2024-02-29"}),
+        ),
+        state("types", 1),
+    ];
+    let place = Place::s3("parquet-types");
+    let config = place.config("p", json!({"format_type": "Parquet"}));
+    write(&config, &catalog("types", schema, "append", 1, 0), &lines)
+        .assert_success()
+        .assert_protocol();
+    let keys = place.keys("p/types").await;
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    let bytes = bytes::Bytes::from(place.get(&keys[0]).await);
+    let builder =
+        parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes.clone())
+            .unwrap();
+    let arrow = builder.schema();
+    let ty = |name: &str| arrow.field_with_name(name).unwrap().data_type().clone();
+    assert_eq!(
+        ty("tz"),
+        DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
+    );
+    assert_eq!(ty("t"), DataType::Time64(TimeUnit::Microsecond));
+    // A time with an offset has no Parquet type: its text is kept.
+    assert_eq!(ty("bare_time"), DataType::Utf8);
+    assert_eq!(ty("maybe_day"), DataType::Date32);
+    let rows = super::parquet_rows(bytes.to_vec());
+    assert_eq!(rows[0]["tz"], json!(micros("2024-02-29T12:00:00+02:00")));
+    assert_eq!(rows[0]["t"], json!(43_201_000_000i64));
+    assert_eq!(rows[0]["bare_time"], json!("12:00:01+01:00"));
+    assert_eq!(rows[0]["_airbyte_meta"]["changes"], json!([]));
 }

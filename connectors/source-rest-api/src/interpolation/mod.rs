@@ -13,6 +13,7 @@ mod rewrite;
 
 use std::sync::Arc;
 
+use cdk::protocol::FailureType;
 use cdk::{Error, Result};
 use minijinja::value::Value as Mj;
 use minijinja::{AutoEscape, Environment, ErrorKind, UndefinedBehavior};
@@ -74,7 +75,7 @@ impl Interpolator {
         let key = rewrite::rewrite(source);
         self.env
             .get_template(&key)
-            .map_err(|e| format!("invalid template: {}", describe(&e)))?;
+            .map_err(|e| format!("invalid template: {}", cdk::chain_text(&e)))?;
         Ok(key)
     }
 
@@ -85,27 +86,17 @@ impl Interpolator {
             Ok(s) if s.is_empty() => Ok(None),
             Ok(s) => Ok(Some(s)),
             Err(e) if e.kind() == ErrorKind::UndefinedError => Ok(None),
-            Err(e) => Err(Error::config(format!(
-                "template '{source}' failed: {}",
-                describe(&e)
-            ))),
+            Err(e) => Err(Error::from_cause(
+                FailureType::ConfigError,
+                format!("template '{source}' failed"),
+                e,
+            )),
         }
     }
 
     pub fn config(&self) -> &Mj {
         &self.config
     }
-}
-
-fn describe(e: &minijinja::Error) -> String {
-    let mut s = e.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(inner) = source {
-        s.push_str(": ");
-        s.push_str(&inner.to_string());
-        source = inner.source();
-    }
-    s
 }
 
 /// True when `name` appears in `source` as an identifier.

@@ -142,6 +142,15 @@ fn bad_configs_say_what_is_wrong() {
             "{}",
             out.describe()
         );
+        // The kit validates for `read` too: the source no longer checks its config itself.
+        let out = Run::new(BIN).read(&config, &catalog(&[("a", "full_refresh")]), None);
+        out.assert_failure().assert_protocol();
+        assert_eq!(out.records().count(), 0, "{}", out.describe());
+        assert!(
+            out.trace_errors()[0].message.contains(expected),
+            "{}",
+            out.describe()
+        );
     }
 }
 
