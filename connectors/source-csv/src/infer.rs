@@ -60,12 +60,14 @@ impl Candidates {
         }
     }
 
-    fn kind(&self) -> Kind {
+    /// `pandas`: as pandas types a column (no dates unless asked for).
+    fn kind(&self, pandas: bool) -> Kind {
         match self {
             c if c.seen == 0 => Kind::String,
             c if c.integer => Kind::Integer,
             c if c.number => Kind::Number,
             c if c.boolean => Kind::Boolean,
+            _ if pandas => Kind::String,
             c if c.date => Kind::Date,
             c if c.datetime_tz => Kind::DateTime { tz: true },
             c if c.datetime_naive => Kind::DateTime { tz: false },
@@ -84,18 +86,21 @@ impl Inference {
     /// Samples the rows of `file` up to the byte budget (or only its header when types are not
     /// inferred).
     pub fn sample(&mut self, file: &mut CsvFile, dialect: &Dialect) -> Result<()> {
-        let slots: Vec<usize> = file
+        let used = file.used().to_vec();
+        let slots: Vec<Option<usize>> = file
             .header()
             .iter()
-            .map(
-                |name| match self.columns.iter().position(|c| &c.name == name) {
-                    Some(i) => i,
-                    None => {
-                        self.columns.push(Candidates::new(name));
-                        self.columns.len() - 1
+            .map(|name| {
+                used.contains(name).then(|| {
+                    match self.columns.iter().position(|c| &c.name == name) {
+                        Some(i) => i,
+                        None => {
+                            self.columns.push(Candidates::new(name));
+                            self.columns.len() - 1
+                        }
                     }
-                },
-            )
+                })
+            })
             .collect();
         if !dialect.infer {
             return Ok(());
@@ -103,6 +108,7 @@ impl Inference {
         let mut row = ByteRecord::new();
         while file.position() < SAMPLE_BYTES_PER_FILE && file.next_row(&mut row)? {
             for (slot, value) in slots.iter().zip(row.iter()) {
+                let Some(slot) = slot else { continue };
                 if !value.is_empty() && !dialect.is_null(value) {
                     self.columns[*slot].observe(value, dialect);
                 }
@@ -111,11 +117,14 @@ impl Inference {
         Ok(())
     }
 
-    /// The stream's JSON Schema.
-    pub fn schema(&self) -> Value {
+    /// The stream's JSON Schema (with the types `dtype` and `parse_dates` force).
+    pub fn schema(&self, dialect: &Dialect) -> Value {
         let mut properties = Map::new();
         for c in &self.columns {
-            properties.insert(c.name.clone(), c.kind().json_schema());
+            let kind = dialect
+                .forced_kind(&c.name)
+                .unwrap_or_else(|| c.kind(dialect.pandas));
+            properties.insert(c.name.clone(), kind.json_schema());
         }
         properties.insert(FILE_URL.into(), json!({"type": "string"}));
         properties.insert(
@@ -145,7 +154,7 @@ mod tests {
         .unwrap();
         let mut inference = Inference::default();
         inference.sample(&mut file, &dialect).unwrap();
-        inference.schema()["properties"].clone()
+        inference.schema(&dialect)["properties"].clone()
     }
 
     #[test]

@@ -1,11 +1,15 @@
-//! source-csv: CSV files from local disk, HTTPS or S3 (plain, gzip, zstd or bzip2) as one
-//! stream, with typed columns inferred from a sample, and incremental reads by file
+//! source-csv: CSV (and JSON Lines, JSON, Parquet) files from local disk, HTTPS or S3 (plain,
+//! gzip, zstd or bzip2) as one stream, with typed columns inferred from a sample, and incremental reads by file
 //! last-modified time in the state shape of Airbyte's file-based sources.
 
 mod config;
 mod emit;
 mod infer;
+mod json;
+mod pandas;
+mod parquet_file;
 mod parse;
+mod rewrite;
 mod state;
 mod storage;
 mod stream;

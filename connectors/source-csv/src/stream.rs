@@ -10,10 +10,12 @@ use cdk::{ReadContext, RecordWriter, Result, Stream, TrustedJson};
 use csv::ByteRecord;
 use serde_json::{Value, json};
 
-use crate::config::{CsvConfig, Dialect};
+use crate::config::{CsvConfig, Dialect, Format};
 use crate::emit::RowWriter;
 use crate::infer::{FILE_LAST_MODIFIED, FILE_URL, Inference, SAMPLE_FILES};
-use crate::parse::CsvFile;
+use crate::json::JsonInference;
+use crate::parquet_file;
+use crate::parse::{CsvFile, decompress};
 use crate::state::FileHistory;
 use crate::storage::{FileRef, Storage};
 use crate::values::Kind;
@@ -32,7 +34,7 @@ pub struct CsvStream {
 impl CsvStream {
     pub fn new(config: CsvConfig) -> Result<Self> {
         // The kit validated the config; this derives the dialect it describes.
-        let dialect = config.csv_options.dialect()?;
+        let dialect = config.dialect()?;
         let storage = Arc::new(Storage::new(&config)?);
         Ok(Self {
             config,
@@ -50,14 +52,30 @@ impl CsvStream {
     pub async fn infer_schema(&mut self) -> Result<()> {
         let files = self.files().await?;
         let mut inference = Inference::default();
+        let mut json = JsonInference::default();
+        let mut parquet = serde_json::Map::new();
         for file in files.iter().rev().take(SAMPLE_FILES) {
             let raw = self.storage.open(file).await?;
-            tokio::task::block_in_place(|| {
-                let mut csv = CsvFile::open(raw, &file.uri, &self.dialect)?;
-                inference.sample(&mut csv, &self.dialect)
+            tokio::task::block_in_place(|| match self.dialect.format {
+                Format::Csv => {
+                    let mut csv = CsvFile::open(raw, &file.uri, &self.dialect)?;
+                    inference.sample(&mut csv, &self.dialect)
+                }
+                Format::Json | Format::Jsonl => json.sample(
+                    decompress(raw, &file.uri)?,
+                    &file.uri,
+                    self.dialect.format == Format::Jsonl,
+                ),
+                Format::Parquet => {
+                    parquet_file::sample(decompress(raw, &file.uri)?, &file.uri, &mut parquet)
+                }
             })?;
         }
-        self.schema = Some(inference.schema());
+        self.schema = Some(match self.dialect.format {
+            Format::Csv => inference.schema(&self.dialect),
+            Format::Json | Format::Jsonl => json.schema(),
+            Format::Parquet => parquet_file::schema(parquet),
+        });
         Ok(())
     }
 
@@ -67,6 +85,21 @@ impl CsvStream {
         let files = self.files().await?;
         let newest = files.last().expect("listing never returns no file");
         let raw = self.storage.open(newest).await?;
+        let uri = newest.uri.as_str();
+        match self.dialect.format {
+            Format::Csv => {}
+            Format::Json | Format::Jsonl => {
+                let lines = self.dialect.format == Format::Jsonl;
+                return tokio::task::block_in_place(|| {
+                    JsonInference::default().sample(decompress(raw, uri)?, uri, lines)
+                });
+            }
+            Format::Parquet => {
+                return tokio::task::block_in_place(|| {
+                    parquet_file::sample(decompress(raw, uri)?, uri, &mut serde_json::Map::new())
+                });
+            }
+        }
         tokio::task::block_in_place(|| {
             let mut csv = CsvFile::open(raw, &newest.uri, &self.dialect)?;
             let mut row = ByteRecord::new();
@@ -87,7 +120,6 @@ impl CsvStream {
         selection: &Selection,
         out: &mut RecordWriter,
     ) -> Result<()> {
-        let mut csv = CsvFile::open(raw, &file.uri, &self.dialect)?;
         let modified = crate::state::format_time(file.last_modified);
         let mut file_columns = Vec::new();
         if selection.file_url {
@@ -96,8 +128,30 @@ impl CsvStream {
         if selection.file_last_modified {
             file_columns.push((FILE_LAST_MODIFIED, modified.as_str()));
         }
+        match self.dialect.format {
+            Format::Csv => {}
+            Format::Json | Format::Jsonl => {
+                let lines = self.dialect.format == Format::Jsonl;
+                let input = decompress(raw, &file.uri)?;
+                return crate::json::read(input, &file.uri, lines, &file_columns, out);
+            }
+            Format::Parquet => {
+                let input = decompress(raw, &file.uri)?;
+                let selected = |name: &str| {
+                    selection
+                        .kinds
+                        .as_ref()
+                        .is_none_or(|k| k.contains_key(name))
+                };
+                return parquet_file::read(input, &file.uri, &selected, &file_columns, out);
+            }
+        }
+        let mut csv = CsvFile::open(raw, &file.uri, &self.dialect)?;
         let header = csv.header().to_vec();
-        let kinds = selection.kinds(&header);
+        let mut kinds = selection.kinds(&header);
+        if self.dialect.usecols.is_some() {
+            kinds.retain(|name, _| csv.used().contains(name));
+        }
         let mut writer = RowWriter::new(&self.dialect, &header, &kinds, &file_columns);
         let mut row = ByteRecord::new();
         while csv.next_row(&mut row)? {

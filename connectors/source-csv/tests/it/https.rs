@@ -183,3 +183,47 @@ async fn a_url_that_refuses_head_is_read_with_get() {
     check_succeeds(&cfg);
     assert_eq!(rows(&read(&cfg)).len(), 2);
 }
+
+/// The seed's file-source example, YAML form, field for field:
+/// `Dataset Name: sales_data`, `URL: …/sales.csv`, `Format: CSV`, `Provider: {Storage: HTTPS,
+/// User Provided Storage: {URL: …/sales.csv}}` (the test server stands in for
+/// storage.example.com).
+#[tokio::test(flavor = "multi_thread")]
+async fn the_seeds_yaml_example_runs_as_written() {
+    let server = MockServer::start().await;
+    serve(
+        &server,
+        "/sales.csv",
+        "region,amount,day\nnorth,10.5,2024-01-01\nsouth,NA,2024-01-02\n".into(),
+        "Wed, 21 Oct 2015 07:28:00 GMT",
+    )
+    .await;
+    let url = format!("{}/sales.csv", server.uri());
+    let config = json!({
+        "dataset_name": "sales_data",
+        "url": url,
+        "format": "CSV",
+        "provider": {"storage": "HTTPS", "url": url},
+    });
+    check_succeeds(&config);
+    let stream = crate::discover(&config);
+    assert_eq!(stream["name"], json!("sales_data"));
+    let run = Run::new(BIN).read(&config, &catalog(&config, SyncMode::FullRefresh), None);
+    run.assert_success().assert_protocol();
+    let records: Vec<Value> = run
+        .records_of("sales_data")
+        .into_iter()
+        .map(|r| json!({"region": r["region"], "amount": r["amount"], "day": r["day"]}))
+        .collect();
+    assert_eq!(
+        records,
+        [
+            json!({"region": "north", "amount": 10.5, "day": "2024-01-01"}),
+            json!({"region": "south", "amount": null, "day": "2024-01-02"}),
+        ]
+    );
+    // A provider URL other than the file's is a mistake the config names.
+    let mut other = config.clone();
+    other["provider"]["url"] = json!("https://elsewhere.example.com/x.csv");
+    assert!(check_fails(&other).contains("provider.url"));
+}

@@ -3,10 +3,12 @@
 
 mod acceptance;
 mod errors;
+mod formats;
 mod https;
 mod incremental;
 mod local;
 mod options;
+mod parity;
 mod s3;
 mod spec;
 
