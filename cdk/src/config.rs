@@ -83,15 +83,7 @@ pub fn validate(spec: &Value, config: &Value) -> Result<()> {
     })?;
     let problems: Vec<String> = validator
         .iter_errors(config)
-        .map(|e| {
-            let path = e.instance_path().to_string();
-            let field = if path.is_empty() {
-                "config".to_string()
-            } else {
-                format!("'{path}'")
-            };
-            format!("{field}: {e}")
-        })
+        .map(|e| render_error(spec, &e))
         .collect();
     if problems.is_empty() {
         Ok(())
@@ -101,6 +93,142 @@ pub fn validate(spec: &Value, config: &Value) -> Result<()> {
             problems.join("; ")
         )))
     }
+}
+
+/// One violation as a message naming its field. A `oneOf` failure names the choices instead of
+/// jsonschema's "is not valid under any of the schemas listed in the 'oneOf' keyword".
+fn render_error(spec: &Value, e: &jsonschema::ValidationError<'_>) -> String {
+    if let jsonschema::error::ValidationErrorKind::OneOfNotValid { .. } = e.kind()
+        && let Some(Value::Array(variants)) = schema_at(spec, e.schema_path().as_str())
+        && let Some(message) =
+            one_of_message(variants, &dotted(e.instance_path().as_str()), e.instance())
+    {
+        return message;
+    }
+    let path = e.instance_path().to_string();
+    let field = if path.is_empty() {
+        "config".to_string()
+    } else {
+        format!("'{path}'")
+    };
+    format!("{field}: {e}")
+}
+
+/// The schema node at a JSON pointer into `root`, following local `$ref`s on the way.
+fn schema_at<'a>(root: &'a Value, pointer: &str) -> Option<&'a Value> {
+    let mut node = root;
+    for segment in pointer.split('/').skip(1) {
+        let segment = segment.replace("~1", "/").replace("~0", "~");
+        node = if segment == "$ref" {
+            let target = node.get("$ref")?.as_str()?.strip_prefix('#')?;
+            root.pointer(target)?
+        } else {
+            match node {
+                Value::Array(items) => items.get(segment.parse::<usize>().ok()?)?,
+                _ => node.get(&segment)?,
+            }
+        };
+    }
+    Some(node)
+}
+
+/// `/ssl_mode/mode` → `ssl_mode.mode`, `/endpoints/0/name` → `endpoints[0].name`.
+fn dotted(pointer: &str) -> String {
+    let mut out = String::new();
+    for segment in pointer.split('/').skip(1) {
+        let segment = segment.replace("~1", "/").replace("~0", "~");
+        if segment.parse::<usize>().is_ok() {
+            out.push_str(&format!("[{segment}]"));
+        } else {
+            if !out.is_empty() {
+                out.push('.');
+            }
+            out.push_str(&segment);
+        }
+    }
+    out
+}
+
+/// The single value a schema allows (`const`, or an `enum` of one).
+fn only_value(schema: &Value) -> Option<&Value> {
+    schema.get("const").or_else(|| match schema.get("enum") {
+        Some(Value::Array(one)) if one.len() == 1 => one.first(),
+        _ => None,
+    })
+}
+
+fn show(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// "`field`.`key` must be one of: a, b; got 'c'" when the variants differ by a constant
+/// property (`mode`, `method`, ...) or are constants themselves; for a known choice whose other
+/// fields are wrong, the violations of that choice.
+fn one_of_message(variants: &[Value], field: &str, instance: &Value) -> Option<String> {
+    let at = |key: &str| match field {
+        "" => key.to_string(),
+        f => format!("{f}.{key}"),
+    };
+    if let Some(choices) = variants
+        .iter()
+        .map(only_value)
+        .collect::<Option<Vec<&Value>>>()
+    {
+        let list: Vec<String> = choices.iter().map(|v| show(v)).collect();
+        let name = if field.is_empty() { "config" } else { field };
+        return Some(format!(
+            "{name} must be one of: {}; got '{}'",
+            list.join(", "),
+            show(instance)
+        ));
+    }
+    let first = variants.first()?.get("properties")?.as_object()?;
+    let key = first.keys().find(|k| {
+        variants.iter().all(|v| {
+            v.get("properties")
+                .and_then(|p| p.get(k.as_str()))
+                .and_then(only_value)
+                .is_some()
+        })
+    })?;
+    let choices: Vec<&Value> = variants
+        .iter()
+        .filter_map(|v| only_value(v.get("properties")?.get(key.as_str())?))
+        .collect();
+    let list: Vec<String> = choices.iter().map(|v| show(v)).collect();
+    let Some(got) = instance.get(key.as_str()) else {
+        return Some(format!(
+            "{} is required, one of: {}",
+            at(key),
+            list.join(", ")
+        ));
+    };
+    let Some(i) = choices.iter().position(|c| *c == got) else {
+        return Some(format!(
+            "{} must be one of: {}; got '{}'",
+            at(key),
+            list.join(", "),
+            show(got)
+        ));
+    };
+    let validator = jsonschema::draft7::new(&variants[i]).ok()?;
+    let inner: Vec<String> = validator
+        .iter_errors(instance)
+        .map(|e| {
+            let path = dotted(e.instance_path().as_str());
+            let name = match (field, path.as_str()) {
+                ("", "") => "config".to_string(),
+                (f, "") => f.to_string(),
+                ("", p) => p.to_string(),
+                (f, p) => format!("{f}.{p}"),
+            };
+            format!("{name}: {e}")
+        })
+        .collect();
+    Some(format!("{} '{}': {}", at(key), show(got), inner.join("; ")))
 }
 
 fn kind_of(v: &Value) -> &'static str {
@@ -140,6 +268,58 @@ mod tests {
     fn rejects_non_objects() {
         let err = from_value::<Value>(&json!([1]), &spec()).unwrap_err();
         assert_eq!(err.message, "config must be a JSON object, got an array");
+    }
+
+    fn one_of_spec() -> Value {
+        let variant = |mode: &str, extra: Value| {
+            let mut props = json!({"mode": {"type": "string", "const": mode}});
+            props
+                .as_object_mut()
+                .unwrap()
+                .extend(extra.as_object().unwrap().clone());
+            json!({"type": "object", "required": ["mode"], "properties": props})
+        };
+        let modes = ["disable", "allow", "prefer", "require"];
+        let mut variants: Vec<Value> = modes.iter().map(|m| variant(m, json!({}))).collect();
+        for m in ["verify-ca", "verify-full"] {
+            let mut v = variant(m, json!({"ca_certificate": {"type": "string"}}));
+            v["required"] = json!(["mode", "ca_certificate"]);
+            variants.push(v);
+        }
+        json!({"type": "object", "properties": {
+            "ssl_mode": {"oneOf": variants},
+            "format": {"$ref": "#/definitions/Format"},
+        }, "definitions": {"Format": {"oneOf": [{"const": "csv"}, {"enum": ["jsonl"]}]}}})
+    }
+
+    fn message(config: Value) -> String {
+        validate(&one_of_spec(), &config).unwrap_err().message
+    }
+
+    #[test]
+    fn one_of_names_the_field_and_the_choices() {
+        insta::assert_snapshot!(
+            message(json!({"ssl_mode": {"mode": "sometimes"}})),
+            @"config validation error: ssl_mode.mode must be one of: disable, allow, prefer, require, verify-ca, verify-full; got 'sometimes'"
+        );
+        insta::assert_snapshot!(
+            message(json!({"ssl_mode": {}})),
+            @"config validation error: ssl_mode.mode is required, one of: disable, allow, prefer, require, verify-ca, verify-full"
+        );
+        insta::assert_snapshot!(
+            message(json!({"ssl_mode": {"mode": "verify-ca"}})),
+            @r#"config validation error: ssl_mode.mode 'verify-ca': ssl_mode: "ca_certificate" is a required property"#
+        );
+        insta::assert_snapshot!(
+            message(json!({"format": "parquet"})),
+            @"config validation error: format must be one of: csv, jsonl; got 'parquet'"
+        );
+    }
+
+    #[test]
+    fn dotted_paths() {
+        assert_eq!(dotted("/endpoints/0/name"), "endpoints[0].name");
+        assert_eq!(dotted(""), "");
     }
 
     #[test]

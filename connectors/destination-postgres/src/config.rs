@@ -69,8 +69,9 @@ pub struct PostgresConfig {
     #[serde(default)]
     #[schemars(title = "CDC deletion mode", extend("order" = 12))]
     pub cdc_deletion_mode: CdcDeletionMode,
-    /// How nested values are stored: as JSONB (`none`, the default) or flattened into prefixed
-    /// columns and child tables (`flattened`, the old "basic normalization").
+    /// How nested values are stored: as JSONB (`none`, the default), flattened into prefixed
+    /// columns and child tables (`flattened`), or `basic`: flattened as Airbyte's old "basic
+    /// normalization" did, with `_airbyte_normalized_at` on every table.
     #[schemars(title = "Normalization", extend("order" = 13))]
     pub normalization: Option<Normalization>,
 }
@@ -96,9 +97,19 @@ pub enum Normalization {
     None,
     /// Nested objects become prefixed columns (`contact.email` → `contact_email`); arrays of
     /// objects become child tables `<stream>_<field>` linked by `_airbyte_<stream>_hashid`.
-    #[serde(alias = "basic")]
     #[schemars(title = "flattened")]
     Flattened,
+    /// Airbyte's old "basic normalization": the flattened layout, and every table carries
+    /// `_airbyte_normalized_at`.
+    #[serde(alias = "Basic")]
+    #[schemars(title = "basic")]
+    Basic {
+        /// Also keep each record's JSON in a raw table `_airbyte_raw_<stream>` beside the
+        /// normalized tables (`_airbyte_data` JSONB and the `_airbyte_*` columns), loaded in the
+        /// same transaction; appended to even when the stream is deduplicated.
+        #[serde(default)]
+        keep_raw_tables: bool,
+    },
 }
 
 fn default_port() -> u16 {
@@ -114,8 +125,27 @@ fn default_raw_data_schema() -> String {
 }
 
 impl PostgresConfig {
+    /// Whether nested objects and arrays of objects are flattened (`flattened` or `basic`).
     pub fn flattened(&self) -> bool {
-        matches!(self.normalization, Some(Normalization::Flattened))
+        matches!(
+            self.normalization,
+            Some(Normalization::Flattened | Normalization::Basic { .. })
+        )
+    }
+
+    /// Whether tables are laid out as basic normalization did (`_airbyte_normalized_at`).
+    pub fn basic(&self) -> bool {
+        matches!(self.normalization, Some(Normalization::Basic { .. }))
+    }
+
+    /// Whether basic normalization keeps the raw tables `_airbyte_raw_<stream>` too.
+    pub fn keep_raw_tables(&self) -> bool {
+        matches!(
+            self.normalization,
+            Some(Normalization::Basic {
+                keep_raw_tables: true
+            })
+        ) && !self.disable_type_dedupe
     }
 }
 
@@ -164,7 +194,11 @@ mod tests {
     #[test]
     fn normalization_modes() {
         assert!(config(json!({"normalization": {"mode": "flattened"}})).flattened());
+        assert!(config(json!({"normalization": {"mode": "basic"}})).basic());
         assert!(config(json!({"normalization": {"mode": "basic"}})).flattened());
+        assert!(!config(json!({"normalization": {"mode": "basic"}})).keep_raw_tables());
+        let keep = json!({"normalization": {"mode": "basic", "keep_raw_tables": true}});
+        assert!(config(keep).keep_raw_tables());
         assert!(!config(json!({"normalization": {"mode": "none"}})).flattened());
     }
 }

@@ -52,6 +52,11 @@ pub struct Rows {
     generation: i64,
     ids: RawIds,
     meta: String,
+    /// `_airbyte_normalized_at` of this writer's rows, microseconds since 2000-01-01 UTC.
+    normalized_at: i64,
+    /// The table that also gets each record as a raw row (basic normalization's kept raw
+    /// table).
+    raw_table: Option<usize>,
 }
 
 impl Rows {
@@ -81,7 +86,15 @@ impl Rows {
             generation,
             ids: RawIds::new(),
             meta: String::new(),
+            normalized_at: now_pg_micros(),
+            raw_table: None,
         }
+    }
+
+    /// Also writes each record of a typed stream as a raw row into table `t`.
+    pub fn with_raw_table(mut self, t: Option<usize>) -> Self {
+        self.raw_table = t;
+        self
     }
 
     /// `_airbyte_meta` of a row without changes in this sync.
@@ -104,7 +117,9 @@ impl Rows {
     pub fn encode(&mut self, batch: &Batch) -> Result<()> {
         let Some(layout) = self.layout.take() else {
             for record in batch.iter() {
-                self.raw_row(record);
+                let mut id_buf = [0u8; 36];
+                let raw_id = self.ids.next(&mut id_buf);
+                self.raw_row(0, raw_id, record);
             }
             return Ok(());
         };
@@ -142,7 +157,7 @@ impl Rows {
             coerce_all(
                 &layout.main,
                 &parsed.slots,
-                &hashid,
+                (&hashid, self.normalized_at),
                 &mut cells,
                 &mut changes,
             );
@@ -172,6 +187,9 @@ impl Rows {
             };
             for (child, array) in &parsed.children {
                 self.child_rows(layout, *child, array, &mut child_parsed[*child], &parent)?;
+            }
+            if let Some(t) = self.raw_table {
+                self.raw_row(t, raw_id, record);
             }
         }
         Ok(())
@@ -209,7 +227,7 @@ impl Rows {
             coerce_all(
                 &table.layout,
                 &parsed.slots,
-                parent.hashid,
+                (parent.hashid, self.normalized_at),
                 &mut cells,
                 &mut changes,
             );
@@ -230,9 +248,8 @@ impl Rows {
         Ok(())
     }
 
-    fn raw_row(&mut self, record: RecordRef<'_>) {
-        let mut id_buf = [0u8; 36];
-        let raw_id = self.ids.next(&mut id_buf);
+    /// A raw row of `record` into table `t`.
+    fn raw_row(&mut self, t: usize, raw_id: &str, record: RecordRef<'_>) {
         let data = if value::has_nul_escape(record.data) {
             std::borrow::Cow::Owned(value::strip_nul_escapes(record.data))
         } else {
@@ -241,7 +258,7 @@ impl Rows {
         build_meta(&mut self.meta, &self.sync_id, record.meta, &[]);
         let plain = is_plain(&[], record.meta);
         let meta = if plain { &self.plain_meta } else { &self.meta };
-        let (e, meta) = self.tables[0].pick(plain, meta);
+        let (e, meta) = self.tables[t].pick(plain, meta);
         e.row_start(5 + usize::from(meta.is_some()));
         meta_columns(e, raw_id, record.emitted_at, meta, self.generation);
         e.null();
@@ -291,18 +308,31 @@ fn is_plain(ours: &[(String, ChangeReason)], source: Option<&AirbyteRecordMessag
     ours.is_empty() && source.is_none_or(|m| m.changes.is_empty())
 }
 
-/// Coerces every slot into `cells`, noting the fields that were nulled.
+/// Now, in microseconds since 2000-01-01 UTC.
+fn now_pg_micros() -> i64 {
+    let unix = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as i64);
+    unix - PG_EPOCH_MICROS
+}
+
+/// Coerces every slot into `cells`, noting the fields that were nulled; `fixed` is the row's
+/// hashid and `_airbyte_normalized_at`.
 fn coerce_all<'a>(
     layout: &Layout,
     slots: &[Option<&'a RawValue>],
-    hashid: &str,
+    fixed: (&str, i64),
     cells: &mut Vec<Cell<'a>>,
     changes: &mut Vec<(String, ChangeReason)>,
 ) {
     cells.clear();
     for (i, column) in layout.columns.iter().enumerate() {
         if layout.hashid == Some(i) {
-            cells.push(Cell::Text(hashid.to_string().into()));
+            cells.push(Cell::Text(fixed.0.to_string().into()));
+            continue;
+        }
+        if layout.normalized_at == Some(i) {
+            cells.push(Cell::Timestamp(fixed.1));
             continue;
         }
         let cell = match slots[i] {

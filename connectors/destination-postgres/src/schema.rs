@@ -118,6 +118,8 @@ pub struct Layout {
     pub fields: Fields,
     /// The `_airbyte_<stream>_hashid` column (flattened mode), filled by the writer.
     pub hashid: Option<usize>,
+    /// The `_airbyte_normalized_at` column (basic normalization), filled by the writer.
+    pub normalized_at: Option<usize>,
 }
 
 impl Layout {
@@ -182,6 +184,29 @@ pub fn layout(table: &str, json_schema: &Value, flattened: bool) -> StreamLayout
     StreamLayout {
         main,
         children: builder.children,
+    }
+}
+
+/// The column basic normalization adds to every table: when the row was normalized.
+pub const NORMALIZED_AT: &str = "_airbyte_normalized_at";
+
+/// Adds `_airbyte_normalized_at` (a timestamp with time zone) as the last column of every table
+/// of `layout`, as basic normalization lays tables out.
+pub fn add_normalized_at(layout: &mut StreamLayout) {
+    let tables =
+        std::iter::once(&mut layout.main).chain(layout.children.iter_mut().map(|c| &mut c.layout));
+    for table in tables {
+        let mut name = NORMALIZED_AT.to_string();
+        while table.columns.iter().any(|c| c.name == name) {
+            name.push('_');
+        }
+        table.normalized_at = Some(table.columns.len());
+        table.columns.push(Column {
+            name,
+            field: String::new(),
+            ty: PgType::TimestampTz,
+            json: JsonKind::Any,
+        });
     }
 }
 
@@ -402,6 +427,13 @@ mod tests {
             .map(|c| c.name.as_str())
             .collect();
         assert_eq!(names, ["_airbyte_customers_hashid", "city", "type"]);
+        let mut basic = l.clone();
+        add_normalized_at(&mut basic);
+        let last = |l: &Layout| l.columns.last().map(|c| (c.name.clone(), c.ty));
+        let expected = Some((NORMALIZED_AT.to_string(), PgType::TimestampTz));
+        assert_eq!(last(&basic.main), expected);
+        assert_eq!(last(&basic.children[0].layout), expected);
+        assert_eq!(basic.main.normalized_at, Some(5));
     }
 
     #[test]

@@ -60,20 +60,75 @@ impl Decoder {
     }
 }
 
-/// The start of a body, for error messages.
+/// The most of a body an error message shows, in characters.
+pub const SNIPPET_CHARS: usize = 500;
+
+/// The start of a body, for error messages: at most [`SNIPPET_CHARS`] characters, whitespace
+/// runs collapsed, and an HTML page reduced to its text (its title and headings, not its markup).
 pub fn snippet(body: &[u8]) -> String {
     let text = String::from_utf8_lossy(body);
-    let mut s: String = text.chars().take(300).collect();
-    if text.chars().count() > 300 {
+    let head = text
+        .trim_start()
+        .get(..15)
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    let text = if head.starts_with("<!doctype html") || head.starts_with("<html") {
+        html_text(&text)
+    } else {
+        text.into_owned()
+    };
+    let collapsed = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    let mut s: String = collapsed.chars().take(SNIPPET_CHARS).collect();
+    if collapsed.chars().count() > SNIPPET_CHARS {
         s.push('…');
     }
     s
+}
+
+/// The text of an HTML page: tags, scripts and styles dropped.
+fn html_text(html: &str) -> String {
+    let mut out = String::with_capacity(html.len().min(4096));
+    let mut rest = html;
+    while let Some(open) = rest.find('<') {
+        out.push_str(&rest[..open]);
+        out.push(' ');
+        let tag = rest[open + 1..].to_ascii_lowercase();
+        let skip_to = ["script", "style"]
+            .iter()
+            .find(|t| tag.starts_with(*t))
+            .and_then(|t| tag.find(&format!("</{t}")).map(|i| open + 1 + i));
+        let from = skip_to.unwrap_or(open);
+        match rest[from..].find('>') {
+            Some(close) => rest = &rest[from + close + 1..],
+            None => {
+                rest = "";
+            }
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn snippets_are_short_and_html_becomes_text() {
+        let page = format!(
+            "<!DOCTYPE html>\n<html><head><title>502 Bad Gateway</title><style>body {{ color: red }}</style></head>\n<body><h1>Bad Gateway</h1>{}</body></html>",
+            "<p>filler text</p>".repeat(100)
+        );
+        let s = snippet(page.as_bytes());
+        assert!(
+            s.starts_with("502 Bad Gateway Bad Gateway filler text"),
+            "{s}"
+        );
+        assert!(!s.contains('<') && !s.contains("color"), "{s}");
+        assert_eq!(s.chars().count(), SNIPPET_CHARS + 1);
+        assert_eq!(snippet(b"{\"error\": \"nope\"}"), "{\"error\": \"nope\"}");
+    }
 
     #[test]
     fn decodes_json_and_jsonl() {

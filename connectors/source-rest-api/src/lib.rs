@@ -11,6 +11,7 @@ pub mod cursor;
 pub mod decoder;
 pub mod error_handler;
 pub mod http;
+pub mod infer;
 pub mod interpolation;
 pub mod manifest;
 pub mod paginator;
@@ -47,6 +48,8 @@ struct Loaded {
     /// With `$ref`s resolved.
     manifest: Value,
     base_dir: Option<PathBuf>,
+    /// The simple form's endpoints whose schema discover infers from their first page.
+    infer: Vec<String>,
 }
 
 impl SourceRestApi {
@@ -68,6 +71,7 @@ impl SourceRestApi {
         self.manifest = Some(Loaded {
             manifest: resolved,
             base_dir: path.parent().map(|p| p.to_path_buf()),
+            infer: Vec::new(),
         });
         Ok(())
     }
@@ -90,17 +94,52 @@ impl SourceRestApi {
             return Ok(Loaded {
                 manifest: resolved,
                 base_dir: None,
+                infer: Vec::new(),
             });
         }
         let simple = SimpleConfig::from_config(config)?;
         Ok(Loaded {
             manifest: simple.to_manifest(),
             base_dir: None,
+            infer: simple
+                .endpoints
+                .iter()
+                .filter(|e| e.infers_schema())
+                .map(|e| e.name.clone())
+                .collect(),
         })
     }
 
     fn declarative(&self, config: &Value) -> Result<Declarative> {
         let loaded = self.loaded(config)?;
+        Declarative::decode(&loaded.manifest, config, loaded.base_dir)
+    }
+
+    /// The streams with their schemas, those of the simple form without one inferred from
+    /// their first page.
+    async fn discovered(&self, config: &Value) -> Result<Declarative> {
+        let mut loaded = self.loaded(config)?;
+        let d = Declarative::decode(&loaded.manifest, config, loaded.base_dir.clone())?;
+        if loaded.infer.is_empty() {
+            return Ok(d);
+        }
+        for s in &d.streams {
+            if !loaded.infer.contains(&s.name) {
+                continue;
+            }
+            let records = s.first_page().await.map_err(|e| {
+                Error::config(format!(
+                    "cannot detect the schema of stream '{}' from its first page: {}",
+                    s.name, e.message
+                ))
+            })?;
+            let schema = infer::infer(&records);
+            if let Some(streams) = loaded.manifest["streams"].as_array_mut()
+                && let Some(m) = streams.iter_mut().find(|m| m["name"] == s.name.as_str())
+            {
+                m["schema_loader"]["schema"] = schema;
+            }
+        }
         Declarative::decode(&loaded.manifest, config, loaded.base_dir)
     }
 
@@ -139,6 +178,16 @@ impl Source for SourceRestApi {
     async fn check(&self, config: &Value) -> Result<()> {
         let d = self.declarative(config)?;
         d.check().await
+    }
+
+    async fn discover(&self, config: &Value) -> Result<cdk::protocol::AirbyteCatalog> {
+        let d = self.discovered(config).await?;
+        Ok(cdk::protocol::AirbyteCatalog {
+            streams: Self::streams_of(&d)
+                .iter()
+                .map(|s| s.airbyte_stream())
+                .collect(),
+        })
     }
 
     async fn streams(&self, config: &Value) -> Result<Vec<Arc<dyn Stream>>> {

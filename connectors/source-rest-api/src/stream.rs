@@ -138,6 +138,31 @@ impl StreamDef {
     }
 }
 
+impl StreamDef {
+    /// The records of the first page of the first slice (for schema detection).
+    pub async fn first_page(self: &Arc<Self>) -> Result<Vec<Value>> {
+        let (tx, mut rx) = mpsc::channel(4);
+        let _guard = read::spawn(
+            Plan {
+                stream: self.clone(),
+                starts: None,
+                concurrency: 1,
+                first_page_only: true,
+            },
+            tx,
+        );
+        let mut out = Vec::new();
+        while let Some(msg) = rx.recv().await {
+            match msg {
+                Msg::Failed(e) => return Err(e),
+                Msg::Page { records, .. } => out.extend(records.into_values()?),
+                _ => {}
+            }
+        }
+        Ok(out)
+    }
+}
+
 /// `primary_key`: a name, a list of names (a composite key) or a list of paths.
 fn primary_key(v: Option<Value>) -> std::result::Result<Vec<Vec<String>>, String> {
     Ok(match v {

@@ -8,3 +8,4 @@ mod csv_to_postgres;
 mod postgres_dedup;
 mod postgres_to_s3_parquet;
 mod rest_api_to_local_jsonl;
+mod rest_api_to_postgres_basic;

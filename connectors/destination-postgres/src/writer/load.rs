@@ -86,7 +86,8 @@ impl PgWriter {
         let main = &stream.tables[0];
         let stage = main.stage.as_deref().unwrap_or_default();
         let mut script = Vec::new();
-        if stream.tables.len() > 1 {
+        let children = &stream.tables[1..1 + stream.children];
+        if !children.is_empty() {
             script.push(sql::touched_rows(
                 &main.load_into,
                 stage,
@@ -94,7 +95,7 @@ impl PgWriter {
             ));
         }
         script.push(sql::upsert(&main.load_into, stage, &main.columns, dedup));
-        for child in &stream.tables[1..] {
+        for child in children {
             script.push(sql::replace_children(
                 &main.load_into,
                 &child.load_into,

@@ -75,6 +75,8 @@ struct StreamWriter {
     tables: Vec<Table>,
     rows: Rows,
     dedup: Option<Dedup>,
+    /// How many child tables follow the main table in `tables`.
+    children: usize,
     staged: bool,
     records: u64,
 }
@@ -135,6 +137,8 @@ impl BatchWriter for PgWriter {
             layout,
             dedup,
             tables,
+            children,
+            raw_table,
             ..
         } = tables;
         let mut ready = Vec::with_capacity(tables.len());
@@ -154,8 +158,10 @@ impl BatchWriter for PgWriter {
         self.streams.push(StreamWriter {
             descriptor,
             tables: ready,
-            rows: Rows::new(layout, self.format, stream.sync_id, generation, &omit_meta),
+            rows: Rows::new(layout, self.format, stream.sync_id, generation, &omit_meta)
+                .with_raw_table(raw_table),
             dedup,
+            children,
             staged: false,
             records: 0,
         });

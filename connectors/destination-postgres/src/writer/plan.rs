@@ -23,8 +23,13 @@ pub(super) struct StreamTables {
     /// `None` for raw tables (`disable_type_dedupe`).
     pub layout: Option<StreamLayout>,
     pub dedup: Option<Dedup>,
-    /// The main table first, then the child tables of the flattened layout.
+    /// The main table first, then the child tables of the flattened layout, then the kept raw
+    /// table (basic normalization with `keep_raw_tables`).
     pub tables: Vec<TablePlan>,
+    /// How many child tables follow the main table.
+    pub children: usize,
+    /// The index of the kept raw table in `tables`.
+    pub raw_table: Option<usize>,
 }
 
 /// One table of a stream.
@@ -66,20 +71,31 @@ pub(super) fn plan_tables(
     } else {
         (compatible(namespace), compatible(&stream.stream.name))
     };
-    let layout =
-        (!raw).then(|| schema::layout(&name, &stream.stream.json_schema, config.flattened()));
+    let layout = (!raw).then(|| {
+        let mut layout = schema::layout(&name, &stream.stream.json_schema, config.flattened());
+        if config.basic() {
+            schema::add_normalized_at(&mut layout);
+        }
+        layout
+    });
     let dedup = match &layout {
         Some(layout) if plan.mode.dedups() => Some(dedup(config, stream, layout)?),
         _ => None,
     };
     let replace = plan.mode.replaces();
     let internal = compatible(&config.raw_data_schema);
-    let columns = table_columns(&name, layout.as_ref());
-    let flattened_children = columns.len() > 1;
+    let mut columns = table_columns(&name, layout.as_ref());
+    let children = columns.len() - 1;
+    let flattened_children = children > 0;
+    let raw_table = (!raw && config.keep_raw_tables()).then(|| {
+        columns.push((compatible(&format!("_airbyte_raw_{name}")), raw_defs()));
+        columns.len() - 1
+    });
     let tables = columns
         .into_iter()
         .enumerate()
         .map(|(t, (table, columns))| {
+            let kept_raw = Some(t) == raw_table;
             let tmp = replace.then(|| {
                 TableName::new(
                     &internal,
@@ -87,14 +103,14 @@ pub(super) fn plan_tables(
                 )
             });
             let merge_indexes = match &dedup {
-                Some(dedup) => merge_indexes(dedup, t == 0, flattened_children),
-                None => Vec::new(),
+                Some(dedup) if !kept_raw => merge_indexes(dedup, t == 0, flattened_children),
+                _ => Vec::new(),
             };
             TablePlan {
                 target: TableName::new(&schema, table),
                 columns,
                 tmp,
-                stage: dedup.is_some().then(|| format!("_airbyte_stage_{id}_{t}")),
+                stage: (dedup.is_some() && !kept_raw).then(|| format!("_airbyte_stage_{id}_{t}")),
                 merge_indexes,
             }
         })
@@ -107,6 +123,8 @@ pub(super) fn plan_tables(
         layout,
         dedup,
         tables,
+        children,
+        raw_table,
     })
 }
 
@@ -165,14 +183,7 @@ fn column_for(layout: &StreamLayout, path: &[String], what: &str, stream: &str) 
 /// `_airbyte_data`.
 fn table_columns(name: &str, layout: Option<&StreamLayout>) -> Vec<(String, Vec<ColumnDef>)> {
     let Some(layout) = layout else {
-        let mut defs = meta_defs();
-        defs.push(ColumnDef::new(
-            "_airbyte_loaded_at",
-            PgType::TimestampTz,
-            false,
-        ));
-        defs.push(ColumnDef::new("_airbyte_data", PgType::Jsonb, true));
-        return vec![(name.to_string(), defs)];
+        return vec![(name.to_string(), raw_defs())];
     };
     let user = |l: &schema::Layout| {
         let mut defs = meta_defs();
@@ -188,6 +199,18 @@ fn table_columns(name: &str, layout: Option<&StreamLayout>) -> Vec<(String, Vec<
         tables.push((child.name.clone(), user(&child.layout)));
     }
     tables
+}
+
+/// The columns of a raw table: the meta columns, `_airbyte_loaded_at` and `_airbyte_data`.
+fn raw_defs() -> Vec<ColumnDef> {
+    let mut defs = meta_defs();
+    defs.push(ColumnDef::new(
+        "_airbyte_loaded_at",
+        PgType::TimestampTz,
+        false,
+    ));
+    defs.push(ColumnDef::new("_airbyte_data", PgType::Jsonb, true));
+    defs
 }
 
 fn meta_defs() -> Vec<ColumnDef> {
