@@ -215,7 +215,11 @@ mod tests {
         let e = parse(json!({"host": "h", "database": "d", "username": "u",
             "ssl_mode": {"mode": "verify-full", "ca_certificate": "-----BEGIN"}}))
         .unwrap_err();
-        assert!(e.message.contains("ssl_mode.ca_certificate"), "{}", e.message);
+        assert!(
+            e.message.contains("ssl_mode.ca_certificate"),
+            "{}",
+            e.message
+        );
         assert!(
             parse(json!({"host": "h", "database": "d", "username": "u",
             "ssl_mode": {"mode": "verify-ca"}}))
