@@ -15,7 +15,7 @@ use std::path::PathBuf;
 use cdk::protocol::{AirbyteMessage, FailureType};
 use cdk::testing::Captured;
 use cdk::testing::Run;
-use cdk::testing::http::{MockServer, Request, ResponseTemplate};
+use cdk::testing::http::{Mock, MockServer, Request, Respond, ResponseTemplate, matchers};
 use serde_json::{Value, json};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_source-rest-api");
@@ -92,6 +92,22 @@ pub fn query(req: &Request, key: &str) -> Option<String> {
 
 pub fn json_response(body: Value) -> ResponseTemplate {
     ResponseTemplate::new(200).set_body_json(body)
+}
+
+/// Answers every request to `path` on `server` with `respond`.
+pub async fn serve(server: &MockServer, path: &str, respond: impl Respond + 'static) {
+    Mock::given(matchers::path(path))
+        .respond_with(respond)
+        .mount(server)
+        .await;
+}
+
+/// Reads stream `items` of the manifest `yaml` with `config`; asserts success and returns
+/// the records' ids.
+pub fn read_ids(config: &Value, yaml: &str) -> Vec<i64> {
+    let out = manifest(yaml).read(config, &["items"]);
+    out.assert_success();
+    ids(&out, "items")
 }
 
 /// Ids of the records of `stream`, in order.
