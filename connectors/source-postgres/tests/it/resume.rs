@@ -176,7 +176,7 @@ async fn killed_incremental_resumes_with_no_row_lost() {
         killed.last_state[0]["stream"]["stream_state"]["state_type"],
         "cursor_based"
     );
-    let (resumed, ids) = killed.resume(&cfg, &catalog, "feed");
+    let (_, ids) = killed.resume(&cfg, &catalog, "feed");
     let got: BTreeSet<i64> = killed.committed.iter().copied().chain(ids).collect();
     for id in ROWS + 1..=2 * ROWS {
         assert!(got.contains(&id), "row {id} lost in the cursor phase");

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use cdk::protocol::{AirbyteStreamStatus, ConnectionStatus, FailureType, TracePayload};
-use cdk::testing::http::{Mock, MockServer, Request, ResponseTemplate, matchers};
+use cdk::testing::http::{MockServer, ResponseTemplate};
 use serde_json::json;
 
 use crate::*;

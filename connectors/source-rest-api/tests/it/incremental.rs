@@ -4,7 +4,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use cdk::testing::http::{Mock, MockServer, Request, matchers};
+use cdk::testing::http::{MockServer, Request};
 use serde_json::{Value, json};
 
 use crate::*;
