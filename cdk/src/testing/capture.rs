@@ -400,36 +400,39 @@ impl Captured {
             .collect()
     }
 
-    /// The SPEC message; panics, showing the run, when there is none.
-    pub fn spec(&self) -> &ConnectorSpecification {
+    /// The first message `pick` takes; panics, showing the run, when there is no `kind` message.
+    fn first_of<'a, T>(
+        &'a self,
+        kind: &str,
+        pick: impl FnMut(&'a AirbyteMessage) -> Option<&'a T>,
+    ) -> &'a T {
         self.messages
             .iter()
-            .find_map(|m| match m {
-                AirbyteMessage::Spec { spec } => Some(spec),
-                _ => None,
-            })
-            .unwrap_or_else(|| panic!("no SPEC message\n{}", self.describe()))
+            .find_map(pick)
+            .unwrap_or_else(|| panic!("no {kind} message\n{}", self.describe()))
+    }
+
+    /// The SPEC message; panics, showing the run, when there is none.
+    pub fn spec(&self) -> &ConnectorSpecification {
+        self.first_of("SPEC", |m| match m {
+            AirbyteMessage::Spec { spec } => Some(spec),
+            _ => None,
+        })
     }
 
     /// The CATALOG message; panics, showing the run, when there is none.
     pub fn catalog(&self) -> &AirbyteCatalog {
-        self.messages
-            .iter()
-            .find_map(|m| match m {
-                AirbyteMessage::Catalog { catalog } => Some(catalog),
-                _ => None,
-            })
-            .unwrap_or_else(|| panic!("no CATALOG message\n{}", self.describe()))
+        self.first_of("CATALOG", |m| match m {
+            AirbyteMessage::Catalog { catalog } => Some(catalog),
+            _ => None,
+        })
     }
 
     /// The CONNECTION_STATUS message; panics, showing the run, when there is none.
     pub fn connection_status(&self) -> &AirbyteConnectionStatus {
-        self.messages
-            .iter()
-            .find_map(|m| match m {
-                AirbyteMessage::ConnectionStatus { connection_status } => Some(connection_status),
-                _ => None,
-            })
-            .unwrap_or_else(|| panic!("no CONNECTION_STATUS message\n{}", self.describe()))
+        self.first_of("CONNECTION_STATUS", |m| match m {
+            AirbyteMessage::ConnectionStatus { connection_status } => Some(connection_status),
+            _ => None,
+        })
     }
 }

@@ -151,17 +151,7 @@ impl TestPostgres {
     /// Creates a new, empty database; `prefix` makes it recognisable in logs.
     pub async fn fresh_database(&self, prefix: &str) -> TestDatabase {
         let n = NEXT_DB.fetch_add(1, Ordering::SeqCst);
-        let clean: String = prefix
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() {
-                    c.to_ascii_lowercase()
-                } else {
-                    '_'
-                }
-            })
-            .take(30)
-            .collect();
+        let clean = super::name_part(prefix, '_');
         let name = format!("t{}_{clean}_{n}", std::process::id());
         let admin = TestDatabase {
             host: self.host.clone(),
@@ -366,10 +356,7 @@ fn register_cleanup() {
         }
     }
     static ONCE: std::sync::Once = std::sync::Once::new();
-    // SAFETY: registering a plain extern "C" function with atexit.
-    ONCE.call_once(|| unsafe {
-        libc::atexit(stop_shared);
-    });
+    ONCE.call_once(|| super::at_exit(stop_shared));
 }
 
 #[cfg(test)]

@@ -99,17 +99,7 @@ impl TestS3 {
     /// Creates an empty bucket with a unique name starting with `prefix`.
     pub fn fresh_bucket(&self, prefix: &str) -> String {
         let n = NEXT_BUCKET.fetch_add(1, Ordering::SeqCst);
-        let clean: String = prefix
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() {
-                    c.to_ascii_lowercase()
-                } else {
-                    '-'
-                }
-            })
-            .take(30)
-            .collect();
+        let clean = super::name_part(prefix, '-');
         let name = format!("{clean}-{}-{n}", std::process::id());
         std::fs::create_dir_all(self.root.join(&name)).expect("cannot create a test bucket");
         name
@@ -137,10 +127,7 @@ fn register_cleanup() {
             let _ = std::fs::remove_dir_all(&s3.root);
         }
     }
-    // SAFETY: registering a plain extern "C" function with atexit.
-    unsafe {
-        libc::atexit(remove_root);
-    }
+    super::at_exit(remove_root);
 }
 
 #[cfg(test)]
@@ -149,6 +136,12 @@ mod tests {
     use futures::TryStreamExt;
     use object_store::path::Path;
     use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+
+    /// The bytes of the object at `path`.
+    async fn get(store: &AmazonS3, path: &str) -> bytes::Bytes {
+        let object = store.get(&Path::from(path)).await.unwrap();
+        object.bytes().await.unwrap()
+    }
 
     #[tokio::test]
     async fn put_list_get_multipart_delete() {
@@ -161,13 +154,7 @@ mod tests {
             )
             .await
             .unwrap();
-        let got = store
-            .get(&Path::from("a/one.jsonl"))
-            .await
-            .unwrap()
-            .bytes()
-            .await
-            .unwrap();
+        let got = get(&store, "a/one.jsonl").await;
         assert_eq!(&got[..], b"{\"x\":1}\n");
         let mut up = store.put_multipart(&Path::from("a/big.bin")).await.unwrap();
         up.put_part(PutPayload::from(vec![1u8; 5 << 20]))
@@ -177,13 +164,7 @@ mod tests {
             .await
             .unwrap();
         up.complete().await.unwrap();
-        let big = store
-            .get(&Path::from("a/big.bin"))
-            .await
-            .unwrap()
-            .bytes()
-            .await
-            .unwrap();
+        let big = get(&store, "a/big.bin").await;
         assert_eq!(big.len(), 6 << 20);
         let mut names: Vec<String> = store
             .list(Some(&Path::from("a")))

@@ -22,6 +22,18 @@ struct Recorder {
     commits: usize,
 }
 
+impl Recorder {
+    /// The events of one kind (`open`, `write`, `commit`…), in order.
+    fn events_of(&self, kind: &str) -> Vec<String> {
+        let events = self.events.lock().unwrap();
+        events
+            .iter()
+            .filter(|e| e.starts_with(kind))
+            .cloned()
+            .collect()
+    }
+}
+
 #[cdk::async_trait]
 impl BatchWriter for Recorder {
     async fn open(
@@ -229,13 +241,7 @@ async fn states_wait_for_the_commit_threshold() {
     result.unwrap();
     // …where one commit covers both states, still echoed one by one in order.
     assert_eq!(echoed(&out).len(), 2);
-    let commits = w
-        .events
-        .lock()
-        .unwrap()
-        .iter()
-        .filter(|e| e.starts_with("commit"))
-        .count();
+    let commits = w.events_of("commit").len();
     assert_eq!(commits, 1);
 }
 
@@ -248,14 +254,7 @@ async fn batches_are_cut_at_the_record_limit() {
         ..LoaderOptions::default()
     };
     run(&lines, &["a"], &mut w, options).await.1.unwrap();
-    let writes: Vec<String> = w
-        .events
-        .lock()
-        .unwrap()
-        .iter()
-        .filter(|e| e.starts_with("write"))
-        .cloned()
-        .collect();
+    let writes: Vec<String> = w.events_of("write");
     assert_eq!(writes, ["write 0 [1,2]", "write 0 [3,4]", "write 0 [5]"]);
 }
 
@@ -450,13 +449,6 @@ async fn one_commit_covers_every_stream_written_since_the_last() {
     let (out, result) = run(&lines, &["a", "b", "c"], &mut w, eager()).await;
     result.unwrap();
     assert_eq!(out.messages().len(), 2, "both states echoed");
-    let commits: Vec<String> = w
-        .events
-        .lock()
-        .unwrap()
-        .iter()
-        .filter(|e| e.starts_with("commit"))
-        .cloned()
-        .collect();
+    let commits: Vec<String> = w.events_of("commit");
     assert_eq!(commits, ["commit 0,2", "commit 1"]);
 }

@@ -64,63 +64,49 @@ fn good_read() -> Vec<Value> {
     ]
 }
 
+/// The basic read check's verdict on `c`, against the catalog of stream `s`.
+fn basic_read(c: &Captured) -> Verdict {
+    let (cat, schemas) = catalog();
+    checks::basic_read(c, &cat, &schemas, &[])
+}
+
 #[test]
 fn basic_read_accepts_a_good_read() {
-    let (cat, schemas) = catalog();
-    assert_eq!(
-        checks::basic_read(&captured(0, &good_read()), &cat, &schemas, &[]),
-        Verdict::Pass
-    );
+    assert_eq!(basic_read(&captured(0, &good_read())), Verdict::Pass);
 }
 
 #[test]
 fn basic_read_catches_a_record_of_the_wrong_type() {
-    let (cat, schemas) = catalog();
     let mut lines = good_read();
     lines[2] = record("s", json!({"id": "one"}));
     fails_with(
-        checks::basic_read(&captured(0, &lines), &cat, &schemas, &[]),
+        basic_read(&captured(0, &lines)),
         "does not match its schema",
     );
 }
 
 #[test]
 fn basic_read_catches_a_missing_state() {
-    let (cat, schemas) = catalog();
     let mut lines = good_read();
     lines.remove(3);
-    fails_with(
-        checks::basic_read(&captured(0, &lines), &cat, &schemas, &[]),
-        "no STATE message",
-    );
+    fails_with(basic_read(&captured(0, &lines)), "no STATE message");
 }
 
 #[test]
 fn basic_read_catches_statuses_out_of_order_and_null_keys() {
-    let (cat, schemas) = catalog();
     let mut lines = good_read();
     lines.swap(0, 4);
-    fails_with(
-        checks::basic_read(&captured(0, &lines), &cat, &schemas, &[]),
-        "statuses",
-    );
+    fails_with(basic_read(&captured(0, &lines)), "statuses");
     let mut lines = good_read();
     lines[2] = record("s", json!({"id": null}));
-    fails_with(
-        checks::basic_read(&captured(0, &lines), &cat, &schemas, &[]),
-        "primary key",
-    );
+    fails_with(basic_read(&captured(0, &lines)), "primary key");
 }
 
 #[test]
 fn basic_read_catches_non_protocol_lines() {
-    let (cat, schemas) = catalog();
     let mut c = captured(0, &good_read());
     c.bad_lines.push("print debugging".into());
-    fails_with(
-        checks::basic_read(&c, &cat, &schemas, &[]),
-        "not protocol messages",
-    );
+    fails_with(basic_read(&c), "not protocol messages");
 }
 
 #[test]
@@ -232,26 +218,20 @@ fn states_echo_check_catches_reordering_and_wrong_counts() {
         json!({"type": "STATE", "state": {"type": "STREAM", "stream": {"stream_descriptor": {"name": "s"},
             "stream_state": blob}, "destinationStats": {"recordCount": n}}})
     };
-    let swapped = captured(
-        0,
-        &[
-            with_stats(json!({"n": 2}), 1.0),
-            with_stats(json!({"n": 1}), 2.0),
-        ],
-    );
+    // The destination's echo of states `n` with these record counts.
+    let echo = |echoed: &[(i64, f64)]| {
+        let lines: Vec<Value> = echoed
+            .iter()
+            .map(|&(n, count)| with_stats(json!({ "n": n }), count))
+            .collect();
+        captured(0, &lines)
+    };
     fails_with(
-        destination_checks::states_echoed(&swapped, &sent),
+        destination_checks::states_echoed(&echo(&[(2, 1.0), (1, 2.0)]), &sent),
         "out of order",
     );
-    let miscounted = captured(
-        0,
-        &[
-            with_stats(json!({"n": 1}), 5.0),
-            with_stats(json!({"n": 2}), 1.0),
-        ],
-    );
     fails_with(
-        destination_checks::states_echoed(&miscounted, &sent),
+        destination_checks::states_echoed(&echo(&[(1, 5.0), (2, 1.0)]), &sent),
         "recordCount",
     );
 }

@@ -225,60 +225,58 @@ fn matches_from(items: &[Item], key: &str) -> bool {
 }
 
 fn parse_dollar(text: &str, tokens: &mut Vec<Token>) {
-    let mut rest = text;
-    while let Some(start) = rest.find("${") {
-        let Some(len) = rest[start..].find('}') else {
-            break;
-        };
-        let name = &rest[start + 2..start + len];
-        let var = match name {
-            "NAMESPACE" => Some(Var::Namespace),
-            "STREAM_NAME" => Some(Var::StreamName),
-            "YEAR" => Some(Var::Year),
-            "MONTH" => Some(Var::Month),
-            "DAY" => Some(Var::Day),
-            "HOUR" => Some(Var::Hour),
-            "MINUTE" => Some(Var::Minute),
-            "SECOND" => Some(Var::Second),
-            "MILLISECOND" => Some(Var::Millisecond),
-            "EPOCH" => Some(Var::Epoch),
-            "UUID" => Some(Var::Uuid),
-            _ => None,
-        };
-        match var {
-            Some(var) => {
-                push_lit(tokens, &rest[..start]);
-                tokens.push(Token::Var(var));
-            }
-            None => push_lit(tokens, &rest[..start + len + 1]),
-        }
-        rest = &rest[start + len + 1..];
-    }
-    push_lit(tokens, rest);
+    parse_vars(text, "${", dollar_var, tokens);
 }
 
 fn parse_braces(text: &str, tokens: &mut Vec<Token>) {
+    parse_vars(text, "{", brace_var, tokens);
+}
+
+/// A `${NAME}` variable of the bucket path and path format.
+fn dollar_var(name: &str) -> Option<Var> {
+    match name {
+        "NAMESPACE" => Some(Var::Namespace),
+        "STREAM_NAME" => Some(Var::StreamName),
+        "YEAR" => Some(Var::Year),
+        "MONTH" => Some(Var::Month),
+        "DAY" => Some(Var::Day),
+        "HOUR" => Some(Var::Hour),
+        "MINUTE" => Some(Var::Minute),
+        "SECOND" => Some(Var::Second),
+        "MILLISECOND" => Some(Var::Millisecond),
+        "EPOCH" => Some(Var::Epoch),
+        "UUID" => Some(Var::Uuid),
+        _ => None,
+    }
+}
+
+/// A `{name}` or `{name:arg}` variable of the file name pattern.
+fn brace_var(inner: &str) -> Option<Var> {
+    let (name, arg) = match inner.split_once(':') {
+        Some((n, a)) => (n, Some(a)),
+        None => (inner, None),
+    };
+    match (name, arg) {
+        ("date", None) => Some(Var::Date("yyyy_MM_dd".into())),
+        ("date", Some(f)) => Some(Var::Date(f.into())),
+        ("timestamp", None | Some("millis")) => Some(Var::Timestamp(false)),
+        ("timestamp", Some("micros")) => Some(Var::Timestamp(true)),
+        ("part_number", None) => Some(Var::PartNumber),
+        ("sync_id", None) => Some(Var::SyncId),
+        ("format_extension", None) => Some(Var::FormatExtension),
+        _ => None,
+    }
+}
+
+/// Splits `text` into literals and the variables `var_of` knows between `open` and `}`; an
+/// unknown one stays literal text.
+fn parse_vars(text: &str, open: &str, var_of: fn(&str) -> Option<Var>, tokens: &mut Vec<Token>) {
     let mut rest = text;
-    while let Some(start) = rest.find('{') {
+    while let Some(start) = rest.find(open) {
         let Some(len) = rest[start..].find('}') else {
             break;
         };
-        let inner = &rest[start + 1..start + len];
-        let (name, arg) = match inner.split_once(':') {
-            Some((n, a)) => (n, Some(a)),
-            None => (inner, None),
-        };
-        let var = match (name, arg) {
-            ("date", None) => Some(Var::Date("yyyy_MM_dd".into())),
-            ("date", Some(f)) => Some(Var::Date(f.into())),
-            ("timestamp", None | Some("millis")) => Some(Var::Timestamp(false)),
-            ("timestamp", Some("micros")) => Some(Var::Timestamp(true)),
-            ("part_number", None) => Some(Var::PartNumber),
-            ("sync_id", None) => Some(Var::SyncId),
-            ("format_extension", None) => Some(Var::FormatExtension),
-            _ => None,
-        };
-        match var {
+        match var_of(&rest[start + open.len()..start + len]) {
             Some(var) => {
                 push_lit(tokens, &rest[..start]);
                 tokens.push(Token::Var(var));

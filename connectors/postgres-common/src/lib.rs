@@ -3,6 +3,7 @@
 //! one way to connect (socket, TLS fallbacks, retries, session setup), the SQLSTATE →
 //! failure-type table, quoting, and SSH tunnels (Airbyte's `tunnel_method`).
 
+mod calendar;
 mod connect;
 mod errors;
 mod key;
@@ -13,6 +14,7 @@ mod ssl_mode;
 mod tls;
 pub mod tunnel;
 
+pub use calendar::civil_from_days;
 pub use connect::{CONNECT_TIMEOUT, Connector, Endpoint, Purpose, SYNC_RETRY, Session};
 pub use errors::{failure_type, pg_error, query_error};
 pub use params::JdbcParams;

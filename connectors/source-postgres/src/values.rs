@@ -3,6 +3,8 @@
 //! " BC" for dates before year 1), bytea as base64. NaN and infinities cannot be JSON: they
 //! become null and the caller records a `meta.changes` entry.
 
+use postgres_common::civil_from_days;
+
 use crate::types::Kind;
 
 /// Why a value could not be written.
@@ -224,20 +226,6 @@ fn write_date(days: i64, out: &mut Vec<u8>) -> bool {
     out.push(b'-');
     out.extend_from_slice(&four_digits(d as u16)[2..]);
     bc
-}
-
-/// Days since 1970-01-01 → (year, month, day), proleptic Gregorian (H. Hinnant's algorithm).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
 /// `HH:MM:SS.ffffff` for microseconds since midnight (24:00:00 is valid in Postgres).

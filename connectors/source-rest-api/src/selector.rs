@@ -69,14 +69,18 @@ impl RecordSelector {
         })
     }
 
-    /// The records in `doc`. With `take`, they are moved out of `doc` instead of copied.
-    pub fn extract(&self, doc: &mut Value, take: bool) -> Result<Vec<Value>> {
+    /// The field path with its interpolations evaluated (a missing value is an empty step).
+    fn path(&self) -> Result<Vec<String>> {
         let vars = Vars::new();
-        let path: Vec<String> = self
-            .field_path
+        self.field_path
             .iter()
             .map(|t| Ok(t.eval_str(&vars)?.unwrap_or_default()))
-            .collect::<Result<_>>()?;
+            .collect()
+    }
+
+    /// The records in `doc`. With `take`, they are moved out of `doc` instead of copied.
+    pub fn extract(&self, doc: &mut Value, take: bool) -> Result<Vec<Value>> {
+        let path = self.path()?;
         let extracted: Vec<Value> = if path.iter().any(|p| p == "*") {
             let mut found = Vec::new();
             glob(doc, &path, &mut found);
@@ -285,12 +289,7 @@ impl RecordSelector {
 
     /// The spans (byte ranges of `body`) of the records, without building values.
     pub fn extract_raw(&self, body: &[u8]) -> Result<Vec<(usize, usize)>> {
-        let vars = Vars::new();
-        let path: Vec<String> = self
-            .field_path
-            .iter()
-            .map(|t| Ok(t.eval_str(&vars)?.unwrap_or_default()))
-            .collect::<Result<_>>()?;
+        let path = self.path()?;
         if body.iter().all(u8::is_ascii_whitespace) {
             return Ok(Vec::new());
         }

@@ -11,6 +11,20 @@ use serde_json::{Value, json};
 
 use super::*;
 
+/// The names of the `people` table's indexes, sorted.
+async fn people_indexes(db: &TestDatabase) -> Vec<String> {
+    let client = db.connect().await;
+    let rows = client
+        .query(
+            "SELECT indexname::text FROM pg_indexes WHERE schemaname = 'public' \
+             AND tablename = 'people' ORDER BY 1",
+            &[],
+        )
+        .await
+        .unwrap();
+    rows.iter().map(|r| r.get(0)).collect()
+}
+
 /// Runs a write, feeds `lines` without closing stdin, waits until `states` states were echoed,
 /// then kills the process (as a crashed or cancelled sync).
 fn write_then_kill(config: &Value, catalog: &Value, lines: &[String], states: usize) {
@@ -155,17 +169,12 @@ async fn overwrite_keeps_the_old_table_until_success_and_resumes_after_a_crash()
         ]
     );
     // Its indexes moved with it and keep the final table's names.
+    assert!(
+        people_indexes(&db)
+            .await
+            .contains(&"people_extracted_at".to_string())
+    );
     let client = db.connect().await;
-    let n: i64 = client
-        .query_one(
-            "SELECT count(*) FROM pg_indexes WHERE schemaname = 'public' AND tablename = 'people' \
-             AND indexname = 'people_extracted_at'",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(n, 1);
     let default: Option<String> = client
         .query_one(
             "SELECT column_default::text FROM information_schema.columns \
@@ -253,18 +262,7 @@ async fn dedup_truncate_replaces_the_table_with_the_latest_rows() {
         ]
     );
     // The tmp table's indexes took the final table's names in the swap.
-    let client = db.connect().await;
-    let names: Vec<String> = client
-        .query(
-            "SELECT indexname::text FROM pg_indexes WHERE schemaname = 'public' \
-             AND tablename = 'people' ORDER BY 1",
-            &[],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let names = people_indexes(&db).await;
     assert_eq!(names, ["people_cursor", "people_extracted_at", "people_pk"]);
 }
 
@@ -336,59 +334,36 @@ async fn cdc_deletes_remove_the_key_in_dedup() {
 async fn unsupported_modes_are_config_errors() {
     let (_db, config) = database("modes").await;
     let hybrid = catalog("people", simple_schema(), "append", 5, 3);
+    refused(&config, &hybrid, "hybrid refreshes are not supported");
+
+    let update = catalog("people", simple_schema(), "update", 1, 0);
+    refused(&config, &update, "'update' is not supported");
+
+    let clash = json!({"streams": [
+        stream("a b", None, simple_schema(), "append", 1, 0),
+        stream("a_b", None, simple_schema(), "append", 1, 0),
+    ]});
+    refused(&config, &clash, "would both be written to table public.a_b");
+
+    let mut no_key = catalog("people", simple_schema(), "append_dedup", 1, 0);
+    no_key["streams"][0]["primary_key"] = json!([["missing"]]);
+    refused(
+        &config,
+        &no_key,
+        "the primary key field 'missing' is not a scalar field",
+    );
+}
+
+/// Writes one record with `catalog`: the write must fail with a config error saying `why`.
+fn refused(config: &Value, catalog: &Value, why: &str) {
     let out = Run::new(BIN)
         .stdin_lines(people(1..=1, "x", 1))
-        .write(&config, &hybrid);
+        .write(config, catalog);
     out.assert_failure();
     let error = &out.trace_errors()[0];
     assert_eq!(
         serde_json::to_value(error.failure_type).unwrap(),
         json!("config_error")
     );
-    assert!(
-        error.message.contains("hybrid refreshes are not supported"),
-        "{}",
-        error.message
-    );
-
-    let update = catalog("people", simple_schema(), "update", 1, 0);
-    let out = Run::new(BIN)
-        .stdin_lines(people(1..=1, "x", 1))
-        .write(&config, &update);
-    out.assert_failure();
-    assert!(
-        out.trace_errors()[0]
-            .message
-            .contains("'update' is not supported")
-    );
-
-    let clash = json!({"streams": [
-        stream("a b", None, simple_schema(), "append", 1, 0),
-        stream("a_b", None, simple_schema(), "append", 1, 0),
-    ]});
-    let out = Run::new(BIN)
-        .stdin_lines(people(1..=1, "x", 1))
-        .write(&config, &clash);
-    out.assert_failure();
-    assert!(
-        out.trace_errors()[0]
-            .message
-            .contains("would both be written to table public.a_b"),
-        "{}",
-        out.describe()
-    );
-
-    let mut no_key = catalog("people", simple_schema(), "append_dedup", 1, 0);
-    no_key["streams"][0]["primary_key"] = json!([["missing"]]);
-    let out = Run::new(BIN)
-        .stdin_lines(people(1..=1, "x", 1))
-        .write(&config, &no_key);
-    out.assert_failure();
-    assert!(
-        out.trace_errors()[0]
-            .message
-            .contains("the primary key field 'missing' is not a scalar field"),
-        "{}",
-        out.describe()
-    );
+    assert!(error.message.contains(why), "{}", out.describe());
 }

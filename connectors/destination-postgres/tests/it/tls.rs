@@ -54,41 +54,40 @@ async fn tls_modes_connect_and_verify_as_libpq_does() {
         assert_eq!(result, "FAILED");
         assert!(message.contains(why), "{message}");
     };
-    ok(&with(&config, "127.0.0.1", json!({"mode": "require"})));
-    ok(&with(
-        &config,
-        "127.0.0.1",
-        json!({"mode": "verify-ca", "ca_certificate": ca}),
-    ));
-    ok(&with(
-        &config,
-        "localhost",
-        json!({"mode": "verify-full", "ca_certificate": ca}),
-    ));
-    fails(
-        &with(
-            &config,
+    let accepted = [
+        ("127.0.0.1", json!({"mode": "require"})),
+        (
             "127.0.0.1",
+            json!({"mode": "verify-ca", "ca_certificate": ca}),
+        ),
+        (
+            "localhost",
             json!({"mode": "verify-full", "ca_certificate": ca}),
         ),
-        "certificate",
-    );
-    fails(
-        &with(
-            &config,
+    ];
+    for (host, ssl_mode) in accepted {
+        ok(&with(&config, host, ssl_mode));
+    }
+    let refused = [
+        (
+            "127.0.0.1",
+            json!({"mode": "verify-full", "ca_certificate": ca}),
+            "certificate",
+        ),
+        (
             "127.0.0.1",
             json!({"mode": "verify-ca", "ca_certificate": other_ca}),
+            "certificate",
         ),
-        "certificate",
-    );
-    fails(
-        &with(
-            &config,
+        (
             "127.0.0.1",
             json!({"mode": "verify-ca", "ca_certificate": "not pem"}),
+            "ca_certificate",
         ),
-        "ca_certificate",
-    );
+    ];
+    for (host, ssl_mode, why) in refused {
+        fails(&with(&config, host, ssl_mode), why);
+    }
 
     // `prefer` falls back to a plain connection when the server refuses TLS to this role.
     let mut prefer = with(&config, "127.0.0.1", json!({"mode": "prefer"}));

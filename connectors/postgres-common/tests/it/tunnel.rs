@@ -59,6 +59,38 @@ async fn count_through(tunnel: &SshTunnel, db: &TestDatabase) -> i64 {
         .get(0)
 }
 
+/// A bastion, a database (prefix `prefix`) and a tunnel opened with `config`, checked by
+/// counting the database's rows through it.
+async fn reached(
+    prefix: &str,
+    config: impl FnOnce(&TestSshd) -> Value,
+) -> (TestSshd, TestDatabase, SshTunnel) {
+    let sshd = TestSshd::start();
+    let db = database(prefix).await;
+    let tunnel = open(config(&sshd)).await;
+    assert_eq!(count_through(&tunnel, &db).await, 3);
+    (sshd, db, tunnel)
+}
+
+/// Opens a tunnel the bastion must refuse for its `credential`; the error is a config error
+/// that says so.
+async fn refused(sshd: &TestSshd, config: Value, credential: &str) -> cdk::Error {
+    let e = open_err(config).await;
+    assert_eq!(e.failure_type, FailureType::ConfigError, "{e}");
+    let bastion = format!("{}@127.0.0.1:{}", sshd.user, sshd.port);
+    assert_eq!(
+        e.message,
+        format!("ssh authentication failed for {bastion}: the bastion refused the {credential}")
+    );
+    e
+}
+
+/// The bastion's log holds `text`.
+fn assert_logged(sshd: &TestSshd, text: &str) {
+    let log = sshd.log();
+    assert!(log.contains(text), "'{text}' not in the sshd log:\n{log}");
+}
+
 /// The bastion's log shows it forwarded to the database's port.
 fn assert_forwarded(sshd: &TestSshd, db: &TestDatabase) {
     let wanted = format!("target {} port {}", db.host, db.port);
@@ -71,21 +103,14 @@ fn assert_forwarded(sshd: &TestSshd, db: &TestDatabase) {
 
 #[tokio::test]
 async fn key_auth_reaches_the_database() {
-    let sshd = TestSshd::start();
-    let db = database("tunnel_key").await;
-    let tunnel = open(sshd.key_auth_config()).await;
+    let (sshd, db, tunnel) = reached("tunnel_key", TestSshd::key_auth_config).await;
     assert_eq!(
         tunnel.bastion(),
         format!("{}@127.0.0.1:{}", sshd.user, sshd.port)
     );
-    // Two connections share the one session.
+    // A second connection shares the one session.
     assert_eq!(count_through(&tunnel, &db).await, 3);
-    assert_eq!(count_through(&tunnel, &db).await, 3);
-    assert!(
-        sshd.log().contains("Accepted publickey for"),
-        "{}",
-        sshd.log()
-    );
+    assert_logged(&sshd, "Accepted publickey for");
     assert_eq!(
         sshd.log().matches("Accepted publickey for").count(),
         1,
@@ -97,24 +122,14 @@ async fn key_auth_reaches_the_database() {
 
 #[tokio::test]
 async fn password_auth_reaches_the_database() {
-    let sshd = TestSshd::start();
-    let db = database("tunnel_password").await;
-    let tunnel = open(sshd.password_auth_config()).await;
-    assert_eq!(count_through(&tunnel, &db).await, 3);
-    assert!(
-        sshd.log().contains("Accepted password for"),
-        "{}",
-        sshd.log()
-    );
+    let (sshd, db, _tunnel) = reached("tunnel_password", TestSshd::password_auth_config).await;
+    assert_logged(&sshd, "Accepted password for");
     assert_forwarded(&sshd, &db);
 }
 
 #[tokio::test]
 async fn a_session_the_bastion_dropped_is_reopened() {
-    let sshd = TestSshd::start();
-    let db = database("tunnel_reopen").await;
-    let tunnel = open(sshd.key_auth_config()).await;
-    assert_eq!(count_through(&tunnel, &db).await, 3);
+    let (sshd, db, tunnel) = reached("tunnel_reopen", TestSshd::key_auth_config).await;
     sshd.kill_sessions();
     // The next stream finds the session dead and logs in again (bounded: never a hang).
     tokio::time::timeout(
@@ -139,15 +154,7 @@ async fn a_key_the_bastion_does_not_know_is_refused() {
     let (other_key, _) = rsa_key_pair();
     let mut config = sshd.key_auth_config();
     config["ssh_key"] = json!(other_key);
-    let e = open_err(config).await;
-    assert_eq!(e.failure_type, FailureType::ConfigError, "{e}");
-    assert_eq!(
-        e.message,
-        format!(
-            "ssh authentication failed for {}@127.0.0.1:{}: the bastion refused the ssh_key",
-            sshd.user, sshd.port
-        )
-    );
+    refused(&sshd, config, "ssh_key").await;
 }
 
 #[tokio::test]
@@ -155,15 +162,7 @@ async fn a_wrong_password_is_refused_and_not_shown() {
     let sshd = TestSshd::start();
     let mut config = sshd.password_auth_config();
     config["tunnel_user_password"] = json!("not-the-password");
-    let e = open_err(config).await;
-    assert_eq!(e.failure_type, FailureType::ConfigError, "{e}");
-    assert_eq!(
-        e.message,
-        format!(
-            "ssh authentication failed for {}@127.0.0.1:{}: the bastion refused the password",
-            sshd.user, sshd.port
-        )
-    );
+    let e = refused(&sshd, config, "password").await;
     assert!(!format!("{e:?}").contains("not-the-password"));
 }
 

@@ -7,7 +7,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
 use cdk::protocol::SyncMode;
-use cdk::testing::Run;
+use cdk::testing::{Captured, Run};
 use serde_json::{Value, json};
 
 use crate::{BIN, config, configure, database, discover};
@@ -18,6 +18,21 @@ struct Killed {
     committed: Vec<i64>,
     uncommitted: Vec<i64>,
     last_state: Value,
+}
+
+impl Killed {
+    /// Reads again from the last state; asserts success and returns the run and the ids of
+    /// `stream`'s records.
+    fn resume(&self, cfg: &Value, catalog: &Value, stream: &str) -> (Captured, Vec<i64>) {
+        let resumed = Run::new(BIN).read(cfg, catalog, Some(&self.last_state));
+        resumed.assert_success().assert_protocol();
+        let ids = resumed
+            .records_of(stream)
+            .iter()
+            .map(|r| r["id"].as_i64().unwrap())
+            .collect();
+        (resumed, ids)
+    }
 }
 
 /// Starts a read and kills it after `states` STATE messages.
@@ -104,26 +119,16 @@ async fn killed_full_refresh_resumes_with_every_row_exactly_once() {
         "ctid"
     );
 
-    let resumed = Run::new(BIN).read(&cfg, &catalog, Some(&killed.last_state));
-    resumed.assert_success().assert_protocol();
+    let (_, resumed) = killed.resume(&cfg, &catalog, "big");
     let mut all: Vec<i64> = killed.committed.clone();
-    all.extend(
-        resumed
-            .records_of("big")
-            .iter()
-            .map(|r| r["id"].as_i64().unwrap()),
-    );
+    all.extend(&resumed);
     let n = all.len();
     all.sort_unstable();
     all.dedup();
     assert_eq!(n, all.len(), "some rows came twice");
     assert_eq!(all, (1..=ROWS).collect::<Vec<_>>(), "rows lost");
     // The uncommitted tail of the killed run is read again, not skipped.
-    let again: BTreeSet<i64> = resumed
-        .records_of("big")
-        .iter()
-        .map(|r| r["id"].as_i64().unwrap())
-        .collect();
+    let again: BTreeSet<i64> = resumed.into_iter().collect();
     assert!(killed.uncommitted.iter().all(|id| again.contains(id)));
 }
 
@@ -146,19 +151,8 @@ async fn killed_incremental_resumes_with_no_row_lost() {
 
     // Killed in the initial load.
     let killed = read_and_kill(&cfg, &catalog, None, 20);
-    let resumed = Run::new(BIN).read(&cfg, &catalog, Some(&killed.last_state));
-    resumed.assert_success().assert_protocol();
-    let got: BTreeSet<i64> = killed
-        .committed
-        .iter()
-        .copied()
-        .chain(
-            resumed
-                .records_of("feed")
-                .iter()
-                .map(|r| r["id"].as_i64().unwrap()),
-        )
-        .collect();
+    let (resumed, ids) = killed.resume(&cfg, &catalog, "feed");
+    let got: BTreeSet<i64> = killed.committed.iter().copied().chain(ids).collect();
     assert_eq!(
         got,
         (1..=ROWS).collect::<BTreeSet<_>>(),
@@ -182,19 +176,8 @@ async fn killed_incremental_resumes_with_no_row_lost() {
         killed.last_state[0]["stream"]["stream_state"]["state_type"],
         "cursor_based"
     );
-    let resumed = Run::new(BIN).read(&cfg, &catalog, Some(&killed.last_state));
-    resumed.assert_success().assert_protocol();
-    let got: BTreeSet<i64> = killed
-        .committed
-        .iter()
-        .copied()
-        .chain(
-            resumed
-                .records_of("feed")
-                .iter()
-                .map(|r| r["id"].as_i64().unwrap()),
-        )
-        .collect();
+    let (_, ids) = killed.resume(&cfg, &catalog, "feed");
+    let got: BTreeSet<i64> = killed.committed.iter().copied().chain(ids).collect();
     for id in ROWS + 1..=2 * ROWS {
         assert!(got.contains(&id), "row {id} lost in the cursor phase");
     }

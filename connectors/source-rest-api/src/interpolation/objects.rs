@@ -34,10 +34,15 @@ impl PyDate {
 
 /// The datetime a template value stands for, when it stands for one.
 pub fn as_datetime(v: &Value) -> Option<Dt> {
-    if let Some(d) = v.downcast_object_ref::<PyDateTime>() {
+    object_datetime(v.as_object()?)
+}
+
+/// A date or datetime object as a datetime (a date at midnight UTC).
+fn object_datetime(o: &DynObject) -> Option<Dt> {
+    if let Some(d) = o.downcast_ref::<PyDateTime>() {
         return Some(d.0);
     }
-    v.downcast_object_ref::<PyDate>().map(PyDate::as_datetime)
+    o.downcast_ref::<PyDate>().map(PyDate::as_datetime)
 }
 
 pub fn as_duration(v: &Value) -> Option<PyDuration> {
@@ -59,6 +64,16 @@ fn strftime_arg(args: &[Value]) -> Result<String, Error> {
     }
 }
 
+/// The `year`, `month` or `day` attribute of a date or datetime.
+fn date_field(d: &impl Datelike, key: &str) -> Option<i64> {
+    Some(match key {
+        "year" => d.year() as i64,
+        "month" => d.month() as i64,
+        "day" => d.day() as i64,
+        _ => return None,
+    })
+}
+
 impl Object for PyDateTime {
     fn repr(self: &Arc<Self>) -> ObjectRepr {
         ObjectRepr::Plain
@@ -66,15 +81,13 @@ impl Object for PyDateTime {
 
     fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
         let d = &self.0;
-        Some(Value::from(match key.as_str()? {
-            "year" => d.year() as i64,
-            "month" => d.month() as i64,
-            "day" => d.day() as i64,
+        let key = key.as_str()?;
+        Some(Value::from(match key {
             "hour" => d.hour() as i64,
             "minute" => d.minute() as i64,
             "second" => d.second() as i64,
             "microsecond" => (d.nanosecond() / 1000 % 1_000_000) as i64,
-            _ => return None,
+            _ => date_field(d, key)?,
         }))
     }
 
@@ -124,12 +137,7 @@ impl Object for PyDateTime {
     }
 
     fn custom_cmp(self: &Arc<Self>, other: &DynObject) -> Option<Ordering> {
-        if let Some(o) = other.downcast_ref::<PyDateTime>() {
-            return Some(self.0.cmp(&o.0));
-        }
-        other
-            .downcast_ref::<PyDate>()
-            .map(|o| self.0.cmp(&o.as_datetime()))
+        Some(self.0.cmp(&object_datetime(other)?))
     }
 
     fn render(self: &Arc<Self>, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -143,13 +151,7 @@ impl Object for PyDate {
     }
 
     fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
-        let d = &self.0;
-        Some(Value::from(match key.as_str()? {
-            "year" => d.year() as i64,
-            "month" => d.month() as i64,
-            "day" => d.day() as i64,
-            _ => return None,
-        }))
+        date_field(&self.0, key.as_str()?).map(Value::from)
     }
 
     fn call_method(

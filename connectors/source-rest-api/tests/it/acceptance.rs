@@ -153,27 +153,21 @@ async fn crm() -> (MockServer, Arc<AtomicUsize>) {
     let server = MockServer::start().await;
     let refreshes = Arc::new(AtomicUsize::new(0));
     let r = refreshes.clone();
-    Mock::given(matchers::path("/oauth/token"))
-        .and(matchers::method("POST"))
-        .respond_with(move |req: &Request| {
-            let form: Vec<(String, String)> = url::form_urlencoded::parse(&req.body).into_owned().collect();
-            let get = |k: &str| form.iter().find(|(x, _)| x == k).map(|(_, v)| v.clone()).unwrap_or_default();
+    serve_post(&server, "/oauth/token", move |req: &Request| {
+            let get = |k: &str| form_field(req, k).unwrap_or_default();
             if get("client_id") != "cid" || get("client_secret") != "good-secret" || get("refresh_token").is_empty() {
                 return ResponseTemplate::new(401).set_body_json(json!({"error": "invalid_client"}));
             }
             let n = r.fetch_add(1, Ordering::SeqCst) + 1;
             json_response(json!({"access_token": format!("crm-at-{n}"), "expires_in": 1800, "refresh_token": format!("crm-rt-{n}")}))
-        })
-        .mount(&server)
-        .await;
+        }).await;
     let bearer = |req: &Request| {
         req.headers
             .get("authorization")
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.starts_with("Bearer crm-at-"))
     };
-    Mock::given(matchers::path("/crm/v3/contacts"))
-        .respond_with(move |r: &Request| {
+    serve(&server, "/crm/v3/contacts", move |r: &Request| {
             if !bearer(r) {
                 return ResponseTemplate::new(401);
             }
@@ -192,12 +186,9 @@ async fn crm() -> (MockServer, Arc<AtomicUsize>) {
                 body["paging"] = json!({"next": {"after": (after + limit).to_string()}});
             }
             json_response(body)
-        })
-        .mount(&server)
-        .await;
+        }).await;
     let base = server.uri();
-    Mock::given(matchers::path("/crm/v3/deals"))
-        .respond_with(move |r: &Request| {
+    serve(&server, "/crm/v3/deals", move |r: &Request| {
             if !bearer(r) {
                 return ResponseTemplate::new(401);
             }
@@ -212,9 +203,7 @@ async fn crm() -> (MockServer, Arc<AtomicUsize>) {
                 resp = resp.insert_header("Link", format!("<{next}>; rel=\"next\"").as_str());
             }
             resp
-        })
-        .mount(&server)
-        .await;
+        }).await;
     Mock::given(matchers::path("/analytics/v1/events"))
         .and(matchers::header("X-Api-Key", "good-key"))
         .and(matchers::query_param("type", "email"))

@@ -5,13 +5,22 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use cdk::testing::http::{Mock, MockServer, Request, ResponseTemplate, matchers};
+use cdk::testing::http::{Match, Mock, MockServer, Request, ResponseTemplate, matchers};
 use serde_json::{Value, json};
 
 use crate::*;
 
 fn items() -> ResponseTemplate {
     json_response(json!({"data": [{"id": 1}]}))
+}
+
+/// Serves one record at `/items` to requests that carry the credential `matcher` checks.
+async fn serve_items_when(server: &MockServer, matcher: impl Match + 'static) {
+    Mock::given(matchers::path("/items"))
+        .and(matcher)
+        .respond_with(items())
+        .mount(server)
+        .await;
 }
 
 async fn read_with(
@@ -31,16 +40,8 @@ async fn read_with(
 #[tokio::test(flavor = "multi_thread")]
 async fn api_key_in_a_header_and_in_the_query() {
     let server = MockServer::start().await;
-    Mock::given(matchers::path("/items"))
-        .and(matchers::header("X-Api-Key", "sekrit-key-123"))
-        .respond_with(items())
-        .mount(&server)
-        .await;
-    Mock::given(matchers::path("/items"))
-        .and(matchers::query_param("key", "sekrit-key-123"))
-        .respond_with(items())
-        .mount(&server)
-        .await;
+    serve_items_when(&server, matchers::header("X-Api-Key", "sekrit-key-123")).await;
+    serve_items_when(&server, matchers::query_param("key", "sekrit-key-123")).await;
     for auth in [
         r#"authenticator: {type: ApiKeyAuthenticator, api_token: "{{ config['api_key'] }}", inject_into: {type: RequestOption, inject_into: header, field_name: X-Api-Key}}"#,
         r#"authenticator: {type: ApiKeyAuthenticator, api_token: "{{ config['api_key'] }}", header: X-Api-Key}"#,
@@ -55,11 +56,11 @@ async fn api_key_in_a_header_and_in_the_query() {
 #[tokio::test(flavor = "multi_thread")]
 async fn bearer_and_basic() {
     let server = MockServer::start().await;
-    Mock::given(matchers::path("/items"))
-        .and(matchers::header("Authorization", "Bearer sekrit-key-123"))
-        .respond_with(items())
-        .mount(&server)
-        .await;
+    serve_items_when(
+        &server,
+        matchers::header("Authorization", "Bearer sekrit-key-123"),
+    )
+    .await;
     let out = read_with(
         &server,
         r#"authenticator: {type: BearerAuthenticator, api_token: "{{ config['api_key'] }}"}"#,
@@ -71,11 +72,11 @@ async fn bearer_and_basic() {
 
     let server = MockServer::start().await;
     // base64("ann:pw-1")
-    Mock::given(matchers::path("/items"))
-        .and(matchers::header("Authorization", "Basic YW5uOnB3LTE="))
-        .respond_with(items())
-        .mount(&server)
-        .await;
+    serve_items_when(
+        &server,
+        matchers::header("Authorization", "Basic YW5uOnB3LTE="),
+    )
+    .await;
     let mut cfg = config_for(&server);
     cfg["user"] = json!("ann");
     cfg["password"] = json!("pw-1");
@@ -98,25 +99,20 @@ async fn oauth_refresh_rotates_the_refresh_token_through_a_control_message() {
     let server = MockServer::start().await;
     let refreshes = Arc::new(AtomicUsize::new(0));
     let r = refreshes.clone();
-    Mock::given(matchers::path("/oauth/token"))
-        .and(matchers::method("POST"))
-        .respond_with(move |req: &Request| {
-            let form: Vec<(String, String)> = url::form_urlencoded::parse(&req.body).into_owned().collect();
-            let get = |k: &str| form.iter().find(|(x, _)| x == k).map(|(_, v)| v.as_str());
-            assert_eq!(get("grant_type"), Some("refresh_token"));
-            assert_eq!(get("client_id"), Some("cid"));
-            assert_eq!(get("client_secret"), Some("csecret-xyz"));
-            assert_eq!(get("refresh_token"), Some("rt-one-abc"));
+    serve_post(&server, "/oauth/token", move |req: &Request| {
+            let get = |k: &str| form_field(req, k);
+            assert_eq!(get("grant_type").as_deref(), Some("refresh_token"));
+            assert_eq!(get("client_id").as_deref(), Some("cid"));
+            assert_eq!(get("client_secret").as_deref(), Some("csecret-xyz"));
+            assert_eq!(get("refresh_token").as_deref(), Some("rt-one-abc"));
             r.fetch_add(1, Ordering::SeqCst);
             json_response(json!({"access_token": "at-new-987", "expires_in": 3600, "refresh_token": "rt-two-def"}))
-        })
-        .mount(&server)
-        .await;
-    Mock::given(matchers::path("/items"))
-        .and(matchers::header("Authorization", "Bearer at-new-987"))
-        .respond_with(items())
-        .mount(&server)
-        .await;
+        }).await;
+    serve_items_when(
+        &server,
+        matchers::header("Authorization", "Bearer at-new-987"),
+    )
+    .await;
     let mut cfg = config_for(&server);
     cfg["credentials"] =
         json!({"client_id": "cid", "client_secret": "csecret-xyz", "refresh_token": "rt-one-abc"});
@@ -145,26 +141,17 @@ async fn oauth_refresh_rotates_the_refresh_token_through_a_control_message() {
 #[tokio::test(flavor = "multi_thread")]
 async fn oauth_client_credentials_and_refresh_on_401() {
     let server = MockServer::start().await;
-    let n = Arc::new(AtomicUsize::new(0));
-    let c = n.clone();
-    Mock::given(matchers::path("/token"))
-        .respond_with(move |req: &Request| {
-            let body = String::from_utf8_lossy(&req.body).to_string();
-            assert!(
-                body.contains("grant_type=client_credentials") && !body.contains("refresh_token"),
-                "{body}"
-            );
-            let i = c.fetch_add(1, Ordering::SeqCst) + 1;
-            json_response(json!({"data": {"token": format!("tok-{i}")}}))
-        })
-        .mount(&server)
-        .await;
+    let (n, respond) = counting(|i, req| {
+        let body = String::from_utf8_lossy(&req.body).to_string();
+        assert!(
+            body.contains("grant_type=client_credentials") && !body.contains("refresh_token"),
+            "{body}"
+        );
+        json_response(json!({"data": {"token": format!("tok-{}", i + 1)}}))
+    });
+    serve(&server, "/token", respond).await;
     // The first token is refused: the handler asks for a new one.
-    Mock::given(matchers::path("/items"))
-        .and(matchers::header("Authorization", "Bearer tok-2"))
-        .respond_with(items())
-        .mount(&server)
-        .await;
+    serve_items_when(&server, matchers::header("Authorization", "Bearer tok-2")).await;
     Mock::given(matchers::path("/items"))
         .and(matchers::header("Authorization", "Bearer tok-1"))
         .respond_with(ResponseTemplate::new(401))
@@ -200,11 +187,7 @@ async fn session_token_from_a_login_request() {
         })
         .mount(&server)
         .await;
-    Mock::given(matchers::path("/items"))
-        .and(matchers::header("X-Session", "sess-4242"))
-        .respond_with(items())
-        .mount(&server)
-        .await;
+    serve_items_when(&server, matchers::header("X-Session", "sess-4242")).await;
     let auth = r#"authenticator:
   type: SessionTokenAuthenticator
   login_requester:

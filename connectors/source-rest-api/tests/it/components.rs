@@ -13,10 +13,12 @@ use crate::*;
 #[tokio::test(flavor = "multi_thread")]
 async fn refs_and_parameters_fill_fields() {
     let server = MockServer::start().await;
-    Mock::given(matchers::path("/v2/widgets"))
-        .respond_with(json_response(json!({"results": [{"id": 7}]})))
-        .mount(&server)
-        .await;
+    serve(
+        &server,
+        "/v2/widgets",
+        json_response(json!({"results": [{"id": 7}]})),
+    )
+    .await;
     let yaml = r##"version: 6.0.0
 type: DeclarativeSource
 check: {type: CheckStream, stream_names: [widgets]}
@@ -43,16 +45,13 @@ streams:
 #[tokio::test(flavor = "multi_thread")]
 async fn extractor_wildcards_root_lists_and_filters() {
     let server = MockServer::start().await;
-    Mock::given(matchers::path("/by_key"))
-        .respond_with(json_response(json!({"data": {"a": {"id": 1, "status": "active"}, "b": {"id": 2, "status": "closed"}}})))
-        .mount(&server)
-        .await;
-    Mock::given(matchers::path("/root"))
-        .respond_with(json_response(
-            json!([{"id": 3, "status": "active"}, {"id": 4, "status": "active"}]),
-        ))
-        .mount(&server)
-        .await;
+    serve(&server, "/by_key", json_response(json!({"data": {"a": {"id": 1, "status": "active"}, "b": {"id": 2, "status": "closed"}}}))).await;
+    serve(
+        &server,
+        "/root",
+        json_response(json!([{"id": 3, "status": "active"}, {"id": 4, "status": "active"}])),
+    )
+    .await;
     let filtered = |path: &str, field_path: &str| {
         one_stream(path, "", "", "")
             .replace("field_path: [data]", &format!("field_path: {field_path}\n        record_filter: {{type: RecordFilter, condition: \"{{{{ record['status'] == 'active' }}}}\"}}"))
@@ -69,13 +68,10 @@ async fn extractor_wildcards_root_lists_and_filters() {
 #[tokio::test(flavor = "multi_thread")]
 async fn add_and_remove_fields() {
     let server = MockServer::start().await;
-    Mock::given(matchers::path("/items"))
-        .respond_with(json_response(json!({"data": [
+    serve(&server, "/items", json_response(json!({"data": [
             {"id": 1, "kind": "a", "secret": {"token": "x", "keep": 1}, "meta": {"a": 1, "b": null}},
             {"id": 2, "kind": "b", "secret": {"token": "y", "keep": 2}, "meta": {"a": 2, "b": 3}}
-        ]})))
-        .mount(&server)
-        .await;
+        ]}))).await;
     let transformations = r#"transformations:
   - type: AddFields
     fields:
@@ -152,10 +148,12 @@ streams:
 #[tokio::test(flavor = "multi_thread")]
 async fn read_timeout_is_retried_then_transient() {
     let server = MockServer::start().await;
-    Mock::given(matchers::path("/items"))
-        .respond_with(json_response(json!({"data": []})).set_delay(Duration::from_secs(3)))
-        .mount(&server)
-        .await;
+    serve(
+        &server,
+        "/items",
+        json_response(json!({"data": []})).set_delay(Duration::from_secs(3)),
+    )
+    .await;
     let extra = "read_timeout_in_seconds: 0.2\nerror_handler:\n  type: DefaultErrorHandler\n  max_retries: 1\n  backoff_strategies: [{type: ConstantBackoffStrategy, backoff_time_in_seconds: 0.01}]";
     let out = manifest(&one_stream("/items", extra, "", "")).read(&config_for(&server), &["items"]);
     out.assert_failure();
@@ -167,13 +165,11 @@ async fn read_timeout_is_retried_then_transient() {
 #[tokio::test(flavor = "multi_thread")]
 async fn concurrency_level_from_the_config() {
     let server = MockServer::start().await;
-    Mock::given(matchers::path("/items"))
-        .respond_with(|r: &Request| {
-            json_response(json!({"data": [{"id": query(r, "n").unwrap().parse::<i64>().unwrap()}]}))
-                .set_delay(Duration::from_millis(400))
-        })
-        .mount(&server)
-        .await;
+    serve(&server, "/items", |r: &Request| {
+        json_response(json!({"data": [{"id": query(r, "n").unwrap().parse::<i64>().unwrap()}]}))
+            .set_delay(Duration::from_millis(400))
+    })
+    .await;
     let router = "partition_router:\n  type: ListPartitionRouter\n  cursor_field: n\n  values: [\"1\", \"2\", \"3\", \"4\"]\n  request_option: {type: RequestOption, inject_into: request_parameter, field_name: n}";
     let yaml = format!(
         "{}\nconcurrency_level:\n  type: ConcurrencyLevel\n  default_concurrency: \"{{{{ config['workers'] }}}}\"\n  max_concurrency: 8\n",
@@ -303,13 +299,11 @@ fn generic_spec_without_a_manifest() {
 #[tokio::test(flavor = "multi_thread")]
 async fn explicit_no_auth_and_schema_file_path() {
     let server = MockServer::start().await;
-    Mock::given(matchers::path("/items"))
-        .respond_with(|r: &Request| {
-            assert!(r.headers.get("authorization").is_none());
-            json_response(json!({"data": [{"id": 1}]}))
-        })
-        .mount(&server)
-        .await;
+    serve(&server, "/items", |r: &Request| {
+        assert!(r.headers.get("authorization").is_none());
+        json_response(json!({"data": [{"id": 1}]}))
+    })
+    .await;
     let yaml = one_stream(
         "/items",
         "authenticator: {type: NoAuth}",

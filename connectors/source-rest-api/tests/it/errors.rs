@@ -6,29 +6,21 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use cdk::protocol::{AirbyteStreamStatus, ConnectionStatus, FailureType, TracePayload};
-use cdk::testing::http::{Mock, MockServer, Request, ResponseTemplate, matchers};
+use cdk::testing::http::{MockServer, ResponseTemplate};
 use serde_json::json;
 
 use crate::*;
 
-/// Answers `first` for the first `n` requests, then `then`; counts requests.
-fn flaky(
+/// Serves `first` at `path` for the first `n` requests, then a good page; counts requests.
+async fn serve_flaky(
+    server: &MockServer,
+    path: &str,
     n: usize,
     first: ResponseTemplate,
-    then: ResponseTemplate,
-) -> (
-    Arc<AtomicUsize>,
-    impl Fn(&Request) -> ResponseTemplate + Send + Sync,
-) {
-    let count = Arc::new(AtomicUsize::new(0));
-    let c = count.clone();
-    (count, move |_: &Request| {
-        if c.fetch_add(1, Ordering::SeqCst) < n {
-            first.clone()
-        } else {
-            then.clone()
-        }
-    })
+) -> Arc<AtomicUsize> {
+    let (count, respond) = counting(move |i, _| if i < n { first.clone() } else { ok_page() });
+    serve(server, path, respond).await;
+    count
 }
 
 fn ok_page() -> ResponseTemplate {
@@ -50,15 +42,13 @@ const FAST_RETRIES: &str = "type: DefaultErrorHandler\nmax_retries: 2\nbackoff_s
 #[tokio::test(flavor = "multi_thread")]
 async fn rate_limited_with_retry_after_then_succeeds() {
     let server = MockServer::start().await;
-    let (count, respond) = flaky(
+    let count = serve_flaky(
+        &server,
+        "/items",
         1,
         ResponseTemplate::new(429).insert_header("Retry-After", "1"),
-        ok_page(),
-    );
-    Mock::given(matchers::path("/items"))
-        .respond_with(respond)
-        .mount(&server)
-        .await;
+    )
+    .await;
     let m = manifest(&one_stream("/items", "", "", ""));
     let started = Instant::now();
     let out = m.read(&config_for(&server), &["items"]);
@@ -90,15 +80,13 @@ async fn rate_limited_with_retry_after_then_succeeds() {
 #[tokio::test(flavor = "multi_thread")]
 async fn server_error_retried_then_succeeds() {
     let server = MockServer::start().await;
-    let (count, respond) = flaky(
+    let count = serve_flaky(
+        &server,
+        "/items",
         2,
         ResponseTemplate::new(500).set_body_string("boom"),
-        ok_page(),
-    );
-    Mock::given(matchers::path("/items"))
-        .respond_with(respond)
-        .mount(&server)
-        .await;
+    )
+    .await;
     let m = manifest(&one_stream("/items", &handler(FAST_RETRIES), "", ""));
     let out = m.read(&config_for(&server), &["items"]);
     out.assert_success();
@@ -109,15 +97,13 @@ async fn server_error_retried_then_succeeds() {
 #[tokio::test(flavor = "multi_thread")]
 async fn server_error_until_the_limit_is_a_clear_transient_error() {
     let server = MockServer::start().await;
-    let (count, respond) = flaky(
+    let count = serve_flaky(
+        &server,
+        "/items",
         100,
         ResponseTemplate::new(503).set_body_string("down for maintenance"),
-        ok_page(),
-    );
-    Mock::given(matchers::path("/items"))
-        .respond_with(respond)
-        .mount(&server)
-        .await;
+    )
+    .await;
     let m = manifest(&one_stream("/items", &handler(FAST_RETRIES), "", ""));
     let out = m.read(&config_for(&server), &["items"]);
     out.assert_failure();
@@ -143,10 +129,12 @@ async fn server_error_until_the_limit_is_a_clear_transient_error() {
 #[tokio::test(flavor = "multi_thread")]
 async fn unauthorized_is_a_config_error() {
     let server = MockServer::start().await;
-    Mock::given(matchers::path("/items"))
-        .respond_with(ResponseTemplate::new(401).set_body_string("bad key"))
-        .mount(&server)
-        .await;
+    serve(
+        &server,
+        "/items",
+        ResponseTemplate::new(401).set_body_string("bad key"),
+    )
+    .await;
     let m = manifest(&one_stream("/items", "", "", ""));
     let out = m.read(&config_for(&server), &["items"]);
     out.assert_failure();
@@ -179,22 +167,20 @@ async fn unauthorized_is_a_config_error() {
 #[tokio::test(flavor = "multi_thread")]
 async fn response_filters() {
     let server = MockServer::start().await;
-    Mock::given(matchers::path("/gone"))
-        .respond_with(ResponseTemplate::new(404))
-        .mount(&server)
-        .await;
-    Mock::given(matchers::path("/quota"))
-        .respond_with(
-            ResponseTemplate::new(400)
-                .set_body_json(json!({"error": "quota exceeded for account"})),
-        )
-        .mount(&server)
-        .await;
-    let (count, soft) = flaky(1, json_response(json!({"status": "pending"})), ok_page());
-    Mock::given(matchers::path("/soft"))
-        .respond_with(soft)
-        .mount(&server)
-        .await;
+    serve(&server, "/gone", ResponseTemplate::new(404)).await;
+    serve(
+        &server,
+        "/quota",
+        ResponseTemplate::new(400).set_body_json(json!({"error": "quota exceeded for account"})),
+    )
+    .await;
+    let count = serve_flaky(
+        &server,
+        "/soft",
+        1,
+        json_response(json!({"status": "pending"})),
+    )
+    .await;
     let filters = r#"type: DefaultErrorHandler
 backoff_strategies: [{type: ConstantBackoffStrategy, backoff_time_in_seconds: 0.01}]
 response_filters:
@@ -226,19 +212,19 @@ response_filters:
 #[tokio::test(flavor = "multi_thread")]
 async fn wait_time_from_header_and_its_maximum() {
     let server = MockServer::start().await;
-    let (_, respond) = flaky(
+    serve_flaky(
+        &server,
+        "/items",
         1,
         ResponseTemplate::new(503).insert_header("X-Wait", "wait=0.3s"),
-        ok_page(),
-    );
-    Mock::given(matchers::path("/items"))
-        .respond_with(respond)
-        .mount(&server)
-        .await;
-    Mock::given(matchers::path("/long"))
-        .respond_with(ResponseTemplate::new(503).insert_header("X-Wait", "wait=120s"))
-        .mount(&server)
-        .await;
+    )
+    .await;
+    serve(
+        &server,
+        "/long",
+        ResponseTemplate::new(503).insert_header("X-Wait", "wait=120s"),
+    )
+    .await;
     let h = handler(
         "type: DefaultErrorHandler\nbackoff_strategies:\n  - {type: WaitTimeFromHeader, header: X-Wait, regex: \"([0-9.]+)\", max_waiting_time_in_seconds: 60}",
     );
@@ -258,20 +244,16 @@ async fn wait_time_from_header_and_its_maximum() {
 #[tokio::test(flavor = "multi_thread")]
 async fn wait_until_time_from_header() {
     let server = MockServer::start().await;
-    let count = Arc::new(AtomicUsize::new(0));
-    let c = count.clone();
-    Mock::given(matchers::path("/items"))
-        .respond_with(move |_: &Request| {
-            if c.fetch_add(1, Ordering::SeqCst) == 0 {
-                let reset = chrono::Utc::now().timestamp() + 1;
-                ResponseTemplate::new(429)
-                    .insert_header("X-RateLimit-Reset", reset.to_string().as_str())
-            } else {
-                ok_page()
-            }
-        })
-        .mount(&server)
-        .await;
+    let (count, respond) = counting(|i, _| {
+        if i == 0 {
+            let reset = chrono::Utc::now().timestamp() + 1;
+            ResponseTemplate::new(429)
+                .insert_header("X-RateLimit-Reset", reset.to_string().as_str())
+        } else {
+            ok_page()
+        }
+    });
+    serve(&server, "/items", respond).await;
     let h = handler(
         "type: DefaultErrorHandler\nbackoff_strategies:\n  - {type: WaitUntilTimeFromHeader, header: X-RateLimit-Reset, min_wait: 0.2}",
     );
@@ -285,15 +267,8 @@ async fn wait_until_time_from_header() {
 #[tokio::test(flavor = "multi_thread")]
 async fn exponential_backoff_and_composite_handlers() {
     let server = MockServer::start().await;
-    let (count, respond) = flaky(2, ResponseTemplate::new(418), ok_page());
-    Mock::given(matchers::path("/items"))
-        .respond_with(respond)
-        .mount(&server)
-        .await;
-    Mock::given(matchers::path("/gone"))
-        .respond_with(ResponseTemplate::new(404))
-        .mount(&server)
-        .await;
+    let count = serve_flaky(&server, "/items", 2, ResponseTemplate::new(418)).await;
+    serve(&server, "/gone", ResponseTemplate::new(404)).await;
     let h = handler(
         r#"type: CompositeErrorHandler
 error_handlers:

@@ -4,7 +4,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use cdk::testing::http::{Mock, MockServer, Request, matchers};
+use cdk::testing::http::{MockServer, Request};
 use serde_json::{Value, json};
 
 use crate::*;
@@ -24,22 +24,19 @@ async fn server() -> (
     let server = MockServer::start().await;
     let log = Arc::new(Mutex::new(Vec::new()));
     let l = log.clone();
-    Mock::given(matchers::path("/items"))
-        .respond_with(move |r: &Request| {
-            let (since, until) = (query(r, "since"), query(r, "until"));
-            l.lock().unwrap().push((since.clone(), until.clone()));
-            let data: Vec<Value> = items()
-                .into_iter()
-                .filter(|i| {
-                    let u = i["updated_at"].as_str().unwrap();
-                    since.as_deref().is_none_or(|s| u >= s)
-                        && until.as_deref().is_none_or(|t| u <= t)
-                })
-                .collect();
-            json_response(json!({ "data": data }))
-        })
-        .mount(&server)
-        .await;
+    serve(&server, "/items", move |r: &Request| {
+        let (since, until) = (query(r, "since"), query(r, "until"));
+        l.lock().unwrap().push((since.clone(), until.clone()));
+        let data: Vec<Value> = items()
+            .into_iter()
+            .filter(|i| {
+                let u = i["updated_at"].as_str().unwrap();
+                since.as_deref().is_none_or(|s| u >= s) && until.as_deref().is_none_or(|t| u <= t)
+            })
+            .collect();
+        json_response(json!({ "data": data }))
+    })
+    .await;
     (server, log)
 }
 
@@ -57,6 +54,11 @@ const CURSOR: &str = r#"incremental_sync:
   start_time_option: {type: RequestOption, inject_into: request_parameter, field_name: since}
   end_time_option: {type: RequestOption, inject_into: request_parameter, field_name: until}"#;
 
+/// The `items` stream read in 3-day windows on `updated_at` (the `CURSOR` above).
+fn windowed() -> Manifest {
+    manifest(&one_stream("/items", "", "", CURSOR))
+}
+
 fn config(server: &MockServer) -> Value {
     json!({"base_url": server.uri(), "start_date": "2024-01-02", "end_date": "2024-01-08T23:59:59Z"})
 }
@@ -64,7 +66,7 @@ fn config(server: &MockServer) -> Value {
 #[tokio::test(flavor = "multi_thread")]
 async fn slices_state_and_resume() {
     let (server, log) = server().await;
-    let m = manifest(&one_stream("/items", "", "", CURSOR));
+    let m = windowed();
     let out = m.read_incremental(&config(&server), &["items"], None);
     out.assert_success();
     let mut got = ids(&out, "items");
@@ -109,7 +111,7 @@ async fn slices_state_and_resume() {
 #[tokio::test(flavor = "multi_thread")]
 async fn future_state_reads_nothing_and_keeps_the_state() {
     let (server, log) = server().await;
-    let m = manifest(&one_stream("/items", "", "", CURSOR));
+    let m = windowed();
     let future = json!([{"type": "STREAM", "stream": {"stream_descriptor": {"name": "items"}, "stream_state": {"updated_at": "2999-01-01T00:00:00Z"}}}]);
     let out = m.read_incremental(&config(&server), &["items"], Some(&future));
     out.assert_success();
@@ -127,7 +129,7 @@ async fn future_state_reads_nothing_and_keeps_the_state() {
 #[tokio::test(flavor = "multi_thread")]
 async fn empty_first_sync_states_the_start() {
     let (server, _) = server().await;
-    let m = manifest(&one_stream("/items", "", "", CURSOR));
+    let m = windowed();
     let mut cfg = config(&server);
     cfg["start_date"] = json!("2024-02-01");
     cfg["end_date"] = json!("2024-02-02T00:00:00Z");
@@ -162,7 +164,7 @@ async fn lookback_window_rereads_before_the_state() {
 #[tokio::test(flavor = "multi_thread")]
 async fn full_refresh_of_an_incremental_stream_reads_from_the_start() {
     let (server, _) = server().await;
-    let m = manifest(&one_stream("/items", "", "", CURSOR));
+    let m = windowed();
     let out = m.read(&config(&server), &["items"]);
     out.assert_success();
     assert_eq!(out.records_of("items").len(), 7);
@@ -177,17 +179,15 @@ async fn epoch_formats_and_cursor_datetime_formats() {
     let server = MockServer::start().await;
     let log = Arc::new(Mutex::new(Vec::new()));
     let l = log.clone();
-    Mock::given(matchers::path("/events"))
-        .respond_with(move |r: &Request| {
-            l.lock().unwrap().push((query(r, "from"), query(r, "to")));
-            // Cursor values in milliseconds, one in seconds-with-text.
-            json_response(json!({"data": [
-                {"id": 1, "updated_at": 1704196800000i64},
-                {"id": 2, "updated_at": "2024-01-03 00:00:00"}
-            ]}))
-        })
-        .mount(&server)
-        .await;
+    serve(&server, "/events", move |r: &Request| {
+        l.lock().unwrap().push((query(r, "from"), query(r, "to")));
+        // Cursor values in milliseconds, one in seconds-with-text.
+        json_response(json!({"data": [
+            {"id": 1, "updated_at": 1704196800000i64},
+            {"id": 2, "updated_at": "2024-01-03 00:00:00"}
+        ]}))
+    })
+    .await;
     let cursor = r#"incremental_sync:
   type: DatetimeBasedCursor
   cursor_field: updated_at
@@ -215,10 +215,10 @@ async fn epoch_formats_and_cursor_datetime_formats() {
 #[tokio::test(flavor = "multi_thread")]
 async fn client_side_incremental_filters_old_records() {
     let server = MockServer::start().await;
-    Mock::given(matchers::path("/items"))
-        .respond_with(|_: &Request| json_response(json!({ "data": items() })))
-        .mount(&server)
-        .await;
+    serve(&server, "/items", |_: &Request| {
+        json_response(json!({ "data": items() }))
+    })
+    .await;
     let cursor = r#"incremental_sync:
   type: DatetimeBasedCursor
   cursor_field: updated_at

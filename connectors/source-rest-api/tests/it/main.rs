@@ -11,11 +11,13 @@ mod simple;
 mod substreams;
 
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use cdk::protocol::{AirbyteMessage, FailureType};
 use cdk::testing::Captured;
 use cdk::testing::Run;
-use cdk::testing::http::{MockServer, Request, ResponseTemplate};
+use cdk::testing::http::{Mock, MockServer, Request, Respond, ResponseTemplate, matchers};
 use serde_json::{Value, json};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_source-rest-api");
@@ -92,6 +94,53 @@ pub fn query(req: &Request, key: &str) -> Option<String> {
 
 pub fn json_response(body: Value) -> ResponseTemplate {
     ResponseTemplate::new(200).set_body_json(body)
+}
+
+/// A responder that gives `respond` each request's number (0 for the first), and the count of
+/// requests answered so far.
+pub fn counting(
+    respond: impl Fn(usize, &Request) -> ResponseTemplate + Send + Sync + 'static,
+) -> (
+    Arc<AtomicUsize>,
+    impl Fn(&Request) -> ResponseTemplate + Send + Sync + 'static,
+) {
+    let count = Arc::new(AtomicUsize::new(0));
+    let c = count.clone();
+    (count, move |req: &Request| {
+        respond(c.fetch_add(1, Ordering::SeqCst), req)
+    })
+}
+
+/// A field of a request's form-encoded body (the first of that name).
+pub fn form_field(req: &Request, key: &str) -> Option<String> {
+    url::form_urlencoded::parse(&req.body)
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.into_owned())
+}
+
+/// Answers every request to `path` on `server` with `respond`.
+pub async fn serve(server: &MockServer, path: &str, respond: impl Respond + 'static) {
+    Mock::given(matchers::path(path))
+        .respond_with(respond)
+        .mount(server)
+        .await;
+}
+
+/// Answers every POST to `path` on `server` with `respond`.
+pub async fn serve_post(server: &MockServer, path: &str, respond: impl Respond + 'static) {
+    Mock::given(matchers::path(path))
+        .and(matchers::method("POST"))
+        .respond_with(respond)
+        .mount(server)
+        .await;
+}
+
+/// Reads stream `items` of the manifest `yaml` with `config`; asserts success and returns
+/// the records' ids.
+pub fn read_ids(config: &Value, yaml: &str) -> Vec<i64> {
+    let out = manifest(yaml).read(config, &["items"]);
+    out.assert_success();
+    ids(&out, "items")
 }
 
 /// Ids of the records of `stream`, in order.

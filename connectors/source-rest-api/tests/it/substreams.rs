@@ -63,16 +63,14 @@ streams:
 async fn server() -> (MockServer, Arc<Mutex<Vec<String>>>) {
     let server = MockServer::start().await;
     let log = Arc::new(Mutex::new(Vec::new()));
-    Mock::given(matchers::path("/projects"))
-        .respond_with(|r: &Request| {
-            let page: i64 = query(r, "page").map_or(1, |p| p.parse().unwrap());
-            let data: Vec<Value> = ((page - 1) * 2 + 1..=(page * 2).min(5))
-                .map(|i| json!({"id": i, "name": format!("project {i}")}))
-                .collect();
-            json_response(json!({ "data": data }))
-        })
-        .mount(&server)
-        .await;
+    serve(&server, "/projects", |r: &Request| {
+        let page: i64 = query(r, "page").map_or(1, |p| p.parse().unwrap());
+        let data: Vec<Value> = ((page - 1) * 2 + 1..=(page * 2).min(5))
+            .map(|i| json!({"id": i, "name": format!("project {i}")}))
+            .collect();
+        json_response(json!({ "data": data }))
+    })
+    .await;
     let l = log.clone();
     Mock::given(matchers::path_regex(r"^/projects/\d+/tasks$"))
         .respond_with(move |r: &Request| {
@@ -172,10 +170,12 @@ async fn per_partition_state_and_resume() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_failing_parent_fails_the_child() {
     let server = MockServer::start().await;
-    Mock::given(matchers::path("/projects"))
-        .respond_with(ResponseTemplate::new(403).set_body_string("forbidden"))
-        .mount(&server)
-        .await;
+    serve(
+        &server,
+        "/projects",
+        ResponseTemplate::new(403).set_body_string("forbidden"),
+    )
+    .await;
     let out = manifest(MANIFEST).read(&config(&server), &["tasks"]);
     out.assert_failure();
     let (message, _) = trace_error(&out);
@@ -188,13 +188,11 @@ async fn a_failing_parent_fails_the_child() {
 #[tokio::test(flavor = "multi_thread")]
 async fn list_partitions_with_a_request_option() {
     let server = MockServer::start().await;
-    Mock::given(matchers::path("/items"))
-        .respond_with(|r: &Request| {
-            let region = query(r, "region").unwrap();
-            json_response(json!({"data": [{"id": region.len(), "region": region}]}))
-        })
-        .mount(&server)
-        .await;
+    serve(&server, "/items", |r: &Request| {
+        let region = query(r, "region").unwrap();
+        json_response(json!({"data": [{"id": region.len(), "region": region}]}))
+    })
+    .await;
     let router = r#"partition_router:
   type: ListPartitionRouter
   cursor_field: region
