@@ -126,17 +126,22 @@ impl Inference {
                 .unwrap_or_else(|| c.kind(dialect.pandas));
             properties.insert(c.name.clone(), kind.json_schema());
         }
-        properties.insert(FILE_URL.into(), json!({"type": "string"}));
-        properties.insert(
-            FILE_LAST_MODIFIED.into(),
-            json!({"type": "string", "format": "date-time"}),
-        );
-        json!({
-            "$schema": "http://json-schema.org/draft-07/schema#",
-            "type": "object",
-            "properties": properties,
-        })
+        stream_schema(properties)
     }
+}
+
+/// The stream's JSON Schema from its columns' schemas, with the file columns every format adds.
+pub fn stream_schema(mut properties: Map<String, Value>) -> Value {
+    properties.insert(FILE_URL.into(), json!({"type": "string"}));
+    properties.insert(
+        FILE_LAST_MODIFIED.into(),
+        json!({"type": "string", "format": "date-time"}),
+    );
+    json!({
+        "$schema": "http://json-schema.org/draft-07/schema#",
+        "type": "object",
+        "properties": properties,
+    })
 }
 
 #[cfg(test)]

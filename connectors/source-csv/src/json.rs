@@ -9,7 +9,7 @@ use std::io::{BufRead, BufReader, Read};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
 
-use crate::infer::{FILE_LAST_MODIFIED, FILE_URL, SAMPLE_BYTES_PER_FILE};
+use crate::infer::{SAMPLE_BYTES_PER_FILE, stream_schema};
 use crate::storage::ByteReader;
 use cdk::json::write_utf8;
 use cdk::{Error, RecordWriter, Result};
@@ -127,16 +127,7 @@ impl JsonInference {
             list.extend(types);
             properties.insert(name.clone(), json!({ "type": list }));
         }
-        properties.insert(FILE_URL.into(), json!({"type": "string"}));
-        properties.insert(
-            FILE_LAST_MODIFIED.into(),
-            json!({"type": "string", "format": "date-time"}),
-        );
-        json!({
-            "$schema": "http://json-schema.org/draft-07/schema#",
-            "type": "object",
-            "properties": properties,
-        })
+        stream_schema(properties)
     }
 }
 

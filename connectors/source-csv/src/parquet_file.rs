@@ -15,9 +15,8 @@ use arrow_array::{Array, RecordBatch};
 use arrow_schema::{DataType, Schema, TimeUnit};
 use bytes::Bytes;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 
-use crate::infer::{FILE_LAST_MODIFIED, FILE_URL};
 use crate::storage::ByteReader;
 use crate::values::Kind;
 use cdk::json::write_utf8;
@@ -70,20 +69,6 @@ fn unsupported(uri: &str, column: &str, t: &DataType) -> Error {
     Error::config(format!(
         "'{uri}': column '{column}' has the Parquet/Arrow type {t}, which this source does not read"
     ))
-}
-
-/// The stream's JSON Schema from the sampled files' columns.
-pub fn schema(mut properties: Map<String, Value>) -> Value {
-    properties.insert(FILE_URL.into(), json!({"type": "string"}));
-    properties.insert(
-        FILE_LAST_MODIFIED.into(),
-        json!({"type": "string", "format": "date-time"}),
-    );
-    json!({
-        "$schema": "http://json-schema.org/draft-07/schema#",
-        "type": "object",
-        "properties": properties,
-    })
 }
 
 /// Writes every row of the file as a record: the columns `selected` accepts, then

@@ -74,7 +74,7 @@ impl CsvStream {
         self.schema = Some(match self.dialect.format {
             Format::Csv => inference.schema(&self.dialect),
             Format::Json | Format::Jsonl => json.schema(),
-            Format::Parquet => parquet_file::schema(parquet),
+            Format::Parquet => crate::infer::stream_schema(parquet),
         });
         Ok(())
     }
