@@ -18,7 +18,7 @@ use crate::partition::PartitionRouter;
 use crate::read::{self, Msg, Plan};
 use crate::requester::Requester;
 use crate::schema;
-use crate::selector::{RecordRef, RecordSelector};
+use crate::selector::{RecordRef, RecordSelector, Records};
 use crate::state::{InputState, StateKeeper};
 use crate::transform::Transformation;
 
@@ -119,28 +119,20 @@ impl StreamDef {
 
     /// Reads the first page of the first slice, to see the stream works.
     pub async fn check(self: &Arc<Self>) -> Result<()> {
-        let (tx, mut rx) = mpsc::channel(4);
-        let _guard = read::spawn(
-            Plan {
-                stream: self.clone(),
-                starts: None,
-                concurrency: 1,
-                first_page_only: true,
-            },
-            tx,
-        );
-        while let Some(msg) = rx.recv().await {
-            if let Msg::Failed(e) = msg {
-                return Err(e);
-            }
-        }
-        Ok(())
+        self.first_page_records().await.map(drop)
     }
-}
 
-impl StreamDef {
     /// The records of the first page of the first slice (for schema detection).
     pub async fn first_page(self: &Arc<Self>) -> Result<Vec<Value>> {
+        let mut out = Vec::new();
+        for records in self.first_page_records().await? {
+            out.extend(records.into_values()?);
+        }
+        Ok(out)
+    }
+
+    /// The pages a read of the first page of the first slice yields, or its error.
+    async fn first_page_records(self: &Arc<Self>) -> Result<Vec<Records>> {
         let (tx, mut rx) = mpsc::channel(4);
         let _guard = read::spawn(
             Plan {
@@ -151,15 +143,15 @@ impl StreamDef {
             },
             tx,
         );
-        let mut out = Vec::new();
+        let mut pages = Vec::new();
         while let Some(msg) = rx.recv().await {
             match msg {
                 Msg::Failed(e) => return Err(e),
-                Msg::Page { records, .. } => out.extend(records.into_values()?),
+                Msg::Page { records, .. } => pages.push(records),
                 _ => {}
             }
         }
-        Ok(out)
+        Ok(pages)
     }
 }
 
