@@ -8,6 +8,20 @@ use serde_json::{Value, json};
 
 use crate::*;
 
+/// Runs `check` (which must succeed) and `discover` (which must give valid messages) on a config.
+fn check_then_discover(config: &Value, label: &str) -> cdk::testing::Captured {
+    let check = Run::new(BIN).check(config);
+    assert_eq!(
+        check.connection_status().status,
+        ConnectionStatus::Succeeded,
+        "{label}: {}",
+        check.describe()
+    );
+    let discovered = Run::new(BIN).discover(config);
+    discovered.assert_success().assert_protocol();
+    discovered
+}
+
 /// The seed's REST API source: bearer token, customers and orders (orders since start_date).
 fn seed_config(server: &MockServer) -> Value {
     json!({
@@ -51,16 +65,7 @@ async fn seed_server() -> MockServer {
 async fn the_seed_simple_config() {
     let server = seed_server().await;
     let config = seed_config(&server);
-    let check = Run::new(BIN).check(&config);
-    check.assert_success();
-    assert_eq!(
-        check.connection_status().status,
-        ConnectionStatus::Succeeded,
-        "{}",
-        check.describe()
-    );
-    let discovered = Run::new(BIN).discover(&config);
-    discovered.assert_success().assert_protocol();
+    let discovered = check_then_discover(&config, "seed");
     let names: Vec<&str> = discovered
         .catalog()
         .streams
@@ -325,15 +330,7 @@ async fn the_seed_api_form() {
         .mount(&server)
         .await;
     let config = json!({"url": format!("{}/customers", server.uri()), "api_key": "your-api-key", "method": "GET"});
-    let check = Run::new(BIN).check(&config);
-    assert_eq!(
-        check.connection_status().status,
-        ConnectionStatus::Succeeded,
-        "{}",
-        check.describe()
-    );
-    let discovered = Run::new(BIN).discover(&config);
-    discovered.assert_success().assert_protocol();
+    let discovered = check_then_discover(&config, "api form");
     let stream = &discovered.catalog().streams[0];
     assert_eq!(stream.name, "customers");
     assert_eq!(
@@ -419,15 +416,7 @@ async fn the_seed_examples_run_as_written() {
         ("api_form.json", vec!["customers"], vec![vec![1, 2]]),
     ] {
         let config = seed_fixture(fixture, &server);
-        let check = Run::new(BIN).check(&config);
-        assert_eq!(
-            check.connection_status().status,
-            ConnectionStatus::Succeeded,
-            "{fixture}: {}",
-            check.describe()
-        );
-        let discovered = Run::new(BIN).discover(&config);
-        discovered.assert_success().assert_protocol();
+        check_then_discover(&config, fixture);
         let out = Run::new(BIN).read(&config, &catalog(&streams, false), None);
         out.assert_success().assert_protocol();
         for (stream, expected) in streams.iter().zip(ids_of) {
