@@ -1,5 +1,6 @@
 //! `cdk`: the kit's command line.
-//! - `cdk sync`: pipe a source into a destination and keep the state between runs.
+//! - `cdk sync`: run connections (source → destination), keeping state and job records.
+//! - `cdk jobs`: list a connection's past jobs and when it is next due.
 //! - `cdk test`: run the acceptance suite against a connector binary and its fixtures.
 //! - `cdk new`: scaffold a connector from the templates.
 
@@ -25,6 +26,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     Sync(sync::Args),
+    Jobs(sync::JobsArgs),
     Test(test::Args),
     New(new::Args),
 }
@@ -32,6 +34,7 @@ enum Command {
 fn main() -> ExitCode {
     let result = match Cli::parse().command {
         Command::Sync(args) => sync::run(args),
+        Command::Jobs(args) => sync::jobs(args),
         Command::Test(args) => test::run(args),
         Command::New(args) => new::run(args),
     };
