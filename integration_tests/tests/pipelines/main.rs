@@ -5,6 +5,9 @@
 
 mod common;
 mod csv_to_postgres;
+mod kill_resume;
 mod postgres_dedup;
 mod postgres_to_s3_parquet;
 mod rest_api_to_local_jsonl;
+mod schedules_and_cancel;
+mod seed_connection;

@@ -1,9 +1,13 @@
 //! {{name}}: an Airbyte destination built on the cdk. It writes each stream to
 //! `<directory>/<stream>.jsonl`; replace the writer with your storage.
+//!
+//! Commits are atomic, as a destination's must be: each commit records the file's length in
+//! `<file>.committed`, and a failed sync (or the next one, after a crash) cuts the file back
+//! to it, so nothing past the last acknowledged state stays.
 
 use std::fs::{File, OpenOptions};
-use std::io::{BufWriter, Write};
-use std::path::PathBuf;
+use std::io::{BufWriter, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
 
 use cdk::destination::{
     Batch, BatchWriter, Input, LoaderOptions, Outcome, StreamId, StreamPlan, load,
@@ -46,14 +50,55 @@ impl Destination for {{type_name}} {
 
 struct Writer {
     dir: PathBuf,
-    /// Per stream: the open file, and for overwrite the (temporary, final) paths.
-    files: Vec<(BufWriter<File>, Option<(PathBuf, PathBuf)>)>,
+    files: Vec<StreamFile>,
+}
+
+/// One stream's file, its committed length, and for overwrite the (temporary, final) paths.
+struct StreamFile {
+    file: BufWriter<File>,
+    path: PathBuf,
+    committed: u64,
+    swap: Option<PathBuf>,
+}
+
+/// Where a file's committed length is kept.
+fn marker(path: &Path) -> PathBuf {
+    path.with_extension("jsonl.committed")
+}
+
+impl StreamFile {
+    /// Opens `path` after its committed part (what a crashed sync left past it is cut off).
+    fn open(path: PathBuf, swap: Option<PathBuf>) -> Result<Self> {
+        let mut file = OpenOptions::new().create(true).truncate(false).write(true).open(&path)?;
+        let length = file.metadata()?.len();
+        let committed = std::fs::read_to_string(marker(&path))
+            .ok()
+            .and_then(|t| t.trim().parse().ok())
+            .map_or(length, |c: u64| c.min(length));
+        file.set_len(committed)?;
+        file.seek(SeekFrom::Start(committed))?;
+        let mut opened = Self { file: BufWriter::new(file), path, committed, swap };
+        opened.commit()?;
+        Ok(opened)
+    }
+
+    /// Makes the writes durable, then records the new committed length.
+    fn commit(&mut self) -> Result<()> {
+        self.file.flush()?;
+        self.file.get_ref().sync_data()?;
+        self.committed = self.file.get_ref().metadata()?.len();
+        let tmp = marker(&self.path).with_extension("tmp");
+        std::fs::write(&tmp, self.committed.to_string())?;
+        std::fs::rename(&tmp, marker(&self.path))?;
+        Ok(())
+    }
 }
 
 #[cdk::async_trait]
 impl BatchWriter for Writer {
     /// The loader has resolved the stream's write mode (`plan`) and checked it against
-    /// `supported_sync_modes`: an overwrite is written to a temporary file, swapped in on close.
+    /// `supported_sync_modes`: an overwrite is written to a temporary file (one per
+    /// generation, so a resumed attempt goes on with it), swapped in on close.
     async fn open(
         &mut self,
         _id: StreamId,
@@ -62,20 +107,18 @@ impl BatchWriter for Writer {
     ) -> Result<()> {
         std::fs::create_dir_all(&self.dir)?;
         let target = self.dir.join(format!("{}.jsonl", stream.stream.name));
-        let overwrite = plan.mode.replaces();
-        let (path, swap) = if overwrite {
-            let tmp = target.with_extension("jsonl.tmp");
-            (tmp.clone(), Some((tmp, target)))
+        let opened = if plan.mode.replaces() {
+            let generation = plan.generation_id.unwrap_or(0);
+            StreamFile::open(target.with_extension(format!("gen{generation}.tmp")), Some(target))?
         } else {
-            (target, None)
+            StreamFile::open(target, None)?
         };
-        let file = OpenOptions::new().create(true).append(!overwrite).write(true).truncate(overwrite).open(&path)?;
-        self.files.push((BufWriter::new(file), swap));
+        self.files.push(opened);
         Ok(())
     }
 
     async fn write(&mut self, id: StreamId, batch: Batch) -> Result<()> {
-        let file = &mut self.files[id].0;
+        let file = &mut self.files[id].file;
         for record in batch.iter() {
             file.write_all(record.data.as_bytes())?;
             file.write_all(b"\n")?;
@@ -86,21 +129,22 @@ impl BatchWriter for Writer {
     /// Makes the records of `streams` durable; the loader echoes states after this.
     async fn commit(&mut self, streams: &[StreamId]) -> Result<()> {
         for &id in streams {
-            let file = &mut self.files[id].0;
-            file.flush()?;
-            file.get_ref().sync_data()?;
+            self.files[id].commit()?;
         }
         Ok(())
     }
 
     async fn close(&mut self, id: StreamId, outcome: Outcome) -> Result<()> {
-        let Some((file, swap)) = self.files.get_mut(id) else { return Ok(()) };
-        if let Some((tmp, target)) = swap.take() {
-            file.flush()?;
-            match outcome {
-                Outcome::Success => std::fs::rename(tmp, target)?,
-                Outcome::Failure => std::fs::remove_file(tmp)?,
-            }
+        let Some(f) = self.files.get_mut(id) else { return Ok(()) };
+        if outcome == Outcome::Failure {
+            // Nothing past the last commit stays.
+            f.file.get_ref().set_len(f.committed)?;
+            return Ok(());
+        }
+        f.commit()?;
+        if let Some(target) = f.swap.take() {
+            std::fs::rename(&f.path, &target)?;
+            std::fs::rename(marker(&f.path), marker(&target))?;
         }
         Ok(())
     }

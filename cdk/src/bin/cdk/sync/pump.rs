@@ -14,6 +14,10 @@ use super::state::SavedState;
 
 /// Progress is reported every this many records of a stream.
 const REPORT_EVERY: u64 = 1 << 14;
+/// Records are held back until the state after them, up to this many bytes: a destination
+/// then only ever commits whole checkpoints, so after a crash nothing past an acknowledged
+/// state stays (beyond this, a source without states is passed on as it comes).
+const HOLD_AT_MOST: usize = 64 << 20;
 
 /// One stream's counts in a run.
 #[derive(Debug, Default, Clone)]
@@ -108,6 +112,23 @@ pub struct Forwarder {
     since_state: Vec<(u64, u64)>,
     totals: Vec<(u64, u64)>,
     out: Vec<u8>,
+    /// Records since the last state, not yet sent.
+    held: Vec<u8>,
+}
+
+/// Where forwarding stopped: the destination's input (still open) and the records after the
+/// source's last state, to send only if the source succeeded.
+pub struct Forwarded<W: Write> {
+    pub writer: BufWriter<W>,
+    pub held: Vec<u8>,
+}
+
+impl<W: Write> Forwarded<W> {
+    /// Sends the held records and closes the destination's input.
+    pub fn finish(mut self) -> std::io::Result<()> {
+        self.writer.write_all(&self.held)?;
+        self.writer.flush()
+    }
 }
 
 impl Forwarder {
@@ -120,12 +141,13 @@ impl Forwarder {
             since_state: vec![(0, 0); n],
             totals: vec![(0, 0); n],
             out: Vec::new(),
+            held: Vec::with_capacity(1 << 20),
         }
     }
 
     /// Forwards until the source's output ends or the destination stops reading; returns the
     /// writer (still open) so the caller decides whether the destination sees the end.
-    pub fn run<W: Write>(mut self, from: impl Read, to: W) -> Result<BufWriter<W>> {
+    pub fn run<W: Write>(mut self, from: impl Read, to: W) -> Result<Forwarded<W>> {
         let mut reader = BufReader::with_capacity(1 << 20, from);
         let mut writer = BufWriter::with_capacity(1 << 20, to);
         let mut line = Vec::new();
@@ -146,7 +168,10 @@ impl Forwarder {
         }
         writer.flush().ok();
         self.publish_emitted();
-        Ok(writer)
+        Ok(Forwarded {
+            writer,
+            held: self.held,
+        })
     }
 
     fn record(&mut self, line: &[u8], last: &mut usize, to: &mut impl Write) -> Result<()> {
@@ -160,9 +185,17 @@ impl Forwarder {
         };
         *last = idx;
         let route = &self.routes[idx];
-        to.write_all(&route.destination_prefix)?;
-        to.write_all(&line[route.source_prefix.len()..])?;
+        self.held.extend_from_slice(&route.destination_prefix);
+        self.held.extend_from_slice(&line[route.source_prefix.len()..]);
         self.count(idx, line.len() as u64);
+        self.release_if_large(to)
+    }
+
+    fn release_if_large(&mut self, to: &mut impl Write) -> Result<()> {
+        if self.held.len() >= HOLD_AT_MOST {
+            to.write_all(&self.held)?;
+            self.held.clear();
+        }
         Ok(())
     }
 
@@ -170,7 +203,8 @@ impl Forwarder {
     fn record_slow(&mut self, line: &[u8], to: &mut impl Write) -> Result<()> {
         let trimmed = line.strip_suffix(b"\n").unwrap_or(line);
         let Ok(InputLine::Record(record)) = decode_line(trimmed) else {
-            return Ok(to.write_all(line)?);
+            self.held.extend_from_slice(line);
+            return self.release_if_large(to);
         };
         let found = self.routes.iter().position(|r| {
             r.from.name == record.stream && r.from.namespace.as_deref() == record.namespace.as_deref()
@@ -188,9 +222,9 @@ impl Forwarder {
             serde_json::to_writer(&mut self.out, meta)?;
         }
         self.out.extend_from_slice(b"}}\n");
-        to.write_all(&self.out)?;
+        self.held.extend_from_slice(&self.out);
         self.count(idx, line.len() as u64);
-        Ok(())
+        self.release_if_large(to)
     }
 
     fn count(&mut self, idx: usize, bytes: u64) {
@@ -249,6 +283,8 @@ impl Forwarder {
             shared.pending.push_back(Checkpoint { state, covers });
         }
         self.publish_emitted();
+        to.write_all(&self.held)?;
+        self.held.clear();
         to.write_all(AirbyteMessage::State { state: renamed }.to_line().as_bytes())?;
         to.write_all(b"\n")?;
         Ok(())

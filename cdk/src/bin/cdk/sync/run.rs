@@ -15,7 +15,7 @@ use super::catalog;
 use super::connection::{Endpoint, NamespaceRule, StreamSettings};
 use super::connector::Connector;
 use super::job::{History, Job, JobFailure, JobStatus, StreamJob, iso_duration};
-use super::pump::{Forwarder, Route, Shared, acknowledge};
+use super::pump::{Forwarded, Forwarder, Route, Shared, acknowledge};
 use super::report::Reporter;
 use super::state::{SavedState, assign_generations};
 
@@ -311,6 +311,7 @@ struct Outcome {
 }
 
 type Files = (PathBuf, PathBuf, Option<PathBuf>);
+type ForwardThread = std::thread::JoinHandle<Result<Forwarded<std::process::ChildStdin>>>;
 
 impl Ends<'_> {
     #[allow(clippy::too_many_arguments)]
@@ -369,7 +370,7 @@ impl Ends<'_> {
         &self,
         source: &mut Child,
         destination: &mut Child,
-        forward: &mut Option<std::thread::JoinHandle<Result<std::io::BufWriter<std::process::ChildStdin>>>>,
+        forward: &mut Option<ForwardThread>,
         cancel: &AtomicBool,
     ) -> Result<Outcome> {
         let (mut src_exit, mut dst_exit): (Option<ExitStatus>, Option<ExitStatus>) = (None, None);
@@ -395,12 +396,17 @@ impl Ends<'_> {
                 }
             }
             if forward.as_ref().is_some_and(|f| f.is_finished()) && src_exit.is_some() {
-                let writer = forward.take().map(|f| f.join());
-                if (src_exit.is_some_and(|s| !s.success()) || cancelled) && dst_exit.is_none() {
+                let forwarded = forward.take().map(|f| f.join());
+                let succeeded = src_exit.is_some_and(|s| s.success()) && !cancelled;
+                if !succeeded && dst_exit.is_none() {
                     dst_stopped = true;
                     self.destination.stop(destination, &self.destination_container);
                 }
-                drop(writer); // closes the destination's input
+                if let (true, Some(Ok(Ok(forwarded)))) = (succeeded, forwarded) {
+                    // The records after the last state, then the end of the input. A
+                    // destination that stopped reading tells why by its exit status.
+                    let _ = forwarded.finish();
+                }
             }
             if src_exit.is_some() && dst_exit.is_some() && forward.is_none() {
                 break;
