@@ -97,12 +97,35 @@ pub fn run_destination<D: Destination>(destination: D) -> ExitCode {
     run(|cli, out| destination_command(destination, cli, out))
 }
 
+/// Parses the command line; `--version` prints the binary's name and the kit's version.
+fn parse_cli() -> std::result::Result<Cli, clap::Error> {
+    use clap::{CommandFactory, FromArgMatches};
+    // Images name the binary /airbyte/bin/connector and say which one in CONNECTOR_NAME.
+    let name = std::env::var("CONNECTOR_NAME").ok().unwrap_or_else(|| {
+        std::env::args_os()
+            .next()
+            .and_then(|a| {
+                Path::new(&a)
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+            })
+            .unwrap_or_else(|| "connector".into())
+    });
+    // Once per process: clap keeps names as `&'static str` without its `string` feature.
+    let name: &'static str = Box::leak(name.into_boxed_str());
+    let command =
+        Cli::command()
+            .name(name)
+            .version(concat!("(cdk ", env!("CARGO_PKG_VERSION"), ")"));
+    Cli::from_arg_matches(&command.try_get_matches()?)
+}
+
 fn run<F, Fut>(command: F) -> ExitCode
 where
     F: FnOnce(Cli, Output) -> Fut + Send + 'static,
     Fut: std::future::Future<Output = Result<ExitCode>> + Send + 'static,
 {
-    let cli = match Cli::try_parse() {
+    let cli = match parse_cli() {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();

@@ -5,6 +5,7 @@
 //! state without `type` is LEGACY); writing is strict (we only produce what the schema allows).
 //! No I/O lives here.
 
+mod airbyte_type;
 mod catalog;
 mod fast;
 mod record;
@@ -12,6 +13,7 @@ mod spec;
 mod state;
 mod trace;
 
+pub use airbyte_type::{AirbyteType, Properties};
 pub use catalog::*;
 pub use fast::*;
 pub use record::*;

@@ -38,8 +38,8 @@ pub async fn read_streams(
 
     for configured in &catalog.streams {
         let descriptor = configured.descriptor();
-        let stream = match plan(&by_descriptor, configured) {
-            Ok(stream) => stream,
+        let (stream, no_cursor) = match plan(&by_descriptor, configured) {
+            Ok(planned) => planned,
             Err(error) => {
                 let error = error.for_stream(descriptor.clone());
                 output.stream_status(&descriptor, AirbyteStreamStatus::Incomplete);
@@ -49,14 +49,23 @@ pub async fn read_streams(
             }
         };
         let ctx = ReadContext {
-            configured: configured.clone(),
-            state: state.stream_state(&descriptor).cloned(),
+            state: match no_cursor {
+                true => None,
+                false => state.stream_state(&descriptor).cloned(),
+            },
+            configured: match no_cursor {
+                true => ConfiguredAirbyteStream {
+                    sync_mode: SyncMode::FullRefresh,
+                    ..configured.clone()
+                },
+                false => configured.clone(),
+            },
         };
         let (output, limit, interval) =
             (output.clone(), limit.clone(), options.checkpoint_interval);
         tasks.spawn(async move {
             let _permit = limit.acquire_owned().await;
-            let task = tokio::spawn(read_one(stream, ctx, output.clone(), interval));
+            let task = tokio::spawn(read_one(stream, ctx, output.clone(), interval, no_cursor));
             let result = match task.await {
                 Ok(result) => result,
                 Err(e) => Err(Error::system(format!("stream crashed: {}", panic_text(e)))),
@@ -94,19 +103,36 @@ pub async fn read_streams(
     Err(error.with_internal(&first.message))
 }
 
-/// Finds the stream and checks the catalog asks for something it can do.
+/// Finds the stream and checks the catalog asks for something it can do; true when the stream
+/// is to be read in full instead of incrementally.
+///
+/// A stream configured incremental without any cursor (none configured, no default; what
+/// PyAirbyte asks of every stream) is read in full, as the Python CDK does, with a warning; its
+/// final state is the no-cursor sentinel, so the next sync reads it in full again. A cursor
+/// named for a stream that cannot read incrementally is still refused.
 fn plan(
     streams: &HashMap<StreamDescriptor, Arc<dyn Stream>>,
     configured: &ConfiguredAirbyteStream,
-) -> Result<Arc<dyn Stream>> {
+) -> Result<(Arc<dyn Stream>, bool)> {
     let descriptor = configured.descriptor();
     let stream = streams.get(&descriptor).ok_or_else(|| {
         Error::config(format!("stream '{descriptor}' was not found in the source"))
     })?;
-    if !stream
-        .supported_sync_modes()
-        .contains(&configured.sync_mode)
-    {
+    let modes = stream.supported_sync_modes();
+    let no_cursor = configured.sync_mode == SyncMode::Incremental
+        && configured.resolved_cursor_field().is_none()
+        && modes.contains(&SyncMode::FullRefresh);
+    if no_cursor {
+        tracing::warn!(
+            stream = %descriptor,
+            "stream '{descriptor}' is incremental but has no cursor field: reading it in full, \
+             and the next sync reads it in full again; to read only new rows, set `cursor_field` \
+             for this stream in the configured catalog (a column that only grows, such as \
+             updated_at)"
+        );
+        return Ok((stream.clone(), true));
+    }
+    if !modes.contains(&configured.sync_mode) {
         return Err(Error::config(format!(
             "stream '{descriptor}' does not support sync mode {:?}",
             configured.sync_mode
@@ -118,7 +144,7 @@ fn plan(
             "stream '{descriptor}' is incremental but no cursor field is configured"
         )));
     }
-    Ok(stream.clone())
+    Ok((stream.clone(), false))
 }
 
 async fn read_one(
@@ -126,6 +152,7 @@ async fn read_one(
     ctx: ReadContext,
     output: Output,
     interval: u64,
+    no_cursor: bool,
 ) -> Result<()> {
     let descriptor = stream.descriptor();
     output.stream_status(&descriptor, AirbyteStreamStatus::Started);
@@ -134,7 +161,9 @@ async fn read_one(
         writer.estimate(rows, bytes);
     }
     let result = stream.read(&ctx, &mut writer).await;
-    if result.is_ok() && !writer.has_checkpointed() {
+    if result.is_ok() && no_cursor {
+        writer.checkpoint(no_cursor_state());
+    } else if result.is_ok() && !writer.has_checkpointed() {
         writer.checkpoint(ctx.state.clone().unwrap_or_else(no_cursor_state));
     }
     writer.flush();

@@ -285,9 +285,46 @@ async fn a_failing_stream_does_not_stop_the_others() {
 
 #[tokio::test]
 async fn unsupported_sync_modes_are_refused() {
+    // A stream that can only be read incrementally, asked for a full refresh.
+    struct OnlyIncremental;
+    #[cdk::async_trait]
+    impl Stream for OnlyIncremental {
+        fn name(&self) -> &str {
+            "n"
+        }
+        fn json_schema(&self) -> Value {
+            json!({"type": "object"})
+        }
+        fn supported_sync_modes(&self) -> Vec<SyncMode> {
+            vec![SyncMode::Incremental]
+        }
+        async fn read(&self, _: &ReadContext, _: &mut RecordWriter) -> Result<()> {
+            Ok(())
+        }
+    }
+    let out = Captured::default();
+    let streams: Vec<Arc<dyn Stream>> = vec![Arc::new(OnlyIncremental)];
+    let err = read_streams(
+        streams,
+        &catalog(&["n"]),
+        &InputState::default(),
+        &ReadOptions::default(),
+        &out.output(),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.failure_type, FailureType::ConfigError);
+    assert!(
+        out.text()
+            .contains("does not support sync mode FullRefresh"),
+        "{}",
+        out.text()
+    );
+    // A cursor named for a stream that cannot read incrementally.
     let out = Captured::default();
     let mut cat = catalog(&["n"]);
     cat.streams[0].sync_mode = SyncMode::Incremental;
+    cat.streams[0].cursor_field = Some(vec!["id".into()]);
     let streams: Vec<Arc<dyn Stream>> = vec![Arc::new(Numbers::new("n", 3))];
     let err = read_streams(
         streams,
@@ -299,12 +336,73 @@ async fn unsupported_sync_modes_are_refused() {
     .await
     .unwrap_err();
     assert_eq!(err.failure_type, FailureType::ConfigError);
+    let text = out.text();
     assert!(
-        out.text()
-            .contains("does not support sync mode Incremental"),
-        "{}",
-        out.text()
+        text.contains("does not support sync mode Incremental"),
+        "{text}"
     );
+}
+
+/// PyAirbyte configures every stream incremental with the default cursor, which a plain table
+/// lacks: such a stream is read in full, warned about, and its state says "no cursor".
+#[tokio::test]
+async fn incremental_without_a_cursor_reads_in_full() {
+    for declares_incremental in [false, true] {
+        let out = Captured::default();
+        let mut cat = catalog(&["n"]);
+        cat.streams[0].sync_mode = SyncMode::Incremental;
+        cat.streams[0].cursor_field = None;
+        if declares_incremental {
+            cat.streams[0].stream.supported_sync_modes =
+                vec![SyncMode::FullRefresh, SyncMode::Incremental];
+        }
+        let mut numbers = Numbers::new("n", 5);
+        numbers.checkpoint = false;
+        let streams: Vec<Arc<dyn Stream>> = vec![Arc::new(numbers)];
+        // A state from an earlier sync is ignored: the stream has no cursor to resume from.
+        let state = InputState::parse(
+            r#"[{"type": "STREAM", "stream": {"stream_descriptor": {"name": "n"},
+                "stream_state": {"id": 3}}}]"#,
+        )
+        .unwrap();
+        let logs = Captured::default();
+        let writer = logs.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        let _guard = tracing::subscriber::set_default(subscriber);
+        read_streams(
+            streams,
+            &cat,
+            &state,
+            &ReadOptions::default(),
+            &out.output(),
+        )
+        .await
+        .unwrap();
+        let messages = out.messages();
+        let records = messages
+            .iter()
+            .filter(|m| matches!(m, AirbyteMessage::Record { .. }))
+            .count();
+        assert_eq!(records, 5, "every row is read");
+        assert_eq!(
+            states(&messages, "n"),
+            [(json!({"__ab_no_cursor_state_message": true}), 5.0)]
+        );
+        use AirbyteStreamStatus::*;
+        assert_eq!(statuses(&messages, "n"), [Started, Running, Complete]);
+        let text = logs.text();
+        assert!(
+            text.contains("WARN")
+                && text.contains(
+                    "stream 'n' is incremental but has no cursor field: reading it in full"
+                )
+                && text.contains("set `cursor_field`"),
+            "a warning names the stream and how to choose a cursor: {text}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -1,5 +1,5 @@
-//! `cdk new`: the rendered files (snapshots), and generated Rust connectors that build and pass
-//! the acceptance suite in a workspace of their own.
+//! `cdk new`: the rendered files (snapshots), members of a cdk workspace, and standalone
+//! connectors generated outside any workspace that build and pass their acceptance suites.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -13,7 +13,7 @@ fn workspace_root() -> PathBuf {
         .to_path_buf()
 }
 
-fn new(dir: &Path, args: &[&str]) {
+fn new(dir: &Path, args: &[&str]) -> String {
     let out = Command::new(CDK)
         .arg("new")
         .args(args)
@@ -25,6 +25,7 @@ fn new(dir: &Path, args: &[&str]) {
         "cdk new {args:?}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+    String::from_utf8(out.stdout).unwrap()
 }
 
 /// Every file under `dir`, as `--- path` headers and contents.
@@ -42,18 +43,42 @@ fn listing(dir: &Path) -> String {
     let mut files = Vec::new();
     walk(dir, dir, &mut files);
     files.sort();
+    let cdk = workspace_root().join("cdk").canonicalize().unwrap();
     files
         .into_iter()
-        .map(|(p, c)| format!("--- {p}\n{c}"))
+        // The image recipe is this repository's, checked below.
+        .filter(|(p, _)| p != "Dockerfile" && p != ".dockerignore")
+        .map(|(p, c)| {
+            format!(
+                "--- {p}\n{}",
+                c.replace(&cdk.display().to_string(), "<cdk>")
+            )
+        })
         .collect()
 }
 
+/// Outside a cdk workspace: standalone crates, with this repository's image recipe.
 #[test]
 fn renders_each_template() {
     let dir = tempfile::tempdir().unwrap();
-    new(dir.path(), &["source-open-weather"]);
+    let printed = new(dir.path(), &["source-open-weather"]);
+    assert!(
+        printed.contains("next:\n  cd source-open-weather\n  cargo test\n"),
+        "{printed}"
+    );
     new(dir.path(), &["destination-lake-box"]);
     new(dir.path(), &["source-shop-api", "--kind", "declarative"]);
+    let root = workspace_root();
+    for (file, original) in [
+        ("Dockerfile", "connectors/Dockerfile"),
+        (".dockerignore", ".dockerignore"),
+    ] {
+        let written = std::fs::read_to_string(dir.path().join("source-open-weather").join(file));
+        assert_eq!(
+            written.unwrap(),
+            std::fs::read_to_string(root.join(original)).unwrap()
+        );
+    }
     for name in [
         "source-open-weather",
         "destination-lake-box",
@@ -84,43 +109,69 @@ fn refuses_bad_names_and_existing_folders() {
         .current_dir(dir.path())
         .output()
         .unwrap();
-    assert!(String::from_utf8_lossy(&again.stderr).contains("already exists"));
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already exists and is not empty"));
+    // An empty folder is fine; a non-empty one with --force too.
+    std::fs::create_dir(dir.path().join("empty")).unwrap();
+    new(dir.path(), &["source-y", "--path", "empty"]);
+    new(dir.path(), &["source-x", "--force"]);
 }
 
-/// The generated Rust connectors compile against this cdk and pass their own tests (the
-/// acceptance suites). Built in a separate target dir: the outer cargo holds the main one.
+/// Inside a cdk workspace: a member crate inheriting the workspace's settings, listed in
+/// `members` with its path from the root, even when generated from a subfolder.
+#[test]
+fn joins_a_cdk_workspace() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = "[workspace]\nmembers = [\n    \"cdk\",\n]\n\n[workspace.dependencies]\ncdk = { path = \"cdk\" }\n";
+    std::fs::write(dir.path().join("Cargo.toml"), manifest).unwrap();
+    std::fs::create_dir(dir.path().join("connectors")).unwrap();
+    let printed = new(
+        &dir.path().join("connectors"),
+        &["source-x", "--path", "source-x"],
+    );
+    assert!(
+        printed.contains("next:\n  cargo test -p source-x\n"),
+        "{printed}"
+    );
+    let members = std::fs::read_to_string(dir.path().join("Cargo.toml")).unwrap();
+    assert!(
+        members.contains("    \"connectors/source-x\",\n"),
+        "{members}"
+    );
+    let crate_manifest =
+        std::fs::read_to_string(dir.path().join("connectors/source-x/Cargo.toml")).unwrap();
+    assert!(
+        crate_manifest.contains("cdk.workspace = true"),
+        "{crate_manifest}"
+    );
+    assert!(!dir.path().join("connectors/source-x/Dockerfile").exists());
+}
+
+/// Standalone connectors generated outside any workspace compile against this cdk and pass
+/// their own tests (the acceptance suites), offline with this checkout's lockfile. Built in a
+/// separate target dir (the outer cargo holds the main one), shared by both crates.
 #[test]
 fn generated_rust_connectors_pass_their_tests() {
     let root = workspace_root();
     let dir = tempfile::tempdir().unwrap();
-    new(dir.path(), &["source-weather"]);
-    new(dir.path(), &["destination-box"]);
-    let manifest = std::fs::read_to_string(root.join("Cargo.toml")).unwrap();
-    let shared = &manifest[manifest.find("[workspace.package]").unwrap()..];
-    let shared = &shared[..shared.find("[profile").unwrap_or(shared.len())];
-    let cdk_path = root.join("cdk");
-    let shared = shared.replace(
-        "cdk = { path = \"cdk\" }",
-        &format!("cdk = {{ path = \"{}\" }}", cdk_path.display()),
-    );
-    let workspace = format!(
-        "[workspace]\nresolver = \"3\"\nmembers = [\"source-weather\", \"destination-box\"]\n\n{shared}\n[profile.dev]\ndebug = \"line-tables-only\"\n"
-    );
-    std::fs::write(dir.path().join("Cargo.toml"), workspace).unwrap();
-    std::fs::copy(root.join("Cargo.lock"), dir.path().join("Cargo.lock")).unwrap();
     // <target>/debug/deps/it-… → <target>/template-check
     let exe = std::env::current_exe().unwrap();
     let target = exe.ancestors().nth(3).unwrap().join("template-check");
-    let out = Command::new(env!("CARGO"))
-        .args(["test", "--offline", "--quiet"])
-        .current_dir(dir.path())
-        .env("CARGO_TARGET_DIR", &target)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "generated connectors failed their tests:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    for name in ["source-weather", "destination-box"] {
+        new(dir.path(), &[name]);
+        let crate_dir = dir.path().join(name);
+        std::fs::copy(root.join("Cargo.lock"), crate_dir.join("Cargo.lock")).unwrap();
+        let out = Command::new(env!("CARGO"))
+            .args(["test", "--offline", "--quiet"])
+            .current_dir(&crate_dir)
+            .env("CARGO_TARGET_DIR", &target)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{name} failed its tests:\n{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
 }

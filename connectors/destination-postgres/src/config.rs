@@ -2,6 +2,7 @@
 
 use cdk::{Error, JsonSchema, Result, Secret};
 pub use postgres_common::SslMode;
+pub use postgres_common::tunnel::TunnelMethod;
 use serde::Deserialize;
 
 /// Loads records into typed PostgreSQL tables.
@@ -37,6 +38,10 @@ pub struct PostgresConfig {
     /// https://www.postgresql.org/docs/current/libpq-ssl.html
     #[schemars(title = "SSL modes", extend("order" = 7))]
     pub ssl_mode: Option<SslMode>,
+    /// Whether to initiate an SSH tunnel before connecting to the database, and if so, which
+    /// kind of authentication to use.
+    #[schemars(title = "SSH Tunnel Method")]
+    pub tunnel_method: Option<TunnelMethod>,
     /// Additional properties to pass to the JDBC URL string when connecting to the database
     /// formatted as 'key=value' pairs separated by the symbol '&'. (example:
     /// key1=value1&key2=value2&key3=value3). Keys and values may be percent-encoded.

@@ -4,7 +4,8 @@
 
 use std::collections::HashMap;
 
-use serde_json::{Map, Value};
+use cdk::protocol::{AirbyteType, Properties};
+use serde_json::Value;
 
 use crate::names::{ColumnNamer, compatible};
 
@@ -171,9 +172,12 @@ pub fn layout(table: &str, json_schema: &Value, flattened: bool) -> StreamLayout
             json: JsonKind::Any,
         });
     }
-    let properties = json_schema.get("properties").and_then(Value::as_object);
-    if let Some(properties) = properties {
-        main.fields = builder.fields(properties, "", "", &mut main.columns, &mut namer, true);
+    if let Some(properties) = json_schema.get("properties").and_then(Value::as_object) {
+        let properties: Properties = properties
+            .iter()
+            .map(|(key, schema)| (key.clone(), AirbyteType::from_schema(schema)))
+            .collect();
+        main.fields = builder.fields(&properties, "", "", &mut main.columns, &mut namer, true);
     }
     StreamLayout {
         main,
@@ -197,7 +201,7 @@ impl Builder {
     /// prefix. `top` is false inside child tables (no grandchildren).
     fn fields(
         &mut self,
-        properties: &Map<String, Value>,
+        properties: &[(String, AirbyteType)],
         prefix: &str,
         path: &str,
         columns: &mut Vec<Column>,
@@ -208,16 +212,15 @@ impl Builder {
             path: path.to_string(),
             ..Fields::default()
         };
-        for (key, schema) in properties {
+        for (key, ty) in properties {
             let column_base = format!("{prefix}{key}");
             let field = if path.is_empty() {
                 key.clone()
             } else {
                 format!("{path}.{key}")
             };
-            let ty = resolve(schema);
             if self.flattened {
-                if let AbType::Object(Some(inner)) = &ty
+                if let AirbyteType::Object(Some(inner)) = ty
                     && !inner.is_empty()
                 {
                     let nested = self.fields(
@@ -232,8 +235,8 @@ impl Builder {
                     continue;
                 }
                 if top
-                    && let AbType::Array(Some(items)) = &ty
-                    && let AbType::Object(Some(inner)) = resolve(items)
+                    && let AirbyteType::Array(items) = ty
+                    && let AirbyteType::Object(Some(inner)) = &**items
                     && !inner.is_empty()
                 {
                     let index = self.child(&column_base, &field, inner);
@@ -241,7 +244,7 @@ impl Builder {
                     continue;
                 }
             }
-            let (pg, json) = ty.pg_type();
+            let (pg, json) = pg_type(ty);
             let index = columns.len();
             columns.push(Column {
                 name: namer.name(&column_base),
@@ -254,7 +257,7 @@ impl Builder {
         fields
     }
 
-    fn child(&mut self, column_base: &str, field: &str, items: &Map<String, Value>) -> usize {
+    fn child(&mut self, column_base: &str, field: &str, items: &[(String, AirbyteType)]) -> usize {
         let name = compatible(&format!("{}_{}", self.table, column_base));
         let mut namer = ColumnNamer::new(&META_COLUMNS);
         let mut layout = Layout::default();
@@ -277,114 +280,23 @@ impl Builder {
     }
 }
 
-/// An Airbyte type, as read from a JSON schema.
-#[derive(Debug, Clone, PartialEq)]
-pub enum AbType<'a> {
-    String,
-    Integer,
-    Number,
-    Boolean,
-    Date,
-    Time,
-    TimeTz,
-    Timestamp,
-    TimestampTz,
-    Object(Option<&'a Map<String, Value>>),
-    Array(Option<&'a Value>),
-    Union,
-    Unknown,
-}
-
-impl AbType<'_> {
-    /// Airbyte's mapping to a column type.
-    pub fn pg_type(&self) -> (PgType, JsonKind) {
-        let ty = match self {
-            AbType::String => PgType::Varchar,
-            AbType::Integer => PgType::Bigint,
-            AbType::Number => PgType::Decimal,
-            AbType::Boolean => PgType::Boolean,
-            AbType::Date => PgType::Date,
-            AbType::Time => PgType::Time,
-            AbType::TimeTz => PgType::TimeTz,
-            AbType::Timestamp => PgType::Timestamp,
-            AbType::TimestampTz => PgType::TimestampTz,
-            AbType::Object(_) => return (PgType::Jsonb, JsonKind::Object),
-            AbType::Array(_) => return (PgType::Jsonb, JsonKind::Array),
-            AbType::Union | AbType::Unknown => return (PgType::Jsonb, JsonKind::Any),
-        };
-        (ty, JsonKind::Any)
-    }
-}
-
-/// Reads the Airbyte type of a JSON schema (`type`, `format`, `airbyte_type`, unions,
-/// `oneOf`/`anyOf`, and the old `WellKnownTypes.json` references).
-pub fn resolve(schema: &Value) -> AbType<'_> {
-    if let Some(reference) = schema.get("$ref").and_then(Value::as_str) {
-        return match reference.rsplit('/').next().unwrap_or_default() {
-            "String" | "BinaryData" => AbType::String,
-            "Date" => AbType::Date,
-            "TimestampWithTimezone" => AbType::TimestampTz,
-            "TimestampWithoutTimezone" => AbType::Timestamp,
-            "TimeWithTimezone" => AbType::TimeTz,
-            "TimeWithoutTimezone" => AbType::Time,
-            "Integer" => AbType::Integer,
-            "Number" => AbType::Number,
-            "Boolean" => AbType::Boolean,
-            _ => AbType::Unknown,
-        };
-    }
-    let types: Vec<&str> = match schema.get("type") {
-        Some(Value::String(t)) => vec![t.as_str()],
-        Some(Value::Array(ts)) => ts.iter().filter_map(Value::as_str).collect(),
-        _ => Vec::new(),
+/// Airbyte's mapping of a type to a column type (`docs/integrations/destinations/postgres.md`).
+pub fn pg_type(ty: &AirbyteType) -> (PgType, JsonKind) {
+    let pg = match ty {
+        AirbyteType::String => PgType::Varchar,
+        AirbyteType::Integer => PgType::Bigint,
+        AirbyteType::Number => PgType::Decimal,
+        AirbyteType::Boolean => PgType::Boolean,
+        AirbyteType::Date => PgType::Date,
+        AirbyteType::TimeWithoutTimezone => PgType::Time,
+        AirbyteType::TimeWithTimezone => PgType::TimeTz,
+        AirbyteType::TimestampWithoutTimezone => PgType::Timestamp,
+        AirbyteType::TimestampWithTimezone => PgType::TimestampTz,
+        AirbyteType::Object(_) => return (PgType::Jsonb, JsonKind::Object),
+        AirbyteType::Array(_) => return (PgType::Jsonb, JsonKind::Array),
+        AirbyteType::Union(_) | AirbyteType::Unknown => return (PgType::Jsonb, JsonKind::Any),
     };
-    let non_null: Vec<&str> = types.into_iter().filter(|t| *t != "null").collect();
-    match non_null.as_slice() {
-        [] => {
-            for key in ["oneOf", "anyOf"] {
-                if let Some(Value::Array(options)) = schema.get(key) {
-                    let options: Vec<&Value> = options
-                        .iter()
-                        .filter(|o| o.get("type").and_then(Value::as_str) != Some("null"))
-                        .collect();
-                    return match options.as_slice() {
-                        [one] => resolve(one),
-                        _ => AbType::Union,
-                    };
-                }
-            }
-            match schema.get("properties").and_then(Value::as_object) {
-                Some(p) => AbType::Object(Some(p)),
-                None => AbType::Unknown,
-            }
-        }
-        [one] => single(one, schema),
-        _ => AbType::Union,
-    }
-}
-
-fn single<'a>(ty: &str, schema: &'a Value) -> AbType<'a> {
-    let airbyte_type = schema.get("airbyte_type").and_then(Value::as_str);
-    let format = schema.get("format").and_then(Value::as_str);
-    match ty {
-        "string" => match (airbyte_type, format) {
-            (Some("timestamp_without_timezone"), _) => AbType::Timestamp,
-            (Some("timestamp_with_timezone"), _) => AbType::TimestampTz,
-            (Some("time_without_timezone"), _) => AbType::Time,
-            (Some("time_with_timezone"), _) => AbType::TimeTz,
-            (_, Some("date-time")) => AbType::TimestampTz,
-            (_, Some("date")) => AbType::Date,
-            (_, Some("time")) => AbType::Time,
-            _ => AbType::String,
-        },
-        "integer" => AbType::Integer,
-        "number" if airbyte_type == Some("integer") => AbType::Integer,
-        "number" => AbType::Number,
-        "boolean" => AbType::Boolean,
-        "object" => AbType::Object(schema.get("properties").and_then(Value::as_object)),
-        "array" => AbType::Array(schema.get("items")),
-        _ => AbType::Unknown,
-    }
+    (pg, JsonKind::Any)
 }
 
 #[cfg(test)]
@@ -414,6 +326,10 @@ mod tests {
             "tsn": {"type": "string", "format": "date-time", "airbyte_type": "timestamp_without_timezone"},
             "t": {"type": "string", "format": "time", "airbyte_type": "time_without_timezone"},
             "ttz": {"type": "string", "format": "time", "airbyte_type": "time_with_timezone"},
+            "ts_no_format": {"type": "string", "airbyte_type": "timestamp_with_timezone"},
+            "t_no_format": {"type": "string", "airbyte_type": "time_without_timezone"},
+            "bare_time": {"type": "string", "format": "time"},
+            "nullable_any_of": {"anyOf": [{"type": "null"}, {"type": "number"}]},
             "o": {"type": "object", "properties": {"x": {"type": "string"}}},
             "a": {"type": "array", "items": {"type": "string"}},
             "u": {"type": ["string", "integer"]},
@@ -434,6 +350,10 @@ mod tests {
             ("tsn", Timestamp),
             ("t", Time),
             ("ttz", TimeTz),
+            ("ts_no_format", TimestampTz),
+            ("t_no_format", Time),
+            ("bare_time", TimeTz),
+            ("nullable_any_of", Decimal),
             ("o", Jsonb),
             ("a", Jsonb),
             ("u", Jsonb),

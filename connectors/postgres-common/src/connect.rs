@@ -1,4 +1,5 @@
-//! Connecting, the one way both connectors do it: the socket is opened in one place
+//! Connecting, the one way both connectors do it: the socket (a TCP connection, or a channel
+//! through the SSH tunnel of `tunnel_method`) is opened in one place
 //! (`Connector::open_socket`) and handed to tokio-postgres (`Config::connect_raw`) with the TLS
 //! of the `ssl_mode` in effect; libpq's fallbacks for `allow` and `prefer`; a timeout over the
 //! whole attempt; retries of transient failures during syncs; the session setup.
@@ -24,6 +25,7 @@ use crate::params::JdbcParams;
 use crate::socket::PgSocket;
 use crate::ssl_mode::{SslMode, TlsCertificates};
 use crate::tls::{ClientCert, MakeRustlsConnect, Verify};
+use crate::tunnel::{SshTunnel, TunnelMethod};
 
 /// What both connectors' configs say about the connection.
 #[derive(Debug, Clone, Copy)]
@@ -37,6 +39,8 @@ pub struct Endpoint<'a> {
     /// The deprecated boolean `ssl` (true: `require` when `ssl_mode` is not set).
     pub ssl: bool,
     pub jdbc_url_params: Option<&'a str>,
+    /// Airbyte's `tunnel_method`: an SSH bastion to reach `host:port` through.
+    pub tunnel_method: Option<&'a TunnelMethod>,
 }
 
 /// What the connector (not the user) sets on each session.
@@ -91,6 +95,8 @@ pub struct Connector {
     /// `host:port/database` for messages.
     target: String,
     user: String,
+    /// The SSH tunnel every connection goes through, shared by clones (one login).
+    tunnel: Option<SshTunnel>,
 }
 
 #[derive(Clone)]
@@ -113,6 +119,8 @@ enum Failure {
     TlsName(String),
     /// The server was reached; TLS or the startup failed.
     Pg(tokio_postgres::Error),
+    /// The SSH tunnel could not carry the connection (its error says why and of which type).
+    Tunnel(Error),
 }
 
 impl Connector {
@@ -153,6 +161,11 @@ impl Connector {
             setup: setup.join("; "),
             target: format!("{}:{}/{}", endpoint.host, endpoint.port, endpoint.database),
             user: endpoint.username.to_string(),
+            tunnel: endpoint
+                .tunnel_method
+                .map(TunnelMethod::tunnel)
+                .transpose()?
+                .flatten(),
         })
     }
 
@@ -167,6 +180,10 @@ impl Connector {
     }
 
     async fn connect_once(&self) -> Result<Client> {
+        // The bastion login, outside the attempt's timeout so its own errors come through.
+        if let Some(tunnel) = &self.tunnel {
+            tunnel.connect().await?;
+        }
         let client = match &self.tls {
             Tls::Disable => self.attempt(PgSslMode::Disable, NoTls).await,
             Tls::Require(tls) => self.attempt_tls(PgSslMode::Require, tls).await,
@@ -215,7 +232,7 @@ impl Connector {
         let mut pg = self.pg.clone();
         pg.ssl_mode(mode);
         let work = async {
-            let socket = self.open_socket().await.map_err(Failure::Unreachable)?;
+            let socket = self.open_socket().await?;
             pg.connect_raw(socket, tls).await.map_err(Failure::Pg)
         };
         let (client, connection) = tokio::time::timeout(self.timeout, work)
@@ -225,10 +242,20 @@ impl Connector {
         Ok(client)
     }
 
-    /// The one place a connection's byte stream is made (today a TCP connection to
-    /// `host:port`; a tunnel's channel would be made here too).
-    async fn open_socket(&self) -> io::Result<PgSocket> {
-        crate::socket::tcp(&self.host, self.port).await
+    /// The one place a connection's byte stream is made: a channel to `host:port` through the
+    /// SSH tunnel when one is configured (TLS, if any, then runs inside it, verified against
+    /// `host`), else a TCP connection.
+    async fn open_socket(&self) -> std::result::Result<PgSocket, Failure> {
+        match &self.tunnel {
+            Some(tunnel) => tunnel
+                .open_stream(&self.host, self.port)
+                .await
+                .map(PgSocket::new)
+                .map_err(Failure::Tunnel),
+            None => crate::socket::tcp(&self.host, self.port)
+                .await
+                .map_err(Failure::Unreachable),
+        }
     }
 
     /// A failed attempt as a `cdk::Error` of its failure type (during a sync; `check` makes
@@ -243,6 +270,7 @@ impl Connector {
                 "{prefix}: '{}' cannot be checked against a certificate: {e}",
                 self.host
             )),
+            Failure::Tunnel(e) => e,
             Failure::Unreachable(e) => Error::transient(format!("{prefix}: {e}")),
             Failure::TimedOut => Error::transient(format!(
                 "{prefix}: no connection within {} s",
@@ -355,6 +383,7 @@ mod tests {
             ssl_mode: None,
             ssl: false,
             jdbc_url_params: None,
+            tunnel_method: None,
         };
         let session = Session {
             application_name: "test",

@@ -1,7 +1,7 @@
 //! What source-postgres and destination-postgres share, in one place: the `ssl_mode` config
 //! type, `jdbc_url_params`, TLS in libpq's modes (client certificates, encrypted keys), the
 //! one way to connect (socket, TLS fallbacks, retries, session setup), the SQLSTATE →
-//! failure-type table, and quoting.
+//! failure-type table, quoting, and SSH tunnels (Airbyte's `tunnel_method`).
 
 mod connect;
 mod errors;
@@ -11,6 +11,7 @@ mod quote;
 mod socket;
 mod ssl_mode;
 mod tls;
+pub mod tunnel;
 
 pub use connect::{CONNECT_TIMEOUT, Connector, Endpoint, Purpose, SYNC_RETRY, Session};
 pub use errors::{failure_type, pg_error, query_error};

@@ -1,7 +1,8 @@
 //! The column types of a CSV stream, and recognising a field's text as one of them. Shared by
 //! inference (does every sampled value fit?) and reading (write the value as its type).
 
-use serde_json::{Value, json};
+use cdk::protocol::AirbyteType;
+use serde_json::Value;
 
 /// The type of a column.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -20,45 +21,34 @@ pub enum Kind {
 impl Kind {
     /// The column's JSON Schema; every column is nullable.
     pub fn json_schema(self) -> Value {
+        self.airbyte_type().nullable_json_schema()
+    }
+
+    /// The Airbyte type of the column.
+    pub fn airbyte_type(self) -> AirbyteType {
         match self {
-            Kind::String => json!({"type": ["null", "string"]}),
-            Kind::Integer => json!({"type": ["null", "integer"]}),
-            Kind::Number => json!({"type": ["null", "number"]}),
-            Kind::Boolean => json!({"type": ["null", "boolean"]}),
-            Kind::Date => json!({"type": ["null", "string"], "format": "date"}),
-            Kind::DateTime { tz } => json!({
-                "type": ["null", "string"],
-                "format": "date-time",
-                "airbyte_type": if tz { "timestamp_with_timezone" } else { "timestamp_without_timezone" },
-            }),
+            Kind::String => AirbyteType::String,
+            Kind::Integer => AirbyteType::Integer,
+            Kind::Number => AirbyteType::Number,
+            Kind::Boolean => AirbyteType::Boolean,
+            Kind::Date => AirbyteType::Date,
+            Kind::DateTime { tz: true } => AirbyteType::TimestampWithTimezone,
+            Kind::DateTime { tz: false } => AirbyteType::TimestampWithoutTimezone,
         }
     }
 
-    /// The kind a (catalog) property schema asks for; anything unknown is read as text.
+    /// The kind a (catalog) property schema asks for, from its [`AirbyteType`]. Times,
+    /// objects, arrays, unions of several types (as the Python file-based CDK does) and
+    /// anything unknown are read as text.
     pub fn from_schema(schema: &Value) -> Kind {
-        let types: Vec<&str> = match schema.get("type") {
-            Some(Value::String(t)) => vec![t.as_str()],
-            Some(Value::Array(ts)) => ts.iter().filter_map(Value::as_str).collect(),
-            _ => Vec::new(),
-        };
-        let has = |t: &str| types.contains(&t);
-        let airbyte_type = schema.get("airbyte_type").and_then(Value::as_str);
-        if has("integer") || (has("number") && airbyte_type == Some("integer")) {
-            Kind::Integer
-        } else if has("number") {
-            Kind::Number
-        } else if has("boolean") {
-            Kind::Boolean
-        } else if has("string") {
-            match schema.get("format").and_then(Value::as_str) {
-                Some("date") => Kind::Date,
-                Some("date-time") => Kind::DateTime {
-                    tz: airbyte_type != Some("timestamp_without_timezone"),
-                },
-                _ => Kind::String,
-            }
-        } else {
-            Kind::String
+        match AirbyteType::from_schema(schema) {
+            AirbyteType::Integer => Kind::Integer,
+            AirbyteType::Number => Kind::Number,
+            AirbyteType::Boolean => Kind::Boolean,
+            AirbyteType::Date => Kind::Date,
+            AirbyteType::TimestampWithTimezone => Kind::DateTime { tz: true },
+            AirbyteType::TimestampWithoutTimezone => Kind::DateTime { tz: false },
+            _ => Kind::String,
         }
     }
 }
@@ -265,6 +255,39 @@ mod tests {
             Kind::DateTime { tz: false },
         ] {
             assert_eq!(Kind::from_schema(&kind.json_schema()), kind);
+        }
+    }
+
+    #[test]
+    fn catalog_schemas_are_read_by_their_airbyte_type() {
+        use serde_json::json;
+        for (schema, kind) in [
+            (
+                json!({"type": ["null", "string"], "airbyte_type": "timestamp_with_timezone"}),
+                Kind::DateTime { tz: true },
+            ),
+            (
+                json!({"type": "string", "airbyte_type": "timestamp_without_timezone"}),
+                Kind::DateTime { tz: false },
+            ),
+            (
+                json!({"type": "string", "format": "date-time"}),
+                Kind::DateTime { tz: true },
+            ),
+            (
+                json!({"type": "number", "airbyte_type": "integer"}),
+                Kind::Integer,
+            ),
+            (
+                json!({"oneOf": [{"type": "null"}, {"type": "boolean"}]}),
+                Kind::Boolean,
+            ),
+            (json!({"type": "string", "format": "time"}), Kind::String),
+            (json!({"type": ["string", "integer"]}), Kind::String),
+            (json!({"type": "object"}), Kind::String),
+            (json!({}), Kind::String),
+        ] {
+            assert_eq!(Kind::from_schema(&schema), kind, "{schema}");
         }
     }
 

@@ -3,6 +3,7 @@
 
 use cdk::{Error, JsonSchema, Result, Secret};
 pub use postgres_common::SslMode;
+pub use postgres_common::tunnel::TunnelMethod;
 use serde::Deserialize;
 
 /// Reads tables, views and materialized views of a PostgreSQL database.
@@ -41,6 +42,10 @@ pub struct PostgresConfig {
     /// https://www.postgresql.org/docs/current/libpq-ssl.html
     #[schemars(title = "SSL Modes", extend("order" = 8))]
     pub ssl_mode: Option<SslMode>,
+    /// Whether to initiate an SSH tunnel before connecting to the database, and if so, which
+    /// kind of authentication to use.
+    #[schemars(title = "SSH Tunnel Method")]
+    pub tunnel_method: Option<TunnelMethod>,
     /// Deprecated boolean form of ssl_mode (true: require; otherwise prefer), used only when
     /// ssl_mode is not set.
     #[schemars(title = "Connect using SSL (deprecated)", extend("airbyte_hidden" = true))]

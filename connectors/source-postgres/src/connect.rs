@@ -28,6 +28,7 @@ pub fn connector(config: &PostgresConfig) -> Result<Connector> {
         ssl_mode: config.ssl_mode.as_ref(),
         ssl: config.ssl == Some(true),
         jdbc_url_params: config.jdbc_url_params.as_deref(),
+        tunnel_method: config.tunnel_method.as_ref(),
     };
     Connector::new(&endpoint, &SESSION)
 }

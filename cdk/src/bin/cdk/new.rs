@@ -1,5 +1,6 @@
 //! `cdk new NAME`: scaffolds a connector from `templates/` (a Rust source or destination, or a
-//! declarative manifest) and, for Rust ones inside this workspace, adds it to the members.
+//! declarative manifest). Inside a cdk workspace a Rust connector becomes a member; anywhere
+//! else, a standalone crate with its own Cargo.toml, image recipe and `.gitignore`.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -13,12 +14,29 @@ pub struct Args {
     /// `rust` (default) or `declarative` (sources only: a manifest run by source-rest-api).
     #[arg(long, default_value = "rust")]
     kind: String,
-    /// Where to create it (default: `connectors/NAME` when `connectors/` exists, else `NAME`).
+    /// Where to create it (default: `connectors/NAME` in a cdk workspace, else `./NAME`).
+    #[arg(long, alias = "out")]
+    path: Option<PathBuf>,
+    /// Write into an existing non-empty folder, replacing the files the template has.
     #[arg(long)]
-    out: Option<PathBuf>,
+    force: bool,
+    /// A standalone crate takes `cdk` from this git repository (default: this checkout's path).
+    #[arg(long)]
+    cdk_git: Option<String>,
+    /// The revision of `--cdk-git` (a commit, tag or branch).
+    #[arg(long, requires = "cdk_git")]
+    cdk_rev: Option<String>,
     /// The templates folder (default: `templates/` of this workspace).
     #[arg(long)]
     templates: Option<PathBuf>,
+}
+
+/// How the generated crate finds the kit.
+enum Layout {
+    /// A member of the cdk workspace at this root.
+    Member(PathBuf),
+    /// A crate of its own; the `cdk` dependency's source (`path = …` or `git = …`).
+    Standalone(String),
 }
 
 pub fn run(args: Args) -> Result<ExitCode> {
@@ -30,36 +48,136 @@ pub fn run(args: Args) -> Result<ExitCode> {
         ("declarative", false) => bail!("declarative connectors are sources; name it source-…"),
         (other, _) => bail!("unknown kind '{other}': use rust or declarative"),
     };
-    let templates = match args.templates {
-        Some(t) => t,
+    let templates = match &args.templates {
+        Some(t) => t.clone(),
         None => find_templates()?,
     };
-    let out = args.out.unwrap_or_else(|| {
-        if Path::new("connectors").is_dir() {
-            Path::new("connectors").join(&names.name)
-        } else {
-            PathBuf::from(&names.name)
-        }
-    });
-    if out.exists() {
-        bail!("{} already exists", out.display());
+    let cwd = std::env::current_dir()?;
+    let out = match &args.path {
+        Some(p) => cwd.join(p),
+        None => match cdk_workspace(&cwd) {
+            Some(root) if root.join("connectors").is_dir() => {
+                root.join("connectors").join(&names.name)
+            }
+            _ => cwd.join(&names.name),
+        },
+    };
+    refuse_non_empty(&out, args.force)?;
+    let parent = out.parent().unwrap_or(&out);
+    let layout = match cdk_workspace(parent) {
+        Some(root) => Layout::Member(root),
+        None => Layout::Standalone(cdk_source(&args)?),
+    };
+    let rust = template != "source-declarative";
+    let names = Names {
+        cdk_source: match &layout {
+            Layout::Standalone(source) => source.clone(),
+            Layout::Member(_) => String::new(),
+        },
+        ..names
+    };
+    let mode = match layout {
+        Layout::Member(_) => "member",
+        Layout::Standalone(_) => "standalone",
+    };
+    let mut files = render_dir(&templates.join(template), &out, &names, mode)?;
+    if let (Layout::Standalone(_), true) = (&layout, rust) {
+        files.extend(standalone_files(&out)?);
     }
-    let files = render_dir(&templates.join(template), &out, &names)?;
     for f in &files {
         println!("created {}", f.display());
     }
-    if template == "source-declarative" {
+    let shown = out.strip_prefix(&cwd).unwrap_or(&out).display().to_string();
+    if !rust {
+        println!("next:");
         println!(
-            "next: source-rest-api check --manifest-path {}/manifest.yaml --config …",
-            out.display()
+            "  source-rest-api check --manifest-path {shown}/manifest.yaml --config {shown}/integration_tests/config.json"
         );
-    } else {
-        if add_to_workspace(&out)? {
-            println!("added {} to the workspace members", out.display());
+        println!(
+            "  cdk test source-rest-api {shown}/integration_tests -- --manifest-path {shown}/manifest.yaml"
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let n = &names.name;
+    match layout {
+        Layout::Member(root) => {
+            if add_to_workspace(&root, &out)? {
+                println!("added {} to the workspace members", out.display());
+            }
+            println!("next:");
+            println!("  cargo test -p {n}");
+            println!("  cargo build -p {n} && cdk image build {shown} --prebuilt target/debug/{n}");
+            println!("  docker run --rm airbyte/{n}:dev spec");
         }
-        println!("next: cargo test -p {}", names.name);
+        Layout::Standalone(_) => {
+            println!("next:");
+            println!("  cd {shown}");
+            println!("  cargo test");
+            println!("  cargo build --release && cdk image build . --prebuilt target/release/{n}");
+            println!("  docker run --rm airbyte/{n}:dev spec");
+        }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Refuses a folder that exists with files in it, unless forced.
+fn refuse_non_empty(out: &Path, force: bool) -> Result<()> {
+    let non_empty = out.exists() && (!out.is_dir() || std::fs::read_dir(out)?.next().is_some());
+    if non_empty && !force {
+        bail!(
+            "{} already exists and is not empty: choose another --path, or pass --force to write \
+             the template's files into it",
+            out.display()
+        );
+    }
+    Ok(())
+}
+
+/// The root of the cdk workspace holding `dir`: a Cargo.toml with `[workspace]` that provides
+/// `cdk` in its `[workspace.dependencies]`.
+fn cdk_workspace(dir: &Path) -> Option<PathBuf> {
+    dir.ancestors()
+        .find(|d| {
+            std::fs::read_to_string(d.join("Cargo.toml")).is_ok_and(|t| {
+                t.contains("[workspace.dependencies]")
+                    && t.lines().any(|l| l.trim_start().starts_with("cdk = "))
+            })
+        })
+        .map(Path::to_path_buf)
+}
+
+/// The `cdk` dependency of a standalone crate: a git repository, or this checkout's path.
+fn cdk_source(args: &Args) -> Result<String> {
+    if let Some(url) = &args.cdk_git {
+        return Ok(match &args.cdk_rev {
+            Some(rev) => format!("git = \"{url}\", rev = \"{rev}\""),
+            None => format!("git = \"{url}\""),
+        });
+    }
+    let checkout = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let checkout = checkout.canonicalize().with_context(|| {
+        format!(
+            "this cdk was built from {}, which is gone: pass --cdk-git URL [--cdk-rev R]",
+            checkout.display()
+        )
+    })?;
+    Ok(format!("path = \"{}\"", checkout.display()))
+}
+
+/// What a standalone Rust connector has besides the template: the image recipe and ignores.
+fn standalone_files(out: &Path) -> Result<Vec<PathBuf>> {
+    let files = [
+        ("Dockerfile", super::image::DOCKERFILE),
+        (".dockerignore", super::image::DOCKERIGNORE),
+        (".gitignore", "/target\nsecrets/\n"),
+    ];
+    let mut created = Vec::new();
+    for (name, text) in files {
+        let path = out.join(name);
+        std::fs::write(&path, text)?;
+        created.push(path);
+    }
+    Ok(created)
 }
 
 /// The forms of a connector name the templates use.
@@ -69,6 +187,8 @@ struct Names {
     type_name: String,
     title: String,
     is_source: bool,
+    /// The `cdk` dependency's source for a standalone crate.
+    cdk_source: String,
 }
 
 impl Names {
@@ -99,6 +219,7 @@ impl Names {
             type_name: name.split('-').map(capital).collect(),
             title: rest.split('-').map(capital).collect::<Vec<_>>().join(" "),
             is_source: name.starts_with("source-"),
+            cdk_source: String::new(),
         })
     }
 
@@ -107,10 +228,13 @@ impl Names {
             .replace("{{snake_name}}", &self.snake)
             .replace("{{type_name}}", &self.type_name)
             .replace("{{title}}", &self.title)
+            .replace("{{cdk_source}}", &self.cdk_source)
     }
 }
 
-fn render_dir(from: &Path, to: &Path, names: &Names) -> Result<Vec<PathBuf>> {
+/// Renders every file of `from` into `to`. `*.member.tmpl` and `*.standalone.tmpl` files are
+/// kept only in that `mode`; every `.tmpl` suffix is dropped.
+fn render_dir(from: &Path, to: &Path, names: &Names, mode: &str) -> Result<Vec<PathBuf>> {
     let mut created = Vec::new();
     let mut entries: Vec<_> = std::fs::read_dir(from)
         .with_context(|| format!("cannot read template {}", from.display()))?
@@ -119,9 +243,18 @@ fn render_dir(from: &Path, to: &Path, names: &Names) -> Result<Vec<PathBuf>> {
     std::fs::create_dir_all(to)?;
     for entry in entries {
         let file_name = entry.file_name().to_string_lossy().into_owned();
-        let target = to.join(file_name.strip_suffix(".tmpl").unwrap_or(&file_name));
+        let mut name = file_name.strip_suffix(".tmpl").unwrap_or(&file_name);
+        if let Some((stem, only)) = name.rsplit_once('.')
+            && (only == "member" || only == "standalone")
+        {
+            if only != mode {
+                continue;
+            }
+            name = stem;
+        }
+        let target = to.join(name);
         if entry.file_type()?.is_dir() {
-            created.extend(render_dir(&entry.path(), &target, names)?);
+            created.extend(render_dir(&entry.path(), &target, names, mode)?);
         } else {
             let text = std::fs::read_to_string(entry.path())?;
             std::fs::write(&target, names.render(&text))?;
@@ -142,16 +275,18 @@ fn find_templates() -> Result<PathBuf> {
         .context("templates/ not found: pass --templates")
 }
 
-/// Adds `dir` to `members` of the workspace's Cargo.toml in the current directory, if any.
-fn add_to_workspace(dir: &Path) -> Result<bool> {
-    let manifest = Path::new("Cargo.toml");
-    let Ok(text) = std::fs::read_to_string(manifest) else {
-        return Ok(false);
-    };
+/// Adds `dir` to `members` of the workspace at `root`, unless it is there already.
+fn add_to_workspace(root: &Path, dir: &Path) -> Result<bool> {
+    let manifest = root.join("Cargo.toml");
+    let text = std::fs::read_to_string(&manifest)?;
     let Some(start) = text.find("members = [") else {
         return Ok(false);
     };
-    let member = format!("    \"{}\",\n", dir.display());
+    let relative = dir.strip_prefix(root).unwrap_or(dir).display().to_string();
+    if text.contains(&format!("\"{relative}\"")) {
+        return Ok(false);
+    }
+    let member = format!("    \"{relative}\",\n");
     let insert_at = start + text[start..].find('\n').map_or(0, |i| i + 1);
     let updated = format!("{}{member}{}", &text[..insert_at], &text[insert_at..]);
     std::fs::write(manifest, updated)?;

@@ -3,6 +3,8 @@
 
 use serde_json::{Map, Value};
 
+use crate::protocol::AirbyteType;
+
 /// Keywords the platform cannot render or that hide structure.
 const FORBIDDEN: &[&str] = &[
     "allOf",
@@ -197,36 +199,46 @@ pub fn record_validator(schema: &Value) -> Result<jsonschema::Validator, String>
 fn airbyte_formats(schema: &mut Value) {
     match schema {
         Value::Object(map) => {
-            let airbyte_type = map
-                .get("airbyte_type")
-                .and_then(Value::as_str)
-                .map(str::to_string);
-            let pattern = match (
-                map.get("format").and_then(Value::as_str),
-                airbyte_type.as_deref(),
-            ) {
-                (Some("date"), _) => Some(r"^\d{4,}-\d{2}-\d{2}( BC)?$"),
-                (Some("date-time"), Some("timestamp_without_timezone")) => {
-                    Some(r"^\d{4,}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?( BC)?$")
+            let declares = ["format", "airbyte_type", "$ref"]
+                .iter()
+                .any(|key| map.get(*key).is_some_and(Value::is_string));
+            if declares {
+                let ty = AirbyteType::from_schema(&Value::Object(map.clone()));
+                if map.remove("$ref").is_some() {
+                    // The validator cannot fetch `WellKnownTypes.json`: inline the type.
+                    if let Value::Object(inline) = ty.json_schema() {
+                        map.extend(inline);
+                    }
                 }
-                (Some("date-time"), _) => Some(
-                    r"^\d{4,}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+\-]\d{1,2}:\d{2})( BC)?$",
-                ),
-                (Some("time"), Some("time_without_timezone")) => {
-                    Some(r"^\d{2}:\d{2}:\d{2}(\.\d+)?$")
+                if let Some(pattern) = pattern(&ty) {
+                    map.remove("format");
+                    map.insert("pattern".into(), pattern.into());
                 }
-                (Some("time"), _) => Some(r"^\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+\-]\d{1,2}(:\d{2})?)?$"),
-                _ => None,
-            };
-            if let Some(p) = pattern {
-                map.remove("format");
-                map.insert("pattern".into(), p.into());
             }
             map.values_mut().for_each(airbyte_formats);
         }
         Value::Array(items) => items.iter_mut().for_each(airbyte_formats),
         _ => {}
     }
+}
+
+/// The values Airbyte accepts for a date or time type (`airbyte_well_known_types.yaml`, with
+/// years of four or more digits).
+fn pattern(ty: &AirbyteType) -> Option<&'static str> {
+    Some(match ty {
+        AirbyteType::Date => r"^\d{4,}-\d{2}-\d{2}( BC)?$",
+        AirbyteType::TimestampWithoutTimezone => {
+            r"^\d{4,}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?( BC)?$"
+        }
+        AirbyteType::TimestampWithTimezone => {
+            r"^\d{4,}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+\-]\d{1,2}:\d{2})( BC)?$"
+        }
+        AirbyteType::TimeWithoutTimezone => r"^\d{2}:\d{2}:\d{2}(\.\d+)?$",
+        // A bare `format: time` reads as a time with time zone, and sources writing it often
+        // leave the offset out: the offset is optional here.
+        AirbyteType::TimeWithTimezone => r"^\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+\-]\d{1,2}(:\d{2})?)?$",
+        _ => return None,
+    })
 }
 
 #[cfg(test)]
@@ -283,5 +295,26 @@ mod tests {
         assert!(!v.is_valid(&json!({"tz": "2024-01-01T10:00:00"})));
         assert!(!v.is_valid(&json!({"d": "yesterday"})));
         assert!(!v.is_valid(&json!({"n": "1"})));
+    }
+
+    #[test]
+    fn record_formats_follow_the_airbyte_type_not_only_format() {
+        let schema = json!({"type": "object", "properties": {
+            "tz": {"type": ["null", "string"], "airbyte_type": "timestamp_with_timezone"},
+            "t": {"type": "string", "airbyte_type": "time_without_timezone"},
+            "wk": {"$ref": "WellKnownTypes.json#/definitions/TimestampWithoutTimezone"},
+            "opt": {"oneOf": [{"type": "null"}, {"type": "string", "format": "date"}]}
+        }});
+        let v = record_validator(&schema).unwrap();
+        assert!(
+            v.is_valid(&json!({"tz": "2024-01-01T10:00:00Z", "t": "10:00:00",
+            "wk": "2024-01-01T10:00:00", "opt": "2024-01-01"}))
+        );
+        assert!(v.is_valid(&json!({"tz": null, "opt": null})));
+        assert!(!v.is_valid(&json!({"tz": "2024-01-01T10:00:00"})));
+        assert!(!v.is_valid(&json!({"t": "10:00:00+01:00"})));
+        assert!(!v.is_valid(&json!({"wk": "2024-01-01T10:00:00Z"})));
+        assert!(!v.is_valid(&json!({"wk": 5})));
+        assert!(!v.is_valid(&json!({"opt": "today"})));
     }
 }

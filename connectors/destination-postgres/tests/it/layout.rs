@@ -454,3 +454,56 @@ async fn raw_tables_keep_the_record_json() {
         "no typed table"
     );
 }
+
+/// The schemas whose column type used to differ from destination-s3's Parquet type: an
+/// `airbyte_type` without `format`, and a bare `format: time`.
+#[tokio::test]
+async fn column_types_follow_the_airbyte_type() {
+    let (db, config) = database("layout_airbyte_type").await;
+    let schema = json!({"type": "object", "properties": {
+        "tz": {"type": "string", "airbyte_type": "timestamp_with_timezone"},
+        "t": {"type": "string", "airbyte_type": "time_without_timezone"},
+        "bare_time": {"type": "string", "format": "time"},
+        "maybe_day": {"oneOf": [{"type": "null"}, {"type": "string", "format": "date"}]},
+    }});
+    let out = Run::new(BIN)
+        .stdin_lines([
+            record(
+                "typed",
+                json!({"tz": "2024-02-29T12:00:00+02:00", "t": "12:00:01",
+                       "bare_time": "12:00:01+01:00", "maybe_day": "2024-02-29"}),
+            ),
+            state("typed", 1),
+        ])
+        .write(&config, &catalog("typed", schema, "append", 1, 0));
+    out.assert_success().assert_protocol();
+    let cols = columns(&db, "public", "typed").await;
+    let user: Vec<(&str, &str)> = cols
+        .iter()
+        .filter(|(name, _)| !name.starts_with("_airbyte_"))
+        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .collect();
+    assert_eq!(
+        user,
+        [
+            ("bare_time", "time with time zone"),
+            ("maybe_day", "date"),
+            ("t", "time without time zone"),
+            ("tz", "timestamp with time zone"),
+        ]
+    );
+    let client = db.connect().await;
+    let row = client
+        .query_one(
+            "SELECT tz = '2024-02-29T10:00:00Z'::timestamptz, t::text, bare_time::text, \
+             maybe_day::text, _airbyte_meta->'changes' FROM public.typed",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert!(row.get::<_, bool>(0));
+    assert_eq!(row.get::<_, String>(1), "12:00:01");
+    assert_eq!(row.get::<_, String>(2), "12:00:01+01");
+    assert_eq!(row.get::<_, String>(3), "2024-02-29");
+    assert_eq!(row.get::<_, Value>(4), json!([]));
+}

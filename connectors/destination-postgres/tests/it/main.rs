@@ -7,6 +7,7 @@ mod layout;
 mod modes;
 mod normalization;
 mod tls;
+mod tunnel;
 
 use cdk::testing::postgres::{TestDatabase, TestPostgres};
 use serde_json::{Value, json};

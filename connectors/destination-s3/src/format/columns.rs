@@ -2,6 +2,7 @@
 //! type of each (integer, number, boolean, string, date, timestamps, time, or JSON for nested
 //! and mixed values).
 
+use cdk::protocol::AirbyteType;
 use serde_json::Value;
 
 use super::meta;
@@ -53,53 +54,30 @@ pub fn columns(schema: &Value) -> Vec<Column> {
         .collect()
 }
 
-/// The type of one property schema.
+/// The column type of one property schema: its [`AirbyteType`] as Parquet, CSV and JSONL
+/// store it.
 pub fn column_type(prop: &Value) -> ColumnType {
-    if let Some(Value::String(r)) = prop.get("$ref") {
-        return well_known(r);
-    }
-    if prop.get("oneOf").is_some() || prop.get("anyOf").is_some() {
-        return ColumnType::Json;
-    }
-    let types: Vec<&str> = match prop.get("type") {
-        Some(Value::String(t)) => vec![t.as_str()],
-        Some(Value::Array(ts)) => ts.iter().filter_map(Value::as_str).collect(),
-        _ => Vec::new(),
-    };
-    let types: Vec<&str> = types.into_iter().filter(|t| *t != "null").collect();
-    let [single] = types.as_slice() else {
-        return ColumnType::Json;
-    };
-    let airbyte_type = prop.get("airbyte_type").and_then(Value::as_str);
-    let format = prop.get("format").and_then(Value::as_str);
-    match *single {
-        "integer" => ColumnType::Integer,
-        "number" if airbyte_type == Some("integer") => ColumnType::Integer,
-        "number" => ColumnType::Number,
-        "boolean" => ColumnType::Boolean,
-        "string" => match (format, airbyte_type) {
-            (Some("date"), _) => ColumnType::Date,
-            (Some("date-time"), Some("timestamp_without_timezone")) => ColumnType::TimestampNtz,
-            (Some("date-time"), _) => ColumnType::TimestampTz,
-            (Some("time"), Some("time_without_timezone")) => ColumnType::Time,
-            _ => ColumnType::String,
-        },
-        _ => ColumnType::Json,
-    }
+    ColumnType::from(&AirbyteType::from_schema(prop))
 }
 
-/// `WellKnownTypes.json#/definitions/<Type>` references.
-fn well_known(reference: &str) -> ColumnType {
-    match reference.rsplit('/').next().unwrap_or_default() {
-        "Integer" => ColumnType::Integer,
-        "Number" => ColumnType::Number,
-        "Boolean" => ColumnType::Boolean,
-        "String" | "BinaryData" | "TimeWithTimezone" => ColumnType::String,
-        "Date" => ColumnType::Date,
-        "TimestampWithTimezone" => ColumnType::TimestampTz,
-        "TimestampWithoutTimezone" => ColumnType::TimestampNtz,
-        "TimeWithoutTimezone" => ColumnType::Time,
-        _ => ColumnType::Json,
+impl From<&AirbyteType> for ColumnType {
+    fn from(ty: &AirbyteType) -> Self {
+        match ty {
+            AirbyteType::Integer => ColumnType::Integer,
+            AirbyteType::Number => ColumnType::Number,
+            AirbyteType::Boolean => ColumnType::Boolean,
+            AirbyteType::String => ColumnType::String,
+            AirbyteType::Date => ColumnType::Date,
+            AirbyteType::TimestampWithTimezone => ColumnType::TimestampTz,
+            AirbyteType::TimestampWithoutTimezone => ColumnType::TimestampNtz,
+            AirbyteType::TimeWithoutTimezone => ColumnType::Time,
+            // Parquet's TIME has no offset: the value keeps its text, as Airbyte's does.
+            AirbyteType::TimeWithTimezone => ColumnType::String,
+            AirbyteType::Object(_)
+            | AirbyteType::Array(_)
+            | AirbyteType::Union(_)
+            | AirbyteType::Unknown => ColumnType::Json,
+        }
     }
 }
 
@@ -252,6 +230,10 @@ mod tests {
             "arr": {"type": "array"},
             "mixed": {"type": ["string", "integer"]},
             "ref": {"$ref": "WellKnownTypes.json#/definitions/TimestampWithTimezone"},
+            "tz_no_format": {"type": "string", "airbyte_type": "timestamp_with_timezone"},
+            "t_no_format": {"type": "string", "airbyte_type": "time_without_timezone"},
+            "bare_time": {"type": "string", "format": "time"},
+            "nullable_one_of": {"oneOf": [{"type": "null"}, {"type": "integer"}]},
             "_airbyte_meta": {"type": "object"},
             "untyped": {}
         }});
@@ -274,6 +256,10 @@ mod tests {
             ("arr", Json),
             ("mixed", Json),
             ("ref", TimestampTz),
+            ("tz_no_format", TimestampTz),
+            ("t_no_format", Time),
+            ("bare_time", String),
+            ("nullable_one_of", Integer),
             ("untyped", Json),
         ];
         let mut want: Vec<(std::string::String, ColumnType)> =

@@ -384,3 +384,50 @@ async fn object_layout_follows_the_path_format() {
         )]
     );
 }
+
+/// The schemas whose Parquet type used to differ from destination-postgres' column type: an
+/// `airbyte_type` without `format`, and a bare `format: time`.
+#[tokio::test]
+async fn parquet_column_types_follow_the_airbyte_type() {
+    use arrow_schema::{DataType, TimeUnit};
+    let schema = json!({"type": "object", "properties": {
+        "tz": {"type": "string", "airbyte_type": "timestamp_with_timezone"},
+        "t": {"type": "string", "airbyte_type": "time_without_timezone"},
+        "bare_time": {"type": "string", "format": "time"},
+        "maybe_day": {"oneOf": [{"type": "null"}, {"type": "string", "format": "date"}]}
+    }});
+    let lines = vec![
+        record(
+            "types",
+            json!({"tz": "2024-02-29T12:00:00+02:00", "t": "12:00:01", "bare_time": "12:00:01+01:00",
+                   "maybe_day": "2024-02-29"}),
+        ),
+        state("types", 1),
+    ];
+    let place = Place::s3("parquet-types");
+    let config = place.config("p", json!({"format_type": "Parquet"}));
+    write(&config, &catalog("types", schema, "append", 1, 0), &lines)
+        .assert_success()
+        .assert_protocol();
+    let keys = place.keys("p/types").await;
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    let bytes = bytes::Bytes::from(place.get(&keys[0]).await);
+    let builder =
+        parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes.clone())
+            .unwrap();
+    let arrow = builder.schema();
+    let ty = |name: &str| arrow.field_with_name(name).unwrap().data_type().clone();
+    assert_eq!(
+        ty("tz"),
+        DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
+    );
+    assert_eq!(ty("t"), DataType::Time64(TimeUnit::Microsecond));
+    // A time with an offset has no Parquet type: its text is kept.
+    assert_eq!(ty("bare_time"), DataType::Utf8);
+    assert_eq!(ty("maybe_day"), DataType::Date32);
+    let rows = super::parquet_rows(bytes.to_vec());
+    assert_eq!(rows[0]["tz"], json!(micros("2024-02-29T12:00:00+02:00")));
+    assert_eq!(rows[0]["t"], json!(43_201_000_000i64));
+    assert_eq!(rows[0]["bare_time"], json!("12:00:01+01:00"));
+    assert_eq!(rows[0]["_airbyte_meta"]["changes"], json!([]));
+}

@@ -1,11 +1,15 @@
-//! Integration tests of postgres-common against the throwaway PostgreSQL cluster: the connect
-//! path (session, parameters, failure types, retries) and libpq's TLS modes.
+//! Integration tests of postgres-common against the throwaway PostgreSQL cluster (and a
+//! throwaway sshd for tunnels): the connect path (session, parameters, failure types,
+//! retries), libpq's TLS modes and SSH tunnels.
 
 mod connect;
 mod tls;
+mod tunnel;
+mod tunnel_schema;
 
 use cdk::Secret;
 use cdk::testing::postgres::TestDatabase;
+use postgres_common::tunnel::TunnelMethod;
 use postgres_common::{Connector, Endpoint, Purpose, Session, SslMode};
 use tokio_postgres::Client;
 
@@ -25,6 +29,7 @@ pub struct Target {
     pub ssl_mode: Option<SslMode>,
     pub ssl: bool,
     pub jdbc_url_params: Option<String>,
+    pub tunnel_method: Option<TunnelMethod>,
 }
 
 impl Target {
@@ -38,12 +43,19 @@ impl Target {
             ssl_mode: None,
             ssl: false,
             jdbc_url_params: None,
+            tunnel_method: None,
         }
     }
 
     /// `ssl_mode` from its JSON form, as a config gives it.
     pub fn ssl_mode(mut self, mode: serde_json::Value) -> Self {
         self.ssl_mode = Some(serde_json::from_value(mode).expect("an ssl_mode"));
+        self
+    }
+
+    /// `tunnel_method` from its JSON form, as a config gives it.
+    pub fn tunnel(mut self, method: serde_json::Value) -> Self {
+        self.tunnel_method = Some(serde_json::from_value(method).expect("a tunnel_method"));
         self
     }
 
@@ -67,6 +79,7 @@ impl Target {
             ssl_mode: self.ssl_mode.as_ref(),
             ssl: self.ssl,
             jdbc_url_params: self.jdbc_url_params.as_deref(),
+            tunnel_method: self.tunnel_method.as_ref(),
         };
         Connector::new(&endpoint, &SESSION)
     }

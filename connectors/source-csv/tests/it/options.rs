@@ -172,3 +172,32 @@ fn inferred_types_are_emitted_typed() {
         ]
     );
 }
+
+#[test]
+fn catalog_types_are_read_by_their_airbyte_type() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = put(
+        dir.path(),
+        "a.csv",
+        "at,n\n2024-01-01 10:00:00+01:00,7\nlater,x\n",
+        0,
+    );
+    let cfg = config(&path, json!({}));
+    let mut cat = catalog(&cfg, SyncMode::FullRefresh);
+    let props = &mut cat["streams"][0]["stream"]["json_schema"]["properties"];
+    // No `format`: the airbyte_type alone makes it a timestamp.
+    props["at"] = json!({"type": ["null", "string"], "airbyte_type": "timestamp_with_timezone"});
+    props["n"] = json!({"oneOf": [{"type": "null"}, {"type": "integer"}]});
+    let run = cdk::testing::Run::new(crate::BIN).read(&cfg, &cat, None);
+    run.assert_success().assert_protocol();
+    let records: Vec<_> = run.records().collect();
+    let user = |data: &Value| json!({"at": data["at"], "n": data["n"]});
+    assert_eq!(
+        user(&records[0].data),
+        json!({"at": "2024-01-01T10:00:00+01:00", "n": 7})
+    );
+    assert_eq!(user(&records[1].data), json!({"at": null, "n": null}));
+    let changes = &records[1].meta.as_ref().expect("meta").changes;
+    let fields: Vec<_> = changes.iter().map(|c| c.field.as_str()).collect();
+    assert_eq!(fields, ["at", "n"]);
+}

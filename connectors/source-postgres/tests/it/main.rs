@@ -8,6 +8,7 @@ mod incremental;
 mod resume;
 mod spec;
 mod tls;
+mod tunnel;
 
 use cdk::protocol::{AirbyteCatalog, ConfiguredAirbyteStream, DestinationSyncMode, SyncMode};
 use cdk::testing::Run;

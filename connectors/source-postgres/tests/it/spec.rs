@@ -19,6 +19,7 @@ fn spec_matches_snapshot() {
         "jdbc_url_params",
         "ssl_mode",
         "replication_method",
+        "tunnel_method",
     ] {
         assert!(
             spec["properties"].get(field).is_some(),
