@@ -24,7 +24,8 @@ impl CommittedFile {
     /// Opens `path` for appending after its committed part: what a crashed sync left past
     /// the last commit is cut off. A file without a marker counts as committed as it is.
     pub fn open(path: &Path) -> Result<(File, Self)> {
-        let io = |e: std::io::Error| Error::system(format!("cannot open '{}': {e}", path.display()));
+        let io =
+            |e: std::io::Error| Error::system(format!("cannot open '{}': {e}", path.display()));
         let mut file = OpenOptions::new()
             .create(true)
             .truncate(false)

@@ -78,7 +78,11 @@ async fn job(file: &Path, state_dir: &Path, kill: Option<&str>, rng: &mut Rng) {
 /// Runs 5 jobs killing the source, 5 killing the destination, then one to completion; returns
 /// every job record.
 async fn kill_and_resume(file: &Path, source: &str, destination: &str, seed: u64) -> Vec<Value> {
-    let state_dir = file.parent().unwrap().join(".cdk").join(file.file_stem().unwrap());
+    let state_dir = file
+        .parent()
+        .unwrap()
+        .join(".cdk")
+        .join(file.file_stem().unwrap());
     let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
     for target in [source, destination] {
         for _ in 0..5 {
@@ -103,13 +107,20 @@ fn duplicates_only_from_unacknowledged_windows(ids: &[i64], jobs: &[Value]) {
         windows.push((acked + synced, acked + emitted));
         acked += synced;
     }
-    assert_eq!(acked, ROWS, "acknowledged records add up to the table: {jobs:?}");
+    assert_eq!(
+        acked, ROWS,
+        "acknowledged records add up to the table: {jobs:?}"
+    );
     let mut counts = BTreeMap::new();
-    ids.iter().for_each(|id| *counts.entry(*id).or_insert(0) += 1);
+    ids.iter()
+        .for_each(|id| *counts.entry(*id).or_insert(0) += 1);
     assert_eq!(counts.len() as i64, ROWS, "every row arrived");
     assert_eq!(counts.keys().next(), Some(&1));
     for (id, n) in counts.iter().filter(|(_, n)| **n > 1) {
-        let inside = windows.iter().filter(|(lo, hi)| lo < id && id <= hi).count();
+        let inside = windows
+            .iter()
+            .filter(|(lo, hi)| lo < id && id <= hi)
+            .count();
         assert!(
             n - 1 <= inside,
             "id {id} is there {n} times, but only {inside} unacknowledged windows hold it: {windows:?}"
@@ -203,12 +214,20 @@ async fn postgres_to_jsonl_append_has_no_duplicates_after_kills() {
         let text = std::fs::read_to_string(out.join("public/_airbyte_raw_items.jsonl")).unwrap();
         let ids: Vec<i64> = text
             .lines()
-            .map(|l| serde_json::from_str::<Value>(l).unwrap()["_airbyte_data"]["id"].as_i64().unwrap())
+            .map(|l| {
+                serde_json::from_str::<Value>(l).unwrap()["_airbyte_data"]["id"]
+                    .as_i64()
+                    .unwrap()
+            })
             .collect();
         let mut sorted = ids.clone();
         sorted.sort();
         sorted.dedup();
-        assert_eq!(sorted.len(), ids.len(), "seed {seed}: duplicates in {all:?}");
+        assert_eq!(
+            sorted.len(),
+            ids.len(),
+            "seed {seed}: duplicates in {all:?}"
+        );
         assert_eq!(sorted, (1..=ROWS).collect::<Vec<_>>(), "seed {seed}");
     }
 }

@@ -3,6 +3,7 @@
 //! values that arrive, not just exit codes. The binaries come from the workspace build, so run
 //! these with `cargo test --workspace` (or `cargo build --workspace --bins` first).
 
+mod bundled_connection;
 mod common;
 mod csv_to_postgres;
 mod kill_resume;

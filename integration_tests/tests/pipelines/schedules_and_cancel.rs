@@ -25,10 +25,25 @@ fn connection(dir: &Path, name: &str, count: u64, schedule: &str) -> std::path::
 }
 
 async fn due(file: &Path, now: &str) -> Vec<Value> {
-    let args = [file.as_os_str(), "--due".as_ref(), "--now".as_ref(), now.as_ref()];
+    let args = [
+        file.as_os_str(),
+        "--due".as_ref(),
+        "--now".as_ref(),
+        now.as_ref(),
+    ];
     let out = cdk_sync(&args, &[]).await;
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    jobs(&file.parent().unwrap().join(".cdk").join(file.file_stem().unwrap()))
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    jobs(
+        &file
+            .parent()
+            .unwrap()
+            .join(".cdk")
+            .join(file.file_stem().unwrap()),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -38,7 +53,11 @@ async fn due_honours_each_schedule_kind() {
     let hourly = connection(work.path(), "every-24h", 5, "{units: 24, timeUnit: hours}");
     let cron = connection(work.path(), "cron", 5, "\"0 2 * * *\"");
 
-    assert_eq!(due(&manual, "2030-01-01T00:00:00Z").await.len(), 0, "manual never runs");
+    assert_eq!(
+        due(&manual, "2030-01-01T00:00:00Z").await.len(),
+        0,
+        "manual never runs"
+    );
 
     // Never run: due at once. Then not before 24 hours have passed since that job started.
     let first = due(&hourly, "2030-01-01T00:00:00Z").await;
@@ -46,18 +65,25 @@ async fn due_honours_each_schedule_kind() {
     let started: chrono::DateTime<chrono::Utc> =
         first[0]["startedAt"].as_str().unwrap().parse().unwrap();
     let at = |d: chrono::Duration| (started + d).to_rfc3339();
-    assert_eq!(due(&hourly, &at(chrono::Duration::hours(23))).await.len(), 1);
-    assert_eq!(due(&hourly, &at(chrono::Duration::hours(24))).await.len(), 2);
+    assert_eq!(
+        due(&hourly, &at(chrono::Duration::hours(23))).await.len(),
+        1
+    );
+    assert_eq!(
+        due(&hourly, &at(chrono::Duration::hours(24))).await.len(),
+        2
+    );
 
     // Cron: due at the next 02:00 after the last job, not before.
     assert_eq!(due(&cron, "2030-01-01T00:00:00Z").await.len(), 1);
-    let started: chrono::DateTime<chrono::Utc> = last_job(&work.path().join(".cdk/cron"))
-        ["startedAt"]
-        .as_str()
-        .unwrap()
-        .parse()
-        .unwrap();
-    let two = |d: chrono::DateTime<chrono::Utc>| d.date_naive().and_hms_opt(2, 0, 0).unwrap().and_utc();
+    let started: chrono::DateTime<chrono::Utc> =
+        last_job(&work.path().join(".cdk/cron"))["startedAt"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+    let two =
+        |d: chrono::DateTime<chrono::Utc>| d.date_naive().and_hms_opt(2, 0, 0).unwrap().and_utc();
     let next_two = if two(started) > started {
         two(started)
     } else {
@@ -75,8 +101,14 @@ async fn due_honours_each_schedule_kind() {
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}");
-    assert!(text.contains("every-24h (every 24 hours; next due: "), "{text}");
-    assert!(text.contains("manual (manual; next due: when run by hand)"), "{text}");
+    assert!(
+        text.contains("every-24h (every 24 hours; next due: "),
+        "{text}"
+    );
+    assert!(
+        text.contains("manual (manual; next due: when run by hand)"),
+        "{text}"
+    );
     assert_eq!(text.matches("succeeded").count(), 2, "{text}");
 }
 
@@ -85,7 +117,11 @@ fn ids_in(file: &Path) -> Vec<u64> {
     std::fs::read_to_string(file)
         .unwrap_or_default()
         .lines()
-        .map(|l| serde_json::from_str::<Value>(l).unwrap()["_airbyte_data"]["id"].as_u64().unwrap())
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["_airbyte_data"]["id"]
+                .as_u64()
+                .unwrap()
+        })
         .collect()
 }
 
@@ -124,10 +160,18 @@ async fn ctrl_c_cancels_and_the_next_job_resumes() {
 
     // The next job resumes: every id once.
     let out = cdk_sync(&[file.as_os_str()], &[]).await;
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let resumed = last_job(&state_dir);
     assert_eq!(resumed["status"], "succeeded");
-    assert_eq!(resumed["recordsSynced"].as_u64().unwrap() + synced, count, "{resumed}");
+    assert_eq!(
+        resumed["recordsSynced"].as_u64().unwrap() + synced,
+        count,
+        "{resumed}"
+    );
     let ids = ids_in(&work.path().join("out/cancel/_airbyte_raw_users.jsonl"));
     let unique: BTreeSet<u64> = ids.iter().copied().collect();
     assert_eq!(ids.len(), unique.len(), "duplicates after Ctrl-C");

@@ -51,9 +51,7 @@ fn endpoints(db: &TestDatabase, bucket: &str) -> (Value, Value) {
 
 /// The seed's JSON example, extended to its three streams, plus source and destination.
 fn seed_json(source: Value, destination: Value) -> Value {
-    let stream = |name: &str, config: Value| {
-        json!({"stream": {"name": name, "namespace": "public"}, "config": config})
-    };
+    let stream = |name: &str, config: Value| json!({"stream": {"name": name, "namespace": "public"}, "config": config});
     json!({
         "name": "PostgreSQL → MinIO",
         "source": source,
@@ -133,9 +131,16 @@ fn stream<'a>(job: &'a Value, name: &str) -> &'a Value {
 }
 
 async fn run_seed(file: &Path, state_dir: &Path, db: &TestDatabase, bucket: &str) {
-    let password = db.connector_config()["password"].as_str().unwrap().to_string();
+    let password = db.connector_config()["password"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let env = [("SEED_PG_PASSWORD", password.as_str())];
-    let args = [file.as_os_str(), "--state-dir".as_ref(), state_dir.as_os_str()];
+    let args = [
+        file.as_os_str(),
+        "--state-dir".as_ref(),
+        state_dir.as_os_str(),
+    ];
     let out = cdk_sync(&args, &env).await;
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(out.status.success(), "{stderr}");
@@ -144,7 +149,15 @@ async fn run_seed(file: &Path, state_dir: &Path, db: &TestDatabase, bucket: &str
     // The job printed on stdout is the one recorded.
     let printed: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(printed, job);
-    for field in ["id", "status", "startedAt", "endedAt", "duration", "recordsSynced", "bytesSynced"] {
+    for field in [
+        "id",
+        "status",
+        "startedAt",
+        "endedAt",
+        "duration",
+        "recordsSynced",
+        "bytesSynced",
+    ] {
         assert!(!job[field].is_null(), "no {field} in {job}");
     }
     assert_eq!(job["status"], "succeeded", "{stderr}");
@@ -162,9 +175,14 @@ async fn run_seed(file: &Path, state_dir: &Path, db: &TestDatabase, bucket: &str
     }
 
     // Second job: orders only reads the new rows; the full refreshes read everything again.
-    db.execute("INSERT INTO orders VALUES (6, 1, 3.0, '2025-11-01 00:00:00+00');").await;
+    db.execute("INSERT INTO orders VALUES (6, 1, 3.0, '2025-11-01 00:00:00+00');")
+        .await;
     let out = cdk_sync(&args, &env).await;
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let all = jobs(&dir);
     let second = all.last().unwrap();
     assert_eq!(second["id"], 2);
@@ -212,7 +230,10 @@ async fn bad_connector_config_fails_before_any_read() {
     destination["config"]["secret_access_key"] = json!("wrong-secret");
     let file = work.path().join("bad.json");
     std::fs::write(&file, seed_json(source, destination).to_string()).unwrap();
-    let password = db.connector_config()["password"].as_str().unwrap().to_string();
+    let password = db.connector_config()["password"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let state = work.path().join("state");
     let args = [file.as_os_str(), "--state-dir".as_ref(), state.as_os_str()];
     let out = cdk_sync(&args, &[("SEED_PG_PASSWORD", &password)]).await;
@@ -224,7 +245,10 @@ async fn bad_connector_config_fails_before_any_read() {
     assert_eq!(job["failure"]["failureType"], "config_error", "{job}");
     let message = job["failure"]["message"].as_str().unwrap();
     assert!(message.contains("check failed"), "{message}");
-    assert!(!message.contains("\"type\""), "a raw protocol line: {message}");
+    assert!(
+        !message.contains("\"type\""),
+        "a raw protocol line: {message}"
+    );
     assert_eq!(job["recordsEmitted"], 0);
     assert_eq!(job["streams"], json!([]), "nothing was read: {job}");
     assert!(!state.join("bad/state.json").exists());

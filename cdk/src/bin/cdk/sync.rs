@@ -24,8 +24,8 @@ use chrono::{DateTime, Utc};
 use serde_json::json;
 
 use connection::{Connection, Endpoint};
-pub use connector::locate;
 use connector::Connector;
+pub use connector::locate;
 use job::{History, Job, JobStatus};
 use run::{Plan, Streams};
 

@@ -66,19 +66,29 @@ pub fn configure(
     Ok(ConfiguredAirbyteCatalog { streams })
 }
 
-fn configure_stream(stream: AirbyteStream, set: &StreamSettings) -> Result<ConfiguredAirbyteStream> {
+fn configure_stream(
+    stream: AirbyteStream,
+    set: &StreamSettings,
+) -> Result<ConfiguredAirbyteStream> {
     let name = stream.descriptor();
     let can_increment = stream.supported_sync_modes.contains(&SyncMode::Incremental);
     let cursor = set
         .cursor_field
         .clone()
         .filter(|c| !c.is_empty())
-        .or_else(|| stream.default_cursor_field.clone().filter(|c| !c.is_empty()));
-    let sync_mode = set.sync_mode.unwrap_or(if can_increment && cursor.is_some() {
-        SyncMode::Incremental
-    } else {
-        SyncMode::FullRefresh
-    });
+        .or_else(|| {
+            stream
+                .default_cursor_field
+                .clone()
+                .filter(|c| !c.is_empty())
+        });
+    let sync_mode = set
+        .sync_mode
+        .unwrap_or(if can_increment && cursor.is_some() {
+            SyncMode::Incremental
+        } else {
+            SyncMode::FullRefresh
+        });
     if sync_mode == SyncMode::Incremental && !can_increment {
         bail!("stream '{name}' does not support incremental syncs");
     }
@@ -111,7 +121,10 @@ pub fn for_destination(
     source: &ConfiguredAirbyteCatalog,
     rule: &NamespaceRule,
     prefix: &str,
-) -> (ConfiguredAirbyteCatalog, Vec<(StreamDescriptor, StreamDescriptor)>) {
+) -> (
+    ConfiguredAirbyteCatalog,
+    Vec<(StreamDescriptor, StreamDescriptor)>,
+) {
     let mut pairs = Vec::new();
     let mut destination = source.clone();
     for stream in &mut destination.streams {
@@ -162,7 +175,10 @@ mod tests {
         assert_eq!(s.primary_key, Some(vec![vec!["order_id".into()]]));
         let rule = NamespaceRule::Custom("production_${SOURCE_NAMESPACE}".into());
         let (dest, pairs) = for_destination(&configured, &rule, "raw_");
-        assert_eq!(dest.streams[0].descriptor().to_string(), "production_public.raw_orders");
+        assert_eq!(
+            dest.streams[0].descriptor().to_string(),
+            "production_public.raw_orders"
+        );
         assert_eq!(pairs[0].0.to_string(), "public.orders");
     }
 

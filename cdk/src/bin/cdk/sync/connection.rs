@@ -331,8 +331,11 @@ mod tests {
     #[test]
     fn namespace_definitions_in_any_spelling() {
         assert_eq!(
-            namespace_rule(Some("customformat".into()), Some("p_${SOURCE_NAMESPACE}".into()))
-                .unwrap(),
+            namespace_rule(
+                Some("customformat".into()),
+                Some("p_${SOURCE_NAMESPACE}".into())
+            )
+            .unwrap(),
             NamespaceRule::Custom("p_${SOURCE_NAMESPACE}".into())
         );
         assert_eq!(

@@ -42,6 +42,25 @@ pub struct Job {
     pub streams: Vec<StreamJob>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failure: Option<JobFailure>,
+    /// The connectors' peak resident memory during `read` / `write` (of the docker client
+    /// for an image).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peak_rss_mib: Option<PeakRss>,
+}
+
+/// Peak resident memory of each connector process, in MiB.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+pub struct PeakRss {
+    pub source: f64,
+    pub destination: f64,
+}
+
+/// The peak resident memory (`VmHWM`) of a running process, in MiB.
+pub fn peak_rss_mib(pid: u32) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
 }
 
 /// One stream of a job.

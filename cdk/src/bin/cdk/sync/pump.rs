@@ -175,10 +175,16 @@ impl Forwarder {
     }
 
     fn record(&mut self, line: &[u8], last: &mut usize, to: &mut impl Write) -> Result<()> {
-        let idx = if self.routes.get(*last).is_some_and(|r| line.starts_with(&r.source_prefix)) {
+        let idx = if self
+            .routes
+            .get(*last)
+            .is_some_and(|r| line.starts_with(&r.source_prefix))
+        {
             Some(*last)
         } else {
-            self.routes.iter().position(|r| line.starts_with(&r.source_prefix))
+            self.routes
+                .iter()
+                .position(|r| line.starts_with(&r.source_prefix))
         };
         let Some(idx) = idx else {
             return self.record_slow(line, to);
@@ -186,7 +192,8 @@ impl Forwarder {
         *last = idx;
         let route = &self.routes[idx];
         self.held.extend_from_slice(&route.destination_prefix);
-        self.held.extend_from_slice(&line[route.source_prefix.len()..]);
+        self.held
+            .extend_from_slice(&line[route.source_prefix.len()..]);
         self.count(idx, line.len() as u64);
         self.release_if_large(to)
     }
@@ -207,16 +214,19 @@ impl Forwarder {
             return self.release_if_large(to);
         };
         let found = self.routes.iter().position(|r| {
-            r.from.name == record.stream && r.from.namespace.as_deref() == record.namespace.as_deref()
+            r.from.name == record.stream
+                && r.from.namespace.as_deref() == record.namespace.as_deref()
         });
         let Some(idx) = found else {
             return Ok(()); // a stream that was not configured: the platform drops these too
         };
         self.out.clear();
-        self.out.extend_from_slice(&self.routes[idx].destination_prefix);
+        self.out
+            .extend_from_slice(&self.routes[idx].destination_prefix);
         self.out.extend_from_slice(record.data.get().as_bytes());
         self.out.extend_from_slice(br#","emitted_at":"#);
-        self.out.extend_from_slice(record.emitted_at.to_string().as_bytes());
+        self.out
+            .extend_from_slice(record.emitted_at.to_string().as_bytes());
         if let Some(meta) = &record.meta {
             self.out.extend_from_slice(br#","meta":"#);
             serde_json::to_writer(&mut self.out, meta)?;
@@ -285,7 +295,11 @@ impl Forwarder {
         self.publish_emitted();
         to.write_all(&self.held)?;
         self.held.clear();
-        to.write_all(AirbyteMessage::State { state: renamed }.to_line().as_bytes())?;
+        to.write_all(
+            AirbyteMessage::State { state: renamed }
+                .to_line()
+                .as_bytes(),
+        )?;
         to.write_all(b"\n")?;
         Ok(())
     }
@@ -309,7 +323,8 @@ impl Forwarder {
     fn trace(&mut self, payload: TracePayload) {
         match payload {
             TracePayload::Error { error } => {
-                self.reporter.line(&format!("source: ERROR {}", error.message));
+                self.reporter
+                    .line(&format!("source: ERROR {}", error.message));
                 if let Ok(mut shared) = self.shared.lock() {
                     shared.fail("source", error.message, error.failure_type);
                 }
@@ -321,7 +336,8 @@ impl Forwarder {
                         stream_status.status,
                         AirbyteStreamStatus::Complete | AirbyteStreamStatus::Incomplete
                     ) {
-                        self.reporter.progress(i, self.totals[i].0, self.totals[i].1);
+                        self.reporter
+                            .progress(i, self.totals[i].0, self.totals[i].1);
                         self.reporter.finish(i);
                     }
                     if let Ok(mut shared) = self.shared.lock() {
@@ -354,11 +370,7 @@ impl Forwarder {
 
 /// The destination side: reads its stdout; each echoed state marks the records before it as
 /// synced and is saved (as the source sent it) for the next run.
-pub fn acknowledge(
-    from: impl Read,
-    shared: &Mutex<Shared>,
-    reporter: &Reporter,
-) -> Result<()> {
+pub fn acknowledge(from: impl Read, shared: &Mutex<Shared>, reporter: &Reporter) -> Result<()> {
     for line in BufReader::new(from).lines() {
         let line = line?;
         match serde_json::from_str::<AirbyteMessage>(&line) {

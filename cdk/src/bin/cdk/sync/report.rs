@@ -162,9 +162,14 @@ fn classify(log: &AirbyteLogMessage) -> (LogLevel, String) {
         .filter(|word| !is_source_path(word))
         .collect();
     let message = message.join(" ");
-    let notice = ["NOTICE:", "NOTICE ", "notice:", "DbError { severity: \"NOTICE\""]
-        .iter()
-        .any(|m| message.contains(m));
+    let notice = [
+        "NOTICE:",
+        "NOTICE ",
+        "notice:",
+        "DbError { severity: \"NOTICE\"",
+    ]
+    .iter()
+    .any(|m| message.contains(m));
     let level = if notice { LogLevel::Debug } else { log.level };
     (level, message.trim().to_string())
 }

@@ -14,7 +14,9 @@ use chrono::Utc;
 use super::catalog;
 use super::connection::{Endpoint, NamespaceRule, StreamSettings};
 use super::connector::Connector;
-use super::job::{History, Job, JobFailure, JobStatus, StreamJob, iso_duration};
+use super::job::{
+    History, Job, JobFailure, JobStatus, PeakRss, StreamJob, iso_duration, peak_rss_mib,
+};
 use super::pump::{Forwarded, Forwarder, Route, Shared, acknowledge};
 use super::report::Reporter;
 use super::state::{SavedState, assign_generations};
@@ -53,9 +55,9 @@ pub fn run_job(plan: &Plan, cancel: &AtomicBool) -> Result<Job> {
     let started_at = Utc::now();
     let clock = Instant::now();
     eprintln!("job {id} of {} running", plan.name);
-    let (status, streams, failure) = match execute(plan, id, cancel) {
+    let (status, streams, failure, peak_rss) = match execute(plan, id, cancel) {
         Ok(done) => done,
-        Err(Stop(failure)) => (JobStatus::Failed, Vec::new(), Some(failure)),
+        Err(Stop(failure)) => (JobStatus::Failed, Vec::new(), Some(failure), None),
     };
     let sum = |f: fn(&StreamJob) -> u64| streams.iter().map(f).sum::<u64>();
     let job = Job {
@@ -72,12 +74,18 @@ pub fn run_job(plan: &Plan, cancel: &AtomicBool) -> Result<Job> {
         bytes_emitted: sum(|s| s.bytes_emitted),
         streams,
         failure,
+        peak_rss_mib: peak_rss,
     };
     history.append(&job)?;
     Ok(job)
 }
 
-type Done = (JobStatus, Vec<StreamJob>, Option<JobFailure>);
+type Done = (
+    JobStatus,
+    Vec<StreamJob>,
+    Option<JobFailure>,
+    Option<PeakRss>,
+);
 
 fn execute(plan: &Plan, id: u64, cancel: &AtomicBool) -> Result<Done, Stop> {
     let stop = |origin: &str, failure_type: &str| {
@@ -92,6 +100,11 @@ fn execute(plan: &Plan, id: u64, cancel: &AtomicBool) -> Result<Done, Stop> {
         }
     };
     let work = tempfile::tempdir().map_err(|e| stop("cdk", "system_error")(e.into()))?;
+    // A connector in a container may run as another user: it must reach the mounted files.
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(work.path(), std::fs::Permissions::from_mode(0o711));
+    }
     let slug: String = plan
         .name
         .chars()
@@ -100,30 +113,53 @@ fn execute(plan: &Plan, id: u64, cancel: &AtomicBool) -> Result<Done, Stop> {
     let container = |side: &str| format!("cdk-{slug}-{}-{id}-{side}", std::process::id());
     let src_config = write_json(work.path(), "source_config.json", &plan.source.config)
         .map_err(stop("cdk", "system_error"))?;
-    let dst_config = write_json(work.path(), "destination_config.json", &plan.destination.config)
-        .map_err(stop("cdk", "system_error"))?;
+    let dst_config = write_json(
+        work.path(),
+        "destination_config.json",
+        &plan.destination.config,
+    )
+    .map_err(stop("cdk", "system_error"))?;
 
     // Both checks at once; either failing stops the job with the connector's message.
     let (src_check, dst_check) = std::thread::scope(|s| {
-        let a = s.spawn(|| check(&plan.source.connector, &src_config, &container("check-source")));
+        let a = s.spawn(|| {
+            check(
+                &plan.source.connector,
+                &src_config,
+                &container("check-source"),
+            )
+        });
         let b = s.spawn(|| {
-            check(&plan.destination.connector, &dst_config, &container("check-destination"))
+            check(
+                &plan.destination.connector,
+                &dst_config,
+                &container("check-destination"),
+            )
         });
         (a.join(), b.join())
     });
-    let joined = |r: std::thread::Result<Result<()>>| r.unwrap_or_else(|_| Err(anyhow!("panicked")));
+    let joined =
+        |r: std::thread::Result<Result<()>>| r.unwrap_or_else(|_| Err(anyhow!("panicked")));
     joined(src_check).map_err(stop("source", "config_error"))?;
     joined(dst_check).map_err(stop("destination", "config_error"))?;
 
-    let state =
-        SavedState::load(&plan.state_dir.join("state.json")).map_err(stop("cdk", "system_error"))?;
-    let (mut source_catalog, routes) =
-        catalogs(plan, &src_config, &container("discover")).map_err(stop("source", "config_error"))?;
-    assign_generations(&mut source_catalog, &plan.state_dir.join("generations.json"), &state)
+    let state = SavedState::load(&plan.state_dir.join("state.json"))
         .map_err(stop("cdk", "system_error"))?;
+    let (mut source_catalog, routes) = catalogs(plan, &src_config, &container("discover"))
+        .map_err(stop("source", "config_error"))?;
+    assign_generations(
+        &mut source_catalog,
+        &plan.state_dir.join("generations.json"),
+        &state,
+    )
+    .map_err(stop("cdk", "system_error"))?;
     let destination_catalog = renamed(&source_catalog, &routes);
     let files = (|| -> Result<_> {
-        let src_cat = write_json(work.path(), "source_catalog.json", &serde_json::to_value(&source_catalog)?)?;
+        let src_cat = write_json(
+            work.path(),
+            "source_catalog.json",
+            &serde_json::to_value(&source_catalog)?,
+        )?;
         let dst_cat = write_json(
             work.path(),
             "destination_catalog.json",
@@ -138,7 +174,10 @@ fn execute(plan: &Plan, id: u64, cancel: &AtomicBool) -> Result<Done, Stop> {
     })()
     .map_err(stop("cdk", "system_error"))?;
     if files.2.is_some() {
-        eprintln!("resuming from {}", plan.state_dir.join("state.json").display());
+        eprintln!(
+            "resuming from {}",
+            plan.state_dir.join("state.json").display()
+        );
     }
     let names: Vec<String> = routes.iter().map(|r| r.from.to_string()).collect();
     let reporter = Arc::new(Reporter::new(names, plan.verbosity));
@@ -159,11 +198,21 @@ fn execute(plan: &Plan, id: u64, cancel: &AtomicBool) -> Result<Done, Stop> {
         destination_container: container("destination"),
     };
     let outcome = ends
-        .pump(&src_config, &dst_config, &files, routes, &shared, &reporter, cancel)
+        .pump(
+            &src_config,
+            &dst_config,
+            &files,
+            routes,
+            &shared,
+            &reporter,
+            cancel,
+        )
         .map_err(stop("cdk", "system_error"))?;
     reporter.clear();
 
-    let mut shared = shared.lock().map_err(|_| stop("cdk", "system_error")(anyhow!("poisoned")))?;
+    let mut shared = shared
+        .lock()
+        .map_err(|_| stop("cdk", "system_error")(anyhow!("poisoned")))?;
     let failure = shared.failure.clone();
     let status = if outcome.cancelled || cancel.load(Ordering::SeqCst) {
         JobStatus::Cancelled
@@ -184,7 +233,9 @@ fn execute(plan: &Plan, id: u64, cancel: &AtomicBool) -> Result<Done, Stop> {
         .map(|(d, s)| StreamJob {
             name: d.name.clone(),
             namespace: d.namespace.clone(),
-            status: s.status.map_or("unknown".into(), |st| format!("{st:?}").to_lowercase()),
+            status: s
+                .status
+                .map_or("unknown".into(), |st| format!("{st:?}").to_lowercase()),
             records_emitted: s.emitted,
             bytes_emitted: s.bytes_emitted,
             records_synced: s.synced,
@@ -210,7 +261,7 @@ fn execute(plan: &Plan, id: u64, cancel: &AtomicBool) -> Result<Done, Stop> {
         }),
         _ => None,
     };
-    Ok((status, streams, failure))
+    Ok((status, streams, failure, Some(outcome.peak_rss)))
 }
 
 /// The source's configured catalog and each stream's route to the destination.
@@ -308,6 +359,7 @@ struct Ends<'a> {
 struct Outcome {
     cancelled: bool,
     failure: Option<JobFailure>,
+    peak_rss: PeakRss,
 }
 
 type Files = (PathBuf, PathBuf, Option<PathBuf>);
@@ -338,7 +390,11 @@ impl Ends<'_> {
             .with_context(|| format!("cannot start {}", self.source.label()))?;
         let mut destination = match self
             .destination
-            .command("write", &[("config", dst_config), ("catalog", dst_cat)], &self.destination_container)
+            .command(
+                "write",
+                &[("config", dst_config), ("catalog", dst_cat)],
+                &self.destination_container,
+            )
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
@@ -346,7 +402,8 @@ impl Ends<'_> {
             Ok(d) => d,
             Err(e) => {
                 self.source.stop(&mut source, &self.source_container);
-                return Err(e).with_context(|| format!("cannot start {}", self.destination.label()));
+                return Err(e)
+                    .with_context(|| format!("cannot start {}", self.destination.label()));
             }
         };
         let src_out = source.stdout.take().context("no source stdout")?;
@@ -357,7 +414,9 @@ impl Ends<'_> {
         let (ack_shared, ack_reporter) = (shared.clone(), reporter.clone());
         let ack = std::thread::spawn(move || acknowledge(dst_out, &ack_shared, &ack_reporter));
         let outcome = self.watch(&mut source, &mut destination, &mut forward, cancel)?;
-        let acked = ack.join().map_err(|_| anyhow!("the acknowledging thread panicked"))?;
+        let acked = ack
+            .join()
+            .map_err(|_| anyhow!("the acknowledging thread panicked"))?;
         if let Err(e) = acked {
             reporter.line(&format!("cannot read the destination's output: {e:#}"));
         }
@@ -375,17 +434,28 @@ impl Ends<'_> {
     ) -> Result<Outcome> {
         let (mut src_exit, mut dst_exit): (Option<ExitStatus>, Option<ExitStatus>) = (None, None);
         let (mut cancelled, mut src_stopped, mut dst_stopped) = (false, false, false);
+        let mut peak = PeakRss::default();
         loop {
+            if src_exit.is_none() {
+                let now = peak_rss_mib(source.id()).unwrap_or(0.0);
+                peak.source = peak.source.max(now);
+            }
+            if dst_exit.is_none() {
+                let now = peak_rss_mib(destination.id()).unwrap_or(0.0);
+                peak.destination = peak.destination.max(now);
+            }
             if cancel.load(Ordering::SeqCst) && !cancelled {
                 (cancelled, src_stopped, dst_stopped) = (true, true, true);
                 self.source.stop(source, &self.source_container);
-                self.destination.stop(destination, &self.destination_container);
+                self.destination
+                    .stop(destination, &self.destination_container);
             }
             if src_exit.is_none() {
                 src_exit = source.try_wait()?;
                 if src_exit.is_some_and(|s| !s.success()) && dst_exit.is_none() {
                     dst_stopped = true;
-                    self.destination.stop(destination, &self.destination_container);
+                    self.destination
+                        .stop(destination, &self.destination_container);
                 }
             }
             if dst_exit.is_none() {
@@ -400,7 +470,8 @@ impl Ends<'_> {
                 let succeeded = src_exit.is_some_and(|s| s.success()) && !cancelled;
                 if !succeeded && dst_exit.is_none() {
                     dst_stopped = true;
-                    self.destination.stop(destination, &self.destination_container);
+                    self.destination
+                        .stop(destination, &self.destination_container);
                 }
                 if let (true, Some(Ok(Ok(forwarded)))) = (succeeded, forwarded) {
                     // The records after the last state, then the end of the input. A
@@ -423,6 +494,7 @@ impl Ends<'_> {
         };
         Ok(Outcome {
             cancelled,
+            peak_rss: peak,
             failure: failure("source", src_exit, src_stopped)
                 .or(failure("destination", dst_exit, dst_stopped))
                 .or((src_stopped && !cancelled).then(|| JobFailure {

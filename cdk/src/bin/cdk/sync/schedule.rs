@@ -100,7 +100,11 @@ impl Schedule {
 
     /// When the connection is next due after a job that started at `last` (never run: now,
     /// unless manual).
-    pub fn next_due(&self, last: Option<DateTime<Utc>>, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    pub fn next_due(
+        &self,
+        last: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+    ) -> Option<DateTime<Utc>> {
         match (self, last) {
             (Self::Manual, _) => None,
             (_, None) => Some(now),
@@ -151,7 +155,10 @@ mod tests {
         for expr in ["0 2 * * *", "0 0 2 * * ?"] {
             let s = Schedule::from_file(Some(&json!(expr)), None, None).unwrap();
             let last = at("2026-01-01T03:00:00Z");
-            assert_eq!(s.next_due(Some(last), last), Some(at("2026-01-02T02:00:00Z")));
+            assert_eq!(
+                s.next_due(Some(last), last),
+                Some(at("2026-01-02T02:00:00Z"))
+            );
         }
         assert!(Schedule::from_file(Some(&json!("not cron")), None, None).is_err());
     }
