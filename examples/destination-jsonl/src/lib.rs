@@ -7,6 +7,7 @@
 //! Commits are atomic: each commit records the file's length in a `.committed` file beside
 //! it, and a failed sync (or the next one, after a crash) cuts the file back to that length, so
 //! nothing past the last acknowledged state stays and a resumed sync writes no duplicates.
+//! It commits at each state (`CDK_COMMIT_INTERVAL_MS` other than 0 loosens that).
 
 mod committed;
 
@@ -62,7 +63,13 @@ impl Destination for DestinationJsonl {
             catalog,
             &self.supported_sync_modes(),
             &mut writer,
-            LoaderOptions::default(),
+            // A commit at each state (the loader's timed commits would also take in records
+            // past the last state, which a crash would then leave behind): with the
+            // `.committed` length, the file never keeps what no acknowledged state covers.
+            LoaderOptions {
+                commit_interval: std::time::Duration::ZERO,
+                ..LoaderOptions::default()
+            },
             output,
         )
         .await

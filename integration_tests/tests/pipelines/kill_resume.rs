@@ -2,8 +2,10 @@
 //! random points each (3 seeds), every job resuming from the last acknowledged state; then a
 //! last job completes. PostgreSQL → PostgreSQL dedup: nothing lost, no duplicate key.
 //! PostgreSQL → S3 Parquet append: nothing lost, duplicates only from the records a killed
-//! job sent past its last acknowledged state. PostgreSQL → destination-jsonl append: no
-//! duplicate at all (its commits are atomic).
+//! job sent past its last acknowledged state. PostgreSQL → destination-jsonl append: its
+//! commits are atomic and cover whole checkpoints, so what a killed job leaves is at most the
+//! one checkpoint it committed but was killed before acknowledging (a commit and its
+//! acknowledgement cannot be one step: that window needs the destination to keep the state).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -43,12 +45,21 @@ fn child_named(parent: u32, name: &str) -> Option<i32> {
 }
 
 /// One job; when `kill` names a connector, it is killed after a random number of
-/// acknowledged states and a random delay (if the job has not ended by then).
+/// acknowledged states and a random delay (if the job has not ended by then). The
+/// destinations commit every 5 ms (destination-jsonl: at each state, its own setting).
 async fn job(file: &Path, state_dir: &Path, kill: Option<&str>, rng: &mut Rng) {
-    let mut child = tokio::process::Command::new(bin("cdk"))
+    let mut cmd = tokio::process::Command::new(bin("cdk"));
+    if !file
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .contains("jsonl")
+    {
+        cmd.env("CDK_COMMIT_INTERVAL_MS", "5");
+    }
+    let mut child = cmd
         .arg("sync")
         .arg(file)
-        .env("CDK_COMMIT_INTERVAL_MS", "5")
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -143,7 +154,12 @@ async fn source_table(name: &str) -> TestDatabase {
 fn connection(dir: &Path, source: &TestDatabase, destination: Value, mode: &str) -> PathBuf {
     let mut config = source.connector_config();
     config["sync_checkpoint_records"] = json!(250);
-    let file = dir.join("items.json");
+    let name = destination["connector"]
+        .as_str()
+        .unwrap_or_default()
+        .rsplit('/')
+        .next();
+    let file = dir.join(format!("items-to-{}.json", name.unwrap_or_default()));
     let text = json!({
         "source": {"connector": bin("source-postgres"), "config": config},
         "destination": destination,
@@ -202,7 +218,7 @@ async fn postgres_to_s3_parquet_append_survives_kills() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn postgres_to_jsonl_append_has_no_duplicates_after_kills() {
+async fn postgres_to_jsonl_append_keeps_only_whole_checkpoints_after_kills() {
     for seed in 1..=3 {
         let source = source_table(&format!("kill_jsonl_src_{seed}")).await;
         let work = tempfile::tempdir().unwrap();
@@ -222,11 +238,13 @@ async fn postgres_to_jsonl_append_has_no_duplicates_after_kills() {
             .collect();
         let mut sorted = ids.clone();
         sorted.sort();
+        duplicates_only_from_unacknowledged_windows(&sorted, &all);
         sorted.dedup();
-        assert_eq!(
-            sorted.len(),
-            ids.len(),
-            "seed {seed}: duplicates in {all:?}"
+        let killed = all.iter().filter(|j| j["status"] == "failed").count();
+        let extra = ids.len() - sorted.len();
+        assert!(
+            extra <= 250 * killed && extra % 250 == 0,
+            "seed {seed}: {extra} duplicates, not whole checkpoints of at most one per killed job: {all:?}"
         );
         assert_eq!(sorted, (1..=ROWS).collect::<Vec<_>>(), "seed {seed}");
     }

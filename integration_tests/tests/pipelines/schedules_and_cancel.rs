@@ -134,7 +134,6 @@ async fn ctrl_c_cancels_and_the_next_job_resumes() {
     let child = tokio::process::Command::new(bin("cdk"))
         .arg("sync")
         .arg(&file)
-        .env("CDK_COMMIT_INTERVAL_MS", "10")
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()

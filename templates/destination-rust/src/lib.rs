@@ -8,6 +8,7 @@
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use cdk::destination::{
     Batch, BatchWriter, Input, LoaderOptions, Outcome, StreamId, StreamPlan, load,
@@ -44,7 +45,9 @@ impl Destination for {{type_name}} {
     ) -> Result<()> {
         let mut writer = Writer { dir: config.directory.clone().into(), files: Vec::new() };
         let modes = self.supported_sync_modes();
-        load(input, catalog, &modes, &mut writer, LoaderOptions::default(), output).await
+        // A commit at each state, so a commit never takes in records past the last state.
+        let options = LoaderOptions { commit_interval: Duration::ZERO, ..LoaderOptions::default() };
+        load(input, catalog, &modes, &mut writer, options, output).await
     }
 }
 
