@@ -243,7 +243,7 @@ async fn postgres_to_jsonl_append_keeps_only_whole_checkpoints_after_kills() {
         let killed = all.iter().filter(|j| j["status"] == "failed").count();
         let extra = ids.len() - sorted.len();
         assert!(
-            extra <= 250 * killed && extra % 250 == 0,
+            extra <= 250 * killed && extra.is_multiple_of(250),
             "seed {seed}: {extra} duplicates, not whole checkpoints of at most one per killed job: {all:?}"
         );
         assert_eq!(sorted, (1..=ROWS).collect::<Vec<_>>(), "seed {seed}");

@@ -244,7 +244,7 @@ impl Forwarder {
         let total = &mut self.totals[idx];
         total.0 += 1;
         total.1 += bytes;
-        if total.0 % REPORT_EVERY == 0 {
+        if total.0.is_multiple_of(REPORT_EVERY) {
             self.reporter.progress(idx, total.0, total.1);
         }
     }
