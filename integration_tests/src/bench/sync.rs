@@ -29,9 +29,9 @@ pub fn run(bench: &Bench) -> Result<()> {
          '2024-01-01'::timestamptz + i * interval '1 second', \
          '1990-01-01'::date + (i % 10000), (i % 997) * 1.5, \
          CASE WHEN i % 3 = 0 THEN NULL ELSE 'note ' || (i % 100) END \
-         FROM generate_series(1, {n}) i;
-         VACUUM ANALYZE bench_sync;"
+         FROM generate_series(1, {n}) i;"
     )));
+    runtime.block_on(source.execute("VACUUM ANALYZE bench_sync"));
     runtime.block_on(target.execute(
         "CREATE TABLE reference (id bigint, name varchar, email varchar, amount decimal, \
          quantity bigint, active boolean, created_at timestamptz, birth_date date, \
