@@ -3,10 +3,19 @@
 //! `{"_airbyte_ab_id", "_airbyte_emitted_at", "_airbyte_data"}` object per line).
 //! Append adds to the file; overwrite writes a new file and swaps it in only when the sync
 //! succeeds, so a failed sync leaves the previous file as it was.
+//!
+//! Commits are atomic: each commit records the file's length in a `.committed` file beside
+//! it, and a failed sync (or the next one, after a crash) cuts the file back to that length, so
+//! nothing past the last acknowledged state stays and a resumed sync writes no duplicates.
+//! It commits at each state (`CDK_COMMIT_INTERVAL_MS` other than 0 loosens that).
 
-use std::fs::{File, OpenOptions};
+mod committed;
+
+use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
+
+pub use committed::CommittedFile;
 
 use cdk::destination::{
     Batch, BatchWriter, Input, LoaderOptions, Outcome, StreamId, StreamPlan, load,
@@ -56,7 +65,13 @@ impl Destination for DestinationJsonl {
             catalog,
             &self.supported_sync_modes(),
             &mut writer,
-            LoaderOptions::default(),
+            // A commit at each state (the loader's timed commits would also take in records
+            // past the last state, which a crash would then leave behind): with the
+            // `.committed` length, the file never keeps what no acknowledged state covers.
+            LoaderOptions {
+                commit_interval: std::time::Duration::ZERO,
+                ..LoaderOptions::default()
+            },
             output,
         )
         .await
@@ -74,8 +89,7 @@ pub fn stream_file(dir: &Path, stream: &StreamDescriptor) -> PathBuf {
 
 struct OpenFile {
     file: BufWriter<File>,
-    /// The file being written (named in errors).
-    path: PathBuf,
+    committed: CommittedFile,
     /// Where the file goes on success (`Some` for overwrite, written under a temp name).
     swap_to: Option<(PathBuf, PathBuf)>,
     line: Vec<u8>,
@@ -101,21 +115,19 @@ impl BatchWriter for JsonlWriter {
                 .map_err(|e| Error::config(format!("cannot create '{}': {e}", parent.display())))?;
         }
         let (path, swap_to) = if plan.mode.replaces() {
-            let tmp = target.with_extension("jsonl.tmp");
+            // One temp file per generation: a resumed overwrite (same generation) goes on
+            // with what the failed attempt committed.
+            let generation = plan.generation_id.unwrap_or(0);
+            let tmp = target.with_extension(format!("jsonl.gen{generation}.tmp"));
+            committed::remove_other_generations(&target, &tmp);
             (tmp.clone(), Some((tmp, target)))
         } else {
             (target, None)
         };
-        let file = OpenOptions::new()
-            .create(true)
-            .append(swap_to.is_none())
-            .write(true)
-            .truncate(swap_to.is_some())
-            .open(&path)
-            .map_err(|e| Error::system(format!("cannot open '{}': {e}", path.display())))?;
+        let (file, committed) = CommittedFile::open(&path)?;
         self.files.push(OpenFile {
             file: BufWriter::with_capacity(1 << 20, file),
-            path,
+            committed,
             swap_to,
             line: Vec::new(),
         });
@@ -139,7 +151,7 @@ impl BatchWriter for JsonlWriter {
             f.line.extend_from_slice(b",\"_airbyte_data\":");
             f.line.extend_from_slice(record.data.as_bytes());
             f.line.extend_from_slice(b"}\n");
-            f.file.write_all(&f.line).with_path(&f.path)?;
+            f.file.write_all(&f.line).with_path(f.committed.path())?;
         }
         Ok(())
     }
@@ -147,8 +159,8 @@ impl BatchWriter for JsonlWriter {
     async fn commit(&mut self, streams: &[StreamId]) -> Result<()> {
         for &id in streams {
             let f = &mut self.files[id];
-            f.file.flush().with_path(&f.path)?;
-            f.file.get_ref().sync_data().with_path(&f.path)?;
+            f.file.flush().with_path(f.committed.path())?;
+            f.committed.commit(f.file.get_ref())?;
         }
         Ok(())
     }
@@ -157,20 +169,18 @@ impl BatchWriter for JsonlWriter {
         let Some(f) = self.files.get_mut(id) else {
             return Ok(());
         };
-        let Some((tmp, target)) = f.swap_to.take() else {
-            return Ok(());
-        };
-        match outcome {
-            Outcome::Success => {
-                f.file.flush().with_path(&f.path)?;
-                f.file.get_ref().sync_data().with_path(&f.path)?;
-                std::fs::rename(&tmp, &target).map_err(|e| {
-                    Error::system(format!("cannot move '{}' into place: {e}", tmp.display()))
-                })?;
-            }
-            Outcome::Failure => {
-                let _ = std::fs::remove_file(&tmp);
-            }
+        if outcome == Outcome::Failure {
+            // Nothing past the last commit stays; an overwrite's temp file is kept for the
+            // resumed attempt.
+            return f.committed.roll_back(f.file.get_ref());
+        }
+        f.file.flush().with_path(f.committed.path())?;
+        f.committed.commit(f.file.get_ref())?;
+        if let Some((tmp, target)) = f.swap_to.take() {
+            std::fs::rename(&tmp, &target).map_err(|e| {
+                Error::system(format!("cannot move '{}' into place: {e}", tmp.display()))
+            })?;
+            f.committed.moved_to(&target)?;
         }
         Ok(())
     }

@@ -10,6 +10,7 @@ pub mod loader;
 pub mod source_csv;
 pub mod source_postgres;
 pub mod source_rest_api;
+pub mod sync;
 
 use std::fs::File;
 use std::path::{Path, PathBuf};

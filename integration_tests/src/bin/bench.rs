@@ -14,6 +14,7 @@ const BENCHES: &[(&str, Runner)] = &[
     ("source-rest-api", bench::source_rest_api::run),
     ("destination-postgres", bench::destination_postgres::run),
     ("destination-s3", bench::destination_s3::run),
+    ("sync", bench::sync::run),
 ];
 
 fn main() -> Result<()> {

@@ -10,6 +10,7 @@ mod launcher;
 mod pyairbyte;
 mod scaffold;
 mod spec;
+mod sync;
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};

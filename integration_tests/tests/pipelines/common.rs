@@ -89,24 +89,12 @@ impl Sync {
         }
         let out = run_ok(cmd).await;
         let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-        // `cdk sync` ends with "synced N records (M acknowledged) from … to …".
-        let summary: Vec<&str> = stderr
-            .lines()
-            .rev()
-            .find_map(|l| l.strip_prefix("synced "))
-            .map(|rest| rest.split_whitespace().collect())
-            .unwrap_or_default();
-        let (Some(Ok(records)), Some(Ok(acknowledged))) = (
-            summary.first().map(|n| n.parse()),
-            summary
-                .get(2)
-                .map(|n| n.trim_start_matches('(').parse::<f64>()),
-        ) else {
-            panic!("no 'synced N records (M acknowledged)' line in:\n{stderr}");
-        };
+        // `cdk sync` prints the job record on stdout and appends it to jobs.jsonl.
+        let job = last_job(&self.output);
+        assert_eq!(job["status"], "succeeded", "{job}\n{stderr}");
         Synced {
-            records,
-            acknowledged,
+            records: job["recordsEmitted"].as_u64().unwrap(),
+            acknowledged: job["recordsSynced"].as_f64().unwrap(),
             stderr,
         }
     }
@@ -118,6 +106,34 @@ impl Sync {
             .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
         serde_json::from_str(&text).unwrap()
     }
+}
+
+/// The last job record in `state_dir/jobs.jsonl`.
+pub fn last_job(state_dir: &Path) -> Value {
+    jobs(state_dir)
+        .pop()
+        .unwrap_or_else(|| panic!("no job in {}/jobs.jsonl", state_dir.display()))
+}
+
+/// Every job record in `state_dir/jobs.jsonl`.
+pub fn jobs(state_dir: &Path) -> Vec<Value> {
+    let path = state_dir.join("jobs.jsonl");
+    std::fs::read_to_string(&path)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{}: {e}: {l}", path.display())))
+        .collect()
+}
+
+/// `cdk sync FILE…` with extra arguments and environment; returns its output (whatever the
+/// exit status).
+pub async fn cdk_sync(args: &[&std::ffi::OsStr], env: &[(&str, &str)]) -> Output {
+    let mut cmd = tokio::process::Command::new(bin("cdk"));
+    cmd.arg("sync").args(args);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().await.expect("cannot run cdk sync")
 }
 
 /// Files under `dir` (recursively) whose name ends with `suffix`, sorted.

@@ -88,8 +88,9 @@ async fn paginated_api_lands_in_local_jsonl_files() {
         {"id": 5, "customer": "Eve", "total": 99.99}
     ]);
     let api = MockServer::start().await;
-    // Each page must be asked for exactly once, with the token; the second by the cursor the
-    // first page gave.
+    // Each page must be asked for exactly once by the read, with the token; the second by the
+    // cursor the first page gave. `cdk sync` checks the source first, which reads the first
+    // page once more.
     Mock::given(method("GET"))
         .and(path("/orders"))
         .and(header("authorization", format!("Bearer {TOKEN}").as_str()))
@@ -97,7 +98,7 @@ async fn paginated_api_lands_in_local_jsonl_files() {
         .respond_with(
             ResponseTemplate::new(200).set_body_json(json!({"data": page1, "next_cursor": "c2"})),
         )
-        .expect(1)
+        .expect(2)
         .mount(&api)
         .await;
     Mock::given(method("GET"))

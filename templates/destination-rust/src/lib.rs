@@ -1,9 +1,14 @@
 //! {{name}}: an Airbyte destination built on the cdk. It writes each stream to
 //! `<directory>/<stream>.jsonl`; replace the writer with your storage.
+//!
+//! Commits are atomic, as a destination's must be: each commit records the file's length in
+//! `<file>.committed`, and a failed sync (or the next one, after a crash) cuts the file back
+//! to it, so nothing past the last acknowledged state stays.
 
 use std::fs::{File, OpenOptions};
-use std::io::{BufWriter, Write};
-use std::path::PathBuf;
+use std::io::{BufWriter, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use cdk::destination::{
     Batch, BatchWriter, Input, LoaderOptions, Outcome, StreamId, StreamPlan, load,
@@ -43,28 +48,68 @@ impl Destination for {{type_name}} {
     ) -> Result<()> {
         let mut writer = Writer { dir: config.directory.clone().into(), files: Vec::new() };
         let modes = self.supported_sync_modes();
-        load(input, catalog, &modes, &mut writer, LoaderOptions::default(), output).await
+        // A commit at each state, so a commit never takes in records past the last state.
+        let options = LoaderOptions { commit_interval: Duration::ZERO, ..LoaderOptions::default() };
+        load(input, catalog, &modes, &mut writer, options, output).await
     }
 }
 
 struct Writer {
     dir: PathBuf,
-    /// Per stream, by id.
-    files: Vec<OpenFile>,
+    files: Vec<StreamFile>,
 }
 
-struct OpenFile {
+/// One stream's file, its committed length, and for overwrite the (temporary, final) paths.
+struct StreamFile {
     file: BufWriter<File>,
-    /// The file being written (named in errors).
     path: PathBuf,
-    /// For overwrite: the (temporary, final) paths, swapped on success.
-    swap: Option<(PathBuf, PathBuf)>,
+    committed: u64,
+    swap: Option<PathBuf>,
+}
+
+/// Where a file's committed length is kept.
+fn marker(path: &Path) -> PathBuf {
+    path.with_extension("jsonl.committed")
+}
+
+impl StreamFile {
+    /// Opens `path` after its committed part (what a crashed sync left past it is cut off).
+    fn open(path: PathBuf, swap: Option<PathBuf>) -> Result<Self> {
+        let mut file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .with_path(&path)?;
+        let length = file.metadata().with_path(&path)?.len();
+        let committed = std::fs::read_to_string(marker(&path))
+            .ok()
+            .and_then(|t| t.trim().parse().ok())
+            .map_or(length, |c: u64| c.min(length));
+        file.set_len(committed).with_path(&path)?;
+        file.seek(SeekFrom::Start(committed)).with_path(&path)?;
+        let mut opened = Self { file: BufWriter::new(file), path, committed, swap };
+        opened.commit()?;
+        Ok(opened)
+    }
+
+    /// Makes the writes durable, then records the new committed length.
+    fn commit(&mut self) -> Result<()> {
+        self.file.flush().with_path(&self.path)?;
+        self.file.get_ref().sync_data().with_path(&self.path)?;
+        self.committed = self.file.get_ref().metadata().with_path(&self.path)?.len();
+        let tmp = marker(&self.path).with_extension("tmp");
+        std::fs::write(&tmp, self.committed.to_string()).with_path(&tmp)?;
+        std::fs::rename(&tmp, marker(&self.path)).with_path(&tmp)?;
+        Ok(())
+    }
 }
 
 #[cdk::async_trait]
 impl BatchWriter for Writer {
     /// The loader has resolved the stream's write mode (`plan`) and checked it against
-    /// `supported_sync_modes`: an overwrite is written to a temporary file, swapped in on close.
+    /// `supported_sync_modes`: an overwrite is written to a temporary file (one per
+    /// generation, so a resumed attempt goes on with it), swapped in on close.
     async fn open(
         &mut self,
         _id: StreamId,
@@ -73,21 +118,13 @@ impl BatchWriter for Writer {
     ) -> Result<()> {
         std::fs::create_dir_all(&self.dir).with_path(&self.dir)?;
         let target = self.dir.join(format!("{}.jsonl", stream.stream.name));
-        let overwrite = plan.mode.replaces();
-        let (path, swap) = if overwrite {
-            let tmp = target.with_extension("jsonl.tmp");
-            (tmp.clone(), Some((tmp, target)))
+        let opened = if plan.mode.replaces() {
+            let generation = plan.generation_id.unwrap_or(0);
+            StreamFile::open(target.with_extension(format!("gen{generation}.tmp")), Some(target))?
         } else {
-            (target, None)
+            StreamFile::open(target, None)?
         };
-        let file = OpenOptions::new()
-            .create(true)
-            .append(!overwrite)
-            .write(true)
-            .truncate(overwrite)
-            .open(&path)
-            .with_path(&path)?;
-        self.files.push(OpenFile { file: BufWriter::new(file), path, swap });
+        self.files.push(opened);
         Ok(())
     }
 
@@ -103,21 +140,21 @@ impl BatchWriter for Writer {
     /// Makes the records of `streams` durable; the loader echoes states after this.
     async fn commit(&mut self, streams: &[StreamId]) -> Result<()> {
         for &id in streams {
-            let f = &mut self.files[id];
-            f.file.flush().with_path(&f.path)?;
-            f.file.get_ref().sync_data().with_path(&f.path)?;
+            self.files[id].commit()?;
         }
         Ok(())
     }
 
     async fn close(&mut self, id: StreamId, outcome: Outcome) -> Result<()> {
         let Some(f) = self.files.get_mut(id) else { return Ok(()) };
-        if let Some((tmp, target)) = f.swap.take() {
-            f.file.flush().with_path(&tmp)?;
-            match outcome {
-                Outcome::Success => std::fs::rename(&tmp, &target).with_path(&target)?,
-                Outcome::Failure => std::fs::remove_file(&tmp).with_path(&tmp)?,
-            }
+        if outcome == Outcome::Failure {
+            // Nothing past the last commit stays.
+            return f.file.get_ref().set_len(f.committed).with_path(&f.path);
+        }
+        f.commit()?;
+        if let Some(target) = f.swap.take() {
+            std::fs::rename(&f.path, &target).with_path(&target)?;
+            std::fs::rename(marker(&f.path), marker(&target)).with_path(&target)?;
         }
         Ok(())
     }

@@ -1,5 +1,6 @@
 //! `cdk`: the kit's command line.
-//! - `cdk sync`: pipe a source into a destination and keep the state between runs.
+//! - `cdk sync`: run connections (source → destination), keeping state and job records.
+//! - `cdk jobs`: list a connection's past jobs and when it is next due.
 //! - `cdk test`: run the acceptance suite against a connector binary and its fixtures.
 //! - `cdk new`: scaffold a connector from the templates.
 //! - `cdk image build`: build a connector's Airbyte image.
@@ -26,8 +27,10 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Pipe a source into a destination and keep the state between runs.
+    /// Run connections (or a one-off source → destination pipe), keeping state and jobs.
     Sync(sync::Args),
+    /// List a connection's past jobs and when it is next due.
+    Jobs(sync::JobsArgs),
     /// Run the acceptance suite against a connector binary and its fixtures.
     Test(test::Args),
     /// Scaffold a connector (Rust source, Rust destination or declarative manifest).
@@ -39,6 +42,7 @@ enum Command {
 fn main() -> ExitCode {
     let result = match Cli::parse().command {
         Command::Sync(args) => sync::run(args),
+        Command::Jobs(args) => sync::jobs(args),
         Command::Test(args) => test::run(args),
         Command::New(args) => new::run(args),
         Command::Image(args) => image::run(args),

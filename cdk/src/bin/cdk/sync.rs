@@ -1,20 +1,52 @@
-//! `cdk sync`: runs `source read` into `destination write`, keeps the states the destination
-//! acknowledges in a state file, and passes that file to the next run (so incremental streams
-//! pick up where they stopped; a full refresh resumes only a sync that failed, and starts
-//! over after one that succeeded). Defaults sync the bundled generator into ./output.
+//! `cdk sync`: runs connections as the platform does. A connection file (YAML or JSON) names a
+//! source and a destination (binaries or images), the streams and the namespace rules; a job
+//! checks both connectors, discovers, runs `read` into `write`, keeps the states the
+//! destination acknowledges, and records itself in the connection's `jobs.jsonl`. Without a
+//! file, flags describe a one-off run (by default the bundled generator into ./output).
 
-use std::io::{BufRead, BufReader, BufWriter, Write};
-use std::path::{Path, PathBuf};
-use std::process::{Command, ExitCode, Stdio};
-use std::time::Instant;
+pub mod catalog;
+pub mod connection;
+pub mod connector;
+pub mod job;
+pub mod pump;
+pub mod report;
+pub mod run;
+pub mod schedule;
+pub mod state;
 
-use anyhow::{Context, Result, bail};
-use cdk::protocol::*;
-use serde_json::{Value, json};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 
-/// Pipe a source into a destination, Airbyte style, keeping state between runs.
+use anyhow::{Result, bail};
+use chrono::{DateTime, Utc};
+use serde_json::json;
+
+use connection::{Connection, Endpoint};
+use connector::Connector;
+pub use connector::locate;
+use job::{History, Job, JobStatus};
+use run::{Plan, Streams};
+
+/// Run connections (or a one-off source → destination pipe), keeping state between runs.
 #[derive(clap::Args)]
 pub struct Args {
+    /// Connection files (YAML or JSON). Without any, the flags below describe the run.
+    connections: Vec<PathBuf>,
+    /// Run only the connections whose schedule is due (for an OS timer or cron).
+    #[arg(long)]
+    due: bool,
+    /// Keep each connection's state and jobs under this directory (default: `.cdk/` beside
+    /// the connection file).
+    #[arg(long)]
+    state_dir: Option<PathBuf>,
+    /// Show the connectors' INFO logs (twice: DEBUG too).
+    #[arg(short, long, action = clap::ArgAction::Count)]
+    verbose: u8,
+    /// The time `--due` judges schedules by (RFC 3339; default: now).
+    #[arg(long, hide = true)]
+    now: Option<DateTime<Utc>>,
     /// Source connector: a name found beside `cdk` or on PATH, or a path.
     #[arg(long, default_value = "source-generator")]
     source: String,
@@ -30,340 +62,151 @@ pub struct Args {
     /// Configured catalog (default: every discovered stream, incremental where possible).
     #[arg(long)]
     catalog: Option<PathBuf>,
-    /// Where the run keeps its state and default output.
+    /// Where a one-off run keeps its state, jobs and default output.
     #[arg(long, default_value = "output")]
     output: PathBuf,
 }
 
 pub fn run(args: Args) -> Result<ExitCode> {
-    std::fs::create_dir_all(&args.output)
-        .with_context(|| format!("cannot create {}", args.output.display()))?;
-    let source = locate(&args.source)?;
-    let destination = locate(&args.destination)?;
-    let work = tempfile::tempdir()?;
-    let source_config = match &args.source_config {
-        Some(p) => p.clone(),
-        None => write_json(work.path(), "source.json", &json!({}))?,
-    };
-    let destination_config = match &args.destination_config {
-        Some(p) => p.clone(),
-        None => write_json(
-            work.path(),
-            "destination.json",
-            &json!({"destination_path": args.output}),
-        )?,
-    };
-    let catalog = match &args.catalog {
-        Some(p) => p.clone(),
-        None => write_json(
-            work.path(),
-            "catalog.json",
-            &default_catalog(&source, &source_config)?,
-        )?,
-    };
-    let state_path = args.output.join("state.json");
-    let mut state = SavedState::load(&state_path)?;
-    let catalog = with_generations(
-        &catalog,
-        &args.output.join("generations.json"),
-        &state,
-        work.path(),
-    )?;
-
-    let mut read = Command::new(&source);
-    read.arg("read")
-        .arg("--config")
-        .arg(&source_config)
-        .arg("--catalog")
-        .arg(&catalog);
-    if state_path.is_file() {
-        read.arg("--state").arg(&state_path);
-        eprintln!("resuming from {}", state_path.display());
+    let cancel = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(signal, cancel.clone())?;
     }
-    let mut source_proc = read
-        .stdout(Stdio::piped())
-        .spawn()
-        .context("cannot start the source")?;
-    let mut destination_proc = Command::new(&destination)
-        .arg("write")
-        .arg("--config")
-        .arg(&destination_config)
-        .arg("--catalog")
-        .arg(&catalog)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .context("cannot start the destination")?;
-
-    // Forward the source's lines, reporting its logs and errors on the way.
-    let source_out = source_proc.stdout.take().context("no source stdout")?;
-    let dest_in = destination_proc
-        .stdin
-        .take()
-        .context("no destination stdin")?;
-    let forward = std::thread::spawn(move || forward(source_out, dest_in));
-
-    // Keep every acknowledged state.
-    let dest_out = BufReader::new(
-        destination_proc
-            .stdout
-            .take()
-            .context("no destination stdout")?,
-    );
-    let mut acknowledged = 0.0;
-    for line in dest_out.lines() {
-        let line = line?;
-        match serde_json::from_str::<AirbyteMessage>(&line) {
-            Ok(AirbyteMessage::State { state: s }) => {
-                acknowledged += s
-                    .destination_stats
-                    .and_then(|d| d.record_count)
-                    .unwrap_or(0.0);
-                state.apply(s);
-                state.save(&state_path)?;
-            }
-            Ok(other) => report("destination", &other),
-            Err(_) => eprintln!("destination: {line}"),
+    let plans = if args.connections.is_empty() {
+        if args.due {
+            bail!("--due needs connection files: cdk sync --due connections/*.yaml");
+        }
+        vec![one_off(&args)?]
+    } else {
+        connections(&args)?
+    };
+    let mut worst = JobStatus::Succeeded;
+    for plan in &plans {
+        let job = run::run_job(plan, &cancel)?;
+        println!("{}", serde_json::to_string(&job)?);
+        eprintln!("{}", job.summary());
+        worst = match (worst, job.status) {
+            (JobStatus::Cancelled, _) | (_, JobStatus::Cancelled) => JobStatus::Cancelled,
+            (JobStatus::Failed, _) | (_, JobStatus::Failed) => JobStatus::Failed,
+            (w, _) => w,
+        };
+        if worst == JobStatus::Cancelled {
+            break;
         }
     }
-    let forwarded = forward
-        .join()
-        .map_err(|_| anyhow::anyhow!("the forwarding thread panicked"))??;
-    let source_status = source_proc.wait()?;
-    let destination_status = destination_proc.wait()?;
-    eprintln!(
-        "synced {forwarded} records ({acknowledged} acknowledged) from {} to {}; state in {}",
-        args.source,
-        args.destination,
-        state_path.display()
-    );
-    if !source_status.success() || !destination_status.success() {
-        bail!("the sync failed (source: {source_status}, destination: {destination_status})");
+    Ok(match worst {
+        JobStatus::Cancelled => ExitCode::from(130),
+        JobStatus::Failed => ExitCode::FAILURE,
+        _ => ExitCode::SUCCESS,
+    })
+}
+
+/// The plans of the connection files (only the due ones with `--due`).
+fn connections(args: &Args) -> Result<Vec<Plan>> {
+    let now = args.now.unwrap_or_else(Utc::now);
+    let mut plans = Vec::new();
+    for path in &args.connections {
+        let c = Connection::load(path, args.state_dir.as_deref())?;
+        if args.due {
+            let last = History::new(&c.state_dir).last_started();
+            if !c.active || !c.schedule.is_due(last, now) {
+                eprintln!("{}: not due ({})", c.name, c.schedule.describe());
+                continue;
+            }
+        }
+        plans.push(Plan {
+            name: c.name,
+            source: c.source,
+            destination: c.destination,
+            streams: Streams::Settings {
+                streams: c.streams,
+                namespace: c.namespace,
+                prefix: c.prefix,
+            },
+            state_dir: c.state_dir,
+            verbosity: args.verbose,
+        });
     }
-    // A full refresh that completed starts from the beginning next time (as the platform
-    // clears its state); its states only serve to resume a sync that failed part way.
-    let configured: ConfiguredAirbyteCatalog = serde_json::from_slice(&std::fs::read(&catalog)?)
-        .with_context(|| format!("cannot read the catalog {}", catalog.display()))?;
-    for stream in configured
-        .streams
-        .iter()
-        .filter(|s| s.sync_mode == SyncMode::FullRefresh)
-    {
-        state.forget(&stream.descriptor());
+    Ok(plans)
+}
+
+/// The flags' run: state and jobs in `--output`.
+fn one_off(args: &Args) -> Result<Plan> {
+    let read = |path: &Option<PathBuf>| -> Result<Option<serde_json::Value>> {
+        path.as_ref()
+            .map(|p| Ok(serde_json::from_slice(&std::fs::read(p)?)?))
+            .transpose()
+    };
+    let here = std::path::Path::new(".");
+    let output = std::path::absolute(&args.output)?;
+    Ok(Plan {
+        name: format!("{} → {}", args.source, args.destination),
+        source: Endpoint {
+            connector: Connector::Binary(connector::locate(&args.source)?),
+            config: read(&args.source_config)?.unwrap_or_else(|| json!({})),
+        },
+        destination: Endpoint {
+            connector: Connector::binary(&args.destination, here)?,
+            config: read(&args.destination_config)?
+                .unwrap_or_else(|| json!({"destination_path": output})),
+        },
+        streams: match &args.catalog {
+            Some(path) => Streams::CatalogFile(path.clone()),
+            None => Streams::Settings {
+                streams: None,
+                namespace: connection::NamespaceRule::Source,
+                prefix: String::new(),
+            },
+        },
+        state_dir: output,
+        verbosity: args.verbose,
+    })
+}
+
+/// `cdk jobs`: each connection's past jobs and when it is next due.
+pub fn list_jobs(paths: &[PathBuf], state_dir: Option<&std::path::Path>) -> Result<ExitCode> {
+    let now = Utc::now();
+    for path in paths {
+        let c = Connection::load(path, state_dir)?;
+        let jobs: Vec<Job> = History::new(&c.state_dir).jobs();
+        let next = match c.schedule.next_due(jobs.last().map(|j| j.started_at), now) {
+            _ if !c.active => "never (inactive)".to_string(),
+            Some(t) if t <= now => "now".into(),
+            Some(t) => t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            None => "when run by hand".into(),
+        };
+        println!("{} ({}; next due: {next})", c.name, c.schedule.describe());
+        for j in &jobs {
+            let status = serde_json::to_value(j.status)?;
+            println!(
+                "  {:>4}  {:<10} {}  {:>10}  {:>10} records synced  {:>10} bytes{}",
+                j.id,
+                status.as_str().unwrap_or_default(),
+                j.started_text(),
+                j.duration,
+                j.records_synced,
+                j.bytes_synced,
+                j.failure
+                    .as_ref()
+                    .map(|f| format!("  {}: {}", f.failure_type, f.message))
+                    .unwrap_or_default()
+            );
+        }
     }
-    state.save(&state_path)?;
     Ok(ExitCode::SUCCESS)
 }
 
-/// Copies source lines to the destination; shows LOG and TRACE lines; counts records.
-fn forward(from: impl std::io::Read, to: impl Write) -> Result<u64> {
-    let mut reader = BufReader::with_capacity(1 << 20, from);
-    let mut writer = BufWriter::with_capacity(1 << 20, to);
-    let mut line = Vec::new();
-    let (mut records, started, mut last_report) = (0u64, Instant::now(), Instant::now());
-    loop {
-        line.clear();
-        if reader.read_until(b'\n', &mut line)? == 0 {
-            break;
-        }
-        if line.starts_with(br#"{"type":"RECORD""#) {
-            records += 1;
-            if records % 65_536 == 0 && last_report.elapsed().as_secs() >= 1 {
-                last_report = Instant::now();
-                let rate = records as f64 / started.elapsed().as_secs_f64();
-                eprintln!("… {records} records ({rate:.0}/s)");
-            }
-        } else if let Ok(message) = serde_json::from_slice::<AirbyteMessage>(&line) {
-            report("source", &message);
-        }
-        if writer.write_all(&line).is_err() {
-            break; // the destination stopped reading; its exit status tells why
-        }
-    }
-    writer.flush().ok();
-    Ok(records)
+/// List a connection's past jobs and when it is next due.
+#[derive(clap::Args)]
+pub struct JobsArgs {
+    /// Connection files (YAML or JSON).
+    #[arg(required = true)]
+    connections: Vec<PathBuf>,
+    /// Where the connections keep their state and jobs (as given to `cdk sync`).
+    #[arg(long)]
+    state_dir: Option<PathBuf>,
 }
 
-fn report(who: &str, message: &AirbyteMessage) {
-    match message {
-        AirbyteMessage::Log { log } if !matches!(log.level, LogLevel::Debug | LogLevel::Trace) => {
-            let level = serde_json::to_value(log.level).unwrap_or_default();
-            eprintln!("{who}: {} {}", level.as_str().unwrap_or("LOG"), log.message)
-        }
-        AirbyteMessage::Trace { trace } => {
-            if let TracePayload::Error { error } = &trace.payload {
-                eprintln!("{who}: ERROR {}", error.message);
-            }
-        }
-        _ => {}
-    }
-}
-
-/// The latest acknowledged state per stream (and the global one), as a `--state` file.
-struct SavedState {
-    streams: std::collections::BTreeMap<String, AirbyteStateMessage>,
-    global: Option<AirbyteStateMessage>,
-}
-
-impl SavedState {
-    fn load(path: &Path) -> Result<Self> {
-        let mut saved = Self {
-            streams: Default::default(),
-            global: None,
-        };
-        if path.is_file() {
-            let text = std::fs::read_to_string(path)?;
-            let input =
-                InputState::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-            input.messages.into_iter().for_each(|m| saved.apply(m));
-        }
-        Ok(saved)
-    }
-
-    fn apply(&mut self, mut state: AirbyteStateMessage) {
-        state.source_stats = None;
-        state.destination_stats = None;
-        match state.kind() {
-            AirbyteStateType::Stream => {
-                if let Some(s) = &state.stream {
-                    self.streams.insert(s.stream_descriptor.to_string(), state);
-                }
-            }
-            _ => self.global = Some(state),
-        }
-    }
-
-    fn forget(&mut self, stream: &StreamDescriptor) {
-        self.streams.remove(&stream.to_string());
-    }
-
-    fn save(&self, path: &Path) -> Result<()> {
-        let all: Vec<&AirbyteStateMessage> = self.streams.values().chain(&self.global).collect();
-        let tmp = path.with_extension("json.tmp");
-        std::fs::write(&tmp, serde_json::to_vec_pretty(&all)?)?;
-        std::fs::rename(&tmp, path)?;
-        Ok(())
-    }
-}
-
-/// Generation and sync ids across runs, kept beside the state as the platform keeps them.
-#[derive(Default, serde::Serialize, serde::Deserialize)]
-struct Generations {
-    sync_id: i64,
-    streams: std::collections::BTreeMap<String, i64>,
-}
-
-/// The catalog of this run with `sync_id`, `generation_id` and `minimum_generation_id` filled
-/// in where it leaves them out: an overwrite stream starts a new generation (and asks for older
-/// ones to be replaced) unless it is resuming a sync that failed, whose generation it keeps so
-/// the destination keeps what that attempt wrote; other streams keep theirs, minimum 0.
-fn with_generations(
-    catalog: &Path,
-    path: &Path,
-    state: &SavedState,
-    work: &Path,
-) -> Result<PathBuf> {
-    let mut configured: ConfiguredAirbyteCatalog = serde_json::from_slice(&std::fs::read(catalog)?)
-        .with_context(|| format!("cannot read the catalog {}", catalog.display()))?;
-    let mut ids: Generations = match std::fs::read(path) {
-        Ok(bytes) => serde_json::from_slice(&bytes)
-            .with_context(|| format!("cannot read {}", path.display()))?,
-        Err(_) => Generations::default(),
-    };
-    ids.sync_id += 1;
-    for stream in &mut configured.streams {
-        let key = stream.descriptor().to_string();
-        let replaces = stream.destination_sync_mode == DestinationSyncMode::Overwrite;
-        let resuming = state.streams.contains_key(&key);
-        let current = ids.streams.get(&key).copied().unwrap_or(0);
-        let generation = stream.generation_id.unwrap_or(if replaces && !resuming {
-            current + 1
-        } else {
-            current
-        });
-        stream.generation_id = Some(generation);
-        stream
-            .minimum_generation_id
-            .get_or_insert(if replaces { generation } else { 0 });
-        stream.sync_id.get_or_insert(ids.sync_id);
-        ids.streams.insert(key, generation);
-    }
-    std::fs::write(path, serde_json::to_vec_pretty(&ids)?)?;
-    write_json(
-        work,
-        "run-catalog.json",
-        &serde_json::to_value(&configured)?,
-    )
-}
-
-/// Every discovered stream: incremental + append when it can, else full refresh + overwrite.
-fn default_catalog(source: &Path, config: &Path) -> Result<Value> {
-    let out = Command::new(source)
-        .arg("discover")
-        .arg("--config")
-        .arg(config)
-        .output()?;
-    let catalog =
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .find_map(|l| match serde_json::from_str(l) {
-                Ok(AirbyteMessage::Catalog { catalog }) => Some(catalog),
-                _ => None,
-            });
-    let Some(catalog) = catalog else {
-        bail!(
-            "discover gave no catalog:\n{}",
-            String::from_utf8_lossy(&out.stdout)
-        );
-    };
-    let streams: Vec<ConfiguredAirbyteStream> = catalog
-        .streams
-        .into_iter()
-        .map(|s| {
-            let incremental = s.supported_sync_modes.contains(&SyncMode::Incremental)
-                && s.default_cursor_field.is_some();
-            let cursor = s.default_cursor_field.clone();
-            let mut c = if incremental {
-                ConfiguredAirbyteStream::new(s, SyncMode::Incremental, DestinationSyncMode::Append)
-            } else {
-                ConfiguredAirbyteStream::new(
-                    s,
-                    SyncMode::FullRefresh,
-                    DestinationSyncMode::Overwrite,
-                )
-            };
-            c.cursor_field = cursor.filter(|_| incremental);
-            c
-        })
-        .collect();
-    Ok(serde_json::to_value(ConfiguredAirbyteCatalog { streams })?)
-}
-
-fn write_json(dir: &Path, name: &str, value: &Value) -> Result<PathBuf> {
-    let path = dir.join(name);
-    std::fs::write(&path, serde_json::to_vec_pretty(value)?)?;
-    Ok(path)
-}
-
-/// A connector binary: a path, or a name beside this executable or on PATH.
-pub fn locate(name: &str) -> Result<PathBuf> {
-    let as_path = Path::new(name);
-    if name.contains('/') {
-        return Ok(as_path.to_path_buf());
-    }
-    let beside = std::env::current_exe()?.parent().map(|d| d.join(name));
-    if let Some(p) = beside.filter(|p| p.is_file()) {
-        return Ok(p);
-    }
-    let on_path = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|d| d.join(name))
-            .find(|p| p.is_file())
-    });
-    if let Some(p) = on_path {
-        return Ok(p);
-    }
-    bail!(
-        "connector '{name}' not found beside cdk or on PATH (build it: cargo build --release -p {name})"
-    )
+pub fn jobs(args: JobsArgs) -> Result<ExitCode> {
+    list_jobs(&args.connections, args.state_dir.as_deref())
 }

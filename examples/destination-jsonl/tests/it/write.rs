@@ -72,8 +72,10 @@ fn a_record_for_an_unknown_stream_fails_clearly() {
         "{}",
         error.message
     );
-    assert!(
-        out.states().is_empty(),
+    // It commits at each state: the state before the failure is acknowledged, none after.
+    assert_eq!(
+        out.states().len(),
+        1,
         "no state may be echoed past the failure\n{}",
         out.describe()
     );
