@@ -5,6 +5,7 @@
 use std::borrow::Cow;
 use std::fmt;
 
+use cdk::protocol::ChangeReason;
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
@@ -46,6 +47,16 @@ impl<'a> Parsed<'a> {
             top: true,
         }
         .deserialize(&mut de)
+    }
+
+    /// Replaces `changes` with one typecast change per nested object that was not an object.
+    pub fn take_changes(&mut self, changes: &mut Vec<(String, ChangeReason)>) {
+        changes.clear();
+        changes.extend(
+            self.bad_objects
+                .drain(..)
+                .map(|f| (f, ChangeReason::DestinationTypecastError)),
+        );
     }
 }
 

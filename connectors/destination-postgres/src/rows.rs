@@ -141,13 +141,7 @@ impl Rows {
             parsed
                 .fill(record.data, &layout.main.fields)
                 .map_err(|e| Error::system(format!("a record's data is not a JSON object: {e}")))?;
-            changes.clear();
-            changes.extend(
-                parsed
-                    .bad_objects
-                    .drain(..)
-                    .map(|f| (f, ChangeReason::DestinationTypecastError)),
-            );
+            parsed.take_changes(&mut changes);
             let mut id_buf = [0u8; 36];
             let raw_id = self.ids.next(&mut id_buf);
             let hashid = match layout.main.hashid {
@@ -217,13 +211,7 @@ impl Rows {
                 continue;
             }
             parsed.fill(item.get(), &table.layout.fields)?;
-            changes.clear();
-            changes.extend(
-                parsed
-                    .bad_objects
-                    .drain(..)
-                    .map(|f| (f, ChangeReason::DestinationTypecastError)),
-            );
+            parsed.take_changes(&mut changes);
             coerce_all(
                 &table.layout,
                 &parsed.slots,

@@ -102,11 +102,7 @@ async fn child_rows_follow_their_parent_under_dedup_and_overwrite() {
         ])
         .write(&config, &dedup)
         .assert_success();
-    let cities: Vec<Value> = rows(&db, "public", "customers_addresses", "city")
-        .await
-        .iter()
-        .map(|r| r["city"].clone())
-        .collect();
+    let cities = address_cities(&db).await;
     assert_eq!(cities, [json!("C")]);
     let parents = rows(&db, "public", "customers", "id").await;
     assert_eq!(parents.len(), 1);
@@ -117,11 +113,7 @@ async fn child_rows_follow_their_parent_under_dedup_and_overwrite() {
         .stdin_lines([record("customers", acme(4, &["G", "H"]))])
         .write(&config, &overwrite)
         .assert_success();
-    let cities: Vec<Value> = rows(&db, "public", "customers_addresses", "city")
-        .await
-        .iter()
-        .map(|r| r["city"].clone())
-        .collect();
+    let cities = address_cities(&db).await;
     assert_eq!(cities, [json!("G"), json!("H")]);
 }
 
@@ -239,11 +231,7 @@ async fn the_seed_examples_run_as_written() {
         .stdin_lines([record("customers", acme(1, &["New York", "Boston"]))])
         .write(&yaml, &cat)
         .assert_success();
-    let cities: Vec<Value> = rows(&db, "public", "customers_addresses", "city")
-        .await
-        .iter()
-        .map(|r| r["city"].clone())
-        .collect();
+    let cities = address_cities(&db).await;
     assert_eq!(cities, [json!("Boston"), json!("New York")]);
     let api = seed_fixture("api_form.json", &db_config);
     Run::new(BIN)
@@ -296,12 +284,7 @@ async fn basic_normalization_keeps_the_raw_table_on_request() {
     let customers = rows(&db, "public", "customers", "id").await;
     assert_eq!(customers.len(), 1);
     assert_eq!(customers[0]["seq"], 2);
-    assert_eq!(
-        rows(&db, "public", "customers_addresses", "city")
-            .await
-            .len(),
-        2
-    );
+    assert_eq!(address_cities(&db).await.len(), 2);
     // The raw row and the normalized row share the record's raw id.
     let linked: i64 = client
         .query_one(
@@ -312,4 +295,13 @@ async fn basic_normalization_keeps_the_raw_table_on_request() {
         .unwrap()
         .get(0);
     assert_eq!(linked, 1);
+}
+
+/// The `city` of every row of `customers_addresses`, in order.
+async fn address_cities(db: &TestDatabase) -> Vec<Value> {
+    rows(db, "public", "customers_addresses", "city")
+        .await
+        .iter()
+        .map(|r| r["city"].clone())
+        .collect()
 }
