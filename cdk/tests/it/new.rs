@@ -13,13 +13,18 @@ fn workspace_root() -> PathBuf {
         .to_path_buf()
 }
 
-fn new(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new(CDK)
+/// `cdk new ARGS` in `dir`, however it ends.
+fn try_new(dir: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(CDK)
         .arg("new")
         .args(args)
         .current_dir(dir)
         .output()
-        .unwrap();
+        .unwrap()
+}
+
+fn new(dir: &Path, args: &[&str]) -> String {
+    let out = try_new(dir, args);
     assert!(
         out.status.success(),
         "cdk new {args:?}: {}",
@@ -96,19 +101,11 @@ fn renders_each_template() {
 #[test]
 fn refuses_bad_names_and_existing_folders() {
     let dir = tempfile::tempdir().unwrap();
-    let out = Command::new(CDK)
-        .args(["new", "Weather"])
-        .current_dir(dir.path())
-        .output()
-        .unwrap();
+    let out = try_new(dir.path(), &["Weather"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("is not a connector name"));
     new(dir.path(), &["source-x"]);
-    let again = Command::new(CDK)
-        .args(["new", "source-x"])
-        .current_dir(dir.path())
-        .output()
-        .unwrap();
+    let again = try_new(dir.path(), &["source-x"]);
     assert!(!again.status.success());
     assert!(String::from_utf8_lossy(&again.stderr).contains("already exists and is not empty"));
     // An empty folder is fine; a non-empty one with --force too.

@@ -53,11 +53,7 @@ async fn seed_server() -> MockServer {
         })
         .mount(&server)
         .await;
-    Mock::given(matchers::any())
-        .respond_with(ResponseTemplate::new(401))
-        .with_priority(10)
-        .mount(&server)
-        .await;
+    refuse_the_rest(&server).await;
     server
 }
 
@@ -319,16 +315,8 @@ async fn incremental_sends_the_last_cursor_value() {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_seed_api_form() {
     let server = MockServer::start().await;
-    Mock::given(matchers::path("/customers"))
-        .and(matchers::header("X-API-Key", "your-api-key"))
-        .respond_with(json_response(seed_customers()))
-        .mount(&server)
-        .await;
-    Mock::given(matchers::any())
-        .respond_with(ResponseTemplate::new(401))
-        .with_priority(10)
-        .mount(&server)
-        .await;
+    serve_customers(&server, "/customers", ("X-API-Key", "your-api-key")).await;
+    refuse_the_rest(&server).await;
     let config = json!({"url": format!("{}/customers", server.uri()), "api_key": "your-api-key", "method": "GET"});
     let discovered = check_then_discover(&config, "api form");
     let stream = &discovered.catalog().streams[0];
@@ -392,21 +380,18 @@ fn seed_fixture(name: &str, server: &MockServer) -> Value {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_seed_examples_run_as_written() {
     let server = MockServer::start().await;
-    Mock::given(matchers::path("/v1/customers"))
-        .and(matchers::header("Authorization", "Bearer API_TOKEN"))
-        .respond_with(json_response(seed_customers()))
-        .mount(&server)
-        .await;
+    serve_customers(
+        &server,
+        "/v1/customers",
+        ("Authorization", "Bearer API_TOKEN"),
+    )
+    .await;
     Mock::given(matchers::path("/v1/orders"))
         .and(matchers::query_param("start_date", "2024-01-01"))
         .respond_with(json_response(json!([{"id": 10, "customer_id": 1}])))
         .mount(&server)
         .await;
-    Mock::given(matchers::path("/customers"))
-        .and(matchers::header("X-API-Key", "your-api-key"))
-        .respond_with(json_response(seed_customers()))
-        .mount(&server)
-        .await;
+    serve_customers(&server, "/customers", ("X-API-Key", "your-api-key")).await;
     for (fixture, streams, ids_of) in [
         (
             "config.yaml",
@@ -423,4 +408,22 @@ async fn the_seed_examples_run_as_written() {
             assert_eq!(ids(&out, stream), expected, "{fixture} {stream}");
         }
     }
+}
+
+/// Serves the seed's customers at `path` to requests with the `header`.
+async fn serve_customers(server: &MockServer, path: &str, header: (&str, &str)) {
+    Mock::given(matchers::path(path))
+        .and(matchers::header(header.0, header.1))
+        .respond_with(json_response(seed_customers()))
+        .mount(server)
+        .await;
+}
+
+/// Answers 401 to any request no other mock takes (a missing credential, a wrong path).
+async fn refuse_the_rest(server: &MockServer) {
+    Mock::given(matchers::any())
+        .respond_with(ResponseTemplate::new(401))
+        .with_priority(10)
+        .mount(server)
+        .await;
 }

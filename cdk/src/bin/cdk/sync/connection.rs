@@ -35,23 +35,20 @@ pub struct Endpoint {
     pub config: Value,
 }
 
-/// What the connection says of one stream.
+/// What the connection says of one stream (absent fields: the discovered defaults).
 #[derive(Debug, Clone, Default, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(default, rename_all = "camelCase")]
 pub struct StreamSettings {
-    #[serde(default)]
     pub name: String,
-    #[serde(default)]
     pub namespace: Option<String>,
-    #[serde(default, alias = "sync_mode")]
+    #[serde(alias = "sync_mode")]
     pub sync_mode: Option<SyncMode>,
-    #[serde(default, alias = "destination_sync_mode")]
+    #[serde(alias = "destination_sync_mode")]
     pub destination_sync_mode: Option<DestinationSyncMode>,
-    #[serde(default, alias = "cursor_field")]
+    #[serde(alias = "cursor_field")]
     pub cursor_field: Option<Vec<String>>,
-    #[serde(default, alias = "primary_key")]
+    #[serde(alias = "primary_key")]
     pub primary_key: Option<Vec<Vec<String>>>,
-    #[serde(default)]
     pub selected: Option<bool>,
 }
 
