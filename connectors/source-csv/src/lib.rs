@@ -10,6 +10,7 @@ mod pandas;
 mod parquet_file;
 mod parse;
 mod rewrite;
+mod rows;
 mod state;
 mod storage;
 mod stream;

@@ -153,11 +153,10 @@ impl CsvStream {
             kinds.retain(|name, _| csv.used().contains(name));
         }
         let mut writer = RowWriter::new(&self.dialect, &header, &kinds, &file_columns);
-        let mut row = ByteRecord::new();
-        while csv.next_row(&mut row)? {
-            writer.write(&row);
-            out.record_json(TrustedJson::new(&writer.json), &writer.changes)?;
-        }
+        crate::rows::for_each(&mut csv, |row| {
+            writer.write(row);
+            out.record_json(TrustedJson::new(&writer.json), &writer.changes)
+        })?;
         let skipped = csv.skipped;
         if skipped.ragged > 0 {
             tracing::warn!(

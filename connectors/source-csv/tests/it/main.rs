@@ -11,6 +11,7 @@ mod options;
 mod parity;
 mod s3;
 mod spec;
+mod threads;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
