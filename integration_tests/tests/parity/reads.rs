@@ -1,0 +1,1 @@
+//! Reads of the harness's own manifests against one local fake API.
