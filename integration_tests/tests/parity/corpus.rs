@@ -9,7 +9,7 @@ use std::process::Command;
 
 use serde_json::Value;
 
-use crate::engines::{self, run, write_json};
+use crate::engines::{self, diff, run, write_json};
 
 /// Manifests our engine does not load yet, with a part of its refusal message. Listed ones may
 /// load (then they must match); unlisted refusals fail the test.
@@ -120,32 +120,13 @@ fn by_name(catalog: &Value) -> BTreeMap<String, Value> {
         .as_array()
         .into_iter()
         .flatten()
-        .map(|s| (s["name"].as_str().unwrap_or_default().to_string(), s.clone()))
+        .map(|s| {
+            (
+                s["name"].as_str().unwrap_or_default().to_string(),
+                s.clone(),
+            )
+        })
         .collect()
-}
-
-/// Where `a` and `b` differ, as JSON pointers with both values.
-fn diff(at: &str, a: &Value, b: &Value, out: &mut Vec<String>) {
-    match (a, b) {
-        (Value::Object(x), Value::Object(y)) => {
-            for k in x.keys().chain(y.keys().filter(|k| !x.contains_key(*k))) {
-                let null = Value::Null;
-                let (va, vb) = (x.get(k).unwrap_or(&null), y.get(k).unwrap_or(&null));
-                if x.contains_key(k) != y.contains_key(k) {
-                    out.push(format!("{at}/{k}: ours {va} / theirs {vb}"));
-                } else {
-                    diff(&format!("{at}/{k}"), va, vb, out);
-                }
-            }
-        }
-        (Value::Array(x), Value::Array(y)) if x.len() == y.len() => {
-            for (i, (va, vb)) in x.iter().zip(y).enumerate() {
-                diff(&format!("{at}/{i}"), va, vb, out);
-            }
-        }
-        _ if a != b => out.push(format!("{at}: ours {a} / theirs {b}")),
-        _ => {}
-    }
 }
 
 /// Protocol booleans whose `false` and absence mean the same: the two engines' serializers
@@ -176,7 +157,10 @@ fn plain(mut value: Value) -> Value {
 /// The differences of one manifest's answers (empty when identical).
 fn compare(ours: &Answers, theirs: &Answers) -> Result<Vec<String>, String> {
     let mut out = Vec::new();
-    let their_spec = theirs.spec.clone().map_err(|e| format!("theirs: spec: {e}"))?;
+    let their_spec = theirs
+        .spec
+        .clone()
+        .map_err(|e| format!("theirs: spec: {e}"))?;
     let our_spec = ours.spec.clone().map_err(|e| format!("spec: {e}"))?;
     diff("spec", &plain(our_spec), &plain(their_spec), &mut out);
     let their_catalog = theirs
@@ -197,7 +181,11 @@ fn compare(ours: &Answers, theirs: &Answers) -> Result<Vec<String>, String> {
 #[test]
 fn published_manifests_spec_and_discover_as_airbyte() {
     let paths = corpus();
-    assert!(paths.len() >= 20, "the corpus has {} manifests", paths.len());
+    assert!(
+        paths.len() >= 20,
+        "the corpus has {} manifests",
+        paths.len()
+    );
     let dir = tempfile::tempdir().expect("temp dir");
     let theirs = theirs(&paths, dir.path());
     let mut report = Vec::new();
@@ -223,7 +211,9 @@ fn published_manifests_spec_and_discover_as_airbyte() {
                 failures.push(n);
             }
             Err(e) => match refused {
-                Some((_, why)) if e.contains(why) => report.push(format!("{n}: refused (listed): {e}")),
+                Some((_, why)) if e.contains(why) => {
+                    report.push(format!("{n}: refused (listed): {e}"))
+                }
                 _ => {
                     report.push(format!("{n}: REFUSED (not listed): {e}"));
                     failures.push(n);

@@ -110,3 +110,27 @@ pub fn write_json(dir: &Path, name: &str, value: &Value) -> PathBuf {
 pub fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("parity")
 }
+
+/// Where `a` and `b` differ, as JSON pointers with both values.
+pub fn diff(at: &str, a: &Value, b: &Value, out: &mut Vec<String>) {
+    match (a, b) {
+        (Value::Object(x), Value::Object(y)) => {
+            for k in x.keys().chain(y.keys().filter(|k| !x.contains_key(*k))) {
+                let null = Value::Null;
+                let (va, vb) = (x.get(k).unwrap_or(&null), y.get(k).unwrap_or(&null));
+                if x.contains_key(k) != y.contains_key(k) {
+                    out.push(format!("{at}/{k}: ours {va} / theirs {vb}"));
+                } else {
+                    diff(&format!("{at}/{k}"), va, vb, out);
+                }
+            }
+        }
+        (Value::Array(x), Value::Array(y)) if x.len() == y.len() => {
+            for (i, (va, vb)) in x.iter().zip(y).enumerate() {
+                diff(&format!("{at}/{i}"), va, vb, out);
+            }
+        }
+        _ if a != b => out.push(format!("{at}: ours {a} / theirs {b}")),
+        _ => {}
+    }
+}
