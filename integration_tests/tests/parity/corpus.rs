@@ -17,7 +17,6 @@ const REFUSED: &[(&str, &str)] = &[
     ("clockify", "ApiKeyAuthenticator"),
     ("coingecko_coins", "config validation error"),
     ("delighted", "DatetimeBasedCursor"),
-    ("hibob", "expected a component"),
     ("nasa", "DatetimeBasedCursor"),
     ("tvmaze_schedule", "DatetimeBasedCursor"),
 ];
