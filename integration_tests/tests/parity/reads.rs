@@ -128,14 +128,9 @@ fn differences(ours: &Outcome, theirs: &Outcome) -> Vec<String> {
     }
     let mut their_states = theirs.states.clone();
     for (stream, key, _) in THEIR_STATE_ONLY {
-        if !ours
-            .states
-            .get(*stream)
-            .is_some_and(|s| s.get(key).is_some())
-        {
-            if let Some(Value::Object(s)) = their_states.get_mut(*stream) {
-                s.remove(*key);
-            }
+        let ours_has = ours.states.get(*stream).and_then(|s| s.get(key)).is_some();
+        if !ours_has && let Some(Value::Object(s)) = their_states.get_mut(*stream) {
+            s.remove(*key);
         }
     }
     let states = |s: &BTreeMap<String, Value>| serde_json::to_value(s).expect("json");
