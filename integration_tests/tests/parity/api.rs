@@ -11,14 +11,17 @@ use serde_json::{Value, json};
 pub const API_KEY: &str = "k1";
 pub const TOKEN: &str = "t1";
 
-/// Which orders are cancelled (and so dropped by the orders manifest's record filter).
-#[derive(Clone, Copy)]
-pub enum Cancelled {
-    /// Only on the last non-empty page of each 30-day window: a filter there ends no pagination
-    /// early, whatever an engine counts.
-    LastPages,
-    /// Every third order: pages shortened by the filter in the middle of each window.
-    EveryThird,
+/// The data set served: the standard one, or one with a twist that shows an open difference.
+#[derive(Clone, Copy, PartialEq)]
+pub enum Variant {
+    /// Orders cancelled (dropped by the orders manifest's record filter) only on the last
+    /// non-empty page of each 30-day window, where a filter ends no pagination early whatever an
+    /// engine counts; contacts' nested keys without dashes.
+    Standard,
+    /// Every third order cancelled: pages shortened by the filter in the middle of each window.
+    EveryThirdCancelled,
+    /// Contacts with dashes in nested keys too (`Profile.home-city`), for `KeysReplace`.
+    NestedDashedKeys,
 }
 
 fn query(req: &Request, key: &str) -> Option<String> {
@@ -56,13 +59,13 @@ fn parse_time(s: &str) -> Option<DateTime<Utc>> {
 }
 
 /// Orders 1..=57, one every 37 hours from 2024-01-01.
-pub fn orders(cancelled: Cancelled) -> Vec<Value> {
+pub fn orders(variant: Variant) -> Vec<Value> {
     let start = Utc.with_ymd_and_hms(2024, 1, 1, 0, 0, 0).unwrap();
     (1..=57_i64)
         .map(|i| {
-            let dropped = match cancelled {
-                Cancelled::LastPages => [12, 17, 33, 38, 51, 56].contains(&i),
-                Cancelled::EveryThird => i % 3 == 0,
+            let dropped = match variant {
+                Variant::EveryThirdCancelled => i % 3 == 0,
+                _ => [12, 17, 33, 38, 51, 56].contains(&i),
             };
             let status = match (dropped, i % 2) {
                 (true, _) => "cancelled",
@@ -186,10 +189,100 @@ fn region(req: &Request) -> ResponseTemplate {
     ResponseTemplate::new(200).set_body_json(json!({"code": code, "name": name}))
 }
 
+/// The OAuth access token `/oauth/token` hands out for the client credentials.
+pub const ACCESS_TOKEN: &str = "at-1";
+
+/// `/oauth/token`: the client-credentials grant with `API_KEY:TOKEN` in the form body.
+fn oauth_token(req: &Request) -> ResponseTemplate {
+    // The values here need no percent-decoding.
+    let body = String::from_utf8_lossy(&req.body);
+    let has = |k: &str, v: &str| body.split('&').any(|kv| kv == format!("{k}={v}"));
+    match has("grant_type", "client_credentials")
+        && has("client_id", API_KEY)
+        && has("client_secret", TOKEN)
+    {
+        true => ResponseTemplate::new(200)
+            .set_body_json(json!({"access_token": ACCESS_TOKEN, "expires_in": 3600})),
+        false => error(401, "bad client credentials"),
+    }
+}
+
+/// The contacts of segment `a` (7) and `b` (5), with mixed-case and dashed keys, nested
+/// secrets and notes, epoch-seconds `Updated`; segment `c` does not exist (404).
+pub fn contacts(segment: &str, variant: Variant) -> Option<Vec<Value>> {
+    let (base, n) = match segment {
+        "a" => (100, 7),
+        "b" => (200, 5),
+        _ => return None,
+    };
+    let tiers = [json!("gold"), json!("silver"), Value::Null];
+    let city = match variant {
+        Variant::NestedDashedKeys => "home-city",
+        _ => "home_city",
+    };
+    Some(
+        (0..n)
+            .map(|i| {
+                json!({
+                    "Id": base + i,
+                    "Full-Name": format!("Name {}", base + i),
+                    "Tier": tiers[(i % 3) as usize],
+                    "Updated": 1_704_067_200 + i * 3 * 86_400 + base,
+                    "Profile": {"secret": "s3cr3t", city: format!("city {i}"),
+                                "internal_note": "x", "meta": {"internal_note": "y", "k": i}},
+                })
+            })
+            .collect(),
+    )
+}
+
+/// `/contacts?segment&since&page`: bearer access token, 3 per page with a `Link` to the next,
+/// one 429 (`Retry-After: 1`) on the first request of segment `b` from each client.
+fn contacts_page(
+    seen: &std::sync::Mutex<Vec<String>>,
+    uri: &str,
+    variant: Variant,
+    req: &Request,
+) -> ResponseTemplate {
+    if header(req, "authorization") != Some(format!("Bearer {ACCESS_TOKEN}")) {
+        return error(401, "bad access token");
+    }
+    let segment = query(req, "segment").unwrap_or_default();
+    let Some(all) = contacts(&segment, variant) else {
+        return error(404, "no such segment");
+    };
+    let client = format!("{segment} {:?}", header(req, "user-agent"));
+    if segment == "b" {
+        let mut seen = seen.lock().expect("lock");
+        if !seen.contains(&client) {
+            seen.push(client);
+            return error(429, "slow down").insert_header("Retry-After", "1");
+        }
+    }
+    let since: i64 = query(req, "since")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let kept: Vec<&Value> = all
+        .iter()
+        .filter(|c| c["Updated"].as_i64().is_some_and(|u| u >= since))
+        .collect();
+    let page = number(req, "page", 1);
+    let items: Vec<&Value> = kept.iter().skip((page - 1) * 3).take(3).copied().collect();
+    let mut response = ResponseTemplate::new(200).set_body_json(json!({ "contacts": items }));
+    if page * 3 < kept.len() {
+        let next = format!(
+            "<{uri}/contacts?segment={segment}&since={since}&page={}>; rel=\"next\"",
+            page + 1
+        );
+        response = response.insert_header("Link", next.as_str());
+    }
+    response
+}
+
 /// Starts the API on a local port.
-pub async fn start(cancelled: Cancelled) -> MockServer {
+pub async fn start(variant: Variant) -> MockServer {
     let server = MockServer::start().await;
-    let all = orders(cancelled);
+    let all = orders(variant);
     Mock::given(matchers::path("/orders"))
         .respond_with(move |req: &Request| orders_page(&all, req))
         .mount(&server)
@@ -224,6 +317,16 @@ pub async fn start(cancelled: Cancelled) -> MockServer {
         .await;
     Mock::given(matchers::path_regex(r"^/regions/[a-z]+$"))
         .respond_with(region)
+        .mount(&server)
+        .await;
+    Mock::given(matchers::path("/oauth/token"))
+        .and(matchers::method("POST"))
+        .respond_with(oauth_token)
+        .mount(&server)
+        .await;
+    let (seen, uri) = (std::sync::Mutex::new(Vec::new()), server.uri());
+    Mock::given(matchers::path("/contacts"))
+        .respond_with(move |req: &Request| contacts_page(&seen, &uri, variant, req))
         .mount(&server)
         .await;
     server

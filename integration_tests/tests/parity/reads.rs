@@ -9,7 +9,7 @@ use std::process::Command;
 
 use serde_json::{Value, json};
 
-use crate::api::{self, API_KEY, Cancelled, TOKEN};
+use crate::api::{self, API_KEY, TOKEN, Variant};
 use crate::engines::{self, diff, run, write_json};
 
 /// One read's records (normalized, sorted) and final state per stream.
@@ -100,6 +100,11 @@ const THEIR_STATE_ONLY: &[(&str, &str, &str)] = &[
         "parent_state",
         "per-partition cursor: airbyte-cdk writes the (empty) parent state",
     ),
+    (
+        "contacts",
+        "lookback_window",
+        "per-partition cursor: airbyte-cdk records the seconds since the previous sync",
+    ),
 ];
 
 /// Where two outcomes differ, as readable lines; `THEIR_STATE_ONLY` keys aside.
@@ -116,7 +121,12 @@ fn differences(ours: &Outcome, theirs: &Outcome) -> Vec<String> {
         let only = |x: &Vec<String>, y: &Vec<String>| -> Vec<String> {
             x.iter().filter(|r| !y.contains(r)).cloned().collect()
         };
+        // The first few of each side: enough to see how they differ.
         let (only_ours, only_theirs) = (only(a, b), only(b, a));
+        let (only_ours, only_theirs) = (
+            &only_ours[..only_ours.len().min(3)],
+            &only_theirs[..only_theirs.len().min(3)],
+        );
         if a.len() != b.len() || !only_ours.is_empty() || !only_theirs.is_empty() {
             out.push(format!(
                 "records/{stream}: ours {} / theirs {}; only ours: {only_ours:?}; only theirs: \
@@ -206,11 +216,11 @@ impl Read {
 /// the other's final state; asserts parity at each step. Returns the first outcome.
 async fn parity(
     manifest: &str,
-    cancelled: Cancelled,
+    variant: Variant,
     streams: &[Configured<'_>],
 ) -> BTreeMap<String, Vec<String>> {
     engines::venv();
-    let server = api::start(cancelled).await;
+    let server = api::start(variant).await;
     let dir = tempfile::tempdir().expect("temp dir");
     let config = json!({"base_url": server.uri(), "api_key": API_KEY, "token": TOKEN,
                         "start_date": "2024-01-01T00:00:00Z", "kind": "click"});
@@ -262,7 +272,7 @@ fn count(records: &BTreeMap<String, Vec<String>>, stream: &str) -> usize {
 async fn orders_offset_pages_filter_transformations_incremental() {
     let records = parity(
         "orders.yaml",
-        Cancelled::LastPages,
+        Variant::Standard,
         &[("orders", Some("updated_at"))],
     )
     .await;
@@ -276,7 +286,7 @@ async fn orders_offset_pages_filter_transformations_incremental() {
 async fn orders_filter_shortens_pages_mid_window() {
     let records = parity(
         "orders.yaml",
-        Cancelled::EveryThird,
+        Variant::EveryThirdCancelled,
         &[("orders", Some("updated_at"))],
     )
     .await;
@@ -287,7 +297,7 @@ async fn orders_filter_shortens_pages_mid_window() {
 async fn projects_cursor_pages_substream_client_side_incremental() {
     let records = parity(
         "projects.yaml",
-        Cancelled::LastPages,
+        Variant::Standard,
         &[("projects", None), ("tasks", Some("updated_at"))],
     )
     .await;
@@ -300,10 +310,38 @@ async fn projects_cursor_pages_substream_client_side_incremental() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn contacts_oauth_link_pages_partitions_epoch_cursor_key_transformations() {
+    let records = parity(
+        "contacts.yaml",
+        Variant::Standard,
+        &[("contacts", Some("updated"))],
+    )
+    .await;
+    assert_eq!(
+        count(&records, "contacts"),
+        7 + 5,
+        "segment c (404) is ignored"
+    );
+}
+
+/// `KeysReplace` replaces in nested objects too in airbyte-cdk; ours only at the top level.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "open difference: KeysReplace in nested objects (source-rest-api transform.rs)"]
+async fn contacts_keys_replace_reaches_nested_objects() {
+    let records = parity(
+        "contacts.yaml",
+        Variant::NestedDashedKeys,
+        &[("contacts", Some("updated"))],
+    )
+    .await;
+    assert_eq!(count(&records, "contacts"), 7 + 5);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn events_page_increment_request_options_basic_auth_ignored_errors() {
     let records = parity(
         "events.yaml",
-        Cancelled::LastPages,
+        Variant::Standard,
         &[("events", None), ("regions", None)],
     )
     .await;
