@@ -1,5 +1,5 @@
 //! Published low-code manifests (`parity/corpus/*.yaml`, from Airbyte's PyPI wheels, versions
-//! in `VERSIONS.tsv`): `spec` and `discover` (with a minimal config satisfying the spec, made
+//! in `VERSIONS.tsv`) and the harness's own (`parity/manifests`): `spec` and `discover` (with a minimal config satisfying the spec, made
 //! by Airbyte's side) must be identical on both engines for every manifest ours loads; the ones
 //! ours refuses must be listed in `REFUSED` with their reason.
 
@@ -29,8 +29,9 @@ struct Answers {
     catalog: Result<Value, String>,
 }
 
-fn corpus() -> Vec<PathBuf> {
-    let dir = engines::fixtures().join("corpus");
+/// The `.yaml` files of `parity/<dir>`, sorted.
+fn yaml_files(dir: &str) -> Vec<PathBuf> {
+    let dir = engines::fixtures().join(dir);
     let mut paths: Vec<PathBuf> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("cannot list {}: {e}", dir.display()))
         .map(|e| e.expect("dir entry").path())
@@ -179,12 +180,14 @@ fn compare(ours: &Answers, theirs: &Answers) -> Result<Vec<String>, String> {
 
 #[test]
 fn published_manifests_spec_and_discover_as_airbyte() {
-    let paths = corpus();
+    let mut paths = yaml_files("corpus");
     assert!(
         paths.len() >= 20,
         "the corpus has {} manifests",
         paths.len()
     );
+    // The harness's own manifests (`reads.rs`) too.
+    paths.extend(yaml_files("manifests"));
     let dir = tempfile::tempdir().expect("temp dir");
     let theirs = theirs(&paths, dir.path());
     let mut report = Vec::new();
