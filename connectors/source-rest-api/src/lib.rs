@@ -185,7 +185,12 @@ impl Source for SourceRestApi {
         Ok(cdk::protocol::AirbyteCatalog {
             streams: Self::streams_of(&d)
                 .iter()
-                .map(|s| s.airbyte_stream())
+                .map(|s| {
+                    let mut stream = s.airbyte_stream();
+                    // As airbyte-cdk declares it: a stream with a cursor is resumable.
+                    stream.is_resumable = Some(stream.default_cursor_field.is_some());
+                    stream
+                })
                 .collect(),
         })
     }

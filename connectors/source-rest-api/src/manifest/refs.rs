@@ -1,6 +1,8 @@
 //! Loading a manifest (YAML or JSON) and resolving `$ref`s: `{"$ref": "#/definitions/x", k: v}`
 //! becomes the referenced value with the sibling keys laid over it, at any depth, as Airbyte's
-//! `ManifestReferenceResolver` does. Cycles are errors.
+//! `ManifestReferenceResolver` does; so does a plain string value starting with `#/` (the older
+//! form, e.g. `streams: ["#/definitions/users"]`), except under `config_overrides`, which holds
+//! config values. Cycles are errors.
 
 use std::path::Path;
 
@@ -8,6 +10,9 @@ use cdk::{Error, Result};
 use serde_json::Value;
 
 const REF: &str = "$ref";
+
+/// Keys whose values are config values, copied without resolving (as airbyte-cdk does).
+const HOLDS_CONFIG_VALUES: [&str; 1] = ["config_overrides"];
 
 /// Reads a manifest file (YAML, of which JSON is a subset).
 pub fn read_file(path: &Path) -> Result<Value> {
@@ -38,7 +43,9 @@ fn resolve_node(root: &Value, node: &Value, path: &str, stack: &mut Vec<String>)
         Value::Object(map) => {
             let mut out = serde_json::Map::new();
             for (k, v) in map {
-                if k != REF {
+                if HOLDS_CONFIG_VALUES.contains(&k.as_str()) {
+                    out.insert(k.clone(), v.clone());
+                } else if k != REF {
                     out.insert(
                         k.clone(),
                         resolve_node(root, v, &format!("{path}/{k}"), stack)?,
@@ -78,6 +85,7 @@ fn resolve_node(root: &Value, node: &Value, path: &str, stack: &mut Vec<String>)
             .map(|(i, v)| resolve_node(root, v, &format!("{path}/{i}"), stack))
             .collect::<Result<Vec<_>>>()
             .map(Value::Array),
+        Value::String(s) if s.starts_with("#/") => follow(root, s, path, stack),
         other => Ok(other.clone()),
     }
 }
@@ -138,6 +146,36 @@ streams:
             json!({"type": "HttpRequester", "url_base": "https://x", "http_method": "POST", "path": "/a"})
         );
         assert_eq!(r["streams"][0]["retriever"]["values"], json!([1, 2]));
+    }
+
+    #[test]
+    fn strings_starting_with_hash_slash_are_references() {
+        let m = parse(
+            r##"
+definitions:
+  users: {type: DeclarativeStream, name: users, page: "#/definitions/size"}
+  size: 50
+streams: ["#/definitions/users"]
+check: {config_overrides: {key: "#/definitions/size"}}
+"##,
+        )
+        .unwrap();
+        let r = resolve(&m).unwrap();
+        assert_eq!(
+            r["streams"],
+            json!([{"type": "DeclarativeStream", "name": "users", "page": 50}])
+        );
+        assert_eq!(
+            r["check"]["config_overrides"],
+            json!({"key": "#/definitions/size"})
+        );
+        let missing = parse("streams: ['#/definitions/nope']").unwrap();
+        assert!(
+            resolve(&missing)
+                .unwrap_err()
+                .message
+                .contains("points to nothing")
+        );
     }
 
     #[test]
