@@ -16,6 +16,9 @@ pub struct RecordSelector {
     filter: Option<Template>,
     transformations: Vec<Transformation>,
     transform_before_filtering: bool,
+    /// `schema_normalization: Default`: set once the stream's schema is known.
+    normalize: bool,
+    normalizer: Option<crate::normalize::Normalizer>,
 }
 
 impl RecordSelector {
@@ -48,17 +51,19 @@ impl RecordSelector {
                 t
             }
         };
-        if let Some(n) = c.child("schema_normalization") {
-            match n.value.as_str() {
-                Some("None") => {}
+        let normalize = match c.child("schema_normalization") {
+            None => false,
+            Some(n) => match n.value.as_str() {
+                Some("None") => false,
+                Some("Default") => true,
                 _ => {
                     return Err(c.error(format!(
-                        "schema_normalization {} is not supported (only None)",
+                        "schema_normalization {} is not supported (None or Default; custom normalizations are Python code)",
                         n.value
                     )));
                 }
-            }
-        }
+            },
+        };
         let transform_before_filtering = c.bool_or("transform_before_filtering", false)?;
         c.finish()?;
         Ok(Self {
@@ -66,7 +71,17 @@ impl RecordSelector {
             filter,
             transformations,
             transform_before_filtering,
+            normalize,
+            normalizer: None,
         })
+    }
+
+    /// Gives the selector the stream's schema, which `schema_normalization: Default` casts
+    /// records to.
+    pub fn set_schema(&mut self, schema: &Value) {
+        if self.normalize {
+            self.normalizer = crate::normalize::Normalizer::new(schema);
+        }
     }
 
     /// The field path with its interpolations evaluated (a missing value is an empty step).
@@ -114,7 +129,7 @@ impl RecordSelector {
 
     /// Filters and transforms records (in Airbyte's order unless `transform_before_filtering`).
     pub fn select(&self, records: Vec<Value>, vars: &Vars) -> Result<Vec<Value>> {
-        if self.filter.is_none() && self.transformations.is_empty() {
+        if self.filter.is_none() && self.transformations.is_empty() && self.normalizer.is_none() {
             return Ok(records);
         }
         let mut out = Vec::with_capacity(records.len());
@@ -131,6 +146,9 @@ impl RecordSelector {
             }
             if !self.transform_before_filtering {
                 self.transform(&mut r, vars)?;
+            }
+            if let Some(n) = &self.normalizer {
+                n.apply(&mut r);
             }
             out.push(r);
         }
@@ -284,6 +302,7 @@ impl RecordSelector {
     pub fn passes_raw(&self) -> bool {
         self.filter.is_none()
             && self.transformations.is_empty()
+            && self.normalizer.is_none()
             && self.field_path.iter().all(|t| t.source() != "*")
     }
 

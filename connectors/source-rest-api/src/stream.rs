@@ -83,8 +83,9 @@ impl StreamDef {
             }
         }
         let requester = Requester::decode(r.required_child("requester")?, b)?;
-        let selector =
+        let mut selector =
             RecordSelector::decode(r.required_child("record_selector")?, b, transformations)?;
+        selector.set_schema(&schema);
         let paginator = Paginator::decode(r.child("paginator"), b)?;
         let decoder = Decoder::decode_node(r.child("decoder"))?;
         let router = match r.child("partition_router") {
