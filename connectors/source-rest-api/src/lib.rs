@@ -14,6 +14,7 @@ pub mod http;
 pub mod infer;
 pub mod interpolation;
 pub mod manifest;
+pub mod migration;
 pub mod normalize;
 pub mod paginator;
 pub mod partition;

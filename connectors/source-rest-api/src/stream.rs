@@ -30,6 +30,8 @@ pub struct StreamDef {
     pub retriever: Retriever,
     pub cursor: Option<DatetimeCursor>,
     pub concurrency: usize,
+    /// `state_migrations`, applied to the incoming state.
+    pub migrations: Vec<crate::migration::StateMigration>,
 }
 
 #[derive(Debug)]
@@ -51,11 +53,6 @@ impl StreamDef {
             return Err(c.error("the stream has no name"));
         }
         let primary_key = primary_key(c.get("primary_key")).map_err(|e| c.error(e))?;
-        match c.get("state_migrations") {
-            None | Some(Value::Null) => {}
-            Some(Value::Array(a)) if a.is_empty() => {}
-            Some(_) => return Err(c.error("state_migrations are not supported")),
-        }
         let transformations = c
             .children("transformations")?
             .into_iter()
@@ -65,6 +62,8 @@ impl StreamDef {
             Some(n) => Some(DatetimeCursor::decode(n, b)?),
             None => None,
         };
+        let migrations =
+            crate::migration::decode(&mut c, b, cursor.as_ref().map(|c| c.cursor_field.as_str()))?;
         let schema = schema::decode(c.child("schema_loader"), b, &name)?;
         let mut r = c
             .required_child("retriever")?
@@ -115,6 +114,7 @@ impl StreamDef {
             },
             cursor,
             concurrency: 1,
+            migrations,
         })
     }
 
@@ -213,7 +213,8 @@ impl cdk::Stream for DeclarativeStream {
         let mut default_start = None;
         let mut starts = None;
         if let (true, Some(cursor)) = (incremental, &stream.cursor) {
-            let input = InputState::parse(cursor, ctx.state.as_ref());
+            let migrated = crate::migration::apply(&stream.migrations, ctx.state.as_ref());
+            let input = InputState::parse(cursor, migrated.as_ref());
             let shared = Arc::new(input.clone());
             starts = Some(
                 Arc::new(move |p: &serde_json::Map<String, Value>| shared.start_of(p))

@@ -226,3 +226,43 @@ async fn list_partitions_with_a_request_option() {
         ]
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn legacy_per_partition_state_is_migrated() {
+    let (server, _log) = server().await;
+    let yaml = MANIFEST.replace(
+        "    incremental_sync:\n",
+        "    state_migrations:\n      - type: LegacyToPerPartitionStateMigration\n    incremental_sync:\n",
+    );
+    let m = manifest(&yaml);
+    let legacy = json!([{"type": "STREAM", "stream": {"stream_descriptor": {"name": "tasks"},
+        "stream_state": {"9": {"updated_at": "2024-01-04T00:00:00Z"}}}}]);
+    let out = m.read_incremental(&config(&server), &["tasks"], Some(&legacy));
+    out.assert_success();
+    let last = states(&out, "tasks").pop().unwrap();
+    // The legacy entry became a partition of the low-code shape, kept beside the partitions read.
+    let migrated: Vec<&Value> = last["states"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["partition"] == json!({"project_id": "9"}))
+        .collect();
+    assert_eq!(
+        migrated,
+        vec![
+            &json!({"partition": {"project_id": "9"}, "cursor": {"updated_at": "2024-01-04T00:00:00Z"}})
+        ],
+        "{last}"
+    );
+
+    let custom = MANIFEST.replace(
+        "    incremental_sync:\n",
+        "    state_migrations:\n      - {type: CustomStateMigration, class_name: source_x.Migrate}\n    incremental_sync:\n",
+    );
+    let out = manifest(&custom).read(&config(&server), &["tasks"]);
+    let (message, _) = trace_error(&out);
+    assert!(
+        message.contains("CustomStateMigration at /streams/1/state_migrations/0"),
+        "{message}"
+    );
+}
