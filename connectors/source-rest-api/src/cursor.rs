@@ -29,6 +29,8 @@ pub struct DatetimeCursor {
     pub field_end: String,
     pub client_side: bool,
     pub strict: bool,
+    /// `global_substream_cursor`: one cursor for all partitions of a partitioned stream.
+    pub global_substream: bool,
 }
 
 #[derive(Debug)]
@@ -134,14 +136,10 @@ impl DatetimeCursor {
                 return Err(c.error(format!("the field '{unsupported}' is not supported")));
             }
         }
-        for flag in [
-            "global_substream_cursor",
-            "allow_catalog_defined_cursor_field",
-        ] {
-            if c.bool_or(flag, false)? {
-                return Err(c.error(format!("{flag}: true is not supported")));
-            }
+        if c.bool_or("allow_catalog_defined_cursor_field", false)? {
+            return Err(c.error("allow_catalog_defined_cursor_field: true is not supported"));
         }
+        let global_substream = c.bool_or("global_substream_cursor", false)?;
         let cursor_field = c
             .template(b, "cursor_field")?
             .eval_str(&Vars::new())?
@@ -198,6 +196,7 @@ impl DatetimeCursor {
             field_end,
             client_side,
             strict,
+            global_substream,
         })
     }
 

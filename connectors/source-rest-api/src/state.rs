@@ -45,6 +45,12 @@ pub struct InputState {
     pub partitions: HashMap<String, (Value, Dt)>,
     /// Partitions in their original order.
     order: Vec<String>,
+    /// One cursor for all partitions (`global_substream_cursor`, or `use_global_cursor` in the
+    /// state): partitions start from the global cursor and only it is kept.
+    pub use_global: bool,
+    /// The state's `lookback_window` (seconds): partitions starting from the global cursor
+    /// start this much earlier, as in Airbyte.
+    pub lookback_secs: i64,
 }
 
 /// The key a partition is known by (its JSON with sorted keys).
@@ -63,10 +69,20 @@ pub fn partition_key(partition: &Value) -> String {
 
 impl InputState {
     pub fn parse(cursor: &DatetimeCursor, state: Option<&Value>) -> Self {
-        let mut out = InputState::default();
+        let mut out = InputState {
+            use_global: cursor.global_substream,
+            ..InputState::default()
+        };
         let Some(Value::Object(s)) = state else {
             return out;
         };
+        if s.contains_key("states") || s.contains_key("state") {
+            out.use_global = s.get("use_global_cursor").and_then(Value::as_bool) == Some(true);
+            out.lookback_secs = s
+                .get("lookback_window")
+                .and_then(Value::as_i64)
+                .unwrap_or(0);
+        }
         let field = &cursor.cursor_field;
         if let Some(v) = s.get(field) {
             out.global = cursor.parse_value(v);
@@ -89,8 +105,7 @@ impl InputState {
                 }
             }
         }
-        let use_global = s.get("use_global_cursor").and_then(Value::as_bool) == Some(true);
-        if use_global {
+        if out.use_global {
             out.partitions.clear();
             out.order.clear();
         }
@@ -100,7 +115,10 @@ impl InputState {
     /// Where a partition starts from, by this state.
     pub fn start_of(&self, partition: &Map<String, Value>) -> Option<Dt> {
         let key = partition_key(&Value::Object(partition.clone()));
-        self.partitions.get(&key).map(|(_, d)| *d).or(self.global)
+        let global = self
+            .global
+            .map(|g| g - chrono::Duration::seconds(self.lookback_secs));
+        self.partitions.get(&key).map(|(_, d)| *d).or(global)
     }
 }
 
@@ -113,6 +131,9 @@ pub struct StateKeeper {
     order: Vec<String>,
     slice_of: HashMap<u64, String>,
     last_emit: Instant,
+    /// The latest record cursor seen (the global cursor of `global_substream_cursor`).
+    latest_record: Option<Dt>,
+    started: Instant,
 }
 
 impl StateKeeper {
@@ -124,6 +145,8 @@ impl StateKeeper {
             order: Vec::new(),
             slice_of: HashMap::new(),
             last_emit: Instant::now(),
+            latest_record: None,
+            started: Instant::now(),
         }
     }
 
@@ -145,6 +168,7 @@ impl StateKeeper {
 
     /// Notes a record's cursor value.
     pub fn observe(&mut self, id: u64, value: Dt) {
+        self.latest_record = Some(self.latest_record.map_or(value, |m| m.max(value)));
         let Some(t) = self
             .slice_of
             .get(&id)
@@ -167,6 +191,10 @@ impl StateKeeper {
                 slot.1 = true;
             }
             t.close();
+        }
+        // A global substream cursor is only stated once every partition was read.
+        if self.global_mode() {
+            return false;
         }
         // Large partitioned states are not rewritten after every slice.
         if self.partitioned && self.trackers.len() > 100 {
@@ -196,6 +224,9 @@ impl StateKeeper {
                 });
             return json!({ field: cursor.format(&value) });
         }
+        if self.global_mode() {
+            return self.global_state(cursor);
+        }
         let mut states = Vec::new();
         let mut latest: Option<Dt> = self.input.global;
         let advanced = |key: &String| self.trackers.get(key).is_some_and(|t| t.advanced);
@@ -221,6 +252,35 @@ impl StateKeeper {
         if let Some(g) = global {
             out.insert("state".into(), json!({ field: cursor.format(&g) }));
         }
+        Value::Object(out)
+    }
+}
+
+impl StateKeeper {
+    fn global_mode(&self) -> bool {
+        self.partitioned && self.input.use_global
+    }
+
+    /// The state of a global substream cursor, as Airbyte writes it: the latest record cursor
+    /// (or the incoming one), and the sync's duration in seconds as `lookback_window` (the
+    /// incoming one when no record was read).
+    fn global_state(&self, cursor: &DatetimeCursor) -> Value {
+        let field = &cursor.cursor_field;
+        let mut out = Map::new();
+        out.insert("use_global_cursor".into(), Value::Bool(true));
+        let global = match (self.input.global, self.latest_record) {
+            (Some(g), Some(r)) => Some(g.max(r)),
+            (g, r) => g.or(r),
+        };
+        if let Some(g) = global {
+            out.insert("state".into(), json!({ field: cursor.format(&g) }));
+        }
+        let lookback = if self.latest_record.is_some() {
+            self.started.elapsed().as_secs() as i64
+        } else {
+            self.input.lookback_secs
+        };
+        out.insert("lookback_window".into(), Value::from(lookback));
         Value::Object(out)
     }
 }

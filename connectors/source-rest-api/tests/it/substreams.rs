@@ -266,3 +266,46 @@ async fn legacy_per_partition_state_is_migrated() {
         "{message}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn global_substream_cursor_keeps_one_cursor() {
+    let (server, log) = server().await;
+    let yaml = MANIFEST.replace(
+        "      cursor_field: updated_at\n",
+        "      cursor_field: updated_at\n      global_substream_cursor: true\n",
+    );
+    let m = manifest(&yaml);
+    let out = m.read_incremental(&config(&server), &["tasks"], None);
+    out.assert_success();
+    let st = states(&out, "tasks");
+    assert_eq!(
+        st,
+        vec![
+            json!({"use_global_cursor": true, "state": {"updated_at": "2024-01-06T00:00:00Z"}, "lookback_window": 0})
+        ],
+        "{}",
+        out.describe()
+    );
+
+    // Every partition resumes from the global cursor less the lookback window.
+    log.lock().unwrap().clear();
+    let state = json!([{"type": "STREAM", "stream": {"stream_descriptor": {"name": "tasks"},
+        "stream_state": {"use_global_cursor": true, "state": {"updated_at": "2024-01-04T00:00:00Z"}, "lookback_window": 86400}}}]);
+    let again = m.read_incremental(&config(&server), &["tasks"], Some(&state));
+    again.assert_success();
+    let mut requests = log.lock().unwrap().clone();
+    requests.sort();
+    assert_eq!(
+        requests,
+        (1..=5)
+            .map(|p| format!("{p}:2024-01-03T00:00:00Z"))
+            .collect::<Vec<_>>()
+    );
+    let mut got = ids(&again, "tasks");
+    got.sort();
+    assert_eq!(got, vec![22, 31, 32, 41, 42, 51, 52]);
+    assert_eq!(
+        states(&again, "tasks").last().unwrap()["state"],
+        json!({"updated_at": "2024-01-06T00:00:00Z"})
+    );
+}
