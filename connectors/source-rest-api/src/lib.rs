@@ -9,6 +9,7 @@ pub mod auth;
 pub mod config;
 pub mod cursor;
 pub mod decoder;
+pub mod dependency;
 pub mod error_handler;
 pub mod http;
 pub mod infer;

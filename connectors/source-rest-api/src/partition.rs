@@ -8,6 +8,7 @@ use cdk::Result;
 use serde_json::{Map, Value};
 use tokio::sync::mpsc;
 
+use crate::dependency::{ParentDependency, ParentRead};
 use crate::interpolation::Vars;
 use crate::manifest::{Build, Node, unsupported_type};
 use crate::read::{self, Msg, Plan};
@@ -41,6 +42,8 @@ pub struct ParentConfig {
     partition_field: String,
     option: Option<Arc<RequestOption>>,
     extra_fields: Vec<Vec<String>>,
+    /// `incremental_dependency`: the parent is read from its state kept in the child's.
+    dependency: Option<Arc<ParentDependency>>,
 }
 
 const SUPPORTED: [&str; 2] = ["ListPartitionRouter", "SubstreamPartitionRouter"];
@@ -104,9 +107,7 @@ impl PartitionRouter {
                 for n in c.children("parent_stream_configs")? {
                     let mut p = n.component(Some("ParentStreamConfig"))?;
                     p.expect(&["ParentStreamConfig"])?;
-                    if p.bool_or("incremental_dependency", false)? {
-                        return Err(p.error("incremental_dependency: true is not supported"));
-                    }
+                    let incremental_dependency = p.bool_or("incremental_dependency", false)?;
                     if p.string_list("lazy_read_pointer")?
                         .is_some_and(|l| !l.is_empty())
                     {
@@ -153,7 +154,10 @@ impl PartitionRouter {
                         }
                     };
                     p.finish()?;
+                    let dependency =
+                        incremental_dependency.then(|| ParentDependency::new(&stream.name));
                     parents.push(ParentConfig {
+                        dependency,
                         stream,
                         parent_key,
                         partition_field,
@@ -170,6 +174,18 @@ impl PartitionRouter {
         };
         c.finish()?;
         Ok(router)
+    }
+
+    /// The parents read with `incremental_dependency`, with the parent stream.
+    pub fn dependencies(&self) -> Vec<(Arc<ParentDependency>, Arc<StreamDef>)> {
+        match self {
+            PartitionRouter::List { .. } => Vec::new(),
+            PartitionRouter::Substream(parents) => parents
+                .iter()
+                .filter_map(|p| p.dependency.clone().map(|d| (d, p.stream.clone())))
+                .collect(),
+            PartitionRouter::Product(rs) => rs.iter().flat_map(|r| r.dependencies()).collect(),
+        }
     }
 
     /// The partitions, produced as they are found (a parent is read while its children are).
@@ -266,6 +282,7 @@ fn clone_router(r: &PartitionRouter) -> PartitionRouter {
                     partition_field: p.partition_field.clone(),
                     option: p.option.clone(),
                     extra_fields: p.extra_fields.clone(),
+                    dependency: p.dependency.clone(),
                 })
                 .collect(),
         ),
@@ -282,11 +299,15 @@ impl ParentConfig {
         concurrency: usize,
         tx: &mpsc::Sender<Result<Partition>>,
     ) -> Result<()> {
+        let (starts, mut tracking) = match &self.dependency {
+            Some(d) => ParentRead::start(d, &self.stream),
+            None => (None, None),
+        };
         let (ptx, mut prx) = mpsc::channel(4);
         let _guard = read::spawn(
             Plan {
                 stream: self.stream.clone(),
-                starts: None,
+                starts,
                 concurrency,
                 first_page_only: false,
             },
@@ -296,10 +317,20 @@ impl ParentConfig {
             Default::default();
         while let Some(msg) = prx.recv().await {
             match msg {
-                Msg::Slice { id, partition, .. } => {
+                Msg::Slice {
+                    id,
+                    partition,
+                    sync_start,
+                } => {
+                    if let Some(t) = tracking.as_mut() {
+                        t.slice(id, &partition, sync_start);
+                    }
                     slices.insert(id, partition);
                 }
                 Msg::Done { id } => {
+                    if let Some(t) = tracking.as_mut() {
+                        t.done(id);
+                    }
                     slices.remove(&id);
                 }
                 Msg::RateLimited(_) => {}
@@ -307,6 +338,9 @@ impl ParentConfig {
                     return Err(e.context(format!("parent stream '{}'", self.stream.name)));
                 }
                 Msg::Page { id, records } => {
+                    if let Some(t) = tracking.as_mut() {
+                        t.page(id, &records)?;
+                    }
                     let parent_slice = slices.get(&id).map(|p| (**p).clone()).unwrap_or_default();
                     for record in records.into_values()? {
                         let Some(value) = self.parent_key.iter().try_fold(&record, |v, k| v.get(k))
@@ -334,6 +368,9 @@ impl ParentConfig {
                     }
                 }
             }
+        }
+        if let Some(t) = tracking {
+            t.finish()?;
         }
         Ok(())
     }

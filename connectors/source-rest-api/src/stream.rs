@@ -11,6 +11,7 @@ use tokio::sync::mpsc;
 
 use crate::cursor::DatetimeCursor;
 use crate::decoder::Decoder;
+use crate::dependency::with_parent_state;
 use crate::interpolation::datetime::Dt;
 use crate::manifest::{Build, Node, unsupported_type};
 use crate::paginator::Paginator;
@@ -211,8 +212,16 @@ impl cdk::Stream for DeclarativeStream {
         let incremental = ctx.is_incremental() && stream.cursor.is_some();
         let mut keeper = None;
         let mut default_start = None;
+        let deps: Vec<_> = match &stream.retriever.router {
+            Some(r) if incremental => r.dependencies(),
+            _ => Vec::new(),
+        };
+        let parents: Vec<_> = deps.iter().map(|(d, _)| d.clone()).collect();
         let mut starts = None;
         if let (true, Some(cursor)) = (incremental, &stream.cursor) {
+            for (d, parent) in &deps {
+                d.prepare(ctx.state.as_ref(), parent);
+            }
             let migrated = crate::migration::apply(&stream.migrations, ctx.state.as_ref());
             let input = InputState::parse(cursor, migrated.as_ref());
             let shared = Arc::new(input.clone());
@@ -278,7 +287,8 @@ impl cdk::Stream for DeclarativeStream {
                         (keeper.as_mut(), &stream.cursor, default_start)
                         && k.slice_done(id)
                     {
-                        out.checkpoint(k.state(cursor, start, false));
+                        let state = k.state(cursor, start, false);
+                        out.checkpoint(with_parent_state(state, &parents, false));
                     }
                 }
                 Msg::RateLimited(reset) => out.rate_limited(reset),
@@ -288,7 +298,8 @@ impl cdk::Stream for DeclarativeStream {
         if let (Some(k), Some(cursor), Some(start)) =
             (keeper.as_ref(), &stream.cursor, default_start)
         {
-            out.checkpoint(k.state(cursor, start, true));
+            let state = k.state(cursor, start, true);
+            out.checkpoint(with_parent_state(state, &parents, true));
         }
         Ok(())
     }

@@ -309,3 +309,92 @@ async fn global_substream_cursor_keeps_one_cursor() {
         json!({"updated_at": "2024-01-06T00:00:00Z"})
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn incremental_dependency_reads_the_parent_from_its_state() {
+    let server = MockServer::start().await;
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let l = log.clone();
+    serve(&server, "/projects", move |r: &Request| {
+        let since = query(r, "since").unwrap_or_default();
+        l.lock().unwrap().push(format!("projects:{since}"));
+        let data: Vec<Value> = (1..=3)
+            .map(|i| json!({"id": i, "updated_at": format!("2024-01-0{i}T00:00:00Z")}))
+            .filter(|p| p["updated_at"].as_str().unwrap() >= since.as_str())
+            .collect();
+        json_response(json!({ "data": data }))
+    })
+    .await;
+    let l = log.clone();
+    Mock::given(matchers::path_regex(r"^/projects/\d+/tasks$"))
+        .respond_with(move |r: &Request| {
+            let p: i64 = r.url.path().split('/').nth(2).unwrap().parse().unwrap();
+            l.lock().unwrap().push(format!("tasks:{p}"));
+            json_response(json!({"data": [{"id": p * 10, "updated_at": "2024-01-05T00:00:00Z"}]}))
+        })
+        .mount(&server)
+        .await;
+    let cursor = |indent: &str| {
+        format!(
+            "{indent}incremental_sync:\n{indent}  type: DatetimeBasedCursor\n{indent}  cursor_field: updated_at\n{indent}  datetime_format: \"%Y-%m-%dT%H:%M:%SZ\"\n{indent}  start_datetime: \"{{{{ config['start_date'] }}}}\"\n{indent}  start_time_option: {{type: RequestOption, inject_into: request_parameter, field_name: since}}\n"
+        )
+    };
+    let yaml = format!(
+        r##"version: 6.0.0
+type: DeclarativeSource
+check: {{type: CheckStream, stream_names: [tasks]}}
+definitions:
+  requester: {{type: HttpRequester, url_base: "{{{{ config['base_url'] }}}}"}}
+  projects:
+    type: DeclarativeStream
+    name: projects
+    primary_key: id
+    retriever:
+      type: SimpleRetriever
+      requester: {{$ref: "#/definitions/requester", path: /projects}}
+      record_selector: {{type: RecordSelector, extractor: {{type: DpathExtractor, field_path: [data]}}}}
+{parent_cursor}streams:
+  - type: DeclarativeStream
+    name: tasks
+    primary_key: id
+    retriever:
+      type: SimpleRetriever
+      requester: {{$ref: "#/definitions/requester", path: "/projects/{{{{ stream_partition.project_id }}}}/tasks"}}
+      record_selector: {{type: RecordSelector, extractor: {{type: DpathExtractor, field_path: [data]}}}}
+      partition_router:
+        type: SubstreamPartitionRouter
+        parent_stream_configs:
+          - type: ParentStreamConfig
+            stream: {{$ref: "#/definitions/projects"}}
+            parent_key: id
+            partition_field: project_id
+            incremental_dependency: true
+{child_cursor}"##,
+        parent_cursor = cursor("    "),
+        child_cursor = cursor("    "),
+    );
+    let m = manifest(&yaml);
+    let out = m.read_incremental(&config(&server), &["tasks"], None);
+    out.assert_success();
+    let last = states(&out, "tasks").pop().unwrap();
+    assert_eq!(
+        last["parent_state"],
+        json!({"projects": {"updated_at": "2024-01-03T00:00:00Z"}}),
+        "{last}"
+    );
+    assert_eq!(ids(&out, "tasks").len(), 3);
+
+    // The next sync reads the parent from its state: only project 3 gives a partition.
+    log.lock().unwrap().clear();
+    let again = m.read_incremental(&config(&server), &["tasks"], Some(&out.final_state()));
+    again.assert_success();
+    assert_eq!(
+        *log.lock().unwrap(),
+        vec!["projects:2024-01-03T00:00:00Z", "tasks:3"]
+    );
+    assert_eq!(ids(&again, "tasks"), vec![30]);
+    assert_eq!(
+        states(&again, "tasks").pop().unwrap()["parent_state"],
+        json!({"projects": {"updated_at": "2024-01-03T00:00:00Z"}})
+    );
+}
