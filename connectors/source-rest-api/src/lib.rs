@@ -11,6 +11,7 @@ pub mod cursor;
 pub mod decoder;
 pub mod dependency;
 pub mod error_handler;
+pub mod grouping;
 pub mod http;
 pub mod infer;
 pub mod interpolation;

@@ -33,6 +33,12 @@ pub enum PartitionRouter {
     },
     Substream(Vec<ParentConfig>),
     Product(Vec<PartitionRouter>),
+    /// `GroupingPartitionRouter`: the underlying router's partitions in batches.
+    Grouping {
+        inner: Box<PartitionRouter>,
+        size: usize,
+        deduplicate: bool,
+    },
 }
 
 #[derive(Debug)]
@@ -46,7 +52,11 @@ pub struct ParentConfig {
     dependency: Option<Arc<ParentDependency>>,
 }
 
-const SUPPORTED: [&str; 2] = ["ListPartitionRouter", "SubstreamPartitionRouter"];
+const SUPPORTED: [&str; 3] = [
+    "ListPartitionRouter",
+    "SubstreamPartitionRouter",
+    "GroupingPartitionRouter",
+];
 
 impl PartitionRouter {
     pub fn decode(node: Node<'_>, b: &Build) -> Result<Self> {
@@ -170,10 +180,39 @@ impl PartitionRouter {
                 }
                 PartitionRouter::Substream(parents)
             }
+            "GroupingPartitionRouter" => {
+                let size = c
+                    .opt_i64("group_size")?
+                    .ok_or_else(|| c.error("the field 'group_size' is required"))?;
+                if size < 1 {
+                    return Err(c.error(format!("group_size must be greater than 0, got {size}")));
+                }
+                let inner = Self::decode(c.required_child("underlying_partition_router")?, b)?;
+                if inner.has_request_option() {
+                    return Err(c.error(
+                        "request options of the underlying partition router are not supported with grouping (set them on the requester)",
+                    ));
+                }
+                PartitionRouter::Grouping {
+                    inner: Box::new(inner),
+                    size: size as usize,
+                    deduplicate: c.bool_or("deduplicate", true)?,
+                }
+            }
             other => return Err(unsupported_type(other, c.at(), &SUPPORTED)),
         };
         c.finish()?;
         Ok(router)
+    }
+
+    /// Whether partitions inject a request option (which a grouping cannot).
+    fn has_request_option(&self) -> bool {
+        match self {
+            PartitionRouter::List { option, .. } => option.is_some(),
+            PartitionRouter::Substream(parents) => parents.iter().any(|p| p.option.is_some()),
+            PartitionRouter::Product(rs) => rs.iter().any(|r| r.has_request_option()),
+            PartitionRouter::Grouping { inner, .. } => inner.has_request_option(),
+        }
     }
 
     /// The parents read with `incremental_dependency`, with the parent stream.
@@ -185,6 +224,7 @@ impl PartitionRouter {
                 .filter_map(|p| p.dependency.clone().map(|d| (d, p.stream.clone())))
                 .collect(),
             PartitionRouter::Product(rs) => rs.iter().flat_map(|r| r.dependencies()).collect(),
+            PartitionRouter::Grouping { inner, .. } => inner.dependencies(),
         }
     }
 
@@ -228,6 +268,14 @@ impl PartitionRouter {
                     parent.produce(concurrency, tx).await?;
                 }
                 Ok(())
+            }
+            PartitionRouter::Grouping {
+                inner,
+                size,
+                deduplicate,
+            } => {
+                let rx = Arc::new(clone_router(inner)).partitions(concurrency);
+                crate::grouping::group(rx, *size, *deduplicate, tx).await
             }
             PartitionRouter::Product(routers) => {
                 let mut acc = vec![Partition::default()];
@@ -289,6 +337,15 @@ fn clone_router(r: &PartitionRouter) -> PartitionRouter {
         PartitionRouter::Product(rs) => {
             PartitionRouter::Product(rs.iter().map(clone_router).collect())
         }
+        PartitionRouter::Grouping {
+            inner,
+            size,
+            deduplicate,
+        } => PartitionRouter::Grouping {
+            inner: Box::new(clone_router(inner)),
+            size: *size,
+            deduplicate: *deduplicate,
+        },
     }
 }
 
