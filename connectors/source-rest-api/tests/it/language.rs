@@ -96,3 +96,84 @@ async fn grouping_partition_router_batches_partitions() {
         "{message}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn jwt_authenticator_signs_each_request() {
+    use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode, decode_header};
+    let server = MockServer::start().await;
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let s = seen.clone();
+    serve(&server, "/items", move |r: &Request| {
+        let auth = r
+            .headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string();
+        s.lock().unwrap().push(auth);
+        json_response(json!({"data": [{"id": 1}]}))
+    })
+    .await;
+    let auth = r#"authenticator:
+  type: JwtAuthenticator
+  secret_key: "{{ config['secret'] }}"
+  algorithm: HS256
+  token_duration: 600
+  header_prefix: Bearer
+  jwt_headers: {kid: key-1}
+  jwt_payload: {iss: "{{ config['issuer'] }}", aud: api}
+  additional_jwt_payload: {scope: read}"#;
+    let yaml = one_stream("/items", auth, "", "");
+    let config = json!({"base_url": server.uri(), "secret": "s3cr3t-signing-key", "issuer": "me@example.com"});
+    let out = manifest(&yaml).read(&config, &["items"]);
+    out.assert_success();
+    let header = seen.lock().unwrap()[0].clone();
+    let token = header.strip_prefix("Bearer ").expect("Bearer prefix");
+    let h = decode_header(token).unwrap();
+    assert_eq!(h.alg, Algorithm::HS256);
+    assert_eq!(h.kid.as_deref(), Some("key-1"));
+    assert_eq!(h.typ.as_deref(), Some("JWT"));
+    let mut v = Validation::new(Algorithm::HS256);
+    v.set_audience(&["api"]);
+    v.set_issuer(&["me@example.com"]);
+    let claims = decode::<Value>(
+        token,
+        &DecodingKey::from_secret(b"s3cr3t-signing-key").unwrap(),
+        &v,
+    )
+    .unwrap()
+    .claims;
+    assert_eq!(claims["scope"], "read");
+    assert_eq!(
+        claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap(),
+        600
+    );
+    assert_eq!(claims["nbf"], claims["iat"]);
+    assert!(!out.stdout.contains("s3cr3t-signing-key"));
+
+    // RS256 with a PEM private key (a throwaway test key) verifies with its public key.
+    let rsa = yaml.replace("algorithm: HS256", "algorithm: RS256");
+    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/fixtures");
+    let private = std::fs::read_to_string(fixtures.join("jwt_test_rsa.pem")).unwrap();
+    let public = std::fs::read(fixtures.join("jwt_test_rsa.pub")).unwrap();
+    let rsa_config =
+        json!({"base_url": server.uri(), "secret": private, "issuer": "me@example.com"});
+    let out = manifest(&rsa).read(&rsa_config, &["items"]);
+    out.assert_success();
+    let header = seen.lock().unwrap().last().unwrap().clone();
+    let token = header.strip_prefix("Bearer ").expect("Bearer prefix");
+    let mut v = Validation::new(Algorithm::RS256);
+    v.set_audience(&["api"]);
+    let claims = decode::<Value>(token, &DecodingKey::from_rsa_pem(&public).unwrap(), &v)
+        .unwrap()
+        .claims;
+    assert_eq!(claims["iss"], "me@example.com");
+
+    // A key that is not PEM for an RSA algorithm is a clear config error.
+    let out = manifest(&rsa).read(&config, &["items"]);
+    let (message, _) = trace_error(&out);
+    assert!(
+        message.contains("the secret key cannot be used for RS256"),
+        "{message}"
+    );
+}
