@@ -1,10 +1,12 @@
 //! Authenticators: `NoAuth`, `ApiKeyAuthenticator` (anywhere a `RequestOption` can put it),
 //! `BearerAuthenticator`, `BasicHttpAuthenticator`, and the token-holding
 //! `OAuthAuthenticator` ([`oauth`]) and `SessionTokenAuthenticator` ([`session`]), and
-//! `JwtAuthenticator` ([`jwt`]).
+//! `JwtAuthenticator` ([`jwt`]); `SelectiveAuthenticator` ([`selective`]) picks one of them by
+//! a config value.
 
 mod jwt;
 mod oauth;
+mod selective;
 mod session;
 
 use std::sync::Arc;
@@ -27,7 +29,7 @@ pub trait Authenticator: Send + Sync + std::fmt::Debug {
     async fn invalidate(&self) {}
 }
 
-const SUPPORTED: [&str; 7] = [
+const SUPPORTED: [&str; 8] = [
     "NoAuth",
     "ApiKeyAuthenticator",
     "BearerAuthenticator",
@@ -35,6 +37,7 @@ const SUPPORTED: [&str; 7] = [
     "OAuthAuthenticator",
     "SessionTokenAuthenticator",
     "JwtAuthenticator",
+    "SelectiveAuthenticator",
 ];
 
 pub fn none() -> Arc<dyn Authenticator> {
@@ -81,6 +84,7 @@ pub fn decode(node: Node<'_>, b: &Build) -> Result<Arc<dyn Authenticator>> {
         "OAuthAuthenticator" => Arc::new(oauth::OAuth::decode(&mut c, b)?),
         "SessionTokenAuthenticator" => Arc::new(session::Session::decode(&mut c, b)?),
         "JwtAuthenticator" => Arc::new(jwt::Jwt::decode(&mut c, b)?),
+        "SelectiveAuthenticator" => selective::decode(&mut c, b)?,
         other => return Err(unsupported_type(other, c.at(), &SUPPORTED)),
     };
     c.finish()?;

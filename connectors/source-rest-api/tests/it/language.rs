@@ -177,3 +177,58 @@ async fn jwt_authenticator_signs_each_request() {
         "{message}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn selective_authenticator_follows_the_config() {
+    let server = MockServer::start().await;
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let s = seen.clone();
+    serve(&server, "/items", move |r: &Request| {
+        let h = |name: &str| {
+            r.headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("-")
+                .to_string()
+        };
+        s.lock()
+            .unwrap()
+            .push(format!("{} {}", h("authorization"), h("x-api-key")));
+        json_response(json!({"data": [{"id": 1}]}))
+    })
+    .await;
+    let auth = r#"authenticator:
+  type: SelectiveAuthenticator
+  authenticator_selection_path: [credentials, auth_type]
+  authenticators:
+    token:
+      type: BearerAuthenticator
+      api_token: "{{ config['credentials']['token'] }}"
+    key:
+      type: ApiKeyAuthenticator
+      api_token: "{{ config['credentials']['key'] }}"
+      inject_into: {type: RequestOption, inject_into: header, field_name: X-Api-Key}"#;
+    let m = manifest(&one_stream("/items", auth, "", ""));
+    let cfg = |creds: Value| json!({"base_url": server.uri(), "credentials": creds});
+    m.read(
+        &cfg(json!({"auth_type": "token", "token": "t-1"})),
+        &["items"],
+    )
+    .assert_success();
+    m.read(&cfg(json!({"auth_type": "key", "key": "k-2"})), &["items"])
+        .assert_success();
+    assert_eq!(*seen.lock().unwrap(), vec!["Bearer t-1 -", "- k-2"]);
+
+    let out = m.read(&cfg(json!({"auth_type": "oauth"})), &["items"]);
+    let (message, _) = trace_error(&out);
+    assert!(
+        message.contains("the authenticator 'oauth' (from the config at [\"credentials\", \"auth_type\"]) is not among 'authenticators' (key, token)"),
+        "{message}"
+    );
+    let out = m.read(&cfg(json!({})), &["items"]);
+    let (message, _) = trace_error(&out);
+    assert!(
+        message.contains("the config has no value at authenticator_selection_path"),
+        "{message}"
+    );
+}
