@@ -232,3 +232,81 @@ async fn selective_authenticator_follows_the_config() {
         "{message}"
     );
 }
+
+/// Reads stream `items` with `decoder` (YAML) from a body served as is.
+async fn read_decoded(
+    body: Vec<u8>,
+    content_type: &str,
+    decoder: &str,
+    field_path: &str,
+) -> Vec<Value> {
+    let server = MockServer::start().await;
+    serve(
+        &server,
+        "/items",
+        cdk::testing::http::ResponseTemplate::new(200).set_body_raw(body, content_type),
+    )
+    .await;
+    let yaml = one_stream("/items", "", decoder, "")
+        .replace("field_path: [data]", &format!("field_path: {field_path}"));
+    let out = manifest(&yaml).read(&config_for(&server), &["items"]);
+    out.assert_success();
+    out.records_of("items").into_iter().cloned().collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn csv_gzip_zip_and_xml_responses() {
+    let csv = b"id;name;note\n1;Ann;n/a\n2;Bob;x\n".to_vec();
+    let csv_decoder = "decoder: {type: CsvDecoder, delimiter: ';', set_values_to_none: [n/a]}";
+    let expected = vec![
+        json!({"id": "1", "name": "Ann", "note": null}),
+        json!({"id": "2", "name": "Bob", "note": "x"}),
+    ];
+    assert_eq!(
+        read_decoded(csv.clone(), "text/csv", csv_decoder, "[]").await,
+        expected
+    );
+
+    // gzip of CSV, sent as a file (no Content-Encoding): the decoder decompresses it.
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    std::io::Write::write_all(&mut gz, &csv).unwrap();
+    let gz = gz.finish().unwrap();
+    let gzip_decoder = "decoder:\n  type: GzipDecoder\n  decoder: {type: CsvDecoder, delimiter: ';', set_values_to_none: [n/a]}";
+    assert_eq!(
+        read_decoded(gz, "application/gzip", gzip_decoder, "[]").await,
+        expected
+    );
+
+    // A zip of two JSON Lines files: the records of both, in order.
+    let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let stored =
+        zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+    for (name, text) in [
+        ("a.jsonl", "{\"id\": 1}\n{\"id\": 2}\n"),
+        ("b.jsonl", "{\"id\": 3}\n"),
+    ] {
+        zip.start_file(name, stored).unwrap();
+        std::io::Write::write_all(&mut zip, text.as_bytes()).unwrap();
+    }
+    let zipped = zip.finish().unwrap().into_inner();
+    let zip_decoder = "decoder:\n  type: ZipfileDecoder\n  decoder: {type: JsonlDecoder}";
+    assert_eq!(
+        read_decoded(zipped, "application/zip", zip_decoder, "[]").await,
+        vec![json!({"id": 1}), json!({"id": 2}), json!({"id": 3})]
+    );
+
+    let xml = br#"<?xml version="1.0"?><feed><entry id="7"><title>A &amp; B</title></entry><entry id="8"><title>C</title></entry></feed>"#.to_vec();
+    assert_eq!(
+        read_decoded(
+            xml,
+            "application/xml",
+            "decoder: {type: XmlDecoder}",
+            "[feed, entry]"
+        )
+        .await,
+        vec![
+            json!({"@id": "7", "title": "A & B"}),
+            json!({"@id": "8", "title": "C"})
+        ]
+    );
+}
