@@ -6,6 +6,7 @@
 //! ([`source`], [`stream`] and the modules by role), and read concurrently ([`read`]).
 
 pub mod auth;
+pub mod budget;
 pub mod config;
 pub mod cursor;
 pub mod decoder;

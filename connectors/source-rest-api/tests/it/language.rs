@@ -310,3 +310,54 @@ async fn csv_gzip_zip_and_xml_responses() {
         ]
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn api_budget_spaces_requests() {
+    let server = MockServer::start().await;
+    let times = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let t = times.clone();
+    serve(&server, "/items", move |r: &Request| {
+        t.lock().unwrap().push(std::time::Instant::now());
+        let k = query(r, "k").unwrap_or_default();
+        json_response(json!({"data": [{"id": k.parse::<i64>().unwrap()}]}))
+    })
+    .await;
+    let router = r#"partition_router:
+  type: ListPartitionRouter
+  cursor_field: k
+  values: ["1", "2", "3", "4", "5"]
+  request_option: {type: RequestOption, inject_into: request_parameter, field_name: k}"#;
+    let budget = |policy: &str| {
+        format!(
+            "{}api_budget:\n  type: HTTPAPIBudget\n  policies:\n    - {policy}\n",
+            one_stream("/items", "", router, "")
+        )
+    };
+    let moving = budget(
+        "{type: MovingWindowCallRatePolicy, rates: [{type: Rate, limit: 2, interval: PT1S}], matchers: [{type: HttpRequestRegexMatcher, url_path_pattern: '^/items$'}]}",
+    );
+    let out = manifest(&moving).read(&config_for(&server), &["items"]);
+    out.assert_success();
+    assert_eq!(ids(&out, "items").len(), 5);
+    let mut at = times.lock().unwrap().clone();
+    at.sort();
+    assert_eq!(at.len(), 5);
+    // No three requests within one second: the fifth waits for the third's window.
+    for w in at.windows(3) {
+        assert!(
+            w[2] - w[0] >= std::time::Duration::from_millis(950),
+            "{at:?}"
+        );
+    }
+
+    // A fixed window spent, with no ratelimit-reset header from the API: Airbyte waits out its
+    // ten-day first window; this engine says so instead of hanging.
+    let fixed =
+        budget("{type: FixedWindowCallRatePolicy, period: PT1H, call_limit: 1, matchers: []}");
+    let out = manifest(&fixed).read(&config_for(&server), &["items"]);
+    let (message, _) = trace_error(&out);
+    assert!(
+        message.contains("the api_budget allows no call to"),
+        "{message}"
+    );
+}
