@@ -10,6 +10,7 @@ pub mod budget;
 pub mod config;
 pub mod cursor;
 pub mod decoder;
+pub mod delegating;
 pub mod dependency;
 pub mod error_handler;
 pub mod grouping;

@@ -79,7 +79,7 @@ impl Declarative {
         let mut streams = Vec::new();
         for n in c.children("streams")? {
             let mut s = StreamDef::decode(n, &b)?;
-            s.concurrency = concurrency;
+            s.set_concurrency(concurrency);
             if streams.iter().any(|x: &Arc<StreamDef>| x.name == s.name) {
                 return Err(Error::config(format!("two streams are named '{}'", s.name)));
             }

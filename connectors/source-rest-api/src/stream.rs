@@ -33,6 +33,8 @@ pub struct StreamDef {
     pub concurrency: usize,
     /// `state_migrations`, applied to the incoming state.
     pub migrations: Vec<crate::migration::StateMigration>,
+    /// A `StateDelegatingStream`'s incremental stream (this one is its full refresh stream).
+    pub delegate: Option<crate::delegating::Delegate>,
 }
 
 #[derive(Debug)]
@@ -47,6 +49,9 @@ pub struct Retriever {
 
 impl StreamDef {
     pub fn decode(node: Node<'_>, b: &Build) -> Result<Self> {
+        if node.value.get("type").and_then(Value::as_str) == Some("StateDelegatingStream") {
+            return crate::delegating::decode(node, b);
+        }
         let mut c = node.component(Some("DeclarativeStream"))?;
         c.expect(&["DeclarativeStream"])?;
         let name = c.str("name")?;
@@ -116,6 +121,7 @@ impl StreamDef {
             cursor,
             concurrency: 1,
             migrations,
+            delegate: None,
         })
     }
 
@@ -208,7 +214,7 @@ impl cdk::Stream for DeclarativeStream {
     }
 
     async fn read(&self, ctx: &ReadContext, out: &mut RecordWriter) -> Result<()> {
-        let stream = &self.0;
+        let stream = crate::delegating::pick(&self.0, ctx.state.as_ref());
         let incremental = ctx.is_incremental() && stream.cursor.is_some();
         let mut keeper = None;
         let mut default_start = None;

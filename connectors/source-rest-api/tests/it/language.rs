@@ -361,3 +361,63 @@ async fn api_budget_spaces_requests() {
         "{message}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn state_delegating_stream_switches_on_state() {
+    let server = MockServer::start().await;
+    let hits = Arc::new(std::sync::Mutex::new(Vec::new()));
+    for path in ["/all", "/changes"] {
+        let h = hits.clone();
+        serve(&server, path, move |r: &Request| {
+            h.lock().unwrap().push(r.url.path().to_string());
+            json_response(json!({"data": [{"id": 1, "updated_at": "2030-01-02T00:00:00Z"}]}))
+        })
+        .await;
+    }
+    let stream = |path: &str| {
+        format!(
+            r#"
+      type: DeclarativeStream
+      name: items
+      primary_key: id
+      retriever:
+        type: SimpleRetriever
+        requester: {{type: HttpRequester, url_base: "{{{{ config['base_url'] }}}}", path: {path}}}
+        record_selector: {{type: RecordSelector, extractor: {{type: DpathExtractor, field_path: [data]}}}}
+      incremental_sync:
+        type: DatetimeBasedCursor
+        cursor_field: updated_at
+        datetime_format: "%Y-%m-%dT%H:%M:%SZ"
+        start_datetime: "2020-01-01T00:00:00Z"
+        end_datetime: "2030-06-01T00:00:00Z""#
+        )
+    };
+    let yaml = |extra: &str| {
+        format!(
+            "version: 6.0.0\ntype: DeclarativeSource\ncheck: {{type: CheckStream, stream_names: [items]}}\nstreams:\n  - type: StateDelegatingStream\n    name: items\n{extra}    full_refresh_stream:{}\n    incremental_stream:{}\n",
+            stream("/all"),
+            stream("/changes")
+        )
+    };
+    let m = manifest(&yaml(""));
+    let config = config_for(&server);
+    let first = m.read_incremental(&config, &["items"], None);
+    first.assert_success();
+    let state = first.final_state();
+    let again = m.read_incremental(&config, &["items"], Some(&state));
+    again.assert_success();
+    assert_eq!(*hits.lock().unwrap(), vec!["/all", "/changes"]);
+
+    // A state older than the API's retention period reads the full refresh stream again.
+    hits.lock().unwrap().clear();
+    let old = json!([{"type": "STREAM", "stream": {"stream_descriptor": {"name": "items"},
+        "stream_state": {"updated_at": "2021-01-01T00:00:00Z"}}}]);
+    let retained = manifest(&yaml("    api_retention_period: P30D\n"));
+    retained
+        .read_incremental(&config, &["items"], Some(&old))
+        .assert_success();
+    retained
+        .read_incremental(&config, &["items"], Some(&state))
+        .assert_success();
+    assert_eq!(*hits.lock().unwrap(), vec!["/all", "/changes"]);
+}
