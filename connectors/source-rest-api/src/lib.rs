@@ -12,6 +12,7 @@ pub mod cursor;
 pub mod decoder;
 pub mod delegating;
 pub mod dependency;
+pub mod dynamic;
 pub mod error_handler;
 pub mod grouping;
 pub mod http;
@@ -116,15 +117,23 @@ impl SourceRestApi {
         })
     }
 
-    fn declarative(&self, config: &Value) -> Result<Declarative> {
-        let loaded = self.loaded(config)?;
+    /// The manifest to run for `config`, its dynamic streams resolved.
+    async fn resolved(&self, config: &Value) -> Result<Loaded> {
+        let mut loaded = self.loaded(config)?;
+        loaded.manifest =
+            dynamic::expand(&loaded.manifest, config, loaded.base_dir.clone()).await?;
+        Ok(loaded)
+    }
+
+    async fn declarative(&self, config: &Value) -> Result<Declarative> {
+        let loaded = self.resolved(config).await?;
         Declarative::decode(&loaded.manifest, config, loaded.base_dir)
     }
 
     /// The streams with their schemas, those of the simple form without one inferred from
     /// their first page.
     async fn discovered(&self, config: &Value) -> Result<Declarative> {
-        let mut loaded = self.loaded(config)?;
+        let mut loaded = self.resolved(config).await?;
         let d = Declarative::decode(&loaded.manifest, config, loaded.base_dir.clone())?;
         if loaded.infer.is_empty() {
             return Ok(d);
@@ -182,7 +191,7 @@ impl Source for SourceRestApi {
     }
 
     async fn check(&self, config: &Value) -> Result<()> {
-        let d = self.declarative(config)?;
+        let d = self.declarative(config).await?;
         d.check().await
     }
 
@@ -197,7 +206,7 @@ impl Source for SourceRestApi {
     }
 
     async fn streams(&self, config: &Value) -> Result<Vec<Arc<dyn Stream>>> {
-        let d = self.declarative(config)?;
+        let d = self.declarative(config).await?;
         Ok(Self::streams_of(&d))
     }
 
@@ -208,7 +217,7 @@ impl Source for SourceRestApi {
         state: &InputState,
         output: &Output,
     ) -> Result<()> {
-        let d = self.declarative(config)?;
+        let d = self.declarative(config).await?;
         let options = ReadOptions {
             checkpoint_interval: u64::MAX,
             max_concurrent_streams: d.concurrency,

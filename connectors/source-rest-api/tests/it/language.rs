@@ -421,3 +421,59 @@ async fn state_delegating_stream_switches_on_state() {
         .assert_success();
     assert_eq!(*hits.lock().unwrap(), vec!["/all", "/changes"]);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn dynamic_streams_from_an_api() {
+    let server = MockServer::start().await;
+    serve(
+        &server,
+        "/tables",
+        json_response(json!({"tables": [{"name": "alpha", "id": 1}, {"name": "beta", "id": 2}]})),
+    )
+    .await;
+    serve(
+        &server,
+        "/tables/2/rows",
+        json_response(json!({"rows": [{"id": 20}, {"id": 21}]})),
+    )
+    .await;
+    let yaml = r#"version: 6.0.0
+type: DeclarativeSource
+check: {type: CheckStream, stream_names: [alpha]}
+streams: []
+dynamic_streams:
+  - type: DynamicDeclarativeStream
+    name: tables
+    stream_template:
+      type: DeclarativeStream
+      name: placeholder
+      primary_key: id
+      retriever:
+        type: SimpleRetriever
+        requester: {type: HttpRequester, url_base: "{{ config['base_url'] }}", path: placeholder}
+        record_selector: {type: RecordSelector, extractor: {type: DpathExtractor, field_path: [rows]}}
+    components_resolver:
+      type: HttpComponentsResolver
+      retriever:
+        type: SimpleRetriever
+        requester: {type: HttpRequester, url_base: "{{ config['base_url'] }}", path: /tables}
+        record_selector: {type: RecordSelector, extractor: {type: DpathExtractor, field_path: [tables]}}
+      components_mapping:
+        - {type: ComponentMappingDefinition, field_path: [name], value: "{{ components_values['name'] }}"}
+        - {type: ComponentMappingDefinition, field_path: [retriever, requester, path], value: "/tables/{{ components_values['id'] }}/rows"}
+"#;
+    let m = manifest(yaml);
+    let config = config_for(&server);
+    let catalog = m.run().discover(&config);
+    catalog.assert_success();
+    let names: Vec<String> = catalog
+        .catalog()
+        .streams
+        .iter()
+        .map(|s| s.name.clone())
+        .collect();
+    assert_eq!(names, vec!["alpha", "beta"]);
+    let out = m.read(&config, &["beta"]);
+    out.assert_success();
+    assert_eq!(ids(&out, "beta"), vec![20, 21]);
+}
