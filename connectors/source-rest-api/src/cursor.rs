@@ -3,6 +3,8 @@
 //! `cursor_granularity`, the interval bounds as request options, and the cursor values of
 //! records parsed with `cursor_datetime_formats` (then `datetime_format`).
 
+pub mod clamping;
+
 use cdk::Result;
 use serde_json::Value;
 
@@ -31,6 +33,8 @@ pub struct DatetimeCursor {
     pub strict: bool,
     /// `global_substream_cursor`: one cursor for all partitions of a partitioned stream.
     pub global_substream: bool,
+    /// `clamping`: slice bounds on day, week or month boundaries.
+    clamping: Option<clamping::Clamping>,
 }
 
 #[derive(Debug)]
@@ -131,7 +135,7 @@ impl DatetimeCursor {
     pub fn decode(node: Node<'_>, b: &Build) -> Result<Self> {
         let mut c = node.component(Some("DatetimeBasedCursor"))?;
         c.expect(&["DatetimeBasedCursor"])?;
-        for unsupported in ["clamping", "is_data_feed"] {
+        for unsupported in ["is_data_feed"] {
             if c.has(unsupported) && c.get(unsupported) != Some(Value::Bool(false)) {
                 return Err(c.error(format!("the field '{unsupported}' is not supported")));
             }
@@ -178,6 +182,7 @@ impl DatetimeCursor {
         };
         let field_start = name(&mut c, "partition_field_start", "start_time")?;
         let field_end = name(&mut c, "partition_field_end", "end_time")?;
+        let clamping = clamping::Clamping::decode(&mut c, b)?;
         let client_side = c.bool_or("is_client_side_incremental", false)?;
         let strict = c.bool_or("is_compare_strictly", false)?;
         c.finish()?;
@@ -197,6 +202,7 @@ impl DatetimeCursor {
             client_side,
             strict,
             global_substream,
+            clamping,
         })
     }
 
@@ -245,6 +251,17 @@ impl DatetimeCursor {
             Some(l) => l.sub_from(&sync_start),
             None => sync_start,
         };
+        if let Some(clamping) = self.clamping {
+            let granularity = self.step.is_some().then_some(&self.granularity);
+            return clamping.intervals(
+                start,
+                end,
+                self.step.as_ref(),
+                granularity,
+                self.strict,
+                |d| self.format(d),
+            );
+        }
         let mut out = Vec::new();
         let within = |s: &Dt| if self.strict { *s < end } else { *s <= end };
         while within(&start) {

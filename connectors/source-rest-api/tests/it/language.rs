@@ -477,3 +477,42 @@ dynamic_streams:
     out.assert_success();
     assert_eq!(ids(&out, "beta"), vec![20, 21]);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn clamping_aligns_slices_to_days() {
+    let server = MockServer::start().await;
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let s = seen.clone();
+    serve(&server, "/items", move |r: &Request| {
+        s.lock().unwrap().push(format!(
+            "{}..{}",
+            query(r, "from").unwrap_or_default(),
+            query(r, "to").unwrap_or_default()
+        ));
+        json_response(json!({"data": []}))
+    })
+    .await;
+    let cursor = r#"incremental_sync:
+  type: DatetimeBasedCursor
+  cursor_field: updated_at
+  datetime_format: "%Y-%m-%dT%H:%M:%SZ"
+  start_datetime: "2024-01-01T10:00:00Z"
+  end_datetime: "2024-01-04T12:00:00Z"
+  step: P1D
+  cursor_granularity: PT1S
+  clamping: {target: DAY}
+  start_time_option: {type: RequestOption, inject_into: request_parameter, field_name: from}
+  end_time_option: {type: RequestOption, inject_into: request_parameter, field_name: to}"#;
+    let out =
+        manifest(&one_stream("/items", "", "", cursor)).read(&config_for(&server), &["items"]);
+    out.assert_success();
+    let mut got = seen.lock().unwrap().clone();
+    got.sort();
+    assert_eq!(
+        got,
+        vec![
+            "2024-01-02T00:00:00Z..2024-01-02T23:59:59Z",
+            "2024-01-03T00:00:00Z..2024-01-03T23:59:59Z"
+        ]
+    );
+}
