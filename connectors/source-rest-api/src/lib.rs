@@ -14,6 +14,7 @@ pub mod delegating;
 pub mod dependency;
 pub mod dynamic;
 pub mod error_handler;
+pub mod expander;
 pub mod grouping;
 pub mod http;
 pub mod infer;

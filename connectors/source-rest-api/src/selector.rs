@@ -19,6 +19,8 @@ pub struct RecordSelector {
     /// `schema_normalization: Default`: set once the stream's schema is known.
     normalize: bool,
     normalizer: Option<crate::normalize::Normalizer>,
+    /// `record_expander` of the extractor.
+    expander: Option<crate::expander::RecordExpander>,
 }
 
 impl RecordSelector {
@@ -29,9 +31,10 @@ impl RecordSelector {
             .required_child("extractor")?
             .component(Some("DpathExtractor"))?;
         e.expect(&["DpathExtractor"])?;
-        if e.has("record_expander") {
-            return Err(e.error("record_expander is not supported"));
-        }
+        let expander = e
+            .child("record_expander")
+            .map(|n| crate::expander::RecordExpander::decode(n, b))
+            .transpose()?;
         let field_path = e
             .string_list("field_path")?
             .ok_or_else(|| e.error("the field 'field_path' is required"))?
@@ -73,6 +76,7 @@ impl RecordSelector {
             transform_before_filtering,
             normalize,
             normalizer: None,
+            expander,
         })
     }
 
@@ -114,6 +118,16 @@ impl RecordSelector {
                 Value::Null => Vec::new(),
                 Value::Object(m) if m.is_empty() && path.is_empty() => Vec::new(),
                 other => vec![other],
+            }
+        };
+        let extracted = match &self.expander {
+            None => extracted,
+            Some(x) => {
+                let mut out = Vec::with_capacity(extracted.len());
+                for r in extracted {
+                    x.expand(r, &mut out)?;
+                }
+                out
             }
         };
         for r in &extracted {
@@ -303,6 +317,7 @@ impl RecordSelector {
         self.filter.is_none()
             && self.transformations.is_empty()
             && self.normalizer.is_none()
+            && self.expander.is_none()
             && self.field_path.iter().all(|t| t.source() != "*")
     }
 

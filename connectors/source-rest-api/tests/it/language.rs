@@ -516,3 +516,32 @@ async fn clamping_aligns_slices_to_days() {
         ]
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn record_expander_emits_nested_items() {
+    let server = MockServer::start().await;
+    serve(
+        &server,
+        "/items",
+        json_response(json!({"data": [
+            {"order": "o1", "lines": [{"id": 1}, {"id": 2}]},
+            {"order": "o2", "lines": []},
+            {"order": "o3", "lines": [{"id": 3}]}
+        ]})),
+    )
+    .await;
+    let yaml = one_stream("/items", "", "", "").replace(
+        "field_path: [data]",
+        "field_path: [data]\n          record_expander:\n            type: RecordExpander\n            expand_records_from_field: [lines]\n            parent_fields:\n              - {type: ParentFieldPath, parent_path: [order], record_path: [order_id]}",
+    );
+    let out = manifest(&yaml).read(&config_for(&server), &["items"]);
+    out.assert_success();
+    assert_eq!(
+        out.records_of("items"),
+        vec![
+            &json!({"id": 1, "order_id": "o1"}),
+            &json!({"id": 2, "order_id": "o1"}),
+            &json!({"id": 3, "order_id": "o3"})
+        ]
+    );
+}
