@@ -35,6 +35,8 @@ pub struct DatetimeCursor {
     pub global_substream: bool,
     /// `clamping`: slice bounds on day, week or month boundaries.
     clamping: Option<clamping::Clamping>,
+    /// `is_data_feed`: records come newest first; a page ending before the slice stops the read.
+    pub data_feed: bool,
 }
 
 #[derive(Debug)]
@@ -135,11 +137,6 @@ impl DatetimeCursor {
     pub fn decode(node: Node<'_>, b: &Build) -> Result<Self> {
         let mut c = node.component(Some("DatetimeBasedCursor"))?;
         c.expect(&["DatetimeBasedCursor"])?;
-        for unsupported in ["is_data_feed"] {
-            if c.has(unsupported) && c.get(unsupported) != Some(Value::Bool(false)) {
-                return Err(c.error(format!("the field '{unsupported}' is not supported")));
-            }
-        }
         if c.bool_or("allow_catalog_defined_cursor_field", false)? {
             return Err(c.error("allow_catalog_defined_cursor_field: true is not supported"));
         }
@@ -183,7 +180,9 @@ impl DatetimeCursor {
         let field_start = name(&mut c, "partition_field_start", "start_time")?;
         let field_end = name(&mut c, "partition_field_end", "end_time")?;
         let clamping = clamping::Clamping::decode(&mut c, b)?;
-        let client_side = c.bool_or("is_client_side_incremental", false)?;
+        let data_feed = c.bool_or("is_data_feed", false)?;
+        // A data feed filters the records older than the slice after pagination, as Airbyte.
+        let client_side = c.bool_or("is_client_side_incremental", false)? || data_feed;
         let strict = c.bool_or("is_compare_strictly", false)?;
         c.finish()?;
         Ok(Self {
@@ -203,7 +202,20 @@ impl DatetimeCursor {
             strict,
             global_substream,
             clamping,
+            data_feed,
         })
+    }
+
+    /// Whether a data feed's page, ending with `last`, reached records older than `interval`
+    /// (Airbyte's `CursorStopCondition`; a record without a readable cursor does not stop).
+    pub fn feed_ends(&self, interval: &Interval, last: Option<&Value>) -> bool {
+        let Some(dt) = last
+            .and_then(|r| r.get(&self.cursor_field))
+            .and_then(|v| self.parse_value(v))
+        else {
+            return false;
+        };
+        dt < interval.start || (self.strict && dt == interval.start)
     }
 
     pub fn format(&self, dt: &Dt) -> String {

@@ -285,6 +285,17 @@ async fn read_slice(
             }
             _ => None,
         };
+        // `is_data_feed`: a page whose last record is older than the slice ends the read.
+        let next = match (&stream.cursor, &slice.interval) {
+            (Some(c), Some(i)) if next.is_some() && c.data_feed => {
+                if c.feed_ends(i, last_record(&records)?.as_ref()) {
+                    None
+                } else {
+                    next
+                }
+            }
+            _ => next,
+        };
         if tx.send(Msg::Page { id, records }).await.is_err() {
             return Ok(());
         }

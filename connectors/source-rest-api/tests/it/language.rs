@@ -545,3 +545,44 @@ async fn record_expander_emits_nested_items() {
         ]
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn data_feed_stops_at_records_older_than_the_state() {
+    let server = MockServer::start().await;
+    let pages = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let p = pages.clone();
+    serve(&server, "/items", move |r: &Request| {
+        let page: i64 = query(r, "page").map_or(1, |v| v.parse().unwrap());
+        p.lock().unwrap().push(page);
+        // Newest first: page 1 has days 9, 8, 7; page 2 days 6, 5, 4; page 3 days 3, 2, 1.
+        let data: Vec<Value> = (0..3)
+            .map(|i| {
+                let day = 10 - ((page - 1) * 3 + i + 1);
+                json!({"id": day, "updated_at": format!("2024-01-{day:02}T00:00:00Z")})
+            })
+            .collect();
+        json_response(json!({ "data": data }))
+    })
+    .await;
+    let paginator = r#"paginator:
+  type: DefaultPaginator
+  pagination_strategy: {type: PageIncrement, page_size: 3, start_from_page: 1}
+  page_token_option: {type: RequestOption, inject_into: request_parameter, field_name: page}"#;
+    let cursor = r#"incremental_sync:
+  type: DatetimeBasedCursor
+  cursor_field: updated_at
+  datetime_format: "%Y-%m-%dT%H:%M:%SZ"
+  start_datetime: "2024-01-01T00:00:00Z"
+  is_data_feed: true"#;
+    let m = manifest(&one_stream("/items", "", paginator, cursor));
+    let state = json!([{"type": "STREAM", "stream": {"stream_descriptor": {"name": "items"},
+        "stream_state": {"updated_at": "2024-01-05T00:00:00Z"}}}]);
+    let out = m.read_incremental(&config_for(&server), &["items"], Some(&state));
+    out.assert_success();
+    assert_eq!(*pages.lock().unwrap(), vec![1, 2]);
+    assert_eq!(ids(&out, "items"), vec![9, 8, 7, 6, 5]);
+    assert_eq!(
+        states(&out, "items").last().unwrap(),
+        &json!({"updated_at": "2024-01-09T00:00:00Z"})
+    );
+}
