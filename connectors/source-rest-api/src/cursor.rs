@@ -4,6 +4,7 @@
 //! records parsed with `cursor_datetime_formats` (then `datetime_format`).
 
 pub mod clamping;
+mod count;
 
 use cdk::Result;
 use serde_json::Value;
@@ -37,6 +38,8 @@ pub struct DatetimeCursor {
     clamping: Option<clamping::Clamping>,
     /// `is_data_feed`: records come newest first; a page ending before the slice stops the read.
     pub data_feed: bool,
+    /// An `IncrementingCountCursor` ([`count`]): values are integers held as epoch seconds.
+    pub count: bool,
 }
 
 #[derive(Debug)]
@@ -136,7 +139,10 @@ impl MinMax {
 impl DatetimeCursor {
     pub fn decode(node: Node<'_>, b: &Build) -> Result<Self> {
         let mut c = node.component(Some("DatetimeBasedCursor"))?;
-        c.expect(&["DatetimeBasedCursor"])?;
+        c.expect(&["DatetimeBasedCursor", "IncrementingCountCursor"])?;
+        if c.type_name == "IncrementingCountCursor" {
+            return Self::decode_count(c, b);
+        }
         if c.bool_or("allow_catalog_defined_cursor_field", false)? {
             return Err(c.error("allow_catalog_defined_cursor_field: true is not supported"));
         }
@@ -203,6 +209,7 @@ impl DatetimeCursor {
             global_substream,
             clamping,
             data_feed,
+            count: false,
         })
     }
 
@@ -231,6 +238,9 @@ impl DatetimeCursor {
 
     /// The configured end, or now.
     pub fn end_datetime(&self) -> Result<Dt> {
+        if self.count {
+            return Ok(max_dt());
+        }
         match &self.end {
             Some(e) => Ok(e.eval()?.unwrap_or_else(utc_now)),
             None => Ok(utc_now()),

@@ -222,7 +222,7 @@ impl StateKeeper {
                         .global
                         .map_or(default_start, |g| g.max(default_start))
                 });
-            return json!({ field: cursor.format(&value) });
+            return json!({ field: cursor.state_value(&value) });
         }
         if self.global_mode() {
             return self.global_state(cursor);
@@ -234,14 +234,14 @@ impl StateKeeper {
             if !advanced(key)
                 && let Some((p, d)) = self.input.partitions.get(key)
             {
-                states.push(json!({"partition": p, "cursor": { field: cursor.format(d) }}));
+                states.push(json!({"partition": p, "cursor": { field: cursor.state_value(d) }}));
                 latest = Some(latest.map_or(*d, |l| l.max(*d)));
             }
         }
         for key in self.order.iter().filter(|k| advanced(k)) {
             let t = &self.trackers[key];
             states.push(
-                json!({"partition": t.partition, "cursor": { field: cursor.format(&t.value) }}),
+                json!({"partition": t.partition, "cursor": { field: cursor.state_value(&t.value) }}),
             );
             latest = Some(latest.map_or(t.value, |l| l.max(t.value)));
         }
@@ -250,7 +250,7 @@ impl StateKeeper {
         out.insert("states".into(), Value::Array(states));
         let global = if finished { latest } else { self.input.global };
         if let Some(g) = global {
-            out.insert("state".into(), json!({ field: cursor.format(&g) }));
+            out.insert("state".into(), json!({ field: cursor.state_value(&g) }));
         }
         Value::Object(out)
     }
@@ -273,7 +273,7 @@ impl StateKeeper {
             (g, r) => g.or(r),
         };
         if let Some(g) = global {
-            out.insert("state".into(), json!({ field: cursor.format(&g) }));
+            out.insert("state".into(), json!({ field: cursor.state_value(&g) }));
         }
         let lookback = if self.latest_record.is_some() {
             self.started.elapsed().as_secs() as i64

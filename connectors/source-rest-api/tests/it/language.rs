@@ -586,3 +586,46 @@ async fn data_feed_stops_at_records_older_than_the_state() {
         &json!({"updated_at": "2024-01-09T00:00:00Z"})
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn incrementing_count_cursor_keeps_the_largest_id() {
+    let server = MockServer::start().await;
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let s = seen.clone();
+    serve(&server, "/items", move |r: &Request| {
+        let since: i64 = query(r, "since_id").map_or(-1, |v| v.parse().unwrap());
+        s.lock().unwrap().push(since);
+        let data: Vec<Value> = [5, 7, 6]
+            .iter()
+            .filter(|i| **i > since)
+            .map(|i| json!({"id": i}))
+            .collect();
+        json_response(json!({ "data": data }))
+    })
+    .await;
+    let cursor = r#"incremental_sync:
+  type: IncrementingCountCursor
+  cursor_field: id
+  start_value: "{{ config['first_id'] }}"
+  start_value_option: {type: RequestOption, inject_into: request_parameter, field_name: since_id}"#;
+    let m = manifest(&one_stream("/items", "", "", cursor));
+    let mut config = config_for(&server);
+    config["first_id"] = json!(0);
+    let catalog = |state: Option<&Value>| {
+        let cat = json!({"streams": [{"stream": {"name": "items", "json_schema": {}, "supported_sync_modes": ["full_refresh", "incremental"],
+            "source_defined_cursor": true, "default_cursor_field": ["id"]},
+            "sync_mode": "incremental", "cursor_field": ["id"], "destination_sync_mode": "append"}]});
+        let out = m.run().read(&config, &cat, state);
+        out.assert_protocol();
+        out
+    };
+    let first = catalog(None);
+    first.assert_success();
+    assert_eq!(ids(&first, "items"), vec![5, 7, 6]);
+    assert_eq!(states(&first, "items").last().unwrap(), &json!({"id": 7}));
+    let again = catalog(Some(&first.final_state()));
+    again.assert_success();
+    assert!(ids(&again, "items").is_empty());
+    assert_eq!(*seen.lock().unwrap(), vec![0, 7]);
+    assert_eq!(states(&again, "items").last().unwrap(), &json!({"id": 7}));
+}
