@@ -48,6 +48,8 @@ pub struct Response {
     pub headers: Vec<(String, String)>,
     pub body: Bytes,
     pub url: String,
+    /// The error handler said `RESET_PAGINATION` for this response.
+    pub reset_pagination: bool,
 }
 
 #[derive(Debug)]
@@ -160,6 +162,7 @@ impl Http {
             headers,
             body,
             url: final_url,
+            reset_pagination: false,
         })
     }
 }

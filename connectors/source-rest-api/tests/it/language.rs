@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use cdk::testing::http::{MockServer, Request};
+use cdk::testing::http::{MockServer, Request, ResponseTemplate};
 use serde_json::{Value, json};
 
 use crate::*;
@@ -628,4 +628,37 @@ async fn incrementing_count_cursor_keeps_the_largest_id() {
     assert!(ids(&again, "items").is_empty());
     assert_eq!(*seen.lock().unwrap(), vec![0, 7]);
     assert_eq!(states(&again, "items").last().unwrap(), &json!({"id": 7}));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn reset_pagination_reads_again_from_the_first_page() {
+    let server = MockServer::start().await;
+    let (count, respond) = counting(|n, r: &Request| {
+        let page: i64 = query(r, "page").map_or(1, |v| v.parse().unwrap());
+        // The first request for page 2 says the pagination must start over.
+        if page == 2 && n == 1 {
+            return ResponseTemplate::new(400).set_body_json(json!({"error": "cursor expired"}));
+        }
+        let data: Vec<Value> = if page <= 2 {
+            vec![json!({"id": page * 10}), json!({"id": page * 10 + 1})]
+        } else {
+            vec![]
+        };
+        json_response(json!({ "data": data }))
+    });
+    serve(&server, "/items", respond).await;
+    let retriever = r#"paginator:
+  type: DefaultPaginator
+  pagination_strategy: {type: PageIncrement, page_size: 2, start_from_page: 1}
+  page_token_option: {type: RequestOption, inject_into: request_parameter, field_name: page}"#;
+    let handler = r#"error_handler:
+  type: DefaultErrorHandler
+  response_filters:
+    - {type: HttpResponseFilter, action: RESET_PAGINATION, error_message_contains: cursor expired}"#;
+    let out = manifest(&one_stream("/items", handler, retriever, ""))
+        .read(&config_for(&server), &["items"]);
+    out.assert_success();
+    // Page 1 is read twice (as Airbyte does: its records are emitted again), then pages 2 and 3.
+    assert_eq!(ids(&out, "items"), vec![10, 11, 10, 11, 20, 21]);
+    assert_eq!(count.load(std::sync::atomic::Ordering::SeqCst), 5);
 }
