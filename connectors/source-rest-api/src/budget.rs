@@ -91,10 +91,10 @@ fn text(v: &Value) -> String {
 fn seconds(c: &Component<'_>, key: &str, raw: &str) -> Result<Duration> {
     let d = PyDuration::parse(raw).map_err(|e| c.error(format!("{key}: {e}")))?;
     let s = d.total_seconds();
-    if s <= 0.0 || !s.is_finite() {
+    if s <= 0.0 {
         return Err(c.error(format!("{key} must be a positive duration, got '{raw}'")));
     }
-    Ok(Duration::from_secs_f64(s))
+    Duration::try_from_secs_f64(s).map_err(|_| c.error(format!("{key} is too long: '{raw}'")))
 }
 
 /// An integer field that may be a template (`"{{ config['limit'] }}"`).
@@ -168,7 +168,7 @@ impl Budget {
         loop {
             let wait = policy.try_acquire(weight)?;
             let Some(wait) = wait else { return Ok(()) };
-            if waited + wait > MAX_WAIT {
+            if waited.saturating_add(wait) > MAX_WAIT {
                 return Err(Error::transient(format!(
                     "the api_budget allows no call to {} for another {:.0} s (more than the {} s this engine waits); lower the sync frequency or raise the budget",
                     crate::requester::redact_url(req.url.as_str()),
@@ -301,7 +301,9 @@ impl Policy {
                 let now = now_secs();
                 f.roll(now);
                 if f.calls + weight > f.limit {
-                    return Ok(Some(Duration::from_secs_f64((f.next_reset - now).max(0.0))));
+                    let wait = Duration::try_from_secs_f64((f.next_reset - now).max(0.0))
+                        .unwrap_or(Duration::MAX);
+                    return Ok(Some(wait));
                 }
                 f.calls += weight;
                 Ok(None)
@@ -365,7 +367,9 @@ impl Moving {
             for (t, w) in window {
                 to_free = to_free.saturating_sub(*w);
                 if to_free == 0 {
-                    let until = (*t + *interval).saturating_duration_since(now);
+                    let until = t
+                        .checked_add(*interval)
+                        .map_or(*interval, |end| end.saturating_duration_since(now));
                     wait = Some(wait.map_or(until, |x| x.max(until)));
                     break;
                 }

@@ -325,4 +325,24 @@ mod tests {
                 .is_err()
         );
     }
+
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Any body, to any decoder: documents or an error, never a panic.
+        #[test]
+        fn any_body_never_panics(body in prop::collection::vec(any::<u8>(), 0..200), text in "\\PC{0,80}") {
+            let csv = Decoder::Csv(CsvOptions::new("utf-8", ",", vec![]).unwrap());
+            let decoders = [
+                Decoder::Json, Decoder::Jsonl, Decoder::Iterable, Decoder::Xml, csv.clone(),
+                Decoder::JsonItems(vec!["a".into(), "item".into()]),
+                Decoder::Gzip(Box::new(csv)), Decoder::Zip(Box::new(Decoder::Jsonl)),
+            ];
+            for d in &decoders {
+                let _ = d.decode(&body);
+                let _ = d.decode(text.as_bytes());
+                let _ = d.decode(format!("<a x='{text}'>{text}</a>").as_bytes());
+            }
+        }
+    }
 }

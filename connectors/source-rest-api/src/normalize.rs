@@ -320,4 +320,40 @@ mod tests {
     fn empty_schema_normalizes_nothing() {
         assert!(Normalizer::new(&json!({})).is_none());
     }
+
+    use proptest::prelude::*;
+
+    fn any_json() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            any::<f64>()
+                .prop_map(|f| serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)),
+            "\\PC{0,12}".prop_map(Value::String),
+        ];
+        leaf.prop_recursive(3, 24, 4, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                prop::collection::btree_map("[a-z]{1,3}", inner, 0..4)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest! {
+        /// Any value under any declared type: a cast or the value unchanged, never a panic.
+        #[test]
+        fn never_panics(v in any_json()) {
+            let types = ["string", "number", "integer", "boolean", "array", "object", "null"];
+            let mut props = serde_json::Map::new();
+            for t in types {
+                props.insert(t.to_string(), json!({"type": [t, "null"], "items": {"type": t}, "properties": {"a": {"type": t}}}));
+            }
+            let n = Normalizer::new(&json!({"properties": props})).unwrap();
+            let mut record = Value::Object(types.iter().map(|t| (t.to_string(), v.clone())).collect());
+            n.apply(&mut record);
+            prop_assert!(record.is_object());
+        }
+    }
 }

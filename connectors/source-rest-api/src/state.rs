@@ -115,9 +115,11 @@ impl InputState {
     /// Where a partition starts from, by this state.
     pub fn start_of(&self, partition: &Map<String, Value>) -> Option<Dt> {
         let key = partition_key(&Value::Object(partition.clone()));
-        let global = self
-            .global
-            .map(|g| g - chrono::Duration::seconds(self.lookback_secs));
+        let global = self.global.map(|g| {
+            chrono::TimeDelta::try_seconds(self.lookback_secs)
+                .and_then(|l| g.checked_sub_signed(l))
+                .unwrap_or(g)
+        });
         self.partitions.get(&key).map(|(_, d)| *d).or(global)
     }
 }

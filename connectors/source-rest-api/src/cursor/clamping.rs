@@ -89,7 +89,7 @@ impl Clamping {
         match self {
             Clamping::Day => {
                 if ceiling && midnight != v {
-                    midnight + Duration::days(1)
+                    add_days(midnight, 1)
                 } else {
                     midnight
                 }
@@ -116,7 +116,7 @@ impl Clamping {
                 } else {
                     i64::from(to_ceiling) - 7
                 };
-                midnight + Duration::days(delta)
+                add_days(midnight, delta)
             }
         }
     }
@@ -134,7 +134,10 @@ impl Clamping {
         let gran = granularity.filter(|g| !g.is_zero());
         let upper = match gran {
             Some(g) => g.sub_from(&self.clamp(end, false)),
-            None => self.clamp(end, false) - self.end_granularity(),
+            None => {
+                let e = self.clamp(end, false);
+                e.checked_sub_signed(self.end_granularity()).unwrap_or(e)
+            }
         };
         let lower = self.clamp(lower, true);
         let interval = |s: Dt, e: Dt| Interval {
@@ -182,6 +185,11 @@ impl Clamping {
         }
         out
     }
+}
+
+/// `v` plus `days`, or `v` at the end of the calendar.
+fn add_days(v: Dt, days: i64) -> Dt {
+    v.checked_add_signed(Duration::days(days)).unwrap_or(v)
 }
 
 #[cfg(test)]
