@@ -1,7 +1,8 @@
 //! `JwtAuthenticator`: a JSON Web Token signed for every request (HMAC, RSA, RSA-PSS, ECDSA
 //! P-256/P-384 or EdDSA), with Airbyte's claims — `iat`, `nbf` now, `exp` now plus
 //! `token_duration` — and headers (`typ: JWT` unless set), injected as the `Authorization`
-//! header unless `request_option` says otherwise.
+//! header unless `request_option` says otherwise. A token is reused for half its lifetime (at
+//! most five minutes).
 
 use async_trait::async_trait;
 use base64::Engine as _;
@@ -31,6 +32,9 @@ pub struct Jwt {
     additional_headers: Option<Structure>,
     additional_payload: Option<Structure>,
     option: RequestOption,
+    /// The last token and when it was signed: reused for half its lifetime (at most five
+    /// minutes) rather than signing, and registering as a secret, one per request.
+    cached: std::sync::Mutex<Option<(i64, String)>>,
 }
 
 const RESERVED_HEADERS: [&str; 4] = ["kid", "alg", "typ", "cty"];
@@ -136,6 +140,7 @@ impl Jwt {
             additional_headers,
             additional_payload,
             option,
+            cached: std::sync::Mutex::new(None),
         })
     }
 
@@ -244,7 +249,23 @@ impl Jwt {
 #[async_trait]
 impl Authenticator for Jwt {
     async fn apply(&self, parts: &mut RequestParts) -> Result<()> {
-        let token = self.token(chrono::Utc::now().timestamp())?;
+        let now = chrono::Utc::now().timestamp();
+        let reuse_for = (self.token_duration.unwrap_or(0) / 2).min(300);
+        let cached = {
+            let guard = self.cached.lock().unwrap_or_else(|p| p.into_inner());
+            guard
+                .as_ref()
+                .filter(|(at, _)| now - at < reuse_for)
+                .map(|(_, t)| t.clone())
+        };
+        let token = match cached {
+            Some(t) => t,
+            None => {
+                let t = self.token(now)?;
+                *self.cached.lock().unwrap_or_else(|p| p.into_inner()) = Some((now, t.clone()));
+                t
+            }
+        };
         self.option
             .inject(&Value::String(token), &Vars::new(), parts)
     }
