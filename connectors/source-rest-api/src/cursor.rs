@@ -3,6 +3,9 @@
 //! `cursor_granularity`, the interval bounds as request options, and the cursor values of
 //! records parsed with `cursor_datetime_formats` (then `datetime_format`).
 
+pub mod clamping;
+mod count;
+
 use cdk::Result;
 use serde_json::Value;
 
@@ -29,6 +32,14 @@ pub struct DatetimeCursor {
     pub field_end: String,
     pub client_side: bool,
     pub strict: bool,
+    /// `global_substream_cursor`: one cursor for all partitions of a partitioned stream.
+    pub global_substream: bool,
+    /// `clamping`: slice bounds on day, week or month boundaries.
+    clamping: Option<clamping::Clamping>,
+    /// `is_data_feed`: records come newest first; a page ending before the slice stops the read.
+    pub data_feed: bool,
+    /// An `IncrementingCountCursor` ([`count`]): values are integers held as epoch seconds.
+    pub count: bool,
 }
 
 #[derive(Debug)]
@@ -128,20 +139,14 @@ impl MinMax {
 impl DatetimeCursor {
     pub fn decode(node: Node<'_>, b: &Build) -> Result<Self> {
         let mut c = node.component(Some("DatetimeBasedCursor"))?;
-        c.expect(&["DatetimeBasedCursor"])?;
-        for unsupported in ["clamping", "is_data_feed"] {
-            if c.has(unsupported) && c.get(unsupported) != Some(Value::Bool(false)) {
-                return Err(c.error(format!("the field '{unsupported}' is not supported")));
-            }
+        c.expect(&["DatetimeBasedCursor", "IncrementingCountCursor"])?;
+        if c.type_name == "IncrementingCountCursor" {
+            return Self::decode_count(c, b);
         }
-        for flag in [
-            "global_substream_cursor",
-            "allow_catalog_defined_cursor_field",
-        ] {
-            if c.bool_or(flag, false)? {
-                return Err(c.error(format!("{flag}: true is not supported")));
-            }
+        if c.bool_or("allow_catalog_defined_cursor_field", false)? {
+            return Err(c.error("allow_catalog_defined_cursor_field: true is not supported"));
         }
+        let global_substream = c.bool_or("global_substream_cursor", false)?;
         let cursor_field = c
             .template(b, "cursor_field")?
             .eval_str(&Vars::new())?
@@ -180,7 +185,10 @@ impl DatetimeCursor {
         };
         let field_start = name(&mut c, "partition_field_start", "start_time")?;
         let field_end = name(&mut c, "partition_field_end", "end_time")?;
-        let client_side = c.bool_or("is_client_side_incremental", false)?;
+        let clamping = clamping::Clamping::decode(&mut c, b)?;
+        let data_feed = c.bool_or("is_data_feed", false)?;
+        // A data feed filters the records older than the slice after pagination, as Airbyte.
+        let client_side = c.bool_or("is_client_side_incremental", false)? || data_feed;
         let strict = c.bool_or("is_compare_strictly", false)?;
         c.finish()?;
         Ok(Self {
@@ -198,7 +206,23 @@ impl DatetimeCursor {
             field_end,
             client_side,
             strict,
+            global_substream,
+            clamping,
+            data_feed,
+            count: false,
         })
+    }
+
+    /// Whether a data feed's page, ending with `last`, reached records older than `interval`
+    /// (Airbyte's `CursorStopCondition`; a record without a readable cursor does not stop).
+    pub fn feed_ends(&self, interval: &Interval, last: Option<&Value>) -> bool {
+        let Some(dt) = last
+            .and_then(|r| r.get(&self.cursor_field))
+            .and_then(|v| self.parse_value(v))
+        else {
+            return false;
+        };
+        dt < interval.start || (self.strict && dt == interval.start)
     }
 
     pub fn format(&self, dt: &Dt) -> String {
@@ -214,6 +238,9 @@ impl DatetimeCursor {
 
     /// The configured end, or now.
     pub fn end_datetime(&self) -> Result<Dt> {
+        if self.count {
+            return Ok(max_dt());
+        }
         match &self.end {
             Some(e) => Ok(e.eval()?.unwrap_or_else(utc_now)),
             None => Ok(utc_now()),
@@ -246,6 +273,17 @@ impl DatetimeCursor {
             Some(l) => l.sub_from(&sync_start),
             None => sync_start,
         };
+        if let Some(clamping) = self.clamping {
+            let granularity = self.step.is_some().then_some(&self.granularity);
+            return clamping.intervals(
+                start,
+                end,
+                self.step.as_ref(),
+                granularity,
+                self.strict,
+                |d| self.format(d),
+            );
+        }
         let mut out = Vec::new();
         let within = |s: &Dt| if self.strict { *s < end } else { *s <= end };
         while within(&start) {

@@ -20,6 +20,8 @@ pub enum Action {
     Ignore,
     RateLimited,
     RefreshTokenThenRetry,
+    /// `RESET_PAGINATION`: the slice's pagination starts again from the first page.
+    ResetPagination,
 }
 
 /// The verdict on one response (or transport error).
@@ -166,7 +168,11 @@ impl ErrorHandler {
                     let r = h.interpret(seen)?;
                     if matches!(
                         r.action,
-                        Action::Success | Action::Retry | Action::Ignore | Action::RateLimited
+                        Action::Success
+                            | Action::Retry
+                            | Action::Ignore
+                            | Action::RateLimited
+                            | Action::ResetPagination
                     ) {
                         return Ok(r);
                     }
@@ -264,7 +270,8 @@ impl ResponseFilter {
             Some("IGNORE") => Action::Ignore,
             Some("RATE_LIMITED") => Action::RateLimited,
             Some("REFRESH_TOKEN_THEN_RETRY") => Action::RefreshTokenThenRetry,
-            Some(other @ ("RESET_PAGINATION" | "REDUCE_PAGE_SIZE" | "SPLIT_REQUEST_WINDOW")) => {
+            Some("RESET_PAGINATION") => Action::ResetPagination,
+            Some(other @ ("REDUCE_PAGE_SIZE" | "SPLIT_REQUEST_WINDOW")) => {
                 return Err(c.error(format!("the action '{other}' is not supported")));
             }
             Some(other) => return Err(c.error(format!("unknown action '{other}'"))),

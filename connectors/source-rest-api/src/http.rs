@@ -48,12 +48,16 @@ pub struct Response {
     pub headers: Vec<(String, String)>,
     pub body: Bytes,
     pub url: String,
+    /// The error handler said `RESET_PAGINATION` for this response.
+    pub reset_pagination: bool,
 }
 
 #[derive(Debug)]
 pub struct Http {
     clients: Mutex<HashMap<Timeouts, reqwest::Client>>,
     permits: Arc<Semaphore>,
+    /// The manifest's `api_budget`, when it has one.
+    budget: std::sync::OnceLock<crate::budget::Budget>,
 }
 
 const DEFAULT_CONNECT: Duration = Duration::from_secs(30);
@@ -64,7 +68,13 @@ impl Http {
         Self {
             clients: Mutex::new(HashMap::new()),
             permits: Arc::new(Semaphore::new(max_in_flight.max(1))),
+            budget: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Sets the call budget every request passes (once).
+    pub fn set_budget(&self, budget: crate::budget::Budget) {
+        let _ = self.budget.set(budget);
     }
 
     fn client(&self, timeouts: Timeouts) -> Result<reqwest::Client> {
@@ -114,6 +124,14 @@ impl Http {
         } else if let Some(text) = &req.parts.body_text {
             builder = builder.body(text.clone());
         }
+        let budget_req = crate::budget::Request {
+            method: req.method.as_str(),
+            url: &url,
+            headers: &req.parts.headers,
+        };
+        if let Some(b) = self.budget.get() {
+            b.acquire(&budget_req).await.map_err(Err)?;
+        }
         let _permit = self
             .permits
             .acquire()
@@ -121,7 +139,7 @@ impl Http {
             .map_err(|e| Ok(e.to_string()))?;
         let response = builder.send().await.map_err(|e| Ok(cdk::chain_text(&e)))?;
         let status = response.status().as_u16();
-        let headers = response
+        let headers: Vec<(String, String)> = response
             .headers()
             .iter()
             .map(|(k, v)| {
@@ -131,6 +149,9 @@ impl Http {
                 )
             })
             .collect();
+        if let Some(b) = self.budget.get() {
+            b.update(&budget_req, status, &headers);
+        }
         let final_url = response.url().to_string();
         let body = response
             .bytes()
@@ -141,6 +162,7 @@ impl Http {
             headers,
             body,
             url: final_url,
+            reset_pagination: false,
         })
     }
 }

@@ -6,14 +6,22 @@
 //! ([`source`], [`stream`] and the modules by role), and read concurrently ([`read`]).
 
 pub mod auth;
+pub mod budget;
 pub mod config;
 pub mod cursor;
 pub mod decoder;
+pub mod delegating;
+pub mod dependency;
+pub mod dynamic;
 pub mod error_handler;
+pub mod expander;
+pub mod grouping;
 pub mod http;
 pub mod infer;
 pub mod interpolation;
 pub mod manifest;
+pub mod migration;
+pub mod normalize;
 pub mod paginator;
 pub mod partition;
 pub mod read;
@@ -110,15 +118,23 @@ impl SourceRestApi {
         })
     }
 
-    fn declarative(&self, config: &Value) -> Result<Declarative> {
-        let loaded = self.loaded(config)?;
+    /// The manifest to run for `config`, its dynamic streams resolved.
+    async fn resolved(&self, config: &Value) -> Result<Loaded> {
+        let mut loaded = self.loaded(config)?;
+        loaded.manifest =
+            dynamic::expand(&loaded.manifest, config, loaded.base_dir.clone()).await?;
+        Ok(loaded)
+    }
+
+    async fn declarative(&self, config: &Value) -> Result<Declarative> {
+        let loaded = self.resolved(config).await?;
         Declarative::decode(&loaded.manifest, config, loaded.base_dir)
     }
 
     /// The streams with their schemas, those of the simple form without one inferred from
     /// their first page.
     async fn discovered(&self, config: &Value) -> Result<Declarative> {
-        let mut loaded = self.loaded(config)?;
+        let mut loaded = self.resolved(config).await?;
         let d = Declarative::decode(&loaded.manifest, config, loaded.base_dir.clone())?;
         if loaded.infer.is_empty() {
             return Ok(d);
@@ -176,7 +192,7 @@ impl Source for SourceRestApi {
     }
 
     async fn check(&self, config: &Value) -> Result<()> {
-        let d = self.declarative(config)?;
+        let d = self.declarative(config).await?;
         d.check().await
     }
 
@@ -196,7 +212,7 @@ impl Source for SourceRestApi {
     }
 
     async fn streams(&self, config: &Value) -> Result<Vec<Arc<dyn Stream>>> {
-        let d = self.declarative(config)?;
+        let d = self.declarative(config).await?;
         Ok(Self::streams_of(&d))
     }
 
@@ -207,7 +223,7 @@ impl Source for SourceRestApi {
         state: &InputState,
         output: &Output,
     ) -> Result<()> {
-        let d = self.declarative(config)?;
+        let d = self.declarative(config).await?;
         let options = ReadOptions {
             checkpoint_interval: u64::MAX,
             max_concurrent_streams: d.concurrency,

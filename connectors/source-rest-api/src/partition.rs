@@ -8,6 +8,7 @@ use cdk::Result;
 use serde_json::{Map, Value};
 use tokio::sync::mpsc;
 
+use crate::dependency::{ParentDependency, ParentRead};
 use crate::interpolation::Vars;
 use crate::manifest::{Build, Node, unsupported_type};
 use crate::read::{self, Msg, Plan};
@@ -32,6 +33,12 @@ pub enum PartitionRouter {
     },
     Substream(Vec<ParentConfig>),
     Product(Vec<PartitionRouter>),
+    /// `GroupingPartitionRouter`: the underlying router's partitions in batches.
+    Grouping {
+        inner: Box<PartitionRouter>,
+        size: usize,
+        deduplicate: bool,
+    },
 }
 
 #[derive(Debug)]
@@ -41,9 +48,15 @@ pub struct ParentConfig {
     partition_field: String,
     option: Option<Arc<RequestOption>>,
     extra_fields: Vec<Vec<String>>,
+    /// `incremental_dependency`: the parent is read from its state kept in the child's.
+    dependency: Option<Arc<ParentDependency>>,
 }
 
-const SUPPORTED: [&str; 2] = ["ListPartitionRouter", "SubstreamPartitionRouter"];
+const SUPPORTED: [&str; 3] = [
+    "ListPartitionRouter",
+    "SubstreamPartitionRouter",
+    "GroupingPartitionRouter",
+];
 
 impl PartitionRouter {
     pub fn decode(node: Node<'_>, b: &Build) -> Result<Self> {
@@ -104,9 +117,7 @@ impl PartitionRouter {
                 for n in c.children("parent_stream_configs")? {
                     let mut p = n.component(Some("ParentStreamConfig"))?;
                     p.expect(&["ParentStreamConfig"])?;
-                    if p.bool_or("incremental_dependency", false)? {
-                        return Err(p.error("incremental_dependency: true is not supported"));
-                    }
+                    let incremental_dependency = p.bool_or("incremental_dependency", false)?;
                     if p.string_list("lazy_read_pointer")?
                         .is_some_and(|l| !l.is_empty())
                     {
@@ -153,7 +164,10 @@ impl PartitionRouter {
                         }
                     };
                     p.finish()?;
+                    let dependency =
+                        incremental_dependency.then(|| ParentDependency::new(&stream.name));
                     parents.push(ParentConfig {
+                        dependency,
                         stream,
                         parent_key,
                         partition_field,
@@ -166,10 +180,52 @@ impl PartitionRouter {
                 }
                 PartitionRouter::Substream(parents)
             }
+            "GroupingPartitionRouter" => {
+                let size = c
+                    .opt_i64("group_size")?
+                    .ok_or_else(|| c.error("the field 'group_size' is required"))?;
+                if size < 1 {
+                    return Err(c.error(format!("group_size must be greater than 0, got {size}")));
+                }
+                let inner = Self::decode(c.required_child("underlying_partition_router")?, b)?;
+                if inner.has_request_option() {
+                    return Err(c.error(
+                        "request options of the underlying partition router are not supported with grouping (set them on the requester)",
+                    ));
+                }
+                PartitionRouter::Grouping {
+                    inner: Box::new(inner),
+                    size: size as usize,
+                    deduplicate: c.bool_or("deduplicate", true)?,
+                }
+            }
             other => return Err(unsupported_type(other, c.at(), &SUPPORTED)),
         };
         c.finish()?;
         Ok(router)
+    }
+
+    /// Whether partitions inject a request option (which a grouping cannot).
+    fn has_request_option(&self) -> bool {
+        match self {
+            PartitionRouter::List { option, .. } => option.is_some(),
+            PartitionRouter::Substream(parents) => parents.iter().any(|p| p.option.is_some()),
+            PartitionRouter::Product(rs) => rs.iter().any(|r| r.has_request_option()),
+            PartitionRouter::Grouping { inner, .. } => inner.has_request_option(),
+        }
+    }
+
+    /// The parents read with `incremental_dependency`, with the parent stream.
+    pub fn dependencies(&self) -> Vec<(Arc<ParentDependency>, Arc<StreamDef>)> {
+        match self {
+            PartitionRouter::List { .. } => Vec::new(),
+            PartitionRouter::Substream(parents) => parents
+                .iter()
+                .filter_map(|p| p.dependency.clone().map(|d| (d, p.stream.clone())))
+                .collect(),
+            PartitionRouter::Product(rs) => rs.iter().flat_map(|r| r.dependencies()).collect(),
+            PartitionRouter::Grouping { inner, .. } => inner.dependencies(),
+        }
     }
 
     /// The partitions, produced as they are found (a parent is read while its children are).
@@ -212,6 +268,14 @@ impl PartitionRouter {
                     parent.produce(concurrency, tx).await?;
                 }
                 Ok(())
+            }
+            PartitionRouter::Grouping {
+                inner,
+                size,
+                deduplicate,
+            } => {
+                let rx = Arc::new(clone_router(inner)).partitions(concurrency);
+                crate::grouping::group(rx, *size, *deduplicate, tx).await
             }
             PartitionRouter::Product(routers) => {
                 let mut acc = vec![Partition::default()];
@@ -266,12 +330,22 @@ fn clone_router(r: &PartitionRouter) -> PartitionRouter {
                     partition_field: p.partition_field.clone(),
                     option: p.option.clone(),
                     extra_fields: p.extra_fields.clone(),
+                    dependency: p.dependency.clone(),
                 })
                 .collect(),
         ),
         PartitionRouter::Product(rs) => {
             PartitionRouter::Product(rs.iter().map(clone_router).collect())
         }
+        PartitionRouter::Grouping {
+            inner,
+            size,
+            deduplicate,
+        } => PartitionRouter::Grouping {
+            inner: Box::new(clone_router(inner)),
+            size: *size,
+            deduplicate: *deduplicate,
+        },
     }
 }
 
@@ -282,11 +356,15 @@ impl ParentConfig {
         concurrency: usize,
         tx: &mpsc::Sender<Result<Partition>>,
     ) -> Result<()> {
+        let (starts, mut tracking) = match &self.dependency {
+            Some(d) => ParentRead::start(d, &self.stream),
+            None => (None, None),
+        };
         let (ptx, mut prx) = mpsc::channel(4);
         let _guard = read::spawn(
             Plan {
                 stream: self.stream.clone(),
-                starts: None,
+                starts,
                 concurrency,
                 first_page_only: false,
             },
@@ -296,10 +374,20 @@ impl ParentConfig {
             Default::default();
         while let Some(msg) = prx.recv().await {
             match msg {
-                Msg::Slice { id, partition, .. } => {
+                Msg::Slice {
+                    id,
+                    partition,
+                    sync_start,
+                } => {
+                    if let Some(t) = tracking.as_mut() {
+                        t.slice(id, &partition, sync_start);
+                    }
                     slices.insert(id, partition);
                 }
                 Msg::Done { id } => {
+                    if let Some(t) = tracking.as_mut() {
+                        t.done(id);
+                    }
                     slices.remove(&id);
                 }
                 Msg::RateLimited(_) => {}
@@ -307,6 +395,9 @@ impl ParentConfig {
                     return Err(e.context(format!("parent stream '{}'", self.stream.name)));
                 }
                 Msg::Page { id, records } => {
+                    if let Some(t) = tracking.as_mut() {
+                        t.page(id, &records)?;
+                    }
                     let parent_slice = slices.get(&id).map(|p| (**p).clone()).unwrap_or_default();
                     for record in records.into_values()? {
                         let Some(value) = self.parent_key.iter().try_fold(&record, |v, k| v.get(k))
@@ -334,6 +425,9 @@ impl ParentConfig {
                     }
                 }
             }
+        }
+        if let Some(t) = tracking {
+            t.finish()?;
         }
         Ok(())
     }

@@ -198,6 +198,9 @@ fn last_record(records: &Records) -> cdk::Result<Option<Value>> {
     }
 }
 
+/// How often one slice may restart its pagination (`RESET_PAGINATION`) before it fails.
+const MAX_PAGINATION_RESETS: u32 = 100;
+
 /// Reads every page of one slice.
 async fn read_slice(
     stream: &StreamDef,
@@ -212,6 +215,7 @@ async fn read_slice(
         let _ = tx.try_send(Msg::RateLimited(reset));
     };
     let mut token = r.paginator.as_ref().and_then(|p| p.initial_token());
+    let mut resets = 0u32;
     loop {
         let mut vars = base_vars.clone();
         if let Some(t) = &token {
@@ -237,6 +241,18 @@ async fn read_slice(
         let Some(resp) = r.requester.send(&call).await? else {
             break;
         };
+        if resp.reset_pagination {
+            resets += 1;
+            if resets > MAX_PAGINATION_RESETS {
+                return Err(Error::system(format!(
+                    "stream '{}': the API asked to reset the pagination {MAX_PAGINATION_RESETS} times in one slice (status {}); stopping",
+                    stream.name, resp.status
+                )));
+            }
+            tracing::info!(stream = %stream.name, "RESET_PAGINATION: reading the slice again from its first page");
+            token = r.paginator.as_ref().and_then(|p| p.initial_token());
+            continue;
+        }
         let raw = r.decoder == Decoder::Json && r.selector.passes_raw();
         let needs_response = r.paginator.as_ref().is_some_and(|p| p.uses_response());
         let (records, first_doc) = if raw {
@@ -284,6 +300,17 @@ async fn read_slice(
                 p.next_token(&last, token.as_ref())?
             }
             _ => None,
+        };
+        // `is_data_feed`: a page whose last record is older than the slice ends the read.
+        let next = match (&stream.cursor, &slice.interval) {
+            (Some(c), Some(i)) if next.is_some() && c.data_feed => {
+                if c.feed_ends(i, last_record(&records)?.as_ref()) {
+                    None
+                } else {
+                    next
+                }
+            }
+            _ => next,
         };
         if tx.send(Msg::Page { id, records }).await.is_err() {
             return Ok(());

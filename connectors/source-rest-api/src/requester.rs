@@ -286,6 +286,15 @@ impl Requester {
                         Err(_) => Err(failure(resolution.failure_type, describe())),
                     };
                 }
+                Action::ResetPagination => {
+                    return match sent {
+                        Ok(mut resp) => {
+                            resp.reset_pagination = true;
+                            Ok(Some(resp))
+                        }
+                        Err(_) => Err(failure(resolution.failure_type, describe())),
+                    };
+                }
                 Action::Ignore => {
                     tracing::info!(url = %redact_url(&req.url), %status, "ignoring the response as the error handler says");
                     return Ok(None);

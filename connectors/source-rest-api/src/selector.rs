@@ -16,6 +16,11 @@ pub struct RecordSelector {
     filter: Option<Template>,
     transformations: Vec<Transformation>,
     transform_before_filtering: bool,
+    /// `schema_normalization: Default`: set once the stream's schema is known.
+    normalize: bool,
+    normalizer: Option<crate::normalize::Normalizer>,
+    /// `record_expander` of the extractor.
+    expander: Option<crate::expander::RecordExpander>,
 }
 
 impl RecordSelector {
@@ -26,9 +31,10 @@ impl RecordSelector {
             .required_child("extractor")?
             .component(Some("DpathExtractor"))?;
         e.expect(&["DpathExtractor"])?;
-        if e.has("record_expander") {
-            return Err(e.error("record_expander is not supported"));
-        }
+        let expander = e
+            .child("record_expander")
+            .map(|n| crate::expander::RecordExpander::decode(n, b))
+            .transpose()?;
         let field_path = e
             .string_list("field_path")?
             .ok_or_else(|| e.error("the field 'field_path' is required"))?
@@ -48,17 +54,19 @@ impl RecordSelector {
                 t
             }
         };
-        if let Some(n) = c.child("schema_normalization") {
-            match n.value.as_str() {
-                Some("None") => {}
+        let normalize = match c.child("schema_normalization") {
+            None => false,
+            Some(n) => match n.value.as_str() {
+                Some("None") => false,
+                Some("Default") => true,
                 _ => {
                     return Err(c.error(format!(
-                        "schema_normalization {} is not supported (only None)",
+                        "schema_normalization {} is not supported (None or Default; custom normalizations are Python code)",
                         n.value
                     )));
                 }
-            }
-        }
+            },
+        };
         let transform_before_filtering = c.bool_or("transform_before_filtering", false)?;
         c.finish()?;
         Ok(Self {
@@ -66,7 +74,18 @@ impl RecordSelector {
             filter,
             transformations,
             transform_before_filtering,
+            normalize,
+            normalizer: None,
+            expander,
         })
+    }
+
+    /// Gives the selector the stream's schema, which `schema_normalization: Default` casts
+    /// records to.
+    pub fn set_schema(&mut self, schema: &Value) {
+        if self.normalize {
+            self.normalizer = crate::normalize::Normalizer::new(schema);
+        }
     }
 
     /// The field path with its interpolations evaluated (a missing value is an empty step).
@@ -101,6 +120,16 @@ impl RecordSelector {
                 other => vec![other],
             }
         };
+        let extracted = match &self.expander {
+            None => extracted,
+            Some(x) => {
+                let mut out = Vec::with_capacity(extracted.len());
+                for r in extracted {
+                    x.expand(r, &mut out)?;
+                }
+                out
+            }
+        };
         for r in &extracted {
             if !r.is_object() {
                 return Err(Error::system(format!(
@@ -114,7 +143,7 @@ impl RecordSelector {
 
     /// Filters and transforms records (in Airbyte's order unless `transform_before_filtering`).
     pub fn select(&self, records: Vec<Value>, vars: &Vars) -> Result<Vec<Value>> {
-        if self.filter.is_none() && self.transformations.is_empty() {
+        if self.filter.is_none() && self.transformations.is_empty() && self.normalizer.is_none() {
             return Ok(records);
         }
         let mut out = Vec::with_capacity(records.len());
@@ -131,6 +160,9 @@ impl RecordSelector {
             }
             if !self.transform_before_filtering {
                 self.transform(&mut r, vars)?;
+            }
+            if let Some(n) = &self.normalizer {
+                n.apply(&mut r);
             }
             out.push(r);
         }
@@ -284,6 +316,8 @@ impl RecordSelector {
     pub fn passes_raw(&self) -> bool {
         self.filter.is_none()
             && self.transformations.is_empty()
+            && self.normalizer.is_none()
+            && self.expander.is_none()
             && self.field_path.iter().all(|t| t.source() != "*")
     }
 

@@ -13,7 +13,7 @@ use crate::manifest::{Build, Node};
 use crate::stream::StreamDef;
 
 /// Manifest keys read here or deliberately without effect.
-const TOP_LEVEL: [&str; 10] = [
+const TOP_LEVEL: [&str; 11] = [
     "type",
     "version",
     "check",
@@ -24,6 +24,7 @@ const TOP_LEVEL: [&str; 10] = [
     "concurrency_level",
     "metadata",
     "description",
+    "api_budget",
 ];
 
 /// Airbyte's default when a manifest does not say.
@@ -69,13 +70,16 @@ impl Declarative {
             "description",
             "concurrency_level",
         ]);
+        if let Some(n) = c.child("api_budget") {
+            b.http.set_budget(crate::budget::Budget::decode(n, &b)?);
+        }
         if let Some(n) = c.child("spec") {
             spec_of(n)?;
         }
         let mut streams = Vec::new();
         for n in c.children("streams")? {
             let mut s = StreamDef::decode(n, &b)?;
-            s.concurrency = concurrency;
+            s.set_concurrency(concurrency);
             if streams.iter().any(|x: &Arc<StreamDef>| x.name == s.name) {
                 return Err(Error::config(format!("two streams are named '{}'", s.name)));
             }

@@ -45,6 +45,12 @@ pub struct InputState {
     pub partitions: HashMap<String, (Value, Dt)>,
     /// Partitions in their original order.
     order: Vec<String>,
+    /// One cursor for all partitions (`global_substream_cursor`, or `use_global_cursor` in the
+    /// state): partitions start from the global cursor and only it is kept.
+    pub use_global: bool,
+    /// The state's `lookback_window` (seconds): partitions starting from the global cursor
+    /// start this much earlier, as in Airbyte.
+    pub lookback_secs: i64,
 }
 
 /// The key a partition is known by (its JSON with sorted keys).
@@ -63,10 +69,20 @@ pub fn partition_key(partition: &Value) -> String {
 
 impl InputState {
     pub fn parse(cursor: &DatetimeCursor, state: Option<&Value>) -> Self {
-        let mut out = InputState::default();
+        let mut out = InputState {
+            use_global: cursor.global_substream,
+            ..InputState::default()
+        };
         let Some(Value::Object(s)) = state else {
             return out;
         };
+        if s.contains_key("states") || s.contains_key("state") {
+            out.use_global = s.get("use_global_cursor").and_then(Value::as_bool) == Some(true);
+            out.lookback_secs = s
+                .get("lookback_window")
+                .and_then(Value::as_i64)
+                .unwrap_or(0);
+        }
         let field = &cursor.cursor_field;
         if let Some(v) = s.get(field) {
             out.global = cursor.parse_value(v);
@@ -89,8 +105,7 @@ impl InputState {
                 }
             }
         }
-        let use_global = s.get("use_global_cursor").and_then(Value::as_bool) == Some(true);
-        if use_global {
+        if out.use_global {
             out.partitions.clear();
             out.order.clear();
         }
@@ -100,7 +115,12 @@ impl InputState {
     /// Where a partition starts from, by this state.
     pub fn start_of(&self, partition: &Map<String, Value>) -> Option<Dt> {
         let key = partition_key(&Value::Object(partition.clone()));
-        self.partitions.get(&key).map(|(_, d)| *d).or(self.global)
+        let global = self.global.map(|g| {
+            chrono::TimeDelta::try_seconds(self.lookback_secs)
+                .and_then(|l| g.checked_sub_signed(l))
+                .unwrap_or(g)
+        });
+        self.partitions.get(&key).map(|(_, d)| *d).or(global)
     }
 }
 
@@ -113,6 +133,9 @@ pub struct StateKeeper {
     order: Vec<String>,
     slice_of: HashMap<u64, String>,
     last_emit: Instant,
+    /// The latest record cursor seen (the global cursor of `global_substream_cursor`).
+    latest_record: Option<Dt>,
+    started: Instant,
 }
 
 impl StateKeeper {
@@ -124,6 +147,8 @@ impl StateKeeper {
             order: Vec::new(),
             slice_of: HashMap::new(),
             last_emit: Instant::now(),
+            latest_record: None,
+            started: Instant::now(),
         }
     }
 
@@ -145,6 +170,7 @@ impl StateKeeper {
 
     /// Notes a record's cursor value.
     pub fn observe(&mut self, id: u64, value: Dt) {
+        self.latest_record = Some(self.latest_record.map_or(value, |m| m.max(value)));
         let Some(t) = self
             .slice_of
             .get(&id)
@@ -167,6 +193,10 @@ impl StateKeeper {
                 slot.1 = true;
             }
             t.close();
+        }
+        // A global substream cursor is only stated once every partition was read.
+        if self.global_mode() {
+            return false;
         }
         // Large partitioned states are not rewritten after every slice.
         if self.partitioned && self.trackers.len() > 100 {
@@ -194,7 +224,10 @@ impl StateKeeper {
                         .global
                         .map_or(default_start, |g| g.max(default_start))
                 });
-            return json!({ field: cursor.format(&value) });
+            return json!({ field: cursor.state_value(&value) });
+        }
+        if self.global_mode() {
+            return self.global_state(cursor);
         }
         let mut states = Vec::new();
         let mut latest: Option<Dt> = self.input.global;
@@ -203,14 +236,14 @@ impl StateKeeper {
             if !advanced(key)
                 && let Some((p, d)) = self.input.partitions.get(key)
             {
-                states.push(json!({"partition": p, "cursor": { field: cursor.format(d) }}));
+                states.push(json!({"partition": p, "cursor": { field: cursor.state_value(d) }}));
                 latest = Some(latest.map_or(*d, |l| l.max(*d)));
             }
         }
         for key in self.order.iter().filter(|k| advanced(k)) {
             let t = &self.trackers[key];
             states.push(
-                json!({"partition": t.partition, "cursor": { field: cursor.format(&t.value) }}),
+                json!({"partition": t.partition, "cursor": { field: cursor.state_value(&t.value) }}),
             );
             latest = Some(latest.map_or(t.value, |l| l.max(t.value)));
         }
@@ -219,8 +252,37 @@ impl StateKeeper {
         out.insert("states".into(), Value::Array(states));
         let global = if finished { latest } else { self.input.global };
         if let Some(g) = global {
-            out.insert("state".into(), json!({ field: cursor.format(&g) }));
+            out.insert("state".into(), json!({ field: cursor.state_value(&g) }));
         }
+        Value::Object(out)
+    }
+}
+
+impl StateKeeper {
+    fn global_mode(&self) -> bool {
+        self.partitioned && self.input.use_global
+    }
+
+    /// The state of a global substream cursor, as Airbyte writes it: the latest record cursor
+    /// (or the incoming one), and the sync's duration in seconds as `lookback_window` (the
+    /// incoming one when no record was read).
+    fn global_state(&self, cursor: &DatetimeCursor) -> Value {
+        let field = &cursor.cursor_field;
+        let mut out = Map::new();
+        out.insert("use_global_cursor".into(), Value::Bool(true));
+        let global = match (self.input.global, self.latest_record) {
+            (Some(g), Some(r)) => Some(g.max(r)),
+            (g, r) => g.or(r),
+        };
+        if let Some(g) = global {
+            out.insert("state".into(), json!({ field: cursor.state_value(&g) }));
+        }
+        let lookback = if self.latest_record.is_some() {
+            self.started.elapsed().as_secs() as i64
+        } else {
+            self.input.lookback_secs
+        };
+        out.insert("lookback_window".into(), Value::from(lookback));
         Value::Object(out)
     }
 }

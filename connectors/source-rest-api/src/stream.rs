@@ -11,6 +11,7 @@ use tokio::sync::mpsc;
 
 use crate::cursor::DatetimeCursor;
 use crate::decoder::Decoder;
+use crate::dependency::with_parent_state;
 use crate::interpolation::datetime::Dt;
 use crate::manifest::{Build, Node, unsupported_type};
 use crate::paginator::Paginator;
@@ -30,6 +31,10 @@ pub struct StreamDef {
     pub retriever: Retriever,
     pub cursor: Option<DatetimeCursor>,
     pub concurrency: usize,
+    /// `state_migrations`, applied to the incoming state.
+    pub migrations: Vec<crate::migration::StateMigration>,
+    /// A `StateDelegatingStream`'s incremental stream (this one is its full refresh stream).
+    pub delegate: Option<crate::delegating::Delegate>,
 }
 
 #[derive(Debug)]
@@ -44,6 +49,9 @@ pub struct Retriever {
 
 impl StreamDef {
     pub fn decode(node: Node<'_>, b: &Build) -> Result<Self> {
+        if node.value.get("type").and_then(Value::as_str) == Some("StateDelegatingStream") {
+            return crate::delegating::decode(node, b);
+        }
         let mut c = node.component(Some("DeclarativeStream"))?;
         c.expect(&["DeclarativeStream"])?;
         let name = c.str("name")?;
@@ -51,11 +59,6 @@ impl StreamDef {
             return Err(c.error("the stream has no name"));
         }
         let primary_key = primary_key(c.get("primary_key")).map_err(|e| c.error(e))?;
-        match c.get("state_migrations") {
-            None | Some(Value::Null) => {}
-            Some(Value::Array(a)) if a.is_empty() => {}
-            Some(_) => return Err(c.error("state_migrations are not supported")),
-        }
         let transformations = c
             .children("transformations")?
             .into_iter()
@@ -65,6 +68,8 @@ impl StreamDef {
             Some(n) => Some(DatetimeCursor::decode(n, b)?),
             None => None,
         };
+        let migrations =
+            crate::migration::decode(&mut c, b, cursor.as_ref().map(|c| c.cursor_field.as_str()))?;
         let schema = schema::decode(c.child("schema_loader"), b, &name)?;
         let mut r = c
             .required_child("retriever")?
@@ -83,8 +88,9 @@ impl StreamDef {
             }
         }
         let requester = Requester::decode(r.required_child("requester")?, b)?;
-        let selector =
+        let mut selector =
             RecordSelector::decode(r.required_child("record_selector")?, b, transformations)?;
+        selector.set_schema(&schema);
         let paginator = Paginator::decode(r.child("paginator"), b)?;
         let decoder = Decoder::decode_node(r.child("decoder"))?;
         let router = match r.child("partition_router") {
@@ -114,6 +120,8 @@ impl StreamDef {
             },
             cursor,
             concurrency: 1,
+            migrations,
+            delegate: None,
         })
     }
 
@@ -206,13 +214,22 @@ impl cdk::Stream for DeclarativeStream {
     }
 
     async fn read(&self, ctx: &ReadContext, out: &mut RecordWriter) -> Result<()> {
-        let stream = &self.0;
+        let stream = crate::delegating::pick(&self.0, ctx.state.as_ref());
         let incremental = ctx.is_incremental() && stream.cursor.is_some();
         let mut keeper = None;
         let mut default_start = None;
+        let deps: Vec<_> = match &stream.retriever.router {
+            Some(r) if incremental => r.dependencies(),
+            _ => Vec::new(),
+        };
+        let parents: Vec<_> = deps.iter().map(|(d, _)| d.clone()).collect();
         let mut starts = None;
         if let (true, Some(cursor)) = (incremental, &stream.cursor) {
-            let input = InputState::parse(cursor, ctx.state.as_ref());
+            for (d, parent) in &deps {
+                d.prepare(ctx.state.as_ref(), parent);
+            }
+            let migrated = crate::migration::apply(&stream.migrations, ctx.state.as_ref());
+            let input = InputState::parse(cursor, migrated.as_ref());
             let shared = Arc::new(input.clone());
             starts = Some(
                 Arc::new(move |p: &serde_json::Map<String, Value>| shared.start_of(p))
@@ -276,7 +293,8 @@ impl cdk::Stream for DeclarativeStream {
                         (keeper.as_mut(), &stream.cursor, default_start)
                         && k.slice_done(id)
                     {
-                        out.checkpoint(k.state(cursor, start, false));
+                        let state = k.state(cursor, start, false);
+                        out.checkpoint(with_parent_state(state, &parents, false));
                     }
                 }
                 Msg::RateLimited(reset) => out.rate_limited(reset),
@@ -286,7 +304,8 @@ impl cdk::Stream for DeclarativeStream {
         if let (Some(k), Some(cursor), Some(start)) =
             (keeper.as_ref(), &stream.cursor, default_start)
         {
-            out.checkpoint(k.state(cursor, start, true));
+            let state = k.state(cursor, start, true);
+            out.checkpoint(with_parent_state(state, &parents, true));
         }
         Ok(())
     }

@@ -1,8 +1,12 @@
 //! Authenticators: `NoAuth`, `ApiKeyAuthenticator` (anywhere a `RequestOption` can put it),
 //! `BearerAuthenticator`, `BasicHttpAuthenticator`, and the token-holding
-//! `OAuthAuthenticator` ([`oauth`]) and `SessionTokenAuthenticator` ([`session`]).
+//! `OAuthAuthenticator` ([`oauth`]) and `SessionTokenAuthenticator` ([`session`]), and
+//! `JwtAuthenticator` ([`jwt`]); `SelectiveAuthenticator` ([`selective`]) picks one of them by
+//! a config value.
 
+mod jwt;
 mod oauth;
+mod selective;
 mod session;
 
 use std::sync::Arc;
@@ -25,13 +29,15 @@ pub trait Authenticator: Send + Sync + std::fmt::Debug {
     async fn invalidate(&self) {}
 }
 
-const SUPPORTED: [&str; 6] = [
+const SUPPORTED: [&str; 8] = [
     "NoAuth",
     "ApiKeyAuthenticator",
     "BearerAuthenticator",
     "BasicHttpAuthenticator",
     "OAuthAuthenticator",
     "SessionTokenAuthenticator",
+    "JwtAuthenticator",
+    "SelectiveAuthenticator",
 ];
 
 pub fn none() -> Arc<dyn Authenticator> {
@@ -77,6 +83,8 @@ pub fn decode(node: Node<'_>, b: &Build) -> Result<Arc<dyn Authenticator>> {
         }),
         "OAuthAuthenticator" => Arc::new(oauth::OAuth::decode(&mut c, b)?),
         "SessionTokenAuthenticator" => Arc::new(session::Session::decode(&mut c, b)?),
+        "JwtAuthenticator" => Arc::new(jwt::Jwt::decode(&mut c, b)?),
+        "SelectiveAuthenticator" => selective::decode(&mut c, b)?,
         other => return Err(unsupported_type(other, c.at(), &SUPPORTED)),
     };
     c.finish()?;

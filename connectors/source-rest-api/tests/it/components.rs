@@ -220,12 +220,22 @@ async fn unsupported_components_and_fields_are_named() {
         "{}\ndynamic_streams: []\n",
         one_stream("/items", "", "", "")
     );
+    // An empty `dynamic_streams` adds no stream (the request fails on the server without mock).
     let out = manifest(&dynamic).read(&config_for(&server), &["items"]);
+    assert!(!trace_error(&out).0.contains("dynamic_streams"));
+
+    let custom_decoder = one_stream(
+        "/items",
+        "",
+        "decoder: {type: CustomDecoder, class_name: source_x.Dec}",
+        "",
+    );
+    let out = manifest(&custom_decoder).read(&config_for(&server), &["items"]);
     out.assert_failure();
+    let (message, _) = trace_error(&out);
     assert!(
-        trace_error(&out)
-            .0
-            .contains("'dynamic_streams' is not supported")
+        message.contains("CustomDecoder at /streams/0/retriever/decoder: custom decoders are Python code ('source_x.Dec')"),
+        "{message}"
     );
 }
 

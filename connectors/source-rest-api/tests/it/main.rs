@@ -6,6 +6,7 @@ mod auth;
 mod components;
 mod errors;
 mod incremental;
+mod language;
 mod pagination;
 mod simple;
 mod substreams;

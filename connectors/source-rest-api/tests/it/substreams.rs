@@ -226,3 +226,175 @@ async fn list_partitions_with_a_request_option() {
         ]
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn legacy_per_partition_state_is_migrated() {
+    let (server, _log) = server().await;
+    let yaml = MANIFEST.replace(
+        "    incremental_sync:\n",
+        "    state_migrations:\n      - type: LegacyToPerPartitionStateMigration\n    incremental_sync:\n",
+    );
+    let m = manifest(&yaml);
+    let legacy = json!([{"type": "STREAM", "stream": {"stream_descriptor": {"name": "tasks"},
+        "stream_state": {"9": {"updated_at": "2024-01-04T00:00:00Z"}}}}]);
+    let out = m.read_incremental(&config(&server), &["tasks"], Some(&legacy));
+    out.assert_success();
+    let last = states(&out, "tasks").pop().unwrap();
+    // The legacy entry became a partition of the low-code shape, kept beside the partitions read.
+    let migrated: Vec<&Value> = last["states"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["partition"] == json!({"project_id": "9"}))
+        .collect();
+    assert_eq!(
+        migrated,
+        vec![
+            &json!({"partition": {"project_id": "9"}, "cursor": {"updated_at": "2024-01-04T00:00:00Z"}})
+        ],
+        "{last}"
+    );
+
+    let custom = MANIFEST.replace(
+        "    incremental_sync:\n",
+        "    state_migrations:\n      - {type: CustomStateMigration, class_name: source_x.Migrate}\n    incremental_sync:\n",
+    );
+    let out = manifest(&custom).read(&config(&server), &["tasks"]);
+    let (message, _) = trace_error(&out);
+    assert!(
+        message.contains("CustomStateMigration at /streams/1/state_migrations/0"),
+        "{message}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn global_substream_cursor_keeps_one_cursor() {
+    let (server, log) = server().await;
+    let yaml = MANIFEST.replace(
+        "      cursor_field: updated_at\n",
+        "      cursor_field: updated_at\n      global_substream_cursor: true\n",
+    );
+    let m = manifest(&yaml);
+    let out = m.read_incremental(&config(&server), &["tasks"], None);
+    out.assert_success();
+    let st = states(&out, "tasks");
+    assert_eq!(
+        st,
+        vec![
+            json!({"use_global_cursor": true, "state": {"updated_at": "2024-01-06T00:00:00Z"}, "lookback_window": 0})
+        ],
+        "{}",
+        out.describe()
+    );
+
+    // Every partition resumes from the global cursor less the lookback window.
+    log.lock().unwrap().clear();
+    let state = json!([{"type": "STREAM", "stream": {"stream_descriptor": {"name": "tasks"},
+        "stream_state": {"use_global_cursor": true, "state": {"updated_at": "2024-01-04T00:00:00Z"}, "lookback_window": 86400}}}]);
+    let again = m.read_incremental(&config(&server), &["tasks"], Some(&state));
+    again.assert_success();
+    let mut requests = log.lock().unwrap().clone();
+    requests.sort();
+    assert_eq!(
+        requests,
+        (1..=5)
+            .map(|p| format!("{p}:2024-01-03T00:00:00Z"))
+            .collect::<Vec<_>>()
+    );
+    let mut got = ids(&again, "tasks");
+    got.sort();
+    assert_eq!(got, vec![22, 31, 32, 41, 42, 51, 52]);
+    assert_eq!(
+        states(&again, "tasks").last().unwrap()["state"],
+        json!({"updated_at": "2024-01-06T00:00:00Z"})
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn incremental_dependency_reads_the_parent_from_its_state() {
+    let server = MockServer::start().await;
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let l = log.clone();
+    serve(&server, "/projects", move |r: &Request| {
+        let since = query(r, "since").unwrap_or_default();
+        l.lock().unwrap().push(format!("projects:{since}"));
+        let data: Vec<Value> = (1..=3)
+            .map(|i| json!({"id": i, "updated_at": format!("2024-01-0{i}T00:00:00Z")}))
+            .filter(|p| p["updated_at"].as_str().unwrap() >= since.as_str())
+            .collect();
+        json_response(json!({ "data": data }))
+    })
+    .await;
+    let l = log.clone();
+    Mock::given(matchers::path_regex(r"^/projects/\d+/tasks$"))
+        .respond_with(move |r: &Request| {
+            let p: i64 = r.url.path().split('/').nth(2).unwrap().parse().unwrap();
+            l.lock().unwrap().push(format!("tasks:{p}"));
+            json_response(json!({"data": [{"id": p * 10, "updated_at": "2024-01-05T00:00:00Z"}]}))
+        })
+        .mount(&server)
+        .await;
+    let cursor = |indent: &str| {
+        format!(
+            "{indent}incremental_sync:\n{indent}  type: DatetimeBasedCursor\n{indent}  cursor_field: updated_at\n{indent}  datetime_format: \"%Y-%m-%dT%H:%M:%SZ\"\n{indent}  start_datetime: \"{{{{ config['start_date'] }}}}\"\n{indent}  start_time_option: {{type: RequestOption, inject_into: request_parameter, field_name: since}}\n"
+        )
+    };
+    let yaml = format!(
+        r##"version: 6.0.0
+type: DeclarativeSource
+check: {{type: CheckStream, stream_names: [tasks]}}
+definitions:
+  requester: {{type: HttpRequester, url_base: "{{{{ config['base_url'] }}}}"}}
+  projects:
+    type: DeclarativeStream
+    name: projects
+    primary_key: id
+    retriever:
+      type: SimpleRetriever
+      requester: {{$ref: "#/definitions/requester", path: /projects}}
+      record_selector: {{type: RecordSelector, extractor: {{type: DpathExtractor, field_path: [data]}}}}
+{parent_cursor}streams:
+  - type: DeclarativeStream
+    name: tasks
+    primary_key: id
+    retriever:
+      type: SimpleRetriever
+      requester: {{$ref: "#/definitions/requester", path: "/projects/{{{{ stream_partition.project_id }}}}/tasks"}}
+      record_selector: {{type: RecordSelector, extractor: {{type: DpathExtractor, field_path: [data]}}}}
+      partition_router:
+        type: SubstreamPartitionRouter
+        parent_stream_configs:
+          - type: ParentStreamConfig
+            stream: {{$ref: "#/definitions/projects"}}
+            parent_key: id
+            partition_field: project_id
+            incremental_dependency: true
+{child_cursor}"##,
+        parent_cursor = cursor("    "),
+        child_cursor = cursor("    "),
+    );
+    let m = manifest(&yaml);
+    let out = m.read_incremental(&config(&server), &["tasks"], None);
+    out.assert_success();
+    let last = states(&out, "tasks").pop().unwrap();
+    assert_eq!(
+        last["parent_state"],
+        json!({"projects": {"updated_at": "2024-01-03T00:00:00Z"}}),
+        "{last}"
+    );
+    assert_eq!(ids(&out, "tasks").len(), 3);
+
+    // The next sync reads the parent from its state: only project 3 gives a partition.
+    log.lock().unwrap().clear();
+    let again = m.read_incremental(&config(&server), &["tasks"], Some(&out.final_state()));
+    again.assert_success();
+    assert_eq!(
+        *log.lock().unwrap(),
+        vec!["projects:2024-01-03T00:00:00Z", "tasks:3"]
+    );
+    assert_eq!(ids(&again, "tasks"), vec![30]);
+    assert_eq!(
+        states(&again, "tasks").pop().unwrap()["parent_state"],
+        json!({"projects": {"updated_at": "2024-01-03T00:00:00Z"}})
+    );
+}

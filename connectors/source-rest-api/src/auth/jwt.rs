@@ -1,0 +1,272 @@
+//! `JwtAuthenticator`: a JSON Web Token signed for every request (HMAC, RSA, RSA-PSS, ECDSA
+//! P-256/P-384 or EdDSA), with Airbyte's claims — `iat`, `nbf` now, `exp` now plus
+//! `token_duration` — and headers (`typ: JWT` unless set), injected as the `Authorization`
+//! header unless `request_option` says otherwise. A token is reused for half its lifetime (at
+//! most five minutes).
+
+use async_trait::async_trait;
+use base64::Engine as _;
+use cdk::{Error, Result};
+use jsonwebtoken::{Algorithm, EncodingKey};
+use serde_json::{Map, Value, json};
+
+use super::Authenticator;
+use crate::interpolation::{Structure, Template, Vars};
+use crate::manifest::{Build, Component};
+use crate::request_option::{RequestOption, RequestParts};
+
+#[derive(Debug)]
+pub struct Jwt {
+    secret_key: Template,
+    algorithm: Algorithm,
+    algorithm_name: String,
+    base64_encode_secret_key: bool,
+    token_duration: Option<i64>,
+    header_prefix: Option<Template>,
+    kid: Option<Template>,
+    typ: Option<Template>,
+    cty: Option<Template>,
+    iss: Option<Template>,
+    sub: Option<Template>,
+    aud: Option<Template>,
+    additional_headers: Option<Structure>,
+    additional_payload: Option<Structure>,
+    option: RequestOption,
+    /// The last token and when it was signed: reused for half its lifetime (at most five
+    /// minutes) rather than signing, and registering as a secret, one per request.
+    cached: std::sync::Mutex<Option<(i64, String)>>,
+}
+
+const RESERVED_HEADERS: [&str; 4] = ["kid", "alg", "typ", "cty"];
+const RESERVED_CLAIMS: [&str; 6] = ["iss", "sub", "aud", "iat", "exp", "nbf"];
+
+fn algorithm(name: &str) -> Option<Algorithm> {
+    Some(match name {
+        "HS256" => Algorithm::HS256,
+        "HS384" => Algorithm::HS384,
+        "HS512" => Algorithm::HS512,
+        "ES256" => Algorithm::ES256,
+        "ES384" => Algorithm::ES384,
+        "RS256" => Algorithm::RS256,
+        "RS384" => Algorithm::RS384,
+        "RS512" => Algorithm::RS512,
+        "PS256" => Algorithm::PS256,
+        "PS384" => Algorithm::PS384,
+        "PS512" => Algorithm::PS512,
+        "EdDSA" => Algorithm::EdDSA,
+        _ => return None,
+    })
+}
+
+/// The optional template fields of a `JwtHeaders`/`JwtPayload` object.
+fn sub_templates<const N: usize>(
+    c: &mut Component<'_>,
+    b: &Build,
+    key: &str,
+    fields: [&str; N],
+) -> Result<[Option<Template>; N]> {
+    let mut out: [Option<Template>; N] = std::array::from_fn(|_| None);
+    let Some(node) = c.child(key) else {
+        return Ok(out);
+    };
+    let mut sub = node.component(Some(key))?;
+    for (slot, field) in out.iter_mut().zip(fields) {
+        *slot = sub.opt_template(b, field)?;
+    }
+    sub.finish()?;
+    Ok(out)
+}
+
+impl Jwt {
+    pub fn decode(c: &mut Component<'_>, b: &Build) -> Result<Self> {
+        let secret_key = c.template(b, "secret_key")?;
+        let algorithm_name = c.str("algorithm")?;
+        let algorithm = algorithm(&algorithm_name).ok_or_else(|| {
+            c.error(format!(
+                "the algorithm '{algorithm_name}' is not supported (HS256/384/512, RS256/384/512, PS256/384/512, ES256, ES384, EdDSA)"
+            ))
+        })?;
+        if c.opt_str("passphrase")?.is_some_and(|p| !p.is_empty()) {
+            return Err(c.error(
+                "a passphrase-protected private key is not supported; give the key unencrypted in PKCS#8 PEM",
+            ));
+        }
+        let base64_encode_secret_key = match c.get("base64_encode_secret_key") {
+            None | Some(Value::Null) => false,
+            Some(Value::Bool(v)) => v,
+            Some(Value::String(s)) => c
+                .template_of(b, "base64_encode_secret_key", &s)?
+                .eval_bool(&Vars::new())?,
+            Some(other) => {
+                return Err(c.error(format!(
+                    "'base64_encode_secret_key' must be true or false, got {other}"
+                )));
+            }
+        };
+        let token_duration = match c.get("token_duration") {
+            None => Some(1200),
+            Some(Value::Null) => None,
+            Some(Value::Number(n)) if n.is_i64() => n.as_i64(),
+            Some(other) => {
+                return Err(c.error(format!("'token_duration' must be an integer, got {other}")));
+            }
+        };
+        let header_prefix = c.opt_template(b, "header_prefix")?;
+        let [kid, typ, cty] = sub_templates(c, b, "jwt_headers", ["kid", "typ", "cty"])?;
+        let typ = match typ {
+            Some(t) => Some(t),
+            None => Some(c.template_of(b, "jwt_headers", "JWT")?),
+        };
+        let [iss, sub, aud] = sub_templates(c, b, "jwt_payload", ["iss", "sub", "aud"])?;
+        let additional_headers = c.opt_structure(b, "additional_jwt_headers")?;
+        let additional_payload = c.opt_structure(b, "additional_jwt_payload")?;
+        let option = match c.child("request_option") {
+            Some(n) => RequestOption::decode(n, b)?,
+            None => super::header_option(b, "Authorization")?,
+        };
+        Ok(Self {
+            secret_key,
+            algorithm,
+            algorithm_name,
+            base64_encode_secret_key,
+            token_duration,
+            header_prefix,
+            kid,
+            typ,
+            cty,
+            iss,
+            sub,
+            aud,
+            additional_headers,
+            additional_payload,
+            option,
+            cached: std::sync::Mutex::new(None),
+        })
+    }
+
+    fn object(s: &Option<Structure>, vars: &Vars, what: &str) -> Result<Map<String, Value>> {
+        match s {
+            None => Ok(Map::new()),
+            Some(s) => match s.eval(vars)? {
+                Value::Object(m) => Ok(m),
+                Value::Null => Ok(Map::new()),
+                other => Err(Error::config(format!(
+                    "JwtAuthenticator: '{what}' must be a mapping, got {other}"
+                ))),
+            },
+        }
+    }
+
+    fn headers(&self, vars: &Vars) -> Result<Map<String, Value>> {
+        let mut h = Self::object(&self.additional_headers, vars, "additional_jwt_headers")?;
+        if let Some(k) = RESERVED_HEADERS.iter().find(|k| h.contains_key(**k)) {
+            return Err(Error::config(format!(
+                "JwtAuthenticator: '{k}' is a reserved header ('kid', 'alg', 'typ', 'cty') and cannot be set in 'additional_jwt_headers'"
+            )));
+        }
+        for (name, t) in [("kid", &self.kid), ("typ", &self.typ), ("cty", &self.cty)] {
+            if let Some(t) = t {
+                h.insert(name.into(), t.eval(vars)?);
+            }
+        }
+        h.insert("alg".into(), Value::String(self.algorithm_name.clone()));
+        if h.get("typ").is_some_and(|t| t.is_null() || t == "") {
+            h.remove("typ");
+        }
+        Ok(h)
+    }
+
+    fn payload(&self, vars: &Vars, now: i64) -> Result<Map<String, Value>> {
+        let mut p = Self::object(&self.additional_payload, vars, "additional_jwt_payload")?;
+        if let Some(k) = RESERVED_CLAIMS.iter().find(|k| p.contains_key(**k)) {
+            return Err(Error::config(format!(
+                "JwtAuthenticator: '{k}' is a reserved claim ('iss', 'sub', 'aud', 'iat', 'exp', 'nbf') and cannot be set in 'additional_jwt_payload'"
+            )));
+        }
+        for (name, t) in [("iss", &self.iss), ("sub", &self.sub), ("aud", &self.aud)] {
+            if let Some(t) = t {
+                p.insert(name.into(), t.eval(vars)?);
+            }
+        }
+        p.insert("iat".into(), json!(now));
+        p.insert("exp".into(), json!(now + self.token_duration.unwrap_or(0)));
+        p.insert("nbf".into(), json!(now));
+        Ok(p)
+    }
+
+    fn key(&self, vars: &Vars) -> Result<EncodingKey> {
+        let secret = self.secret_key.eval_str(vars)?.unwrap_or_default();
+        let secret = if self.base64_encode_secret_key {
+            base64::engine::general_purpose::STANDARD.encode(secret.as_bytes())
+        } else {
+            secret
+        };
+        let key = match self.algorithm {
+            Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512 => {
+                EncodingKey::from_secret(secret.as_bytes())
+            }
+            Algorithm::ES256 | Algorithm::ES384 => EncodingKey::from_ec_pem(secret.as_bytes()),
+            Algorithm::EdDSA => EncodingKey::from_ed_pem(secret.as_bytes()),
+            _ => EncodingKey::from_rsa_pem(secret.as_bytes()),
+        };
+        key.map_err(|e| {
+            Error::config(format!(
+                "JwtAuthenticator: the secret key cannot be used for {}: {e}",
+                self.algorithm_name
+            ))
+        })
+    }
+
+    /// A token signed now.
+    pub fn token(&self, now: i64) -> Result<String> {
+        let vars = Vars::new();
+        let b64 = |v: &Map<String, Value>| -> Result<String> {
+            let text = serde_json::to_vec(v)?;
+            Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(text))
+        };
+        let message = format!(
+            "{}.{}",
+            b64(&self.headers(&vars)?)?,
+            b64(&self.payload(&vars, now)?)?
+        );
+        let signature =
+            jsonwebtoken::crypto::sign(message.as_bytes(), &self.key(&vars)?, self.algorithm)
+                .map_err(|e| {
+                    Error::config(format!("JwtAuthenticator: failed to sign the token: {e}"))
+                })?;
+        let token = format!("{message}.{signature}");
+        cdk::secrets::register(&token);
+        match &self.header_prefix {
+            Some(p) => match p.eval_str(&vars)? {
+                Some(prefix) if !prefix.is_empty() => Ok(format!("{prefix} {token}")),
+                _ => Ok(token),
+            },
+            None => Ok(token),
+        }
+    }
+}
+
+#[async_trait]
+impl Authenticator for Jwt {
+    async fn apply(&self, parts: &mut RequestParts) -> Result<()> {
+        let now = chrono::Utc::now().timestamp();
+        let reuse_for = (self.token_duration.unwrap_or(0) / 2).min(300);
+        let cached = {
+            let guard = self.cached.lock().unwrap_or_else(|p| p.into_inner());
+            guard
+                .as_ref()
+                .filter(|(at, _)| now - at < reuse_for)
+                .map(|(_, t)| t.clone())
+        };
+        let token = match cached {
+            Some(t) => t,
+            None => {
+                let t = self.token(now)?;
+                *self.cached.lock().unwrap_or_else(|p| p.into_inner()) = Some((now, t.clone()));
+                t
+            }
+        };
+        self.option
+            .inject(&Value::String(token), &Vars::new(), parts)
+    }
+}
