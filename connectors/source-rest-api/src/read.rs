@@ -239,8 +239,12 @@ async fn read_slice(
         };
         let raw = r.decoder == Decoder::Json && r.selector.passes_raw();
         let needs_response = r.paginator.as_ref().is_some_and(|p| p.uses_response());
+        // How many records the API returned, before any filter: the page-counting paginators
+        // decide from this, so a filter can neither end the pagination nor shorten an offset.
+        let extracted;
         let (records, first_doc) = if raw {
             let spans = r.selector.extract_raw(&resp.body)?;
+            extracted = spans.len();
             let first = if needs_response && !first_page_only {
                 serde_json::from_slice(&resp.body).unwrap_or(Value::Null)
             } else {
@@ -259,6 +263,7 @@ async fn read_slice(
             for doc in docs.iter_mut() {
                 records.extend(r.selector.extract(doc, !needs_response)?);
             }
+            extracted = records.len();
             let records = r.selector.select(records, &vars)?;
             (
                 Records::Values(records),
@@ -279,7 +284,8 @@ async fn read_slice(
                 }
                 let last = LastPage {
                     vars: &pvars,
-                    last_page_size: records.len(),
+                    extracted,
+                    page_size_override: None,
                 };
                 p.next_token(&last, token.as_ref())?
             }

@@ -519,4 +519,64 @@ mod tests {
         assert_eq!(r.field("updated_at"), Some(json!("2024-01-01")));
         assert_eq!(r.field("nope"), None);
     }
+
+    fn json() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            "\\PC{0,6}".prop_map(Value::String),
+        ];
+        leaf.prop_recursive(4, 32, 4, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                prop::collection::btree_map("data|id|[a-zé中0-9*]{0,3}", inner, 0..4)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    fn path_part() -> impl Strategy<Value = String> {
+        prop_oneof![
+            Just("data".to_string()),
+            Just("*".to_string()),
+            Just("0".to_string()),
+            Just("{{ config['p'] }}".to_string()),
+            "\\PC{0,4}",
+        ]
+    }
+
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Any field path over any response (valid JSON or not): records or an error.
+        #[test]
+        fn extraction_never_panics(
+            doc in json(),
+            path in prop::collection::vec(path_part(), 0..4),
+            garbage in "\\PC{0,12}",
+            cut in 0usize..64,
+        ) {
+            let paths: Vec<&str> = path.iter().map(String::as_str).collect();
+            let b = Build::new(&json!({"p": "é"}), None, 1);
+            let v = json!({"type": "RecordSelector",
+                "extractor": {"type": "DpathExtractor", "field_path": paths}});
+            let Ok(sel) = RecordSelector::decode(Node::root(&v), &b, Vec::new()) else {
+                return Ok(());
+            };
+            let body = doc.to_string();
+            let _ = sel.extract_raw(body.as_bytes());
+            let _ = sel.extract_raw(garbage.as_bytes());
+            let truncated: Vec<u8> = body.bytes().take(cut).collect();
+            if let Ok(spans) = sel.extract_raw(&truncated) {
+                let records = Records::Raw { body: truncated.clone().into(), spans };
+                let _ = records.into_values();
+            }
+            let mut d = doc.clone();
+            let _ = sel.extract(&mut d, true);
+            let mut d = doc;
+            let _ = sel.extract(&mut d, false);
+            let _ = RecordRef::Raw(&garbage).field("id");
+        }
+    }
 }

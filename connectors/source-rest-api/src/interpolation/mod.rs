@@ -9,6 +9,8 @@ mod functions;
 pub mod json_object;
 pub mod literal;
 pub mod objects;
+#[cfg(test)]
+mod proptests;
 mod rewrite;
 
 use std::sync::Arc;

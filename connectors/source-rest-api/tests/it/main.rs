@@ -5,6 +5,7 @@ mod acceptance;
 mod auth;
 mod components;
 mod errors;
+mod filtered_pages;
 mod incremental;
 mod pagination;
 mod simple;
