@@ -289,6 +289,7 @@ impl ParentConfig {
                 starts: None,
                 concurrency,
                 first_page_only: false,
+                state: None,
             },
             ptx,
         );

@@ -30,6 +30,8 @@ pub struct Plan {
     pub concurrency: usize,
     /// Only the first page of the first slice (for `check`).
     pub first_page_only: bool,
+    /// What templates see as `stream_state`: the state the read started from (`{}` without).
+    pub state: Option<Arc<Value>>,
 }
 
 /// What a read reports to its consumer.
@@ -163,9 +165,10 @@ async fn produce(plan: &Plan, tx: &mpsc::Sender<Msg>) -> cdk::Result<()> {
                 return Ok(());
             }
             let (stream, tx, first) = (stream.clone(), tx.clone(), plan.first_page_only);
+            let state = plan.state.clone();
             let slice_id = id;
             workers.spawn(async move {
-                let result = read_slice(&stream, &slice, slice_id, &tx, first).await;
+                let result = read_slice(&stream, &slice, state, slice_id, &tx, first).await;
                 drop(permit);
                 match result {
                     Ok(()) => {
@@ -198,16 +201,40 @@ fn last_record(records: &Records) -> cdk::Result<Option<Value>> {
     }
 }
 
+/// The `stream_state` of a slice: a stream's state as is; of a partitioned state, the cursor
+/// of the slice's partition, else the global cursor; `{}` without state.
+fn state_of(state: Option<&Value>, partition: &Map<String, Value>) -> Value {
+    let Some(state) = state else {
+        return Value::Object(Map::new());
+    };
+    let Some(Value::Array(states)) = state.get("states") else {
+        return state.clone();
+    };
+    let key = crate::state::partition_key(&Value::Object(partition.clone()));
+    states
+        .iter()
+        .find(|e| {
+            e.get("partition")
+                .is_some_and(|p| crate::state::partition_key(p) == key)
+        })
+        .and_then(|e| e.get("cursor"))
+        .or_else(|| state.get("state"))
+        .cloned()
+        .unwrap_or_else(|| Value::Object(Map::new()))
+}
+
 /// Reads every page of one slice.
 async fn read_slice(
     stream: &StreamDef,
     slice: &Slice,
+    state: Option<Arc<Value>>,
     id: u64,
     tx: &mpsc::Sender<Msg>,
     first_page_only: bool,
 ) -> cdk::Result<()> {
     let r = &stream.retriever;
-    let base_vars = slice.vars(stream);
+    let state = Arc::new(state_of(state.as_deref(), &slice.partition));
+    let base_vars = slice.vars(stream).with("stream_state", json_value(state));
     let notice = |reset: Option<i64>| {
         let _ = tx.try_send(Msg::RateLimited(reset));
     };

@@ -140,6 +140,7 @@ impl StreamDef {
                 starts: None,
                 concurrency: 1,
                 first_page_only: true,
+                state: None,
             },
             tx,
         );
@@ -228,6 +229,9 @@ impl cdk::Stream for DeclarativeStream {
                 starts,
                 concurrency: stream.concurrency,
                 first_page_only: false,
+                state: incremental
+                    .then(|| ctx.state.clone().map(Arc::new))
+                    .flatten(),
             },
             tx,
         );

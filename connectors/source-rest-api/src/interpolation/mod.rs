@@ -29,9 +29,6 @@ pub fn to_mj<T: serde::Serialize>(v: T) -> Mj {
     Mj::from(minijinja::value::Serde(v))
 }
 
-/// Variables Airbyte 7 refuses in templates, with what to use instead.
-const REMOVED_VARIABLES: [(&str, &str); 1] = [("stream_state", "stream_interval")];
-
 /// The template engine of one run: the environment and the config every template sees.
 pub struct Interpolator {
     env: Environment<'static>,
@@ -67,13 +64,6 @@ impl Interpolator {
 
     /// Checks a template compiles; returns the key it renders under.
     fn compile(&self, source: &str) -> std::result::Result<String, String> {
-        for (name, instead) in REMOVED_VARIABLES {
-            if mentions(source, name) {
-                return Err(format!(
-                    "`{name}` is no longer supported in interpolation, use `{instead}`"
-                ));
-            }
-        }
         let key = rewrite::rewrite(source);
         self.env
             .get_template(&key)
@@ -99,16 +89,6 @@ impl Interpolator {
     pub fn config(&self) -> &Mj {
         &self.config
     }
-}
-
-/// True when `name` appears in `source` as an identifier.
-fn mentions(source: &str, name: &str) -> bool {
-    source.match_indices(name).any(|(i, _)| {
-        let before = source[..i].chars().next_back();
-        let after = source[i + name.len()..].chars().next();
-        let ident = |c: Option<char>| c.is_some_and(|c| c.is_alphanumeric() || c == '_');
-        !ident(before) && !ident(after)
-    })
 }
 
 /// The variables of one evaluation besides `config` and `parameters`.
@@ -585,8 +565,9 @@ mod tests {
                 .eval(&Vars::new())
                 .is_err()
         );
-        let e = Template::new(&i, "{{ stream_state['x'] }}", &json!({})).unwrap_err();
-        assert!(e.contains("stream_interval"), "{e}");
+        let t = Template::new(&i, "{{ stream_state.get('x', 'none') }}", &json!({})).unwrap();
+        let state = Vars::new().with("stream_state", to_mj(json!({"x": "2024-01-01"})));
+        assert_eq!(t.eval(&state).unwrap(), json!("2024-01-01"));
         assert!(Template::new(&i, "{{ unclosed", &json!({})).is_err());
         let t = Template::new(&i, "{{ 1 | nosuchfilter }}", &json!({})).unwrap();
         assert!(t.eval(&Vars::new()).is_err());

@@ -7,6 +7,7 @@ mod components;
 mod errors;
 mod filtered_pages;
 mod incremental;
+mod loading;
 mod pagination;
 mod simple;
 mod substreams;
