@@ -1,12 +1,10 @@
 //! `RecordSelector`: records from a decoded response with `DpathExtractor` (`field_path`,
 //! `*` wildcards, `[]` for the root), kept or dropped by `RecordFilter`, then transformed.
 
-use std::sync::Arc;
-
 use cdk::{Error, Result};
 use serde_json::Value;
 
-use crate::interpolation::{Template, Vars, json_value};
+use crate::interpolation::{Template, Vars};
 use crate::manifest::{Build, Node};
 use crate::transform::Transformation;
 
@@ -122,12 +120,10 @@ impl RecordSelector {
             if self.transform_before_filtering {
                 self.transform(&mut r, vars)?;
             }
-            if let Some(f) = &self.filter {
-                let (back, keep) = with_record(r, vars, |v| f.eval_bool(v))?;
-                r = back;
-                if !keep {
-                    continue;
-                }
+            if let Some(f) = &self.filter
+                && !f.eval_bool_with_record(&mut r, vars)?
+            {
+                continue;
             }
             if !self.transform_before_filtering {
                 self.transform(&mut r, vars)?;
@@ -147,16 +143,12 @@ impl RecordSelector {
 
 /// Runs `f` with `record` visible to templates as `record`, then hands the record back.
 pub fn with_record<T>(
-    record: Value,
+    mut record: Value,
     vars: &Vars,
     f: impl FnOnce(&Vars) -> Result<T>,
 ) -> Result<(Value, T)> {
-    let shared = Arc::new(record);
-    let vars = vars.clone().with("record", json_value(shared.clone()));
-    let out = f(&vars);
-    drop(vars);
-    let record = Arc::try_unwrap(shared).unwrap_or_else(|arc| (*arc).clone());
-    Ok((record, out?))
+    let out = crate::interpolation::with_record(&mut record, vars, f)?;
+    Ok((record, out))
 }
 
 fn lookup_mut<'v>(v: &'v mut Value, path: &[String]) -> Option<&'v mut Value> {
