@@ -235,7 +235,11 @@ pub fn run(bench: &Bench) -> Result<()> {
         None,
         &mg,
     );
-    if !(speed && memory && flat) {
+    let transformed = goal(
+        "with a filter and transformations ≥ 300,000 records/s",
+        mg.per_second(RECORDS as u64) >= 300_000.0,
+    );
+    if !(speed && memory && flat && transformed) {
         bail!("source-rest-api missed a goal");
     }
     Ok(())

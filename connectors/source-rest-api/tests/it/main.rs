@@ -11,6 +11,7 @@ mod loading;
 mod pagination;
 mod simple;
 mod substreams;
+mod transforms;
 
 use std::path::PathBuf;
 use std::sync::Arc;
