@@ -70,6 +70,9 @@ pub struct Slice {
     pub interval: Option<Interval>,
     pub injections: Vec<(Arc<crate::request_option::RequestOption>, Value)>,
     pub extra_fields: Map<String, Value>,
+    /// Where the partition's cursor starts (what a client-side incremental cursor drops
+    /// records below).
+    pub floor: Option<Dt>,
 }
 
 impl Slice {
@@ -149,6 +152,7 @@ async fn produce(plan: &Plan, tx: &mpsc::Sender<Msg>) -> cdk::Result<()> {
                 interval,
                 injections,
                 extra_fields: p.extra_fields.clone(),
+                floor: sync_start,
             };
             let permit = limit
                 .clone()
@@ -190,15 +194,40 @@ async fn produce(plan: &Plan, tx: &mpsc::Sender<Msg>) -> cdk::Result<()> {
 }
 
 fn last_record(records: &Records) -> cdk::Result<Option<Value>> {
-    match records {
-        Records::Values(v) => Ok(v.last().cloned()),
-        Records::Raw { body, spans } => match spans.last() {
-            Some((s, e)) => serde_json::from_slice(&body[*s..*e])
-                .map(Some)
-                .map_err(|e| Error::system(format!("a record is not valid JSON: {e}"))),
-            None => Ok(None),
-        },
+    match records.len() {
+        0 => Ok(None),
+        n => records.get(n - 1),
     }
+}
+
+/// How many records of the page are emitted and the last of them, as airbyte-cdk's cursor
+/// pagination sees them: after the record filter and, for a client-side incremental cursor,
+/// after the records below the partition's start are dropped.
+fn emitted_view(
+    stream: &StreamDef,
+    slice: &Slice,
+    records: &Records,
+) -> cdk::Result<(usize, Option<Value>)> {
+    let Some(cursor) = stream.cursor.as_ref().filter(|c| c.client_side) else {
+        return Ok((records.len(), last_record(records)?));
+    };
+    let (mut count, mut index, mut last) = (0, 0, None);
+    records.for_each(|r| {
+        let dt = r
+            .field(&cursor.cursor_field)
+            .and_then(|v| cursor.parse_value(&v));
+        if !dt.is_some_and(|dt| crate::stream::client_side_drops(cursor, slice.floor, dt)) {
+            count += 1;
+            last = Some(index);
+        }
+        index += 1;
+        Ok(())
+    })?;
+    let last = match last {
+        None => None,
+        Some(i) => records.get(i)?,
+    };
+    Ok((count, last))
 }
 
 /// The `stream_state` of a slice: a stream's state as is; of a partitioned state, the cursor
@@ -299,14 +328,15 @@ async fn read_slice(
         };
         let next = match &r.paginator {
             Some(p) if !first_page_only => {
+                let (emitted, last) = emitted_view(stream, slice, &records)?;
                 let mut pvars = vars
                     .with("response", json_value(Arc::new(first_doc)))
                     .with(
                         "headers",
                         minijinja::Value::from_object(Headers::new(resp.headers)),
                     )
-                    .with("last_page_size", minijinja::Value::from(records.len()));
-                if let Some(last) = last_record(&records)? {
+                    .with("last_page_size", minijinja::Value::from(emitted));
+                if let Some(last) = last {
                     pvars.set("last_record", json_value(Arc::new(last)));
                 }
                 let last = LastPage {

@@ -209,6 +209,19 @@ impl Records {
         self.len() == 0
     }
 
+    /// The record at `index` as a value.
+    pub fn get(&self, index: usize) -> Result<Option<Value>> {
+        match self {
+            Records::Values(v) => Ok(v.get(index).cloned()),
+            Records::Raw { body, spans } => match spans.get(index) {
+                Some((s, e)) => serde_json::from_slice(&body[*s..*e])
+                    .map(Some)
+                    .map_err(|e| Error::system(format!("a record is not valid JSON: {e}"))),
+                None => Ok(None),
+            },
+        }
+    }
+
     /// Each record's JSON text (raw records) or value.
     pub fn for_each(&self, mut f: impl FnMut(RecordRef<'_>) -> Result<()>) -> Result<()> {
         match self {

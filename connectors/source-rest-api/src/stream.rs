@@ -255,10 +255,7 @@ impl cdk::Stream for DeclarativeStream {
                         if let (Some(k), Some(cursor)) = (keeper.as_mut(), &stream.cursor) {
                             match r.field(&cursor.cursor_field).and_then(|v| cursor.parse_value(&v)) {
                                 Some(dt) => {
-                                    if cursor.client_side
-                                        && let Some(f) = floor
-                                        && (dt < f || (cursor.strict && dt == f))
-                                    {
+                                    if client_side_drops(cursor, floor, dt) {
                                         return Ok(());
                                     }
                                     k.observe(id, dt);
@@ -294,6 +291,12 @@ impl cdk::Stream for DeclarativeStream {
         }
         Ok(())
     }
+}
+
+/// True when a client-side incremental cursor drops a record with cursor value `dt` from a
+/// slice whose partition starts at `floor`.
+pub fn client_side_drops(cursor: &DatetimeCursor, floor: Option<Dt>, dt: Dt) -> bool {
+    cursor.client_side && floor.is_some_and(|f| dt < f || (cursor.strict && dt == f))
 }
 
 /// Writes a record: raw text as it came when it is one line, else re-serialised.

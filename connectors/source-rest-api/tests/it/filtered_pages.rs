@@ -246,3 +246,62 @@ async fn serve_children(server: &MockServer) {
         .mount(server)
         .await;
 }
+
+/// With a client-side incremental cursor, airbyte-cdk drops the records below the state in
+/// its record filter: a cursor stop condition sees the page without them.
+async fn client_side(stop_condition: &str) -> (Vec<i64>, usize) {
+    let server = MockServer::start().await;
+    let (count, respond) = counting(|_, r: &Request| {
+        let (days, next) = match query(r, "cursor").as_deref() {
+            None => ([1, 2, 3], Some("c2")),
+            _ => ([6, 7, 8], None),
+        };
+        let data: Vec<Value> = days
+            .iter()
+            .map(|d| json!({"id": d, "updated_at": format!("2024-01-{d:02}T00:00:00Z")}))
+            .collect();
+        json_response(json!({"data": data, "next": next}))
+    });
+    serve(&server, "/items", respond).await;
+    let yaml = one_stream(
+        "/items",
+        "",
+        &format!(
+            r#"paginator:
+  type: DefaultPaginator
+  pagination_strategy:
+    type: CursorPagination
+    cursor_value: "{{{{ response.next }}}}"
+    stop_condition: "{stop_condition}"
+  page_token_option: {{type: RequestOption, inject_into: request_parameter, field_name: cursor}}"#
+        ),
+        r#"incremental_sync:
+  type: DatetimeBasedCursor
+  cursor_field: updated_at
+  datetime_format: "%Y-%m-%dT%H:%M:%SZ"
+  start_datetime: "2024-01-01T00:00:00Z"
+  is_client_side_incremental: true"#,
+    );
+    let state = json!([{"type": "STREAM", "stream": {
+        "stream_descriptor": {"name": "items"},
+        "stream_state": {"updated_at": "2024-01-05T00:00:00Z"}}}]);
+    let out = manifest(&yaml).read_incremental(&config_for(&server), &["items"], Some(&state));
+    out.assert_success();
+    (
+        ids(&out, "items"),
+        count.load(std::sync::atomic::Ordering::SeqCst),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn client_side_incremental_pages_on_the_response() {
+    assert_eq!(
+        client_side("{{ response.next is none }}").await,
+        (vec![6, 7, 8], 2)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn client_side_incremental_stop_condition_sees_the_emitted_page() {
+    assert_eq!(client_side("{{ last_page_size == 0 }}").await, (vec![], 1));
+}
