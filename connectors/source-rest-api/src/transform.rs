@@ -275,6 +275,10 @@ fn remove(
         return Ok(());
     }
     let Value::Object(m) = v else { return Ok(()) };
+    if rest.is_empty() && condition.is_none() && head != "*" {
+        m.remove(head);
+        return Ok(());
+    }
     let keys: Vec<String> = if head == "*" {
         m.keys().cloned().collect()
     } else if m.contains_key(head) {

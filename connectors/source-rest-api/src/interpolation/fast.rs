@@ -60,6 +60,26 @@ impl Out<'_> {
         }
     }
 
+    /// The text the template engine renders for the value (Python's `str`).
+    pub fn text(&self) -> String {
+        match self.value() {
+            Value::Null => "None".to_string(),
+            Value::Bool(true) => "True".to_string(),
+            Value::Bool(false) => "False".to_string(),
+            Value::String(s) => s.clone(),
+            Value::Number(n) => match (n.as_i64(), n.as_u64()) {
+                (Some(i), _) => i.to_string(),
+                (None, Some(u)) => u.to_string(),
+                _ => super::datetime::python_float(n.as_f64().unwrap_or(f64::NAN)),
+            },
+            _ => {
+                let mut s = String::new();
+                super::literal::py_str(&self.to_mj(), &mut s);
+                s
+            }
+        }
+    }
+
     /// The value as the template engine sees it.
     pub fn to_mj(&self) -> Mj {
         match self.value() {

@@ -201,8 +201,7 @@ impl Template {
         if let Some(f) = &self.fast
             && let Some(out) = f.eval(record)
         {
-            let mut s = String::new();
-            literal::py_str(&out.to_mj(), &mut s);
+            let s = out.text();
             return Ok((!s.is_empty()).then_some(s));
         }
         with_record(record, vars, |v| self.render(v))
