@@ -75,12 +75,18 @@ pub fn from_value<C: DeserializeOwned + Validate>(raw: &Value, spec: &Value) -> 
 }
 
 /// Checks `config` against the JSON Schema `spec`, listing every violation with its field.
+/// `format` is an annotation, not an assertion: Airbyte's CDK validates configs with
+/// jsonschema's `validate` and no format checker, so `format: date` on a value whose
+/// `pattern` wants another layout passes there and here.
 pub fn validate(spec: &Value, config: &Value) -> Result<()> {
-    let validator = jsonschema::draft7::new(spec).map_err(|e| {
-        Error::system(format!(
-            "the connector's own spec is not a valid JSON Schema: {e}"
-        ))
-    })?;
+    let validator = jsonschema::draft7::options()
+        .should_validate_formats(false)
+        .build(spec)
+        .map_err(|e| {
+            Error::system(format!(
+                "the connector's own spec is not a valid JSON Schema: {e}"
+            ))
+        })?;
     let problems: Vec<String> = validator
         .iter_errors(config)
         .map(|e| render_error(spec, &e))
@@ -250,6 +256,15 @@ mod tests {
     fn spec() -> Value {
         json!({"type": "object", "required": ["host", "port"], "properties": {
             "host": {"type": "string"}, "port": {"type": "integer"}}})
+    }
+
+    #[test]
+    fn formats_are_annotations_patterns_assertions() {
+        let spec = json!({"type": "object", "properties": {"start": {"type": "string",
+            "format": "date", "pattern": "^[0-9]{2}/[0-9]{2}/[0-9]{4}$"}}});
+        validate(&spec, &json!({"start": "01/31/2024"})).unwrap();
+        let err = validate(&spec, &json!({"start": "2024-01-31"})).unwrap_err();
+        assert!(err.message.contains("'/start'"), "{}", err.message);
     }
 
     #[test]

@@ -287,6 +287,7 @@ async fn http_values(r: &mut Component<'_>, b: &Build, name: &str) -> Result<Vec
             starts: None,
             concurrency: 1,
             first_page_only: false,
+            state: None,
         },
         tx,
     );

@@ -43,9 +43,15 @@ enum Strategy {
 
 /// What the paginator sees of the last page.
 pub struct LastPage<'a> {
-    /// `response`, `headers`, `last_record`, `last_page_size` (and the slice's variables).
+    /// `response`, `headers`, `last_record` and `last_page_size` of the records emitted (after
+    /// the record filter, as airbyte-cdk's cursor pagination sees them), and the slice's
+    /// variables.
     pub vars: &'a Vars,
-    pub last_page_size: usize,
+    /// How many records the extractor found in the response, before any filter: what
+    /// `PageIncrement` and `OffsetIncrement` count.
+    pub extracted: usize,
+    /// The page size actually requested when it was reduced from the configured one.
+    pub page_size_override: Option<i64>,
 }
 
 fn page_size(c: &mut Component<'_>, b: &Build) -> Result<Option<i64>> {
@@ -158,10 +164,11 @@ impl Paginator {
         last: &LastPage<'_>,
         current: Option<&Value>,
     ) -> Result<Option<Value>> {
-        let n = last.last_page_size as i64;
+        let n = last.extracted as i64;
+        let requested = last.page_size_override.or(self.size());
         Ok(match &self.strategy {
-            Strategy::Page { size, start, .. } => {
-                if size.is_some_and(|s| n < s) || n == 0 {
+            Strategy::Page { start, .. } => {
+                if requested.is_some_and(|s| n < s) || n == 0 {
                     None
                 } else {
                     match current.and_then(Value::as_i64) {
@@ -170,8 +177,8 @@ impl Paginator {
                     }
                 }
             }
-            Strategy::Offset { size, .. } => {
-                if size.is_some_and(|s| n < s) || n == 0 {
+            Strategy::Offset { .. } => {
+                if requested.is_some_and(|s| n < s) || n == 0 {
                     None
                 } else {
                     Some(Value::from(
@@ -180,15 +187,22 @@ impl Paginator {
                 }
             }
             Strategy::Cursor { value, stop, .. } => {
+                let vars = last
+                    .vars
+                    .clone()
+                    .with("page_size", crate::interpolation::to_mj(requested));
                 if let Some(stop) = stop
-                    && stop.eval_bool(last.vars)?
+                    && stop.eval_bool(&vars)?
                 {
                     return Ok(None);
                 }
-                match value.eval(last.vars)? {
-                    Value::Null => None,
+                // airbyte-cdk keeps a token only when it is truthy.
+                match value.eval(&vars)? {
+                    Value::Null | Value::Bool(false) => None,
                     Value::String(s) if s.is_empty() => None,
-                    Value::Bool(false) => None,
+                    Value::Number(n) if n.as_f64() == Some(0.0) => None,
+                    Value::Array(a) if a.is_empty() => None,
+                    Value::Object(o) if o.is_empty() => None,
                     v => Some(v),
                 }
             }
@@ -225,6 +239,129 @@ impl Paginator {
             (TokenOption::Path, Some(Value::String(s))) => Some(s.clone()),
             (TokenOption::Path, Some(v)) => Some(v.to_string()),
             _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use proptest::prelude::*;
+    use proptest::strategy::Strategy;
+    use serde_json::json;
+
+    use super::{Build, LastPage, Node, Paginator, Value, Vars};
+    use crate::interpolation::{Headers, json_value, to_mj};
+
+    fn paginator(strategy: Value) -> Paginator {
+        let b = Build::new(&json!({"n": 3}), None, 1);
+        let v = json!({"type": "DefaultPaginator", "pagination_strategy": strategy,
+            "page_token_option": {"type": "RequestOption", "inject_into": "request_parameter", "field_name": "p"}});
+        Paginator::decode(Some(Node::root(&v)), &b)
+            .expect("decodes")
+            .expect("a paginator")
+    }
+
+    fn next(
+        p: &Paginator,
+        extracted: usize,
+        emitted: usize,
+        current: Option<Value>,
+    ) -> Option<Value> {
+        let vars = Vars::new()
+            .with("response", json_value(Arc::new(json!({"next": "c"}))))
+            .with("last_page_size", to_mj(emitted));
+        let last = LastPage {
+            vars: &vars,
+            extracted,
+            page_size_override: None,
+        };
+        p.next_token(&last, current.as_ref())
+            .expect("a token or none")
+    }
+
+    #[test]
+    fn counting_strategies_use_the_records_the_api_returned() {
+        let offset = paginator(json!({"type": "OffsetIncrement", "page_size": 10}));
+        assert_eq!(next(&offset, 10, 1, None), Some(json!(10)));
+        assert_eq!(next(&offset, 10, 0, Some(json!(10))), Some(json!(20)));
+        assert_eq!(next(&offset, 9, 9, Some(json!(20))), None);
+        assert_eq!(next(&offset, 0, 0, None), None);
+        let page =
+            paginator(json!({"type": "PageIncrement", "page_size": 10, "start_from_page": 1}));
+        assert_eq!(next(&page, 10, 0, None), Some(json!(2)));
+        assert_eq!(next(&page, 10, 2, Some(json!(2))), Some(json!(3)));
+        assert_eq!(next(&page, 3, 3, Some(json!(3))), None);
+    }
+
+    #[test]
+    fn cursor_sees_the_emitted_page_and_the_page_size() {
+        let cursor = paginator(json!({"type": "CursorPagination", "page_size": 5,
+            "cursor_value": "{{ response.next }}",
+            "stop_condition": "{{ last_page_size < page_size }}"}));
+        assert_eq!(next(&cursor, 5, 5, None), Some(json!("c")));
+        assert_eq!(next(&cursor, 5, 2, None), None);
+        let zero = paginator(json!({"type": "CursorPagination", "cursor_value": "{{ 0 }}"}));
+        assert_eq!(next(&zero, 5, 5, None), None);
+    }
+
+    fn json() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            any::<f64>().prop_map(Value::from),
+            "\\PC{0,6}".prop_map(Value::String),
+        ];
+        leaf.prop_recursive(3, 16, 3, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..3).prop_map(Value::Array),
+                prop::collection::btree_map("next|meta|has_more|[a-zé]{0,2}", inner, 0..3)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest! {
+        /// Any response, headers and token through every strategy: a token, none, or an error.
+        #[test]
+        fn next_token_never_panics(
+            response in json(),
+            last_record in json(),
+            headers in prop::collection::vec(("link|Link|x-next|\\PC{0,4}", "\\PC{0,40}"), 0..3),
+            link in "(<\\PC{0,8}>; rel=\"?(next|prev|\\PC{0,3})\"?,? ?){0,3}",
+            current in json(),
+            extracted in 0usize..40,
+            emitted in 0usize..40,
+        ) {
+            let strategies = [
+                json!({"type": "OffsetIncrement", "page_size": 10}),
+                json!({"type": "OffsetIncrement"}),
+                json!({"type": "PageIncrement", "page_size": 10, "start_from_page": 1}),
+                json!({"type": "CursorPagination", "cursor_value": "{{ response.next }}",
+                    "stop_condition": "{{ not response['meta']['has_more'] }}"}),
+                json!({"type": "CursorPagination", "cursor_value": "{{ headers.link.next.url }}"}),
+                json!({"type": "CursorPagination", "cursor_value": "{{ headers['x-next'] }}",
+                    "stop_condition": "{{ last_record.id == response.next }}"}),
+                json!({"type": "CursorPagination", "page_size": 2,
+                    "cursor_value": "{{ last_record['next'] | string }}",
+                    "stop_condition": "{{ last_page_size < page_size }}"}),
+            ];
+            let mut headers = headers;
+            headers.push(("link".into(), link));
+            for s in strategies {
+                let p = paginator(s);
+                let vars = Vars::new()
+                    .with("response", json_value(Arc::new(response.clone())))
+                    .with("last_record", json_value(Arc::new(last_record.clone())))
+                    .with("headers", minijinja::Value::from_object(Headers::new(headers.clone())))
+                    .with("last_page_size", to_mj(emitted));
+                let last = LastPage { vars: &vars, extracted, page_size_override: None };
+                let _ = p.next_token(&last, Some(&current));
+                let _ = p.next_token(&last, None);
+                let _ = p.path(Some(&current));
+            }
         }
     }
 }

@@ -367,6 +367,7 @@ impl ParentConfig {
                 starts,
                 concurrency,
                 first_page_only: false,
+                state: None,
             },
             ptx,
         );

@@ -30,6 +30,8 @@ pub struct Plan {
     pub concurrency: usize,
     /// Only the first page of the first slice (for `check`).
     pub first_page_only: bool,
+    /// What templates see as `stream_state`: the state the read started from (`{}` without).
+    pub state: Option<Arc<Value>>,
 }
 
 /// What a read reports to its consumer.
@@ -68,6 +70,9 @@ pub struct Slice {
     pub interval: Option<Interval>,
     pub injections: Vec<(Arc<crate::request_option::RequestOption>, Value)>,
     pub extra_fields: Map<String, Value>,
+    /// Where the partition's cursor starts (what a client-side incremental cursor drops
+    /// records below).
+    pub floor: Option<Dt>,
 }
 
 impl Slice {
@@ -147,6 +152,7 @@ async fn produce(plan: &Plan, tx: &mpsc::Sender<Msg>) -> cdk::Result<()> {
                 interval,
                 injections,
                 extra_fields: p.extra_fields.clone(),
+                floor: sync_start,
             };
             let permit = limit
                 .clone()
@@ -163,9 +169,10 @@ async fn produce(plan: &Plan, tx: &mpsc::Sender<Msg>) -> cdk::Result<()> {
                 return Ok(());
             }
             let (stream, tx, first) = (stream.clone(), tx.clone(), plan.first_page_only);
+            let state = plan.state.clone();
             let slice_id = id;
             workers.spawn(async move {
-                let result = read_slice(&stream, &slice, slice_id, &tx, first).await;
+                let result = read_slice(&stream, &slice, state, slice_id, &tx, first).await;
                 drop(permit);
                 match result {
                     Ok(()) => {
@@ -187,30 +194,79 @@ async fn produce(plan: &Plan, tx: &mpsc::Sender<Msg>) -> cdk::Result<()> {
 }
 
 fn last_record(records: &Records) -> cdk::Result<Option<Value>> {
-    match records {
-        Records::Values(v) => Ok(v.last().cloned()),
-        Records::Raw { body, spans } => match spans.last() {
-            Some((s, e)) => serde_json::from_slice(&body[*s..*e])
-                .map(Some)
-                .map_err(|e| Error::system(format!("a record is not valid JSON: {e}"))),
-            None => Ok(None),
-        },
+    match records.len() {
+        0 => Ok(None),
+        n => records.get(n - 1),
     }
 }
 
 /// How often one slice may restart its pagination (`RESET_PAGINATION`) before it fails.
 const MAX_PAGINATION_RESETS: u32 = 100;
 
+/// How many records of the page are emitted and the last of them, as airbyte-cdk's cursor
+/// pagination sees them: after the record filter and, for a client-side incremental cursor,
+/// after the records below the partition's start are dropped.
+fn emitted_view(
+    stream: &StreamDef,
+    slice: &Slice,
+    records: &Records,
+) -> cdk::Result<(usize, Option<Value>)> {
+    let Some(cursor) = stream.cursor.as_ref().filter(|c| c.client_side) else {
+        return Ok((records.len(), last_record(records)?));
+    };
+    let (mut count, mut index, mut last) = (0, 0, None);
+    records.for_each(|r| {
+        let dt = r
+            .field(&cursor.cursor_field)
+            .and_then(|v| cursor.parse_value(&v));
+        if !dt.is_some_and(|dt| crate::stream::client_side_drops(cursor, slice.floor, dt)) {
+            count += 1;
+            last = Some(index);
+        }
+        index += 1;
+        Ok(())
+    })?;
+    let last = match last {
+        None => None,
+        Some(i) => records.get(i)?,
+    };
+    Ok((count, last))
+}
+
+/// The `stream_state` of a slice: a stream's state as is; of a partitioned state, the cursor
+/// of the slice's partition, else the global cursor; `{}` without state.
+fn state_of(state: Option<&Value>, partition: &Map<String, Value>) -> Value {
+    let Some(state) = state else {
+        return Value::Object(Map::new());
+    };
+    let Some(Value::Array(states)) = state.get("states") else {
+        return state.clone();
+    };
+    let key = crate::state::partition_key(&Value::Object(partition.clone()));
+    states
+        .iter()
+        .find(|e| {
+            e.get("partition")
+                .is_some_and(|p| crate::state::partition_key(p) == key)
+        })
+        .and_then(|e| e.get("cursor"))
+        .or_else(|| state.get("state"))
+        .cloned()
+        .unwrap_or_else(|| Value::Object(Map::new()))
+}
+
 /// Reads every page of one slice.
 async fn read_slice(
     stream: &StreamDef,
     slice: &Slice,
+    state: Option<Arc<Value>>,
     id: u64,
     tx: &mpsc::Sender<Msg>,
     first_page_only: bool,
 ) -> cdk::Result<()> {
     let r = &stream.retriever;
-    let base_vars = slice.vars(stream);
+    let state = Arc::new(state_of(state.as_deref(), &slice.partition));
+    let base_vars = slice.vars(stream).with("stream_state", json_value(state));
     let notice = |reset: Option<i64>| {
         let _ = tx.try_send(Msg::RateLimited(reset));
     };
@@ -255,8 +311,12 @@ async fn read_slice(
         }
         let raw = r.decoder == Decoder::Json && r.selector.passes_raw();
         let needs_response = r.paginator.as_ref().is_some_and(|p| p.uses_response());
+        // How many records the API returned, before any filter: the page-counting paginators
+        // decide from this, so a filter can neither end the pagination nor shorten an offset.
+        let extracted;
         let (records, first_doc) = if raw {
             let spans = r.selector.extract_raw(&resp.body)?;
+            extracted = spans.len();
             let first = if needs_response && !first_page_only {
                 serde_json::from_slice(&resp.body).unwrap_or(Value::Null)
             } else {
@@ -275,6 +335,7 @@ async fn read_slice(
             for doc in docs.iter_mut() {
                 records.extend(r.selector.extract(doc, !needs_response)?);
             }
+            extracted = records.len();
             let records = r.selector.select(records, &vars)?;
             (
                 Records::Values(records),
@@ -283,19 +344,21 @@ async fn read_slice(
         };
         let next = match &r.paginator {
             Some(p) if !first_page_only => {
+                let (emitted, last) = emitted_view(stream, slice, &records)?;
                 let mut pvars = vars
                     .with("response", json_value(Arc::new(first_doc)))
                     .with(
                         "headers",
                         minijinja::Value::from_object(Headers::new(resp.headers)),
                     )
-                    .with("last_page_size", minijinja::Value::from(records.len()));
-                if let Some(last) = last_record(&records)? {
+                    .with("last_page_size", minijinja::Value::from(emitted));
+                if let Some(last) = last {
                     pvars.set("last_record", json_value(Arc::new(last)));
                 }
                 let last = LastPage {
                     vars: &pvars,
-                    last_page_size: records.len(),
+                    extracted,
+                    page_size_override: None,
                 };
                 p.next_token(&last, token.as_ref())?
             }

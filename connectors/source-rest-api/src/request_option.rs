@@ -44,14 +44,22 @@ impl RequestOption {
                 )));
             }
         };
-        let field = match (c.has("field_path"), c.has("field_name")) {
-            (true, _) => {
+        // As airbyte-cdk: an empty or null `field_path` (or `field_name`) counts as absent.
+        let path = if c.has("field_path") {
+            c.string_list("field_path")?.unwrap_or_default()
+        } else {
+            Vec::new()
+        };
+        let name = c
+            .get("field_name")
+            .filter(|v| !(v.is_null() || v.as_str() == Some("")));
+        let field = match (path.is_empty(), name) {
+            (false, Some(_)) => {
+                return Err(c.error("only one of field_name or field_path can be given"));
+            }
+            (false, None) => {
                 if inject_into != InjectInto::BodyJson {
                     return Err(c.error("field_path is only supported with inject_into: body_json"));
-                }
-                let path = c.string_list("field_path")?.unwrap_or_default();
-                if path.is_empty() {
-                    return Err(c.error("field_path must not be empty"));
                 }
                 Field::Path(
                     path.iter()
@@ -59,7 +67,7 @@ impl RequestOption {
                         .collect::<Result<_>>()?,
                 )
             }
-            _ => Field::Name(c.template(b, "field_name")?),
+            (true, _) => Field::Name(c.template(b, "field_name")?),
         };
         c.finish()?;
         Ok(Self { inject_into, field })

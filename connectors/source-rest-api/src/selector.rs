@@ -1,12 +1,10 @@
 //! `RecordSelector`: records from a decoded response with `DpathExtractor` (`field_path`,
 //! `*` wildcards, `[]` for the root), kept or dropped by `RecordFilter`, then transformed.
 
-use std::sync::Arc;
-
 use cdk::{Error, Result};
 use serde_json::Value;
 
-use crate::interpolation::{Template, Vars, json_value};
+use crate::interpolation::{Template, Vars};
 use crate::manifest::{Build, Node};
 use crate::transform::Transformation;
 
@@ -151,12 +149,10 @@ impl RecordSelector {
             if self.transform_before_filtering {
                 self.transform(&mut r, vars)?;
             }
-            if let Some(f) = &self.filter {
-                let (back, keep) = with_record(r, vars, |v| f.eval_bool(v))?;
-                r = back;
-                if !keep {
-                    continue;
-                }
+            if let Some(f) = &self.filter
+                && !f.eval_bool_with_record(&mut r, vars)?
+            {
+                continue;
             }
             if !self.transform_before_filtering {
                 self.transform(&mut r, vars)?;
@@ -179,16 +175,12 @@ impl RecordSelector {
 
 /// Runs `f` with `record` visible to templates as `record`, then hands the record back.
 pub fn with_record<T>(
-    record: Value,
+    mut record: Value,
     vars: &Vars,
     f: impl FnOnce(&Vars) -> Result<T>,
 ) -> Result<(Value, T)> {
-    let shared = Arc::new(record);
-    let vars = vars.clone().with("record", json_value(shared.clone()));
-    let out = f(&vars);
-    drop(vars);
-    let record = Arc::try_unwrap(shared).unwrap_or_else(|arc| (*arc).clone());
-    Ok((record, out?))
+    let out = crate::interpolation::with_record(&mut record, vars, f)?;
+    Ok((record, out))
 }
 
 fn lookup_mut<'v>(v: &'v mut Value, path: &[String]) -> Option<&'v mut Value> {
@@ -247,6 +239,19 @@ impl Records {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// The record at `index` as a value.
+    pub fn get(&self, index: usize) -> Result<Option<Value>> {
+        match self {
+            Records::Values(v) => Ok(v.get(index).cloned()),
+            Records::Raw { body, spans } => match spans.get(index) {
+                Some((s, e)) => serde_json::from_slice(&body[*s..*e])
+                    .map(Some)
+                    .map_err(|e| Error::system(format!("a record is not valid JSON: {e}"))),
+                None => Ok(None),
+            },
+        }
     }
 
     /// Each record's JSON text (raw records) or value.
@@ -552,5 +557,65 @@ mod tests {
         let r = RecordRef::Raw(r#"{"a": {"deep": [1]}, "updated_at": "2024-01-01", "z": 1}"#);
         assert_eq!(r.field("updated_at"), Some(json!("2024-01-01")));
         assert_eq!(r.field("nope"), None);
+    }
+
+    fn json() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            "\\PC{0,6}".prop_map(Value::String),
+        ];
+        leaf.prop_recursive(4, 32, 4, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                prop::collection::btree_map("data|id|[a-zé中0-9*]{0,3}", inner, 0..4)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    fn path_part() -> impl Strategy<Value = String> {
+        prop_oneof![
+            Just("data".to_string()),
+            Just("*".to_string()),
+            Just("0".to_string()),
+            Just("{{ config['p'] }}".to_string()),
+            "\\PC{0,4}",
+        ]
+    }
+
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Any field path over any response (valid JSON or not): records or an error.
+        #[test]
+        fn extraction_never_panics(
+            doc in json(),
+            path in prop::collection::vec(path_part(), 0..4),
+            garbage in "\\PC{0,12}",
+            cut in 0usize..64,
+        ) {
+            let paths: Vec<&str> = path.iter().map(String::as_str).collect();
+            let b = Build::new(&json!({"p": "é"}), None, 1);
+            let v = json!({"type": "RecordSelector",
+                "extractor": {"type": "DpathExtractor", "field_path": paths}});
+            let Ok(sel) = RecordSelector::decode(Node::root(&v), &b, Vec::new()) else {
+                return Ok(());
+            };
+            let body = doc.to_string();
+            let _ = sel.extract_raw(body.as_bytes());
+            let _ = sel.extract_raw(garbage.as_bytes());
+            let truncated: Vec<u8> = body.bytes().take(cut).collect();
+            if let Ok(spans) = sel.extract_raw(&truncated) {
+                let records = Records::Raw { body: truncated.clone().into(), spans };
+                let _ = records.into_values();
+            }
+            let mut d = doc.clone();
+            let _ = sel.extract(&mut d, true);
+            let mut d = doc;
+            let _ = sel.extract(&mut d, false);
+            let _ = RecordRef::Raw(&garbage).field("id");
+        }
     }
 }

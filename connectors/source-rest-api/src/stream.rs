@@ -148,6 +148,7 @@ impl StreamDef {
                 starts: None,
                 concurrency: 1,
                 first_page_only: true,
+                state: None,
             },
             tx,
         );
@@ -245,6 +246,9 @@ impl cdk::Stream for DeclarativeStream {
                 starts,
                 concurrency: stream.concurrency,
                 first_page_only: false,
+                state: incremental
+                    .then(|| ctx.state.clone().map(Arc::new))
+                    .flatten(),
             },
             tx,
         );
@@ -268,10 +272,7 @@ impl cdk::Stream for DeclarativeStream {
                         if let (Some(k), Some(cursor)) = (keeper.as_mut(), &stream.cursor) {
                             match r.field(&cursor.cursor_field).and_then(|v| cursor.parse_value(&v)) {
                                 Some(dt) => {
-                                    if cursor.client_side
-                                        && let Some(f) = floor
-                                        && (dt < f || (cursor.strict && dt == f))
-                                    {
+                                    if client_side_drops(cursor, floor, dt) {
                                         return Ok(());
                                     }
                                     k.observe(id, dt);
@@ -311,6 +312,12 @@ impl cdk::Stream for DeclarativeStream {
     }
 }
 
+/// True when a client-side incremental cursor drops a record with cursor value `dt` from a
+/// slice whose partition starts at `floor`.
+pub fn client_side_drops(cursor: &DatetimeCursor, floor: Option<Dt>, dt: Dt) -> bool {
+    cursor.client_side && floor.is_some_and(|f| dt < f || (cursor.strict && dt == f))
+}
+
 /// Writes a record: raw text as it came when it is one line, else re-serialised.
 fn write_record(out: &mut RecordWriter, r: RecordRef<'_>) -> Result<()> {
     match r {
@@ -325,4 +332,110 @@ fn write_record(out: &mut RecordWriter, r: RecordRef<'_>) -> Result<()> {
 /// The permissive schema of a stream without one.
 pub fn open_schema() -> Value {
     json!({"$schema": "http://json-schema.org/draft-07/schema#", "type": "object", "properties": {}, "additionalProperties": true})
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+    use serde_json::{Value, json};
+
+    use crate::source::Declarative;
+
+    /// A manifest using most components, to mutate.
+    fn base() -> Value {
+        json!({"version": "6.0.0", "type": "DeclarativeSource",
+          "check": {"type": "CheckStream", "stream_names": ["items"]},
+          "streams": [{"type": "DeclarativeStream", "name": "items", "primary_key": ["id"],
+            "$parameters": {"path": "/items"},
+            "retriever": {"type": "SimpleRetriever",
+              "requester": {"type": "HttpRequester", "url_base": "{{ config['base_url'] }}",
+                "path": "/items", "http_method": "GET",
+                "request_parameters": {"q": "{{ stream_partition.p }}", "since": "{{ now_utc() - duration('P1D') }}"},
+                "authenticator": {"type": "ApiKeyAuthenticator", "api_token": "{{ config['k'] }}", "header": "X"},
+                "error_handler": {"type": "DefaultErrorHandler", "max_retries": 1,
+                  "response_filters": [{"type": "HttpResponseFilter", "action": "IGNORE", "http_codes": [404]}]}},
+              "record_selector": {"type": "RecordSelector",
+                "extractor": {"type": "DpathExtractor", "field_path": ["data", "*"]},
+                "record_filter": {"type": "RecordFilter", "condition": "{{ record['a'] > 1 }}"}},
+              "paginator": {"type": "DefaultPaginator",
+                "pagination_strategy": {"type": "CursorPagination", "cursor_value": "{{ response.next }}",
+                  "stop_condition": "{{ last_page_size < 2 }}", "page_size": 2},
+                "page_token_option": {"type": "RequestOption", "inject_into": "body_json", "field_path": ["a", "b"]},
+                "page_size_option": {"type": "RequestOption", "inject_into": "request_parameter", "field_name": "n"}},
+              "partition_router": {"type": "ListPartitionRouter", "cursor_field": "p", "values": ["1", "2"]}},
+            "incremental_sync": {"type": "DatetimeBasedCursor", "cursor_field": "u",
+              "datetime_format": "%Y-%m-%d", "start_datetime": "{{ config['start'] }}", "step": "P1D",
+              "cursor_granularity": "P1D"},
+            "transformations": [
+              {"type": "AddFields", "fields": [{"type": "AddedFieldDefinition", "path": ["x"], "value": "{{ record.a }}"}]},
+              {"type": "RemoveFields", "field_pointers": [["b", "**"]]}]}]})
+    }
+
+    /// Every path to a value of `v`.
+    fn paths(v: &Value, here: Vec<String>, out: &mut Vec<Vec<String>>) {
+        out.push(here.clone());
+        match v {
+            Value::Object(m) => m.iter().for_each(|(k, c)| {
+                let mut p = here.clone();
+                p.push(k.clone());
+                paths(c, p, out);
+            }),
+            Value::Array(a) => a.iter().enumerate().for_each(|(i, c)| {
+                let mut p = here.clone();
+                p.push(i.to_string());
+                paths(c, p, out);
+            }),
+            _ => {}
+        }
+    }
+
+    fn at<'v>(v: &'v mut Value, path: &[String]) -> Option<&'v mut Value> {
+        path.iter().try_fold(v, |v, k| match v {
+            Value::Object(m) => m.get_mut(k),
+            Value::Array(a) => a.get_mut(k.parse::<usize>().ok()?),
+            _ => None,
+        })
+    }
+
+    fn replacement() -> impl Strategy<Value = Value> {
+        prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            any::<f64>().prop_map(Value::from),
+            "\\PC{0,12}".prop_map(Value::String),
+            "\\{\\{ [a-z_\\[\\]'\\.]{0,12} \\}\\}".prop_map(Value::String),
+            Just(json!([])),
+            Just(json!({})),
+            Just(json!(["é", 1])),
+            Just(json!({"type": "NoSuchThing"})),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        /// Any value anywhere in a manifest: it loads or is refused, never a panic.
+        #[test]
+        fn mutated_manifests_load_or_fail(picks in prop::collection::vec((any::<prop::sample::Index>(), replacement()), 1..4)) {
+            let mut m = base();
+            for (index, value) in picks {
+                let mut all = Vec::new();
+                paths(&m, Vec::new(), &mut all);
+                let path = index.get(&all).clone();
+                if let Some(slot) = at(&mut m, &path) {
+                    *slot = value;
+                }
+            }
+            let config = json!({"base_url": "http://127.0.0.1:9", "k": "ü", "start": "2024-01-01"});
+            let _ = Declarative::decode(&m, &config, None);
+            let _ = crate::source::manifest_spec(&m);
+        }
+    }
+
+    #[test]
+    fn the_base_manifest_loads() {
+        let config = json!({"base_url": "http://127.0.0.1:9", "k": "ü", "start": "2024-01-01"});
+        Declarative::decode(&base(), &config, None).expect("loads");
+    }
 }

@@ -5,9 +5,8 @@
 use cdk::Result;
 use serde_json::{Map, Value};
 
-use crate::interpolation::{Template, Vars, literal_eval, to_mj};
+use crate::interpolation::{Template, Vars, literal_eval, to_mj, with_record};
 use crate::manifest::{Build, Node, unsupported_type};
-use crate::selector::with_record;
 
 #[derive(Debug)]
 pub enum Transformation {
@@ -29,6 +28,8 @@ pub enum Transformation {
 #[derive(Debug)]
 pub struct AddedField {
     path: Vec<Template>,
+    /// The path when no step of it is a template (evaluated once).
+    constant_path: Option<Vec<String>>,
     value: FieldValue,
     value_type: Option<ValueType>,
 }
@@ -85,8 +86,13 @@ impl Transformation {
                         Some(other) => return Err(f.error(format!("unknown value_type '{other}'"))),
                     };
                     f.finish()?;
+                    let constant_path = path
+                        .iter()
+                        .map(|t| t.is_constant().then(|| t.source().to_string()))
+                        .collect();
                     fields.push(AddedField {
                         path,
+                        constant_path,
                         value,
                         value_type,
                     });
@@ -139,25 +145,25 @@ impl Transformation {
     pub fn apply(&self, record: &mut Value, vars: &Vars) -> Result<()> {
         match self {
             Transformation::AddFields { fields, condition } => {
-                if let Some(cond) = condition {
-                    let (back, ok) =
-                        with_record(std::mem::take(record), vars, |v| cond.eval_bool(v))?;
-                    *record = back;
-                    if !ok {
-                        return Ok(());
-                    }
+                if let Some(cond) = condition
+                    && !cond.eval_bool_with_record(record, vars)?
+                {
+                    return Ok(());
                 }
                 for f in fields {
-                    let (back, (path, value)) = with_record(std::mem::take(record), vars, |v| {
-                        let path: Vec<String> = f
-                            .path
-                            .iter()
-                            .map(|t| Ok(t.eval_str(v)?.unwrap_or_default()))
-                            .collect::<Result<_>>()?;
-                        Ok((path, f.eval(v)?))
-                    })?;
-                    *record = back;
-                    set_path(record, &path, value);
+                    let value = f.eval(record, vars)?;
+                    match &f.constant_path {
+                        Some(path) => set_path(record, path, value),
+                        None => {
+                            let path = with_record(record, vars, |v| {
+                                f.path
+                                    .iter()
+                                    .map(|t| Ok(t.eval_str(v)?.unwrap_or_default()))
+                                    .collect::<Result<Vec<String>>>()
+                            })?;
+                            set_path(record, &path, value);
+                        }
+                    }
                 }
             }
             Transformation::RemoveFields {
@@ -177,13 +183,12 @@ impl Transformation {
                 }
             }
             Transformation::KeysReplace { old, new } => {
-                let (back, (old, new)) = with_record(std::mem::take(record), vars, |v| {
+                let (old, new) = with_record(record, vars, |v| {
                     Ok((
                         old.eval_str(v)?.unwrap_or_default(),
                         new.eval_str(v)?.unwrap_or_default(),
                     ))
                 })?;
-                *record = back;
                 if !old.is_empty()
                     && let Value::Object(m) = record
                 {
@@ -199,12 +204,13 @@ impl Transformation {
 }
 
 impl AddedField {
-    fn eval(&self, vars: &Vars) -> Result<Value> {
+    /// The value for `record` (the record as earlier fields left it).
+    fn eval(&self, record: &mut Value, vars: &Vars) -> Result<Value> {
         let t = match &self.value {
             FieldValue::Literal(v) => return Ok(v.clone()),
             FieldValue::Template(t) => t,
         };
-        let Some(text) = t.render(vars)? else {
+        let Some(text) = t.render_with_record(record, vars)? else {
             return Ok(Value::Null);
         };
         let lit = literal_eval(&text);
@@ -269,6 +275,10 @@ fn remove(
         return Ok(());
     }
     let Value::Object(m) = v else { return Ok(()) };
+    if rest.is_empty() && condition.is_none() && head != "*" {
+        m.remove(head);
+        return Ok(());
+    }
     let keys: Vec<String> = if head == "*" {
         m.keys().cloned().collect()
     } else if m.contains_key(head) {

@@ -451,7 +451,8 @@ pub fn parse_loose(text: &str) -> Result<Dt, String> {
         }
         skip_spaces(s, &mut i);
         if i < s.len() {
-            if t[i..].eq_ignore_ascii_case("UTC") || t[i..].eq_ignore_ascii_case("GMT") {
+            let tail = t.get(i..).unwrap_or_default();
+            if tail.eq_ignore_ascii_case("UTC") || tail.eq_ignore_ascii_case("GMT") {
                 i = s.len();
             } else {
                 offset = parse_offset(s, &mut i).ok_or_else(bad)?;

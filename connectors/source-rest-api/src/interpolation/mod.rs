@@ -5,10 +5,13 @@
 //! printing, and the rendered text read back as a Python literal.
 
 pub mod datetime;
+mod fast;
 mod functions;
 pub mod json_object;
 pub mod literal;
 pub mod objects;
+#[cfg(test)]
+mod proptests;
 mod rewrite;
 
 use std::sync::Arc;
@@ -26,9 +29,6 @@ pub use literal::literal_eval;
 pub fn to_mj<T: serde::Serialize>(v: T) -> Mj {
     Mj::from(minijinja::value::Serde(v))
 }
-
-/// Variables Airbyte 7 refuses in templates, with what to use instead.
-const REMOVED_VARIABLES: [(&str, &str); 1] = [("stream_state", "stream_interval")];
 
 /// The template engine of one run: the environment and the config every template sees.
 pub struct Interpolator {
@@ -65,13 +65,6 @@ impl Interpolator {
 
     /// Checks a template compiles; returns the key it renders under.
     fn compile(&self, source: &str) -> std::result::Result<String, String> {
-        for (name, instead) in REMOVED_VARIABLES {
-            if mentions(source, name) {
-                return Err(format!(
-                    "`{name}` is no longer supported in interpolation, use `{instead}`"
-                ));
-            }
-        }
         let key = rewrite::rewrite(source);
         self.env
             .get_template(&key)
@@ -97,16 +90,6 @@ impl Interpolator {
     pub fn config(&self) -> &Mj {
         &self.config
     }
-}
-
-/// True when `name` appears in `source` as an identifier.
-fn mentions(source: &str, name: &str) -> bool {
-    source.match_indices(name).any(|(i, _)| {
-        let before = source[..i].chars().next_back();
-        let after = source[i + name.len()..].chars().next();
-        let ident = |c: Option<char>| c.is_some_and(|c| c.is_alphanumeric() || c == '_');
-        !ident(before) && !ident(after)
-    })
 }
 
 /// The variables of one evaluation besides `config` and `parameters`.
@@ -142,6 +125,8 @@ pub struct Template {
     key: Option<Arc<str>>,
     params: Mj,
     interp: Arc<Interpolator>,
+    /// The same template evaluated without the engine, when it is simple enough.
+    fast: Option<Arc<fast::Fast>>,
 }
 
 impl Template {
@@ -157,11 +142,16 @@ impl Template {
         } else {
             None
         };
+        let fast = key
+            .as_ref()
+            .and_then(|_| fast::Fast::compile(source))
+            .map(Arc::new);
         Ok(Self {
             source: Arc::from(source),
             key,
             params: to_mj(params),
             interp: interp.clone(),
+            fast,
         })
     }
 
@@ -191,26 +181,82 @@ impl Template {
 
     /// The value: rendered, then read as a Python literal when it is one (`"5"` → 5).
     pub fn eval(&self, vars: &Vars) -> Result<Value> {
-        Ok(match self.render(vars)? {
-            None => Value::Null,
-            Some(s) => literal_eval(&s).unwrap_or(Value::String(s)),
-        })
+        Ok(value_of(self.render(vars)?))
     }
 
     /// The value as text, for URLs, headers and parameters: a quoted literal loses its
     /// quotes, anything else is the rendered text as is.
     pub fn eval_str(&self, vars: &Vars) -> Result<Option<String>> {
-        Ok(self.render(vars)?.and_then(|s| match literal_eval(&s) {
-            Some(Value::String(inner)) => Some(inner),
-            Some(Value::Null) => None,
-            _ => Some(s),
-        }))
+        Ok(text_of(self.render(vars)?))
     }
 
     /// A condition: false for empty, `False`, `None`, `0`, `[]`, `{}`.
     pub fn eval_bool(&self, vars: &Vars) -> Result<bool> {
         Ok(truthy(&self.eval(vars)?))
     }
+
+    /// `render` with `record` visible to the template as `record`. Simple templates
+    /// (lookups in the record, literals, comparisons) are evaluated without the engine.
+    pub fn render_with_record(&self, record: &mut Value, vars: &Vars) -> Result<Option<String>> {
+        if let Some(f) = &self.fast
+            && let Some(out) = f.eval(record)
+        {
+            let s = out.text();
+            return Ok((!s.is_empty()).then_some(s));
+        }
+        with_record(record, vars, |v| self.render(v))
+    }
+
+    /// `eval` with `record` visible to the template.
+    pub fn eval_with_record(&self, record: &mut Value, vars: &Vars) -> Result<Value> {
+        Ok(value_of(self.render_with_record(record, vars)?))
+    }
+
+    /// `eval_str` with `record` visible to the template.
+    pub fn eval_str_with_record(&self, record: &mut Value, vars: &Vars) -> Result<Option<String>> {
+        Ok(text_of(self.render_with_record(record, vars)?))
+    }
+
+    /// `eval_bool` with `record` visible to the template.
+    pub fn eval_bool_with_record(&self, record: &mut Value, vars: &Vars) -> Result<bool> {
+        if let Some(f) = &self.fast
+            && let Some(fast::Out::Owned(Value::Bool(b))) = f.eval(record)
+        {
+            return Ok(b);
+        }
+        Ok(truthy(&self.eval_with_record(record, vars)?))
+    }
+}
+
+/// Runs `f` with `record` visible to templates as `record`, then puts the record back.
+pub fn with_record<T>(
+    record: &mut Value,
+    vars: &Vars,
+    f: impl FnOnce(&Vars) -> Result<T>,
+) -> Result<T> {
+    let shared = Arc::new(std::mem::take(record));
+    let vars = vars.clone().with("record", json_value(shared.clone()));
+    let out = f(&vars);
+    drop(vars);
+    *record = Arc::try_unwrap(shared).unwrap_or_else(|arc| (*arc).clone());
+    out
+}
+
+/// A rendering read as a Python literal when it is one.
+fn value_of(rendered: Option<String>) -> Value {
+    match rendered {
+        None => Value::Null,
+        Some(s) => literal_eval(&s).unwrap_or(Value::String(s)),
+    }
+}
+
+/// A rendering as text: a quoted literal loses its quotes, `None` is nothing.
+fn text_of(rendered: Option<String>) -> Option<String> {
+    rendered.and_then(|s| match literal_eval(&s) {
+        Some(Value::String(inner)) => Some(inner),
+        Some(Value::Null) => None,
+        _ => Some(s),
+    })
 }
 
 pub fn truthy(v: &Value) -> bool {
@@ -583,8 +629,9 @@ mod tests {
                 .eval(&Vars::new())
                 .is_err()
         );
-        let e = Template::new(&i, "{{ stream_state['x'] }}", &json!({})).unwrap_err();
-        assert!(e.contains("stream_interval"), "{e}");
+        let t = Template::new(&i, "{{ stream_state.get('x', 'none') }}", &json!({})).unwrap();
+        let state = Vars::new().with("stream_state", to_mj(json!({"x": "2024-01-01"})));
+        assert_eq!(t.eval(&state).unwrap(), json!("2024-01-01"));
         assert!(Template::new(&i, "{{ unclosed", &json!({})).is_err());
         let t = Template::new(&i, "{{ 1 | nosuchfilter }}", &json!({})).unwrap();
         assert!(t.eval(&Vars::new()).is_err());

@@ -73,9 +73,11 @@ pub fn rewrite(source: &str) -> String {
     }
 }
 
-/// Position of `close` in `s`, skipping string literals.
+/// Position of `close` in `s`, skipping string literals. Works on bytes (the delimiters and
+/// quotes are ASCII, so a match is always at a char boundary).
 fn find_close(s: &str, close: &str) -> Option<usize> {
     let b = s.as_bytes();
+    let close = close.as_bytes();
     let mut i = 0;
     while i < b.len() {
         match b[i] {
@@ -88,7 +90,7 @@ fn find_close(s: &str, close: &str) -> Option<usize> {
                     i += 1;
                 }
             }
-            _ if s[i..].starts_with(close) => return Some(i),
+            _ if b[i..].starts_with(close) => return Some(i),
             _ => {}
         }
         i += 1;

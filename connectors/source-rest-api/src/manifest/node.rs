@@ -1,8 +1,8 @@
 //! Reading one component of a resolved manifest: its `type` (or the default type of the field
 //! it sits in), its fields, and `$parameters` propagated from its parents (a field missing or
-//! falsy on a component takes the parameter of the same name, as in Airbyte). Every field a
-//! decoder does not read is an error naming the component and its path, so nothing in a
-//! manifest is silently ignored.
+//! falsy on a component takes the parameter of the same name, as in Airbyte). A field no
+//! decoder reads is ignored with a debug log line naming the component and its path, as
+//! Airbyte's engine ignores fields its components do not define.
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
@@ -340,24 +340,22 @@ impl<'a> Component<'a> {
         }
     }
 
-    /// Fails on any field no decoder read.
+    /// Ends decoding. Fields no decoder read are ignored, as Airbyte's engine ignores fields a
+    /// component does not define (its models accept extra fields); each is logged at debug level.
     pub fn finish(self) -> Result<()> {
-        let unknown: Vec<&String> = self
-            .obj
+        for k in self.unknown_fields() {
+            tracing::debug!(component = %self.type_name, at = %self.at(), field = %k,
+                "ignoring a field the component does not define");
+        }
+        Ok(())
+    }
+
+    /// The fields written on the component that no decoder read.
+    pub fn unknown_fields(&self) -> Vec<&String> {
+        self.obj
             .keys()
             .filter(|k| !self.used.contains(k.as_str()))
-            .collect();
-        match unknown.as_slice() {
-            [] => Ok(()),
-            [one] => Err(self.error(format!("the field '{one}' is not supported"))),
-            many => Err(self.error(format!(
-                "the fields {} are not supported",
-                many.iter()
-                    .map(|k| format!("'{k}'"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ))),
-        }
+            .collect()
     }
 }
 
@@ -385,11 +383,12 @@ mod tests {
     }
 
     #[test]
-    fn unknown_fields_and_types_are_named() {
-        let v = json!({"type": "X", "bogus": 1});
-        let c = Node::root(&v).component(None).unwrap();
-        let e = c.finish().unwrap_err();
-        assert_eq!(e.message, "X at /: the field 'bogus' is not supported");
+    fn unknown_fields_are_ignored_and_types_named() {
+        let v = json!({"type": "X", "bogus": 1, "known": 2});
+        let mut c = Node::root(&v).component(None).unwrap();
+        assert_eq!(c.get("known"), Some(json!(2)));
+        assert_eq!(c.unknown_fields(), vec!["bogus"]);
+        c.finish().unwrap();
         let c = Node::root(&v).component(None).unwrap();
         let e = c.expect(&["Y"]).unwrap_err();
         assert!(

@@ -209,13 +209,6 @@ async fn unsupported_components_and_fields_are_named() {
         "{message}"
     );
 
-    let typo = one_stream("/items", "reqest_parameters: {a: b}", "", "");
-    let out = manifest(&typo).read(&config_for(&server), &["items"]);
-    out.assert_failure();
-    let (message, kind) = trace_error(&out);
-    assert_eq!(kind, Some(FailureType::ConfigError));
-    assert!(message.contains("HttpRequester at /streams/0/retriever/requester: the field 'reqest_parameters' is not supported"), "{message}");
-
     let dynamic = format!(
         "{}\ndynamic_streams: []\n",
         one_stream("/items", "", "", "")

@@ -5,11 +5,14 @@ mod acceptance;
 mod auth;
 mod components;
 mod errors;
+mod filtered_pages;
 mod incremental;
 mod language;
+mod loading;
 mod pagination;
 mod simple;
 mod substreams;
+mod transforms;
 
 use std::path::PathBuf;
 use std::sync::Arc;
