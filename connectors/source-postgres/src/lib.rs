@@ -6,6 +6,7 @@
 
 mod config;
 mod connect;
+mod cdc;
 mod copy;
 mod discover;
 mod read;
