@@ -24,6 +24,8 @@ pub struct ReadEnv {
     pub snapshot: Option<String>,
     pub checkpoint_every: Duration,
     pub chunk_bytes: u64,
+    /// Incremental streams are read by Xmin instead of a cursor column.
+    pub xmin: bool,
 }
 
 impl ReadEnv {
@@ -101,7 +103,9 @@ impl Stream for TableStream {
             client: &client,
         };
         let state = StreamState::parse(ctx.state.as_ref())?;
-        if ctx.is_incremental() {
+        if ctx.is_incremental() && self.env.xmin {
+            crate::xmin::read(&reader, state, out).await?;
+        } else if ctx.is_incremental() {
             let cursor = reader.cursor_column(ctx.cursor_field())?;
             reader.incremental(cursor, state, out).await?;
         } else {
@@ -216,7 +220,7 @@ impl TableReader<'_> {
     }
 
     /// The select list (with casts for types read as text or numeric).
-    fn select_list(&self) -> String {
+    pub(crate) fn select_list(&self) -> String {
         let cols: Vec<String> = self
             .table
             .columns
@@ -242,6 +246,13 @@ impl TableReader<'_> {
         for_each_tuple(stream, |t| on_row(t, format))
             .await
             .map_err(|e| e.context(self.context()))
+    }
+
+    /// Every row of `query` (the table's select list) into `out`.
+    pub(crate) async fn read_query(&self, query: &str, out: &mut dyn RowSink) -> Result<()> {
+        let mut format = RowFormat::new(self.table, 0);
+        self.copy(query, &mut format, |t, f| out.row(f, t)).await?;
+        Ok(())
     }
 
     /// A relation without ctid (view, partitioned or foreign table): one streamed query.

@@ -53,6 +53,7 @@ fn version() -> u32 {
 pub enum StreamState {
     Ctid(CtidStatus),
     Cursor(CursorStatus),
+    Xmin(crate::xmin::XminStatus),
 }
 
 impl StreamState {
@@ -88,8 +89,11 @@ impl StreamState {
                     serde_json::from_value(v).map_err(invalid)?,
                 )))
             }
+            Some("xmin") => Ok(Some(StreamState::Xmin(
+                serde_json::from_value(value.clone()).map_err(invalid)?,
+            ))),
             Some(other) => Err(Error::config(format!(
-                "stream state type '{other}' is not supported (expected 'ctid' or 'cursor_based')"
+                "stream state type '{other}' is not supported (expected 'ctid', 'cursor_based' or 'xmin')"
             ))),
         }
     }

@@ -30,9 +30,6 @@ use crate::types::quote_ident;
 pub use slot::{preflight, published};
 use state::Phase;
 
-/// The meta columns CDC adds to every stream.
-pub const META_COLUMNS: [&str; 3] = ["_ab_cdc_lsn", "_ab_cdc_updated_at", "_ab_cdc_deleted_at"];
-
 /// The states of one CDC read: the shared position and each stream's part.
 pub(crate) struct Progress {
     shared: Value,

@@ -44,6 +44,7 @@ pub(crate) async fn run(
             snapshot: None,
             checkpoint_every: Duration::from_secs(env.config.sync_checkpoint_seconds.max(1)),
             chunk_bytes: env.config.chunk_size_mb.max(1) << 20,
+            xmin: false,
         };
         let client = read_env.begin().await?;
         let reader = TableReader {

@@ -1,6 +1,7 @@
 //! Integration tests of source-postgres, against a real throwaway PostgreSQL cluster.
 
 mod acceptance;
+mod cdc;
 mod check;
 mod golden;
 mod hostile;

@@ -1,0 +1,172 @@
+//! CDC on the throwaway cluster: the first sync snapshots, later syncs replay inserts,
+//! updates and deletes from a pgoutput slot with the `_ab_cdc_*` columns; TOAST, TRUNCATE,
+//! tables joining the publication, tables without a primary key, and the setup errors.
+
+use cdk::protocol::SyncMode;
+use cdk::testing::postgres::TestDatabase;
+use cdk::testing::{Captured, Run};
+use serde_json::{Value, json};
+
+use crate::{BIN, config, configure, database, discover};
+
+/// A database with `setup` run, publication `pub` on `tables` and a pgoutput slot; returns
+/// it, the CDC config and the slot's name.
+pub async fn cdc_database(prefix: &str, setup: &str, tables: &str) -> (TestDatabase, Value, String) {
+    let db = database(prefix).await;
+    db.execute(setup).await;
+    db.execute(&format!("CREATE PUBLICATION pub FOR TABLE {tables}")).await;
+    let slot = format!("slot_{}", db.name);
+    db.execute(&format!(
+        "SELECT pg_create_logical_replication_slot('{slot}', 'pgoutput')"
+    ))
+    .await;
+    let cfg = config(
+        &db,
+        json!({"sync_checkpoint_records": 10, "replication_method": {"method": "CDC",
+            "replication_slot": slot, "publication": "pub"}}),
+    );
+    (db, cfg, slot)
+}
+
+/// Drops the slot so the cluster's slots do not run out.
+pub async fn drop_slot(db: &TestDatabase, slot: &str) {
+    db.execute(&format!("SELECT pg_drop_replication_slot('{slot}')"))
+        .await;
+}
+
+/// The slot's confirmed position as a number.
+pub async fn confirmed_flush(db: &TestDatabase, slot: &str) -> u64 {
+    let c = db.connect().await;
+    let row = c
+        .query_one(
+            "SELECT (confirmed_flush_lsn - '0/0')::int8 FROM pg_replication_slots WHERE slot_name = $1",
+            &[&slot],
+        )
+        .await
+        .unwrap();
+    row.get::<_, i64>(0) as u64
+}
+
+/// The shared LSN of a run's last GLOBAL state.
+pub fn state_lsn(state: &Value) -> u64 {
+    state
+        .as_array()
+        .and_then(|a| a.iter().find(|s| s["type"] == "GLOBAL"))
+        .map(|s| s["global"]["shared_state"]["lsn"].as_u64().expect("lsn"))
+        .expect("a GLOBAL state")
+}
+
+fn incremental(cfg: &Value, streams: &[&str]) -> Value {
+    let catalog = discover(cfg);
+    let list: Vec<(&str, SyncMode, Option<&str>)> = streams
+        .iter()
+        .map(|s| (*s, SyncMode::Incremental, None))
+        .collect();
+    configure(&catalog, &list)
+}
+
+fn read(cfg: &Value, catalog: &Value, state: Option<&Value>) -> Captured {
+    let run = Run::new(BIN).read(cfg, catalog, state);
+    run.assert_success().assert_protocol();
+    run
+}
+
+fn by_id<'a>(records: &[&'a Value], id: i64) -> Vec<&'a Value> {
+    records.iter().copied().filter(|r| r["id"] == id).collect()
+}
+
+#[tokio::test]
+async fn snapshot_then_inserts_updates_deletes_toast_and_truncate() {
+    let (db, cfg, slot) = cdc_database(
+        "cdc_basic",
+        "CREATE TABLE items (id int PRIMARY KEY, name text, big text, price numeric(8,2),
+           at timestamptz, tags int[]);
+         INSERT INTO items VALUES
+           (1, 'one', NULL, 1.50, '2024-01-01 00:00:00+00', '{1,2}'),
+           (2, 'two', (SELECT string_agg(md5(i::text), '') FROM generate_series(1, 3000) i),
+              2.00, NULL, NULL),
+           (3, 'three', 'small', NULL, NULL, '{}');",
+        "items",
+    )
+    .await;
+    let catalog = incremental(&cfg, &["items"]);
+    let stream = &discover(&cfg).streams[0];
+    assert_eq!(stream.source_defined_cursor, Some(true));
+    assert_eq!(stream.default_cursor_field, Some(vec!["_ab_cdc_lsn".to_string()]));
+    assert!(stream.json_schema["properties"]["_ab_cdc_deleted_at"].is_object());
+
+    // First sync: the snapshot, every row with the CDC columns.
+    let first = read(&cfg, &catalog, None);
+    let rows = first.records_of("items");
+    assert_eq!(rows.len(), 3);
+    let snapshot_lsn = rows[0]["_ab_cdc_lsn"].as_u64().expect("lsn");
+    assert_eq!(rows[0]["at"], "2024-01-01T00:00:00.000000Z");
+    assert_eq!(rows[0]["tags"], json!([1, 2]));
+    assert!(rows.iter().all(|r| r["_ab_cdc_deleted_at"].is_null()));
+    assert!(rows[0]["_ab_cdc_updated_at"].is_string());
+    let state1 = first.final_state();
+    let global = &state1[0]["global"];
+    assert_eq!(global["shared_state"]["replication_slot"], slot.as_str());
+    assert_eq!(global["stream_states"][0]["stream_state"]["state_type"], "cdc");
+    let before = confirmed_flush(&db, &slot).await;
+
+    db.execute(
+        "INSERT INTO items VALUES (4, 'four', NULL, 4.25, '2024-02-01 10:30:00.5+00', '{4}');
+         UPDATE items SET name = 'uno', price = 1.75 WHERE id = 1;
+         UPDATE items SET name = 'dos' WHERE id = 2;
+         DELETE FROM items WHERE id = 3;",
+    )
+    .await;
+    let second = read(&cfg, &catalog, Some(&state1));
+    // The slot moved to the state the sync started with, not further.
+    assert_eq!(confirmed_flush(&db, &slot).await, before.max(state_lsn(&state1)));
+    let rows = second.records_of("items");
+    assert_eq!(rows.len(), 4, "{rows:#?}");
+    let four = by_id(&rows, 4)[0];
+    assert_eq!(four["name"], "four");
+    assert_eq!(four["price"], json!(4.25));
+    assert_eq!(four["at"], "2024-02-01T10:30:00.500000Z");
+    assert!(four["_ab_cdc_deleted_at"].is_null());
+    assert!(four["_ab_cdc_lsn"].as_u64().unwrap() > snapshot_lsn);
+    let one = by_id(&rows, 1)[0];
+    assert_eq!((one["name"].as_str(), one["price"].as_f64()), (Some("uno"), Some(1.75)));
+    // The TOASTed value was not changed, so the log does not carry it: left out, and said.
+    let two = by_id(&rows, 2)[0];
+    assert_eq!(two["name"], "dos");
+    assert!(two.get("big").is_none(), "{two}");
+    let meta: Vec<Value> = second
+        .records()
+        .filter(|r| r.data["id"] == 2)
+        .flat_map(|r| r.meta.clone())
+        .map(|m| serde_json::to_value(m).unwrap())
+        .collect();
+    assert_eq!(meta[0]["changes"][0]["field"], "big", "{meta:?}");
+    // A delete: the key, and the time of the delete.
+    let three = by_id(&rows, 3)[0];
+    assert!(three["_ab_cdc_deleted_at"].is_string(), "{three}");
+    assert_eq!(three.get("name"), None);
+    let lsns: Vec<u64> = rows.iter().map(|r| r["_ab_cdc_lsn"].as_u64().unwrap()).collect();
+    assert!(lsns.windows(2).all(|w| w[0] < w[1]), "{lsns:?}");
+
+    // Nothing new: no records, the position kept.
+    let state2 = second.final_state();
+    let third = read(&cfg, &catalog, Some(&state2));
+    assert_eq!(third.records_of("items").len(), 0);
+    assert_eq!(confirmed_flush(&db, &slot).await, state_lsn(&state2));
+    let state3 = third.final_state();
+    assert!(state_lsn(&state3) >= state_lsn(&state2));
+
+    // TRUNCATE is said in the log; changes after it still arrive.
+    db.execute("TRUNCATE items; INSERT INTO items (id, name) VALUES (10, 'ten');")
+        .await;
+    let fourth = read(&cfg, &catalog, Some(&state3));
+    let rows = fourth.records_of("items");
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0]["id"], 10);
+    assert!(
+        fourth.logs().iter().any(|l| l.message.contains("truncated")),
+        "{}",
+        fourth.describe()
+    );
+    drop_slot(&db, &slot).await;
+}
