@@ -170,3 +170,148 @@ async fn snapshot_then_inserts_updates_deletes_toast_and_truncate() {
     );
     drop_slot(&db, &slot).await;
 }
+
+fn check_message(cfg: &Value) -> String {
+    let run = Run::new(BIN).check(cfg);
+    run.assert_success();
+    let status = run.connection_status();
+    assert_eq!(
+        serde_json::to_value(&status.status).unwrap(),
+        "FAILED",
+        "{}",
+        run.describe()
+    );
+    status.message.clone().unwrap_or_default()
+}
+
+fn with_cdc(cfg: &Value, key: &str, value: Value) -> Value {
+    let mut c = cfg.clone();
+    c["replication_method"][key] = value;
+    c
+}
+
+#[tokio::test]
+async fn setup_errors_say_what_to_run() {
+    let (db, cfg, slot) = cdc_database(
+        "cdc_errors",
+        "CREATE TABLE a (id int PRIMARY KEY); CREATE TABLE b (id int PRIMARY KEY);
+         INSERT INTO a VALUES (1); CREATE ROLE plain LOGIN PASSWORD 'plain-secret-pw';
+         GRANT SELECT ON ALL TABLES IN SCHEMA public TO plain;",
+        "a",
+    )
+    .await;
+    let ok = Run::new(BIN).check(&cfg);
+    assert_eq!(
+        serde_json::to_value(&ok.connection_status().status).unwrap(),
+        "SUCCEEDED",
+        "{}",
+        ok.describe()
+    );
+    let m = check_message(&with_cdc(&cfg, "replication_slot", json!("nope")));
+    assert!(m.contains("pg_create_logical_replication_slot('nope', 'pgoutput')"), "{m}");
+    let m = check_message(&with_cdc(&cfg, "publication", json!("nopub")));
+    assert!(m.contains("CREATE PUBLICATION \"nopub\""), "{m}");
+    let other = format!("{slot}_td");
+    db.execute(&format!(
+        "SELECT pg_create_logical_replication_slot('{other}', 'test_decoding')"
+    ))
+    .await;
+    let m = check_message(&with_cdc(&cfg, "replication_slot", json!(other)));
+    assert!(m.contains("of plugin 'test_decoding'"), "{m}");
+    drop_slot(&db, &other).await;
+    let mut plain = cfg.clone();
+    plain["username"] = json!("plain");
+    plain["password"] = json!("plain-secret-pw");
+    let m = check_message(&plain);
+    assert!(m.contains("ALTER USER \"plain\" REPLICATION"), "{m}");
+
+    // A table outside the publication is full refresh only, and refused as incremental.
+    let catalog = discover(&cfg);
+    let b = catalog.streams.iter().find(|s| s.name == "b").unwrap();
+    assert_eq!(b.supported_sync_modes, vec![SyncMode::FullRefresh]);
+    let mut b_inc = configure(&catalog, &[("a", SyncMode::Incremental, None)]);
+    b_inc["streams"][0]["stream"]["name"] = json!("b");
+    let run = Run::new(BIN).read(&cfg, &b_inc, None);
+    run.assert_failure();
+    assert!(
+        run.describe().contains("ALTER PUBLICATION <publication> ADD TABLE \\\"public\\\".\\\"b\\\"")
+            || run.describe().contains("ADD TABLE \"public\".\"b\""),
+        "{}",
+        run.describe()
+    );
+
+    // A state whose position the slot has passed: "Fail sync" fails with a config error,
+    // "Re-sync data" snapshots again.
+    let catalog = incremental(&cfg, &["a"]);
+    let first = read(&cfg, &catalog, None);
+    let state = first.final_state();
+    db.execute("INSERT INTO a VALUES (2)").await;
+    db.execute(&format!(
+        "SELECT pg_replication_slot_advance('{slot}', pg_current_wal_lsn())"
+    ))
+    .await;
+    let failed = Run::new(BIN).read(&cfg, &catalog, Some(&state));
+    failed.assert_failure();
+    let errors = failed.trace_errors();
+    assert_eq!(
+        serde_json::to_value(&errors[0].failure_type).unwrap(),
+        "config_error"
+    );
+    assert!(errors[0].message.contains("changes in between are gone"), "{}", errors[0].message);
+    let resync = with_cdc(&cfg, "invalid_cdc_cursor_position_behavior", json!("Re-sync data"));
+    let again = read(&resync, &catalog, Some(&state));
+    let ids: Vec<i64> = again
+        .records_of("a")
+        .iter()
+        .map(|r| r["id"].as_i64().unwrap())
+        .collect();
+    assert_eq!(ids, [1, 2]);
+    assert!(again.logs().iter().any(|l| l.message.contains("new snapshot")));
+    drop_slot(&db, &slot).await;
+}
+
+#[tokio::test]
+async fn a_table_joining_the_publication_is_snapshotted_then_followed() {
+    let (db, cfg, slot) = cdc_database(
+        "cdc_later",
+        "CREATE TABLE a (id int PRIMARY KEY, v text); CREATE TABLE b (id int PRIMARY KEY, v text);
+         CREATE TABLE nokey (v text);
+         INSERT INTO a VALUES (1, 'a1'); INSERT INTO b VALUES (1, 'b1'), (2, 'b2');
+         INSERT INTO nokey VALUES ('x');",
+        "a, nokey",
+    )
+    .await;
+    // No primary key: full refresh only (and read that way).
+    let catalog = discover(&cfg);
+    let nokey = catalog.streams.iter().find(|s| s.name == "nokey").unwrap();
+    assert_eq!(nokey.supported_sync_modes, vec![SyncMode::FullRefresh]);
+    let full = configure(&catalog, &[("nokey", SyncMode::FullRefresh, None)]);
+    assert_eq!(read(&cfg, &full, None).records_of("nokey").len(), 1);
+
+    let first = read(&cfg, &incremental(&cfg, &["a"]), None);
+    assert_eq!(first.records_of("a").len(), 1);
+    db.execute(
+        "INSERT INTO b VALUES (3, 'b3'); ALTER PUBLICATION pub ADD TABLE b;
+         INSERT INTO b VALUES (4, 'b4'); UPDATE a SET v = 'a1!' WHERE id = 1;",
+    )
+    .await;
+    let both = incremental(&cfg, &["a", "b"]);
+    let second = read(&cfg, &both, Some(&first.final_state()));
+    let a = second.records_of("a");
+    assert_eq!(a.len(), 1);
+    assert_eq!(a[0]["v"], "a1!");
+    // b: its snapshot (1..4), then the insert after it joined (4 again, at least once).
+    let mut b: Vec<i64> = second
+        .records_of("b")
+        .iter()
+        .map(|r| r["id"].as_i64().unwrap())
+        .collect();
+    b.dedup();
+    assert!(b.starts_with(&[1, 2, 3, 4]), "{b:?}");
+    db.execute("DELETE FROM b WHERE id = 2").await;
+    let third = read(&cfg, &both, Some(&second.final_state()));
+    let b = third.records_of("b");
+    assert_eq!(b.len(), 1);
+    assert!(b[0]["_ab_cdc_deleted_at"].is_string());
+    drop_slot(&db, &slot).await;
+}
