@@ -32,12 +32,19 @@ use state::Phase;
 
 /// The states of one CDC read: the shared position and each stream's part.
 pub(crate) struct Progress {
-    shared: Value,
+    lsn: u64,
+    slot: String,
+    publication: String,
+    /// When the snapshot being read started (microseconds since 2000-01-01): the
+    /// `_ab_cdc_updated_at` of its records, kept by a resumed snapshot.
+    snapshot_at: i64,
     streams: BTreeMap<StreamDescriptor, Value>,
 }
 
 impl Progress {
     fn emit(&self, writer: &mut GlobalWriter) {
+        let mut shared = state::shared(self.lsn, &self.slot, &self.publication);
+        shared["snapshot_at"] = self.snapshot_at.into();
         let streams = self
             .streams
             .iter()
@@ -46,7 +53,7 @@ impl Progress {
                 stream_state: Some(v.clone()),
             })
             .collect();
-        writer.checkpoint(Some(self.shared.clone()), streams);
+        writer.checkpoint(Some(shared), streams);
     }
 }
 
@@ -92,7 +99,7 @@ pub async fn read(
             for s in &mut selected {
                 s.phase = Phase::Snapshot(None);
             }
-        } else if l > slot.confirmed_flush {
+        } else if l > slot.confirmed_flush && l <= slot::flush_lsn(&ctl).await? {
             slot::advance(&ctl, &cdc.replication_slot, l).await?;
             slot = slot::slot(&ctl, config, cdc).await?;
         }
@@ -112,7 +119,15 @@ pub async fn read(
     let descriptors: Vec<StreamDescriptor> = selected.iter().map(|s| s.descriptor.clone()).collect();
     let mut writer = GlobalWriter::new(output.clone(), &descriptors, config.sync_checkpoint_records);
     let mut progress = Progress {
-        shared: state::shared(start, &cdc.replication_slot, &cdc.publication),
+        lsn: start,
+        slot: cdc.replication_slot.clone(),
+        publication: cdc.publication.clone(),
+        snapshot_at: input
+            .shared_state()
+            .and_then(|s| s.get("snapshot_at"))
+            .and_then(Value::as_i64)
+            .filter(|_| selected.iter().any(|s| matches!(s.phase, Phase::Snapshot(Some(_)))))
+            .unwrap_or_else(snapshot::now),
         streams: BTreeMap::new(),
     };
     for s in &selected {

@@ -33,7 +33,7 @@ pub(crate) async fn run(
     progress: &mut Progress,
 ) -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(env.cdc.initial_load_timeout_hours * 3600);
-    let suffix = suffix(env.marker_lsn);
+    let suffix = suffix(env.marker_lsn, progress.snapshot_at);
     for s in selected {
         let Phase::Snapshot(resume) = &s.phase else {
             continue;
@@ -76,15 +76,20 @@ pub(crate) async fn run(
 }
 
 /// `,"_ab_cdc_lsn":n,"_ab_cdc_updated_at":"<now>","_ab_cdc_deleted_at":null`
-fn suffix(lsn: u64) -> Vec<u8> {
+fn suffix(lsn: u64, at: i64) -> Vec<u8> {
     let mut s = format!(",\"_ab_cdc_lsn\":{lsn},\"_ab_cdc_updated_at\":").into_bytes();
+    super::stream::write_pg_timestamp(at, &mut s);
+    s.extend_from_slice(b",\"_ab_cdc_deleted_at\":null");
+    s
+}
+
+/// Now, in microseconds since 2000-01-01.
+pub(crate) fn now() -> i64 {
     let micros = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_micros() as i64)
         .unwrap_or(0);
-    super::stream::write_pg_timestamp(micros - PG_EPOCH_MICROS, &mut s);
-    s.extend_from_slice(b",\"_ab_cdc_deleted_at\":null");
-    s
+    micros - PG_EPOCH_MICROS
 }
 
 /// Microseconds from 1970-01-01 to 2000-01-01.

@@ -14,7 +14,7 @@ use tokio_postgres::{Client, Row};
 use super::pgoutput::{self, Message, Value};
 use super::slot::{flush_lsn, lsn_text};
 use super::text::write_text_json;
-use super::{Progress, Selected, publication_names, state};
+use super::{Progress, Selected, publication_names};
 use crate::config::CdcSettings;
 use crate::connect::query_error;
 use crate::types::Kind;
@@ -75,7 +75,7 @@ pub(crate) async fn run(
             let row = row.map_err(|e| query_error(&e, "reading changes failed"))?;
             let lsn: i64 = row.get(0);
             let data: &[u8] = row.get(1);
-            replay.message(lsn as u64, pgoutput::decode(data)?, writer, progress, cdc)?;
+            replay.message(lsn as u64, pgoutput::decode(data)?, writer, progress)?;
         }
         Ok::<(), Error>(())
     }
@@ -84,7 +84,7 @@ pub(crate) async fn run(
     result?;
     // Every transaction committed before `upto` was decoded: the next read starts there.
     let end = replay.position.max(upto);
-    progress.shared = state::shared(end, &cdc.replication_slot, &cdc.publication);
+    progress.lsn = end;
     Ok(end)
 }
 
@@ -104,14 +104,13 @@ impl Replay<'_> {
         m: Message<'_>,
         writer: &mut GlobalWriter,
         progress: &mut Progress,
-        cdc: &CdcSettings,
     ) -> Result<()> {
         match m {
             Message::Begin { commit_ts, .. } => self.commit_ts = commit_ts,
             Message::Commit { end_lsn, .. } => {
                 self.position = end_lsn;
                 if writer.checkpoint_due() {
-                    progress.shared = state::shared(end_lsn, &cdc.replication_slot, &cdc.publication);
+                    progress.lsn = end_lsn;
                     progress.emit(writer);
                 }
             }

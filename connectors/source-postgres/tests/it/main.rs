@@ -10,6 +10,7 @@ mod resume;
 mod spec;
 mod tls;
 mod tunnel;
+mod xmin;
 
 use cdk::protocol::{AirbyteCatalog, ConfiguredAirbyteStream, DestinationSyncMode, SyncMode};
 use cdk::testing::Run;
