@@ -2,6 +2,7 @@
 
 mod acceptance;
 mod cdc;
+mod cdc_resume;
 mod check;
 mod golden;
 mod hostile;
