@@ -137,6 +137,30 @@ pub async fn advance(client: &Client, slot: &str, lsn: u64) -> Result<()> {
     Ok(())
 }
 
+/// The server's WAL write position now, once the server has flushed WAL up to it (logical
+/// decoding reads flushed WAL only; with `synchronous_commit = off` the flush lags a little).
+/// Waits at most `wait`, then settles for the flushed position.
+pub async fn caught_up_lsn(client: &Client, wait: std::time::Duration) -> Result<u64> {
+    let row = client
+        .query_one("SELECT (pg_current_wal_lsn() - '0/0')::int8", &[])
+        .await
+        .map_err(|e| query_error(&e, "cannot read the server's WAL position"))?;
+    let target = row.get::<_, i64>(0) as u64;
+    let deadline = std::time::Instant::now() + wait;
+    loop {
+        let flushed = flush_lsn(client).await?;
+        if flushed >= target {
+            return Ok(target);
+        }
+        if std::time::Instant::now() >= deadline {
+            tracing::warn!(target = %lsn_text(target), flushed = %lsn_text(flushed),
+                "the server has not flushed its WAL up to the read's start position; reading up to what it flushed");
+            return Ok(flushed);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
 /// The server's flushed WAL position: a read decodes the log up to it.
 pub async fn flush_lsn(client: &Client) -> Result<u64> {
     let row = client

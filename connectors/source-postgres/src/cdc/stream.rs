@@ -12,7 +12,7 @@ use futures::StreamExt;
 use tokio_postgres::{Client, Row};
 
 use super::pgoutput::{self, Message, Value};
-use super::slot::{flush_lsn, lsn_text};
+use super::slot::{caught_up_lsn, lsn_text};
 use super::text::write_text_json;
 use super::{Progress, Selected, publication_names};
 use crate::config::CdcSettings;
@@ -41,7 +41,8 @@ pub(crate) async fn run(
     writer: &mut GlobalWriter,
     progress: &mut Progress,
 ) -> Result<u64> {
-    let upto = flush_lsn(client).await?;
+    let wait = std::time::Duration::from_secs(cdc.initial_waiting_seconds);
+    let upto = caught_up_lsn(client, wait).await?;
     if upto <= start {
         return Ok(start);
     }
