@@ -106,7 +106,7 @@ pub struct CdcSettings {
     pub publication: String,
     /// A logical decoding plugin installed on the PostgreSQL server.
     #[serde(default)]
-    #[schemars(title = "Plugin", extend("order" = 1))]
+    #[schemars(title = "Plugin", extend("order" = 1, "default" = "pgoutput"))]
     pub plugin: Plugin,
     /// The amount of time the connector will wait when it launches to determine if there is
     /// new data to sync or not. This connector never waits: a read ends once it has read
@@ -125,7 +125,8 @@ pub struct CdcSettings {
     /// is selected, in case of a downstream failure (while loading data into the
     /// destination), next sync would result in a full sync.
     #[serde(default)]
-    #[schemars(title = "LSN commit behaviour", extend("order" = 7))]
+    #[schemars(title = "LSN commit behaviour",
+        extend("order" = 7, "default" = "After loading Data in the destination"))]
     pub lsn_commit_behaviour: LsnCommitBehaviour,
     /// Specifies a query that the connector runs before reading the log, to keep the slot
     /// moving on a database where the published tables rarely change (see Airbyte's
@@ -139,7 +140,8 @@ pub struct CdcSettings {
     /// chosen, Airbyte will automatically trigger a refresh but could lead to higher cloud
     /// costs and data loss.
     #[serde(default)]
-    #[schemars(title = "Invalid CDC position behavior (Advanced)", extend("order" = 9))]
+    #[schemars(title = "Invalid CDC position behavior (Advanced)",
+        extend("order" = 9, "default" = "Fail sync"))]
     pub invalid_cdc_cursor_position_behavior: InvalidCursorBehavior,
     /// The amount of time an initial load is allowed to continue for before catching up on
     /// CDC logs.
@@ -220,7 +222,9 @@ fn default_chunk_size_mb() -> u64 {
 impl CdcSettings {
     fn validate(&self) -> Result<()> {
         if self.replication_slot.trim().is_empty() {
-            return Err(Error::config("'replication_method.replication_slot' is empty"));
+            return Err(Error::config(
+                "'replication_method.replication_slot' is empty",
+            ));
         }
         if self.publication.trim().is_empty() {
             return Err(Error::config("'replication_method.publication' is empty"));

@@ -4,9 +4,9 @@
 //! user-chosen cursor column. Everything is streamed with binary COPY in read-only snapshot
 //! transactions.
 
+mod cdc;
 mod config;
 mod connect;
-mod cdc;
 mod copy;
 mod discover;
 mod read;

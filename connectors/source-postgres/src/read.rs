@@ -256,14 +256,17 @@ impl TableReader<'_> {
     }
 
     /// A relation without ctid (view, partitioned or foreign table): one streamed query.
-    pub(crate) async fn read_all(&self, out: &mut dyn RowSink, mut format: RowFormat) -> Result<()> {
+    pub(crate) async fn read_all(
+        &self,
+        out: &mut dyn RowSink,
+        mut format: RowFormat,
+    ) -> Result<()> {
         let query = format!(
             "SELECT {} FROM {}",
             self.select_list(),
             self.table.sql_name()
         );
-        self.copy(&query, &mut format, |t, f| out.row(f, t))
-            .await?;
+        self.copy(&query, &mut format, |t, f| out.row(f, t)).await?;
         Ok(())
     }
 

@@ -5,7 +5,7 @@
 //! (epoch << 32 | xid) of the read's snapshot `xmin`, so a wraparound of the 32-bit `xmin`
 //! column is seen and handled.
 
-use cdk::{Result, RecordWriter};
+use cdk::{RecordWriter, Result};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -104,9 +104,7 @@ pub async fn read(
         None => tracing::warn!(stream = %table,
             "more than one transaction id wraparound since the state: reading every row again"),
     }
-    reader
-        .read_query(&query, out as &mut dyn RowSink)
-        .await?;
+    reader.read_query(&query, out as &mut dyn RowSink).await?;
     out.checkpoint(current.to_value());
     Ok(())
 }

@@ -80,7 +80,10 @@ pub async fn read(
     if let Some(l) = lsn {
         if slot.lost || l < slot.confirmed_flush {
             let why = if slot.lost {
-                format!("replication slot '{}' was invalidated (the server removed WAL it needed)", cdc.replication_slot)
+                format!(
+                    "replication slot '{}' was invalidated (the server removed WAL it needed)",
+                    cdc.replication_slot
+                )
             } else {
                 format!(
                     "the state's position {} is before replication slot '{}''s confirmed position {}: changes in between are gone",
@@ -94,7 +97,9 @@ pub async fn read(
                     "{why}; reset the connection (or set invalid_cdc_cursor_position_behavior to 'Re-sync data')"
                 )));
             }
-            tracing::warn!("{why}; 'Re-sync data' is set: every stream is read again from a new snapshot");
+            tracing::warn!(
+                "{why}; 'Re-sync data' is set: every stream is read again from a new snapshot"
+            );
             lsn = None;
             for s in &mut selected {
                 s.phase = Phase::Snapshot(None);
@@ -116,8 +121,10 @@ pub async fn read(
             .await
             .map_err(|e| connect::query_error(&e, "the heartbeat_action_query failed"))?;
     }
-    let descriptors: Vec<StreamDescriptor> = selected.iter().map(|s| s.descriptor.clone()).collect();
-    let mut writer = GlobalWriter::new(output.clone(), &descriptors, config.sync_checkpoint_records);
+    let descriptors: Vec<StreamDescriptor> =
+        selected.iter().map(|s| s.descriptor.clone()).collect();
+    let mut writer =
+        GlobalWriter::new(output.clone(), &descriptors, config.sync_checkpoint_records);
     let mut progress = Progress {
         lsn: start,
         slot: cdc.replication_slot.clone(),
@@ -126,13 +133,19 @@ pub async fn read(
             .shared_state()
             .and_then(|s| s.get("snapshot_at"))
             .and_then(Value::as_i64)
-            .filter(|_| selected.iter().any(|s| matches!(s.phase, Phase::Snapshot(Some(_)))))
+            .filter(|_| {
+                selected
+                    .iter()
+                    .any(|s| matches!(s.phase, Phase::Snapshot(Some(_))))
+            })
             .unwrap_or_else(snapshot::now),
         streams: BTreeMap::new(),
     };
     for s in &selected {
         match &s.phase {
-            Phase::Streaming => progress.streams.insert(s.descriptor.clone(), state::streaming()),
+            Phase::Streaming => progress
+                .streams
+                .insert(s.descriptor.clone(), state::streaming()),
             Phase::Snapshot(Some(c)) => progress
                 .streams
                 .insert(s.descriptor.clone(), serde_json::to_value(c)?),

@@ -24,8 +24,16 @@ pub struct RelColumn {
 #[derive(Debug, PartialEq, Eq)]
 pub enum Message<'a> {
     /// `final_lsn` is the LSN of the commit record; `commit_ts` microseconds since 2000-01-01.
-    Begin { final_lsn: u64, commit_ts: i64, xid: u32 },
-    Commit { commit_lsn: u64, end_lsn: u64, commit_ts: i64 },
+    Begin {
+        final_lsn: u64,
+        commit_ts: i64,
+        xid: u32,
+    },
+    Commit {
+        commit_lsn: u64,
+        end_lsn: u64,
+        commit_ts: i64,
+    },
     Relation {
         oid: u32,
         schema: String,
@@ -33,12 +41,25 @@ pub enum Message<'a> {
         replica_identity: u8,
         columns: Vec<RelColumn>,
     },
-    Insert { rel: u32, new: Vec<Value<'a>> },
+    Insert {
+        rel: u32,
+        new: Vec<Value<'a>>,
+    },
     /// `old` is the key ('K') or the whole old row ('O') when the identity requires it.
-    Update { rel: u32, old: Option<Vec<Value<'a>>>, new: Vec<Value<'a>> },
+    Update {
+        rel: u32,
+        old: Option<Vec<Value<'a>>>,
+        new: Vec<Value<'a>>,
+    },
     /// `key_only`: `old` carries the replica identity's key columns (others are null).
-    Delete { rel: u32, key_only: bool, old: Vec<Value<'a>> },
-    Truncate { rels: Vec<u32> },
+    Delete {
+        rel: u32,
+        key_only: bool,
+        old: Vec<Value<'a>>,
+    },
+    Truncate {
+        rels: Vec<u32>,
+    },
     Other(u8),
 }
 
@@ -63,13 +84,19 @@ impl<'a> Reader<'a> {
         Ok(self.take(1)?[0])
     }
     fn u16(&mut self) -> Result<u16> {
-        Ok(u16::from_be_bytes(self.take(2)?.try_into().unwrap_or_default()))
+        Ok(u16::from_be_bytes(
+            self.take(2)?.try_into().unwrap_or_default(),
+        ))
     }
     fn u32(&mut self) -> Result<u32> {
-        Ok(u32::from_be_bytes(self.take(4)?.try_into().unwrap_or_default()))
+        Ok(u32::from_be_bytes(
+            self.take(4)?.try_into().unwrap_or_default(),
+        ))
     }
     fn u64(&mut self) -> Result<u64> {
-        Ok(u64::from_be_bytes(self.take(8)?.try_into().unwrap_or_default()))
+        Ok(u64::from_be_bytes(
+            self.take(8)?.try_into().unwrap_or_default(),
+        ))
     }
     fn cstr(&mut self) -> Result<String> {
         let rest = &self.b[self.at..];
@@ -216,7 +243,10 @@ mod tests {
         );
         b[0] = b'D';
         b[5] = b'K';
-        assert!(matches!(decode(&b).unwrap(), Message::Delete { rel: 7, .. }));
+        assert!(matches!(
+            decode(&b).unwrap(),
+            Message::Delete { rel: 7, .. }
+        ));
         b.truncate(8);
         assert!(decode(&b).is_err());
     }

@@ -26,7 +26,11 @@ pub fn lsn_text(lsn: u64) -> String {
 
 /// Checks wal_level, the user's REPLICATION attribute, the publication and the slot; returns
 /// the slot.
-pub async fn preflight(client: &Client, config: &PostgresConfig, cdc: &CdcSettings) -> Result<Slot> {
+pub async fn preflight(
+    client: &Client,
+    config: &PostgresConfig,
+    cdc: &CdcSettings,
+) -> Result<Slot> {
     let q = |e: tokio_postgres::Error| query_error(&e, "cannot check the CDC setup");
     let row = client
         .query_one(

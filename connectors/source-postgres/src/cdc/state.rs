@@ -55,7 +55,11 @@ pub enum Phase {
 
 /// The phase of a stream from its part of the state.
 pub fn phase(stream_state: Option<&Value>) -> Result<Phase> {
-    if stream_state.and_then(|s| s.get("state_type")).and_then(Value::as_str) == Some("cdc") {
+    if stream_state
+        .and_then(|s| s.get("state_type"))
+        .and_then(Value::as_str)
+        == Some("cdc")
+    {
         return Ok(Phase::Streaming);
     }
     Ok(match StreamState::parse(stream_state)? {

@@ -47,8 +47,11 @@ pub(crate) async fn run(
         return Ok(start);
     }
     tracing::info!(from = %lsn_text(start), to = %lsn_text(upto), "reading changes");
-    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 3] =
-        [&cdc.replication_slot, &lsn_text(upto), &publication_names(cdc)];
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 3] = [
+        &cdc.replication_slot,
+        &lsn_text(upto),
+        &publication_names(cdc),
+    ];
     let rows = client
         .query_raw(PEEK, params.iter().copied())
         .await
@@ -115,7 +118,13 @@ impl Replay<'_> {
                     progress.emit(writer);
                 }
             }
-            Message::Relation { oid, schema, name, columns, .. } => {
+            Message::Relation {
+                oid,
+                schema,
+                name,
+                columns,
+                ..
+            } => {
                 let selected = self
                     .selected
                     .iter()
@@ -171,10 +180,11 @@ impl Replay<'_> {
         deleted: Option<bool>,
         writer: &mut GlobalWriter,
     ) -> Result<()> {
-        let rel = self
-            .relations
-            .get(&rel)
-            .ok_or_else(|| Error::system(format!("a change of relation {rel} came before its description")))?;
+        let rel = self.relations.get(&rel).ok_or_else(|| {
+            Error::system(format!(
+                "a change of relation {rel} came before its description"
+            ))
+        })?;
         let Some(stream) = &rel.stream else {
             return Ok(());
         };
@@ -202,8 +212,9 @@ impl Replay<'_> {
                 )),
                 Value::Text(bytes) => {
                     member(buf, key);
-                    let text = std::str::from_utf8(bytes)
-                        .map_err(|_| Error::system(format!("column '{name}': a change value is not UTF-8")))?;
+                    let text = std::str::from_utf8(bytes).map_err(|_| {
+                        Error::system(format!("column '{name}': a change value is not UTF-8"))
+                    })?;
                     let mark = buf.len();
                     match write_text_json(kind, text, buf) {
                         Ok(()) => {}

@@ -29,7 +29,9 @@ pub fn write_text_json(kind: &Kind, t: &str, out: &mut Vec<u8>) -> Res {
         }
         Kind::Text | Kind::Jsonb | Kind::Uuid | Kind::Inet => write_str(t.as_bytes(), out),
         Kind::Bytea => {
-            let hex = t.strip_prefix("\\x").ok_or(ValueError::Malformed("bytea"))?;
+            let hex = t
+                .strip_prefix("\\x")
+                .ok_or(ValueError::Malformed("bytea"))?;
             let bytes = decode_hex(hex).ok_or(ValueError::Malformed("bytea"))?;
             crate::values::write_json(&Kind::Bytea, &bytes, out)?;
         }
@@ -49,7 +51,9 @@ pub fn write_text_json(kind: &Kind, t: &str, out: &mut Vec<u8>) -> Res {
                 Some(b) => (b, true),
                 None => (t, false),
             };
-            let (date, rest) = body.split_once(' ').ok_or(ValueError::Malformed("timestamp"))?;
+            let (date, rest) = body
+                .split_once(' ')
+                .ok_or(ValueError::Malformed("timestamp"))?;
             out.push(b'"');
             out.extend_from_slice(date.as_bytes());
             out.push(b'T');
@@ -69,7 +73,11 @@ pub fn write_text_json(kind: &Kind, t: &str, out: &mut Vec<u8>) -> Res {
 }
 
 fn number(t: &str, out: &mut Vec<u8>) -> Res {
-    if t.is_empty() || !t.bytes().all(|b| b.is_ascii_digit() || b"-+.eE".contains(&b)) {
+    if t.is_empty()
+        || !t
+            .bytes()
+            .all(|b| b.is_ascii_digit() || b"-+.eE".contains(&b))
+    {
         return Err(ValueError::Malformed("number"));
     }
     out.extend_from_slice(t.as_bytes());
@@ -115,7 +123,7 @@ fn timetz(t: &str, out: &mut Vec<u8>) {
 
 fn decode_hex(hex: &str) -> Option<Vec<u8>> {
     let b = hex.as_bytes();
-    if b.len() % 2 != 0 {
+    if !b.len().is_multiple_of(2) {
         return None;
     }
     let digit = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
@@ -236,7 +244,10 @@ mod tests {
     fn temporal_values_match_the_binary_path() {
         assert_eq!(j(Kind::Time, "12:00:01.5"), "\"12:00:01.500000\"");
         assert_eq!(j(Kind::TimeTz, "12:00:01+00"), "\"12:00:01.000000Z\"");
-        assert_eq!(j(Kind::TimeTz, "12:00:01-05:30"), "\"12:00:01.000000-05:30\"");
+        assert_eq!(
+            j(Kind::TimeTz, "12:00:01-05:30"),
+            "\"12:00:01.000000-05:30\""
+        );
         assert_eq!(
             j(Kind::TimestampTz, "2024-01-02 03:04:05.123+00"),
             "\"2024-01-02T03:04:05.123000Z\""
@@ -253,7 +264,10 @@ mod tests {
         assert_eq!(j(ints.clone(), "{1,NULL,3}"), "[1,null,3]");
         assert_eq!(j(ints, "{{1,2},{3,4}}"), "[[1,2],[3,4]]");
         let texts = Kind::Array(Box::new(Kind::Text));
-        assert_eq!(j(texts, r#"{a,"b,c","NULL","q\"x"}"#), r#"["a","b,c","NULL","q\"x"]"#);
+        assert_eq!(
+            j(texts, r#"{a,"b,c","NULL","q\"x"}"#),
+            r#"["a","b,c","NULL","q\"x"]"#
+        );
         assert_eq!(j(Kind::Bytea, "\\x0102"), "\"AQI=\"");
         assert_eq!(j(Kind::Numeric { integer: false }, "$1,234.50"), "1234.50");
         let mut out = Vec::new();

@@ -11,10 +11,15 @@ use crate::{BIN, config, configure, database, discover};
 
 /// A database with `setup` run, publication `pub` on `tables` and a pgoutput slot; returns
 /// it, the CDC config and the slot's name.
-pub async fn cdc_database(prefix: &str, setup: &str, tables: &str) -> (TestDatabase, Value, String) {
+pub async fn cdc_database(
+    prefix: &str,
+    setup: &str,
+    tables: &str,
+) -> (TestDatabase, Value, String) {
     let db = database(prefix).await;
     db.execute(setup).await;
-    db.execute(&format!("CREATE PUBLICATION pub FOR TABLE {tables}")).await;
+    db.execute(&format!("CREATE PUBLICATION pub FOR TABLE {tables}"))
+        .await;
     let slot = format!("slot_{}", db.name);
     db.execute(&format!(
         "SELECT pg_create_logical_replication_slot('{slot}', 'pgoutput')"
@@ -92,7 +97,10 @@ async fn snapshot_then_inserts_updates_deletes_toast_and_truncate() {
     let catalog = incremental(&cfg, &["items"]);
     let stream = &discover(&cfg).streams[0];
     assert_eq!(stream.source_defined_cursor, Some(true));
-    assert_eq!(stream.default_cursor_field, Some(vec!["_ab_cdc_lsn".to_string()]));
+    assert_eq!(
+        stream.default_cursor_field,
+        Some(vec!["_ab_cdc_lsn".to_string()])
+    );
     assert!(stream.json_schema["properties"]["_ab_cdc_deleted_at"].is_object());
 
     // First sync: the snapshot, every row with the CDC columns.
@@ -107,7 +115,10 @@ async fn snapshot_then_inserts_updates_deletes_toast_and_truncate() {
     let state1 = first.final_state();
     let global = &state1[0]["global"];
     assert_eq!(global["shared_state"]["replication_slot"], slot.as_str());
-    assert_eq!(global["stream_states"][0]["stream_state"]["state_type"], "cdc");
+    assert_eq!(
+        global["stream_states"][0]["stream_state"]["state_type"],
+        "cdc"
+    );
     let before = confirmed_flush(&db, &slot).await;
 
     db.execute(
@@ -119,7 +130,10 @@ async fn snapshot_then_inserts_updates_deletes_toast_and_truncate() {
     .await;
     let second = read(&cfg, &catalog, Some(&state1));
     // The slot moved to the state the sync started with, not further.
-    assert_eq!(confirmed_flush(&db, &slot).await, before.max(state_lsn(&state1)));
+    assert_eq!(
+        confirmed_flush(&db, &slot).await,
+        before.max(state_lsn(&state1))
+    );
     let rows = second.records_of("items");
     assert_eq!(rows.len(), 4, "{rows:#?}");
     let four = by_id(&rows, 4)[0];
@@ -129,7 +143,10 @@ async fn snapshot_then_inserts_updates_deletes_toast_and_truncate() {
     assert!(four["_ab_cdc_deleted_at"].is_null());
     assert!(four["_ab_cdc_lsn"].as_u64().unwrap() > snapshot_lsn);
     let one = by_id(&rows, 1)[0];
-    assert_eq!((one["name"].as_str(), one["price"].as_f64()), (Some("uno"), Some(1.75)));
+    assert_eq!(
+        (one["name"].as_str(), one["price"].as_f64()),
+        (Some("uno"), Some(1.75))
+    );
     // The TOASTed value was not changed, so the log does not carry it: left out, and said.
     let two = by_id(&rows, 2)[0];
     assert_eq!(two["name"], "dos");
@@ -145,7 +162,10 @@ async fn snapshot_then_inserts_updates_deletes_toast_and_truncate() {
     let three = by_id(&rows, 3)[0];
     assert!(three["_ab_cdc_deleted_at"].is_string(), "{three}");
     assert_eq!(three.get("name"), None);
-    let lsns: Vec<u64> = rows.iter().map(|r| r["_ab_cdc_lsn"].as_u64().unwrap()).collect();
+    let lsns: Vec<u64> = rows
+        .iter()
+        .map(|r| r["_ab_cdc_lsn"].as_u64().unwrap())
+        .collect();
     assert!(lsns.windows(2).all(|w| w[0] < w[1]), "{lsns:?}");
 
     // Nothing new: no records, the position kept.
@@ -164,7 +184,10 @@ async fn snapshot_then_inserts_updates_deletes_toast_and_truncate() {
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0]["id"], 10);
     assert!(
-        fourth.logs().iter().any(|l| l.message.contains("truncated")),
+        fourth
+            .logs()
+            .iter()
+            .any(|l| l.message.contains("truncated")),
         "{}",
         fourth.describe()
     );
@@ -176,7 +199,7 @@ fn check_message(cfg: &Value) -> String {
     run.assert_success();
     let status = run.connection_status();
     assert_eq!(
-        serde_json::to_value(&status.status).unwrap(),
+        serde_json::to_value(status.status).unwrap(),
         "FAILED",
         "{}",
         run.describe()
@@ -202,13 +225,16 @@ async fn setup_errors_say_what_to_run() {
     .await;
     let ok = Run::new(BIN).check(&cfg);
     assert_eq!(
-        serde_json::to_value(&ok.connection_status().status).unwrap(),
+        serde_json::to_value(ok.connection_status().status).unwrap(),
         "SUCCEEDED",
         "{}",
         ok.describe()
     );
     let m = check_message(&with_cdc(&cfg, "replication_slot", json!("nope")));
-    assert!(m.contains("pg_create_logical_replication_slot('nope', 'pgoutput')"), "{m}");
+    assert!(
+        m.contains("pg_create_logical_replication_slot('nope', 'pgoutput')"),
+        "{m}"
+    );
     let m = check_message(&with_cdc(&cfg, "publication", json!("nopub")));
     assert!(m.contains("CREATE PUBLICATION \"nopub\""), "{m}");
     let other = format!("{slot}_td");
@@ -234,7 +260,8 @@ async fn setup_errors_say_what_to_run() {
     let run = Run::new(BIN).read(&cfg, &b_inc, None);
     run.assert_failure();
     assert!(
-        run.describe().contains("ALTER PUBLICATION <publication> ADD TABLE \\\"public\\\".\\\"b\\\"")
+        run.describe()
+            .contains("ALTER PUBLICATION <publication> ADD TABLE \\\"public\\\".\\\"b\\\"")
             || run.describe().contains("ADD TABLE \"public\".\"b\""),
         "{}",
         run.describe()
@@ -254,11 +281,19 @@ async fn setup_errors_say_what_to_run() {
     failed.assert_failure();
     let errors = failed.trace_errors();
     assert_eq!(
-        serde_json::to_value(&errors[0].failure_type).unwrap(),
+        serde_json::to_value(errors[0].failure_type).unwrap(),
         "config_error"
     );
-    assert!(errors[0].message.contains("changes in between are gone"), "{}", errors[0].message);
-    let resync = with_cdc(&cfg, "invalid_cdc_cursor_position_behavior", json!("Re-sync data"));
+    assert!(
+        errors[0].message.contains("changes in between are gone"),
+        "{}",
+        errors[0].message
+    );
+    let resync = with_cdc(
+        &cfg,
+        "invalid_cdc_cursor_position_behavior",
+        json!("Re-sync data"),
+    );
     let again = read(&resync, &catalog, Some(&state));
     let ids: Vec<i64> = again
         .records_of("a")
@@ -266,7 +301,12 @@ async fn setup_errors_say_what_to_run() {
         .map(|r| r["id"].as_i64().unwrap())
         .collect();
     assert_eq!(ids, [1, 2]);
-    assert!(again.logs().iter().any(|l| l.message.contains("new snapshot")));
+    assert!(
+        again
+            .logs()
+            .iter()
+            .any(|l| l.message.contains("new snapshot"))
+    );
     drop_slot(&db, &slot).await;
 }
 

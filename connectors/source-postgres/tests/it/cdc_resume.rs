@@ -26,7 +26,12 @@ impl Rng {
 
 /// Runs a read, killing it after `kill_after` output lines (never when `None`); returns the
 /// lines it wrote.
-fn read_lines(cfg: &Value, catalog: &Value, state: Option<&Value>, kill_after: Option<usize>) -> Vec<Value> {
+fn read_lines(
+    cfg: &Value,
+    catalog: &Value,
+    state: Option<&Value>,
+    kill_after: Option<usize>,
+) -> Vec<Value> {
     let dir = tempfile::tempdir().unwrap();
     let write = |name: &str, v: &Value| {
         let p = dir.path().join(name);
@@ -42,7 +47,11 @@ fn read_lines(cfg: &Value, catalog: &Value, state: Option<&Value>, kill_after: O
     if let Some(s) = state {
         cmd.arg("--state").arg(write("state.json", s));
     }
-    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
     let mut out = Vec::new();
     for line in BufReader::new(child.stdout.take().unwrap()).lines() {
         let Ok(line) = line else { break };
@@ -61,15 +70,11 @@ fn read_lines(cfg: &Value, catalog: &Value, state: Option<&Value>, kill_after: O
 
 /// The last state in `lines` as a state file.
 fn last_state(lines: &[Value]) -> Option<Value> {
-    lines
-        .iter()
-        .rev()
-        .find(|m| m["type"] == "STATE")
-        .map(|m| {
-            let mut s = m["state"].clone();
-            s.as_object_mut().unwrap().remove("sourceStats");
-            json!([s])
-        })
+    lines.iter().rev().find(|m| m["type"] == "STATE").map(|m| {
+        let mut s = m["state"].clone();
+        s.as_object_mut().unwrap().remove("sourceStats");
+        json!([s])
+    })
 }
 
 async fn one_seed(seed: u64) {
@@ -157,7 +162,10 @@ async fn one_seed(seed: u64) {
             db.execute(&sql).await;
         }
     }
-    assert!(replay_kills >= 1, "seed {seed}: no kill fell in the change replay");
+    assert!(
+        replay_kills >= 1,
+        "seed {seed}: no kill fell in the change replay"
+    );
     // Every change arrived at least once.
     for (id, rev) in &expected {
         let found = records.iter().any(|r| {
@@ -183,7 +191,12 @@ async fn one_seed(seed: u64) {
         .filter(|(_, (_, r))| r["_ab_cdc_deleted_at"].is_null())
         .map(|(id, (_, r))| (id, r["rev"].as_i64().unwrap()))
         .collect();
-    let rows = db.connect().await.query("SELECT id, rev FROM t", &[]).await.unwrap();
+    let rows = db
+        .connect()
+        .await
+        .query("SELECT id, rev FROM t", &[])
+        .await
+        .unwrap();
     let table: BTreeMap<i64, i64> = rows
         .iter()
         .map(|r| (r.get::<_, i32>(0) as i64, r.get::<_, i32>(1) as i64))
@@ -201,7 +214,12 @@ async fn killed_cdc_syncs_resume_without_losing_a_change() {
 
 /// Runs a read to the end, counting the records of each id (0..n) without keeping them;
 /// returns the counts and the last state.
-fn count_records(cfg: &Value, catalog: &Value, state: Option<&Value>, n: usize) -> (Vec<u8>, Value) {
+fn count_records(
+    cfg: &Value,
+    catalog: &Value,
+    state: Option<&Value>,
+    n: usize,
+) -> (Vec<u8>, Value) {
     let dir = tempfile::tempdir().unwrap();
     let write = |name: &str, v: &Value| {
         let p = dir.path().join(name);
@@ -217,7 +235,11 @@ fn count_records(cfg: &Value, catalog: &Value, state: Option<&Value>, n: usize) 
     if let Some(s) = state {
         cmd.arg("--state").arg(write("state.json", s));
     }
-    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
     let mut seen = vec![0u8; n + 1];
     let mut last = Value::Null;
     for line in BufReader::new(child.stdout.take().unwrap()).lines() {
@@ -239,10 +261,12 @@ fn count_records(cfg: &Value, catalog: &Value, state: Option<&Value>, n: usize) 
 #[tokio::test]
 async fn a_transaction_of_a_million_rows_arrives_whole() {
     const N: usize = 1_000_000;
-    let (db, cfg, slot) = cdc_database("cdc_million", "CREATE TABLE m (id int PRIMARY KEY);", "m").await;
+    let (db, cfg, slot) =
+        cdc_database("cdc_million", "CREATE TABLE m (id int PRIMARY KEY);", "m").await;
     let catalog = configure(&discover(&cfg), &[("m", SyncMode::Incremental, None)]);
     let (_, state) = count_records(&cfg, &catalog, None, 0);
-    db.execute(&format!("INSERT INTO m SELECT generate_series(1, {N})")).await;
+    db.execute(&format!("INSERT INTO m SELECT generate_series(1, {N})"))
+        .await;
     let started = std::time::Instant::now();
     let (seen, state2) = count_records(&cfg, &catalog, Some(&state), N);
     eprintln!("1M-row transaction read in {:?}", started.elapsed());

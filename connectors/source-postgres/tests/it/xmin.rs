@@ -29,8 +29,11 @@ async fn xmin_rereads_updated_rows() {
          INSERT INTO t SELECT i, 'v' || i FROM generate_series(1, 30) i;",
     )
     .await;
-    let cfg = config(&db, json!({"sync_checkpoint_records": 7,
-        "replication_method": {"method": "Xmin"}}));
+    let cfg = config(
+        &db,
+        json!({"sync_checkpoint_records": 7,
+        "replication_method": {"method": "Xmin"}}),
+    );
     let catalog = discover(&cfg);
     let t = catalog.streams.iter().find(|s| s.name == "t").unwrap();
     assert_eq!(t.source_defined_cursor, Some(true));
@@ -42,7 +45,13 @@ async fn xmin_rereads_updated_rows() {
     first.assert_success().assert_protocol();
     assert_eq!(ids(&first), (1..=30).collect::<Vec<_>>());
     let states = first.states_of("t");
-    let ctid = states[0].stream.as_ref().unwrap().stream_state.as_ref().unwrap();
+    let ctid = states[0]
+        .stream
+        .as_ref()
+        .unwrap()
+        .stream_state
+        .as_ref()
+        .unwrap();
     assert_eq!(ctid["state_type"], "ctid");
     assert_eq!(ctid["incremental_state"]["state_type"], "xmin");
     let state1 = first.final_state();
@@ -65,9 +74,7 @@ async fn xmin_rereads_updated_rows() {
             .all(|r| r["v"] == "changed")
     );
     let state2 = second.final_state();
-    assert!(
-        stream_state(&state2)["xmin_raw_value"].as_i64() > x["xmin_raw_value"].as_i64()
-    );
+    assert!(stream_state(&state2)["xmin_raw_value"].as_i64() > x["xmin_raw_value"].as_i64());
     let third = Run::new(BIN).read(&cfg, &configured, Some(&state2));
     third.assert_success();
     assert_eq!(ids(&third), Vec::<i64>::new());
