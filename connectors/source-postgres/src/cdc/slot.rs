@@ -141,20 +141,35 @@ pub async fn advance(client: &Client, slot: &str, lsn: u64) -> Result<()> {
     Ok(())
 }
 
-/// The server's WAL write position now, once the server has flushed WAL up to it (logical
+/// The end of the WAL the server has written so far (its insert position), once flushed (logical
 /// decoding reads flushed WAL only; with `synchronous_commit = off` the flush lags a little).
 /// Waits at most `wait`, then settles for the flushed position.
 pub async fn caught_up_lsn(client: &Client, wait: std::time::Duration) -> Result<u64> {
     let row = client
-        .query_one("SELECT (pg_current_wal_lsn() - '0/0')::int8", &[])
+        .query_one("SELECT (pg_current_wal_insert_lsn() - '0/0')::int8", &[])
         .await
         .map_err(|e| query_error(&e, "cannot read the server's WAL position"))?;
     let target = row.get::<_, i64>(0) as u64;
-    let deadline = std::time::Instant::now() + wait;
+    let started = std::time::Instant::now();
+    let deadline = started + wait;
+    let mut forced = false;
     loop {
         let flushed = flush_lsn(client).await?;
         if flushed >= target {
             return Ok(target);
+        }
+        if !forced && started.elapsed() >= std::time::Duration::from_secs(1) {
+            // The WAL writer leaves a partial page of an open transaction unflushed; a
+            // synchronous commit flushes everything before it. Commit a logical message
+            // (which pgoutput does not publish).
+            forced = true;
+            let flush = "BEGIN; SET LOCAL synchronous_commit = on; \
+                SELECT pg_logical_emit_message(true, 'source-postgres', 'flush'); COMMIT;";
+            if let Err(e) = client.batch_execute(flush).await {
+                tracing::debug!(error = %e, "cannot write a logical message; waiting for the WAL writer");
+                let _ = client.batch_execute("ROLLBACK").await;
+            }
+            continue;
         }
         if std::time::Instant::now() >= deadline {
             tracing::warn!(target = %lsn_text(target), flushed = %lsn_text(flushed),

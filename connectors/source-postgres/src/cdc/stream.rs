@@ -30,6 +30,20 @@ struct Rel {
     name: String,
     /// Per column: `"name":` escaped, decode kind, part of the replica identity.
     columns: Vec<(Vec<u8>, Kind, bool, String)>,
+    /// Positions of the stream's primary key columns.
+    primary_key: Vec<usize>,
+}
+
+impl Rel {
+    /// True when an update's old row has another primary key than its new row.
+    fn key_changed(&self, old: &[Value<'_>], new: &[Value<'_>]) -> bool {
+        self.primary_key
+            .iter()
+            .any(|&i| match (old.get(i), new.get(i)) {
+                (Some(Value::Text(a)), Some(Value::Text(b))) => a != b,
+                _ => false,
+            })
+    }
 }
 
 /// Replays the changes after `start`; returns the position the final state carries.
@@ -86,8 +100,9 @@ pub(crate) async fn run(
     .await;
     pump.abort();
     result?;
-    // Every transaction committed before `upto` was decoded: the next read starts there.
-    let end = replay.position.max(upto);
+    // The next read starts after the last transaction read. Not at `upto`: a state stays
+    // valid while nothing is published (heartbeat_action_query moves it on idle tables).
+    let end = replay.position;
     progress.lsn = end;
     Ok(end)
 }
@@ -141,16 +156,35 @@ impl Replay<'_> {
                         key.push(b':');
                         (key, kind, c.key, c.name)
                     })
-                    .collect();
+                    .collect::<Vec<_>>();
+                let primary_key = selected
+                    .map(|s| {
+                        s.table
+                            .primary_key
+                            .iter()
+                            .filter_map(|k| columns.iter().position(|c| &c.3 == k))
+                            .collect()
+                    })
+                    .unwrap_or_default();
                 let rel = Rel {
                     stream: selected.map(|s| s.descriptor.clone()),
                     name: format!("{schema}.{name}"),
                     columns,
+                    primary_key,
                 };
                 self.relations.insert(oid, rel);
             }
             Message::Insert { rel, new } => self.record(rel, lsn, &new, None, None, writer)?,
             Message::Update { rel, old, new } => {
+                // A new primary key: the row under the old key is gone (a delete record).
+                if let Some(old) = &old
+                    && self
+                        .relations
+                        .get(&rel)
+                        .is_some_and(|r| r.key_changed(old, &new))
+                {
+                    self.record(rel, lsn, old, None, Some(true), writer)?;
+                }
                 self.record(rel, lsn, &new, old.as_deref(), None, writer)?
             }
             Message::Delete { rel, key_only, old } => {

@@ -176,6 +176,20 @@ async fn snapshot_then_inserts_updates_deletes_toast_and_truncate() {
     let state3 = third.final_state();
     assert!(state_lsn(&state3) >= state_lsn(&state2));
 
+    // A new primary key: a delete of the old key, then the row under the new one.
+    db.execute("UPDATE items SET id = 40 WHERE id = 4").await;
+    let moved = read(&cfg, &catalog, Some(&state3));
+    let rows = moved.records_of("items");
+    assert_eq!(rows.len(), 2, "{}", moved.describe());
+    assert_eq!(rows[0]["id"], 4);
+    assert!(rows[0]["_ab_cdc_deleted_at"].is_string());
+    assert_eq!(
+        (rows[1]["id"].as_i64(), rows[1]["name"].as_str()),
+        (Some(40), Some("four"))
+    );
+    assert!(rows[1]["_ab_cdc_deleted_at"].is_null());
+    let state3 = moved.final_state();
+
     // TRUNCATE is said in the log; changes after it still arrive.
     db.execute("TRUNCATE items; INSERT INTO items (id, name) VALUES (10, 'ten');")
         .await;
