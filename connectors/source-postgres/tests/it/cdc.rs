@@ -369,3 +369,36 @@ async fn a_table_joining_the_publication_is_snapshotted_then_followed() {
     assert!(b[0]["_ab_cdc_deleted_at"].is_string());
     drop_slot(&db, &slot).await;
 }
+
+#[tokio::test]
+async fn while_reading_and_heartbeat_options_are_honoured() {
+    let (db, cfg, slot) = cdc_database(
+        "cdc_options",
+        "CREATE TABLE a (id int PRIMARY KEY); CREATE TABLE hb (at timestamptz);
+         INSERT INTO a VALUES (1);",
+        "a, hb",
+    )
+    .await;
+    let catalog = incremental(&cfg, &["a"]);
+    // "While reading Data": the slot follows the final state at the end of each read.
+    let eager = with_cdc(&cfg, "lsn_commit_behaviour", json!("While reading Data"));
+    let first = read(&eager, &catalog, None);
+    db.execute("INSERT INTO a VALUES (2)").await;
+    let second = read(&eager, &catalog, Some(&first.final_state()));
+    assert_eq!(second.records_of("a").len(), 1);
+    let state2 = second.final_state();
+    assert_eq!(confirmed_flush(&db, &slot).await, state_lsn(&state2));
+    // Idle published tables: the position stays, unless the heartbeat query writes to a
+    // published table, which moves it (its changes are not in the catalog: no records).
+    let idle = read(&cfg, &catalog, Some(&state2));
+    assert_eq!(state_lsn(&idle.final_state()), state_lsn(&state2));
+    let beating = with_cdc(
+        &cfg,
+        "heartbeat_action_query",
+        json!("INSERT INTO hb VALUES (now())"),
+    );
+    let beat = read(&beating, &catalog, Some(&state2));
+    assert_eq!(beat.records_of("a").len(), 0);
+    assert!(state_lsn(&beat.final_state()) > state_lsn(&state2));
+    drop_slot(&db, &slot).await;
+}
