@@ -13,12 +13,15 @@ use tokio_postgres::{Client, Row};
 
 use super::pgoutput::{self, Message, Value};
 use super::slot::{caught_up_lsn, lsn_text};
-use super::text::write_text_json;
+use super::text::{hstore_json, write_text_json};
 use super::{Progress, Selected, publication_names};
 use crate::config::CdcSettings;
 use crate::connect::query_error;
 use crate::types::Kind;
 use crate::values::{ValueError, write_json, write_str};
+
+/// How a full refresh reads hstore (as JSON text): its values are converted the same way.
+const HSTORE_CAST: &str = "::json::text";
 
 const PEEK: &str = "SELECT (lsn - '0/0')::int8, data \
     FROM pg_logical_slot_peek_binary_changes($1, $2::text::pg_lsn, NULL, \
@@ -28,8 +31,9 @@ const PEEK: &str = "SELECT (lsn - '0/0')::int8, data \
 struct Rel {
     stream: Option<StreamDescriptor>,
     name: String,
-    /// Per column: `"name":` escaped, decode kind, part of the replica identity.
-    columns: Vec<(Vec<u8>, Kind, bool, String)>,
+    /// Per column: `"name":` escaped, decode kind (`None`: hstore), part of the replica
+    /// identity, name.
+    columns: Vec<(Vec<u8>, Option<Kind>, bool, String)>,
     /// Positions of the stream's primary key columns.
     primary_key: Vec<usize>,
 }
@@ -147,10 +151,14 @@ impl Replay<'_> {
                 let columns = columns
                     .into_iter()
                     .map(|c| {
-                        let kind = selected
+                        let ty = selected
                             .and_then(|s| s.table.column(&c.name))
-                            .map(|col| col.ty.kind.clone())
-                            .unwrap_or(Kind::Text);
+                            .map(|c| &c.ty);
+                        let kind = match ty {
+                            Some(t) if t.cast == Some(HSTORE_CAST) => None,
+                            Some(t) => Some(t.kind.clone()),
+                            None => Some(Kind::Text),
+                        };
                         let mut key = Vec::new();
                         write_str(c.name.as_bytes(), &mut key);
                         key.push(b':');
@@ -250,7 +258,17 @@ impl Replay<'_> {
                         Error::system(format!("column '{name}': a change value is not UTF-8"))
                     })?;
                     let mark = buf.len();
-                    match write_text_json(kind, text, buf) {
+                    let written = match kind {
+                        Some(kind) => write_text_json(kind, text, buf),
+                        None => match hstore_json(text) {
+                            Some(json) => {
+                                write_str(json.as_bytes(), buf);
+                                Ok(())
+                            }
+                            None => Err(ValueError::Malformed("hstore")),
+                        },
+                    };
+                    match written {
                         Ok(()) => {}
                         Err(ValueError::NotRepresentable) => {
                             buf.truncate(mark);

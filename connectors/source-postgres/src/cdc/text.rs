@@ -12,7 +12,20 @@ pub fn write_text_json(kind: &Kind, t: &str, out: &mut Vec<u8>) -> Res {
     match kind {
         Kind::Bool => out.extend_from_slice(if t == "t" { b"true" } else { b"false" }),
         Kind::Int2 | Kind::Int4 | Kind::Int8 | Kind::Oid => number(t, out)?,
-        Kind::Float4 | Kind::Float8 | Kind::Numeric { .. } => {
+        // Through the binary path's formatter, so both paths write the same digits.
+        Kind::Float4 | Kind::Float8 => {
+            let v: f64 = t.parse().map_err(|_| ValueError::Malformed("float"))?;
+            if !v.is_finite() {
+                return Err(ValueError::NotRepresentable);
+            }
+            let mut b = ryu::Buffer::new();
+            let text = match kind {
+                Kind::Float4 => b.format_finite(v as f32),
+                _ => b.format_finite(v),
+            };
+            out.extend_from_slice(text.as_bytes());
+        }
+        Kind::Numeric { .. } => {
             if matches!(t, "NaN" | "Infinity" | "-Infinity") {
                 return Err(ValueError::NotRepresentable);
             }
@@ -70,6 +83,55 @@ pub fn write_text_json(kind: &Kind, t: &str, out: &mut Vec<u8>) -> Res {
         Kind::Array(elem) => array(elem, t, out)?,
     }
     Ok(())
+}
+
+/// An hstore's text (`"k"=>"v", "n"=>NULL`) as the JSON text `hstore::json` gives
+/// (`{"k": "v", "n": null}`), which a full refresh reads.
+pub fn hstore_json(t: &str) -> Option<String> {
+    let mut out = String::from("{");
+    let mut chars = t.chars().peekable();
+    let quoted = |chars: &mut std::iter::Peekable<std::str::Chars<'_>>| -> Option<String> {
+        if chars.next()? != '"' {
+            return None;
+        }
+        let mut v = String::new();
+        loop {
+            match chars.next()? {
+                '\\' => v.push(chars.next()?),
+                '"' => return Some(v),
+                c => v.push(c),
+            }
+        }
+    };
+    let skip_spaces = |chars: &mut std::iter::Peekable<std::str::Chars<'_>>| {
+        while chars.peek().is_some_and(|c| c.is_whitespace() || *c == ',') {
+            chars.next();
+        }
+    };
+    skip_spaces(&mut chars);
+    while chars.peek().is_some() {
+        let key = quoted(&mut chars)?;
+        if chars.next()? != '=' || chars.next()? != '>' {
+            return None;
+        }
+        if out.len() > 1 {
+            out.push_str(", ");
+        }
+        out.push_str(&serde_json::to_string(&key).ok()?);
+        out.push_str(": ");
+        if chars.peek() == Some(&'"') {
+            out.push_str(&serde_json::to_string(&quoted(&mut chars)?).ok()?);
+        } else {
+            let word: String = chars.by_ref().take(4).collect();
+            if word != "NULL" {
+                return None;
+            }
+            out.push_str("null");
+        }
+        skip_spaces(&mut chars);
+    }
+    out.push('}');
+    Some(out)
 }
 
 fn number(t: &str, out: &mut Vec<u8>) -> Res {
@@ -260,6 +322,12 @@ mod tests {
 
     #[test]
     fn arrays_bytea_and_numbers() {
+        assert_eq!(
+            hstore_json(r#""k"=>"v", "q\"x"=>NULL"#).unwrap(),
+            r#"{"k": "v", "q\"x": null}"#
+        );
+        assert_eq!(hstore_json("").unwrap(), "{}");
+        assert_eq!(j(Kind::Float8, "-0"), "-0.0");
         let ints = Kind::Array(Box::new(Kind::Int4));
         assert_eq!(j(ints.clone(), "{1,NULL,3}"), "[1,null,3]");
         assert_eq!(j(ints, "{{1,2},{3,4}}"), "[[1,2],[3,4]]");
