@@ -1,7 +1,8 @@
 //! source-postgres: reads tables, views and materialized views of a PostgreSQL database with
 //! the config, catalog and state shapes of Airbyte's source-postgres. Full refresh is a
 //! resumable load in physical (ctid) chunks; incremental is that load followed by reads on a
-//! user-chosen cursor column. Everything is streamed with binary COPY in read-only snapshot
+//! user-chosen cursor column, on `xmin` (Xmin), or of the changes of a pgoutput logical
+//! replication slot (CDC). Tables are streamed with binary COPY in read-only snapshot
 //! transactions.
 
 mod cdc;
