@@ -11,8 +11,8 @@ use crate::output::Output;
 use crate::protocol::*;
 use crate::{Error, Result};
 
-/// Emits records of several streams and GLOBAL states with their shared position. No source
-/// uses it yet: CDC (one log read for every table) will.
+/// Emits records of several streams and GLOBAL states with their shared position (CDC reads
+/// every table from one log).
 pub struct GlobalWriter {
     output: Output,
     streams: BTreeMap<StreamDescriptor, RecordWriter>,
@@ -54,6 +54,23 @@ impl GlobalWriter {
             .get_mut(stream)
             .ok_or_else(|| Error::system(format!("stream '{stream}' is not part of this sync")))?;
         writer.record(data)?;
+        self.since_state += 1;
+        Ok(())
+    }
+
+    /// Emits a record of `stream` from JSON the source built itself, with `meta.changes`
+    /// when there are any (see [`RecordWriter::record_json`]).
+    pub fn record_json(
+        &mut self,
+        stream: &StreamDescriptor,
+        json: super::TrustedJson<'_>,
+        changes: &[AirbyteRecordMessageMetaChange],
+    ) -> Result<()> {
+        let writer = self
+            .streams
+            .get_mut(stream)
+            .ok_or_else(|| Error::system(format!("stream '{stream}' is not part of this sync")))?;
+        writer.record_json(json, changes)?;
         self.since_state += 1;
         Ok(())
     }

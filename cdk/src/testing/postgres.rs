@@ -242,7 +242,7 @@ impl Cluster {
         );
         let opts = format!(
             "-c port={port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={} \
-             -c wal_level=logical -c max_replication_slots=10 -c max_wal_senders=10 \
+             -c wal_level=logical -c max_replication_slots=64 -c max_wal_senders=10 \
              -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200",
             cluster.dir.join("sock").display()
         );

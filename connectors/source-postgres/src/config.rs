@@ -82,24 +82,113 @@ pub enum ReplicationMethod {
     /// configuring a connection (e.g. created_at, updated_at).
     #[schemars(title = "Scan Changes with User Defined Cursor")]
     Standard,
-    /// Reads changes from the write-ahead log (logical replication). Not supported yet.
+    /// <i>Recommended</i> - Incrementally reads new inserts, updates, and deletes using the
+    /// Postgres write-ahead log (logical replication with the pgoutput plugin).
     #[serde(rename = "CDC")]
     #[schemars(title = "Read Changes using Write-Ahead Log (CDC)")]
     Cdc(CdcSettings),
-    /// Detects changes through the xmin system column. Not supported yet.
+    /// <i>Recommended</i> - Incrementally reads new inserts and updates via Postgres Xmin
+    /// system column. Suitable for databases that have low transaction pressure.
     #[schemars(title = "Detect Changes with Xmin System Column")]
     Xmin,
 }
 
-/// Settings of change data capture (accepted so Airbyte configs validate; not supported yet).
+/// Settings of change data capture (Airbyte's names, titles and defaults).
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 pub struct CdcSettings {
-    /// A plugin logical replication slot.
-    #[schemars(title = "Replication Slot")]
+    /// A plugin logical replication slot, created with
+    /// `SELECT pg_create_logical_replication_slot('<slot>', 'pgoutput');`.
+    #[schemars(title = "Replication Slot", extend("order" = 2))]
     pub replication_slot: String,
-    /// A Postgres publication used for consuming changes.
-    #[schemars(title = "Publication")]
+    /// A Postgres publication used for consuming changes, created with
+    /// `CREATE PUBLICATION <publication> FOR TABLE <tables>;`.
+    #[schemars(title = "Publication", extend("order" = 3))]
     pub publication: String,
+    /// A logical decoding plugin installed on the PostgreSQL server.
+    #[serde(default)]
+    #[schemars(title = "Plugin", extend("order" = 1, "default" = "pgoutput"))]
+    pub plugin: Plugin,
+    /// The amount of time the connector will wait when it launches to determine if there is
+    /// new data to sync or not. This connector never waits: a read ends once it has read
+    /// the log up to the server's position at its start.
+    #[serde(default = "default_initial_waiting_seconds")]
+    #[schemars(title = "Initial Waiting Time in Seconds (Advanced)", range(min = 120, max = 2400),
+        extend("order" = 5))]
+    pub initial_waiting_seconds: u64,
+    /// The most changes buffered between the log reader and the output.
+    #[serde(default = "default_queue_size")]
+    #[schemars(title = "Size of the queue (Advanced)", range(min = 1000, max = 10000),
+        extend("order" = 6))]
+    pub queue_size: u64,
+    /// Determines when Airbyte should flush the LSN of processed WAL logs in the source
+    /// database. `After loading Data in the destination` is default. If `While reading Data`
+    /// is selected, in case of a downstream failure (while loading data into the
+    /// destination), next sync would result in a full sync.
+    #[serde(default)]
+    #[schemars(title = "LSN commit behaviour",
+        extend("order" = 7, "default" = "After loading Data in the destination"))]
+    pub lsn_commit_behaviour: LsnCommitBehaviour,
+    /// Specifies a query that the connector runs before reading the log, to keep the slot
+    /// moving on a database where the published tables rarely change (see Airbyte's
+    /// documentation). Empty: none.
+    #[serde(default)]
+    #[schemars(title = "Debezium heartbeat query (Advanced)", extend("order" = 8))]
+    pub heartbeat_action_query: String,
+    /// Determines whether Airbyte should fail or re-sync data in case of an stale/invalid
+    /// cursor value into the WAL. If 'Fail sync' is chosen, a user will have to manually
+    /// reset the connection before being able to continue syncing data. If 'Re-sync data' is
+    /// chosen, Airbyte will automatically trigger a refresh but could lead to higher cloud
+    /// costs and data loss.
+    #[serde(default)]
+    #[schemars(title = "Invalid CDC position behavior (Advanced)",
+        extend("order" = 9, "default" = "Fail sync"))]
+    pub invalid_cdc_cursor_position_behavior: InvalidCursorBehavior,
+    /// The amount of time an initial load is allowed to continue for before catching up on
+    /// CDC logs.
+    #[serde(default = "default_initial_load_timeout_hours")]
+    #[schemars(title = "Initial Load Timeout in Hours (Advanced)", range(min = 4, max = 24),
+        extend("order" = 10))]
+    pub initial_load_timeout_hours: u64,
+}
+
+/// The logical decoding plugin.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+pub enum Plugin {
+    #[default]
+    #[serde(rename = "pgoutput")]
+    Pgoutput,
+}
+
+/// When the replication slot is moved past changes that were read.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+pub enum LsnCommitBehaviour {
+    #[serde(rename = "While reading Data")]
+    WhileReading,
+    #[default]
+    #[serde(rename = "After loading Data in the destination")]
+    AfterLoading,
+}
+
+/// What a sync does when the state's log position is no longer in the slot.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+pub enum InvalidCursorBehavior {
+    #[default]
+    #[serde(rename = "Fail sync")]
+    FailSync,
+    #[serde(rename = "Re-sync data")]
+    ResyncData,
+}
+
+fn default_initial_waiting_seconds() -> u64 {
+    1200
+}
+
+fn default_queue_size() -> u64 {
+    10_000
+}
+
+fn default_initial_load_timeout_hours() -> u64 {
+    8
 }
 
 fn default_port() -> u16 {
@@ -130,6 +219,20 @@ fn default_chunk_size_mb() -> u64 {
     1024
 }
 
+impl CdcSettings {
+    fn validate(&self) -> Result<()> {
+        if self.replication_slot.trim().is_empty() {
+            return Err(Error::config(
+                "'replication_method.replication_slot' is empty",
+            ));
+        }
+        if self.publication.trim().is_empty() {
+            return Err(Error::config("'replication_method.publication' is empty"));
+        }
+        Ok(())
+    }
+}
+
 impl PostgresConfig {
     /// The schemas to read, or `public` when the list is empty.
     pub fn schema_list(&self) -> Vec<String> {
@@ -144,20 +247,8 @@ impl PostgresConfig {
 /// Rules the JSON Schema cannot say.
 impl cdk::config::Validate for PostgresConfig {
     fn validate(&self) -> Result<()> {
-        match &self.replication_method {
-            ReplicationMethod::Standard => {}
-            ReplicationMethod::Cdc(_) => {
-                return Err(Error::config(
-                    "replication method 'CDC' is not supported yet; use 'Standard' \
-                     (a user-defined cursor column)",
-                ));
-            }
-            ReplicationMethod::Xmin => {
-                return Err(Error::config(
-                    "replication method 'Xmin' is not supported yet; use 'Standard' \
-                     (a user-defined cursor column)",
-                ));
-            }
+        if let ReplicationMethod::Cdc(c) = &self.replication_method {
+            c.validate()?;
         }
         if self.host.trim().is_empty() {
             return Err(Error::config("'host' is empty"));
@@ -193,16 +284,23 @@ mod tests {
     }
 
     #[test]
-    fn cdc_is_a_clear_config_error() {
-        let e = parse(json!({"host": "h", "database": "d", "username": "u",
+    fn cdc_settings_take_airbyte_defaults() {
+        let c = parse(json!({"host": "h", "database": "d", "username": "u",
             "replication_method": {"method": "CDC", "replication_slot": "s", "publication": "p"}}))
-        .unwrap_err();
-        assert_eq!(e.failure_type, cdk::protocol::FailureType::ConfigError);
-        assert!(
-            e.message.contains("'CDC' is not supported yet"),
-            "{}",
-            e.message
+        .unwrap();
+        let ReplicationMethod::Cdc(cdc) = c.replication_method else {
+            panic!("not cdc")
+        };
+        assert_eq!(cdc.initial_waiting_seconds, 1200);
+        assert_eq!(cdc.lsn_commit_behaviour, LsnCommitBehaviour::AfterLoading);
+        assert_eq!(
+            cdc.invalid_cdc_cursor_position_behavior,
+            InvalidCursorBehavior::FailSync
         );
+        let e = parse(json!({"host": "h", "database": "d", "username": "u",
+            "replication_method": {"method": "CDC", "replication_slot": " ", "publication": "p"}}))
+        .unwrap_err();
+        assert!(e.message.contains("replication_slot"), "{}", e.message);
     }
 
     #[test]

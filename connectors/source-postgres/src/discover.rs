@@ -1,7 +1,7 @@
 //! What the database holds: tables, views and materialized views of the chosen schemas, their
 //! columns (types resolved through domains and arrays) and primary keys.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use cdk::Result;
@@ -75,6 +75,42 @@ impl Table {
                 Some(self.primary_key.iter().map(|k| vec![k.clone()]).collect());
         }
         s.is_resumable = Some(self.has_ctid());
+        s
+    }
+
+    /// The stream in CDC mode: the `_ab_cdc_*` columns added, the source-defined cursor
+    /// `_ab_cdc_lsn`, incremental only for a table of the publication with a primary key.
+    pub fn cdc_stream(&self, published: &HashSet<(String, String)>) -> AirbyteStream {
+        let mut s = self.airbyte_stream();
+        if let Some(props) = s.json_schema["properties"].as_object_mut() {
+            props.insert("_ab_cdc_lsn".into(), json!({"type": ["null", "number"]}));
+            for c in ["_ab_cdc_updated_at", "_ab_cdc_deleted_at"] {
+                props.insert(c.into(), json!({"type": ["null", "string"]}));
+            }
+        }
+        match crate::cdc::not_incremental(self, published) {
+            None => {
+                s.source_defined_cursor = Some(true);
+                s.default_cursor_field = Some(vec!["_ab_cdc_lsn".into()]);
+            }
+            Some(why) => {
+                tracing::info!(stream = %self.sql_name(), "full refresh only in CDC mode: {why}");
+                s.supported_sync_modes = vec![SyncMode::FullRefresh];
+            }
+        }
+        s
+    }
+
+    /// The stream in Xmin mode: incremental (source-defined, by `xmin`) for tables and
+    /// materialized views, which have the column; full refresh only for views.
+    pub fn xmin_stream(&self) -> AirbyteStream {
+        let mut s = self.airbyte_stream();
+        if self.has_ctid() {
+            s.source_defined_cursor = Some(true);
+        } else {
+            tracing::info!(stream = %self.sql_name(), "full refresh only in Xmin mode: a view has no xmin column");
+            s.supported_sync_modes = vec![SyncMode::FullRefresh];
+        }
         s
     }
 }

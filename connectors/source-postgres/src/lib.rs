@@ -1,9 +1,11 @@
 //! source-postgres: reads tables, views and materialized views of a PostgreSQL database with
 //! the config, catalog and state shapes of Airbyte's source-postgres. Full refresh is a
 //! resumable load in physical (ctid) chunks; incremental is that load followed by reads on a
-//! user-chosen cursor column. Everything is streamed with binary COPY in read-only snapshot
+//! user-chosen cursor column, on `xmin` (Xmin), or of the changes of a pgoutput logical
+//! replication slot (CDC). Tables are streamed with binary COPY in read-only snapshot
 //! transactions.
 
+mod cdc;
 mod config;
 mod connect;
 mod copy;
@@ -12,15 +14,16 @@ mod read;
 mod state;
 mod types;
 mod values;
+mod xmin;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use cdk::output::Output;
-use cdk::protocol::{AirbyteCatalog, ConfiguredAirbyteCatalog, InputState};
+use cdk::protocol::{AirbyteCatalog, ConfiguredAirbyteCatalog, InputState, SyncMode};
 use cdk::{Error, ReadOptions, Result, Source, Stream};
 
-pub use config::PostgresConfig;
+pub use config::{PostgresConfig, ReplicationMethod};
 use connect::{Purpose, query_error};
 use read::{ReadEnv, TableStream};
 
@@ -80,15 +83,24 @@ impl Source for SourcePostgres {
                 quoted_list(unreadable.iter().map(String::as_str))
             );
         }
+        if let ReplicationMethod::Cdc(cdc) = &config.replication_method {
+            cdc::preflight(&client, config, cdc).await?;
+        }
         Ok(())
     }
 
     async fn discover(&self, config: &PostgresConfig) -> Result<AirbyteCatalog> {
         let client = connect::connector(config)?.connect(Purpose::Sync).await?;
         let tables = discover::readable_tables(&client, &config.schema_list()).await?;
-        Ok(AirbyteCatalog {
-            streams: tables.iter().map(|t| t.airbyte_stream()).collect(),
-        })
+        let streams = match &config.replication_method {
+            ReplicationMethod::Standard => tables.iter().map(|t| t.airbyte_stream()).collect(),
+            ReplicationMethod::Xmin => tables.iter().map(|t| t.xmin_stream()).collect(),
+            ReplicationMethod::Cdc(cdc) => {
+                let published = cdc::published(&client, &cdc.publication).await?;
+                tables.iter().map(|t| t.cdc_stream(&published)).collect()
+            }
+        };
+        Ok(AirbyteCatalog { streams })
     }
 
     fn read_options(&self, config: &PostgresConfig) -> ReadOptions {
@@ -99,6 +111,47 @@ impl Source for SourcePostgres {
     }
 
     async fn read(
+        &self,
+        config: &PostgresConfig,
+        catalog: &ConfiguredAirbyteCatalog,
+        state: &InputState,
+        output: &Output,
+    ) -> Result<()> {
+        match &config.replication_method {
+            ReplicationMethod::Cdc(cdc) => {
+                let (cdc_streams, others): (Vec<_>, Vec<_>) =
+                    catalog.streams.iter().partition(|s| cdc::is_cdc_stream(s));
+                if !others.is_empty() {
+                    let full = ConfiguredAirbyteCatalog {
+                        streams: others.into_iter().cloned().collect(),
+                    };
+                    self.read_tables(config, &full, state, output).await?;
+                }
+                if cdc_streams.is_empty() {
+                    return Ok(());
+                }
+                cdc::read(config, cdc, &cdc_streams, state, output).await
+            }
+            ReplicationMethod::Xmin => {
+                // Xmin needs no cursor column: give incremental streams a placeholder so the
+                // read driver reads them incrementally.
+                let mut catalog = catalog.clone();
+                for s in &mut catalog.streams {
+                    if s.sync_mode == SyncMode::Incremental && s.resolved_cursor_field().is_none() {
+                        s.stream.source_defined_cursor = Some(false);
+                        s.cursor_field = Some(vec!["xmin".into()]);
+                    }
+                }
+                self.read_tables(config, &catalog, state, output).await
+            }
+            ReplicationMethod::Standard => self.read_tables(config, catalog, state, output).await,
+        }
+    }
+}
+
+impl SourcePostgres {
+    /// Reads the streams of `catalog` table by table (full refresh, cursor or Xmin).
+    async fn read_tables(
         &self,
         config: &PostgresConfig,
         catalog: &ConfiguredAirbyteCatalog,
@@ -132,6 +185,7 @@ impl Source for SourcePostgres {
             snapshot,
             checkpoint_every: Duration::from_secs(config.sync_checkpoint_seconds.max(1)),
             chunk_bytes: config.chunk_size_mb.max(1) << 20,
+            xmin: matches!(config.replication_method, ReplicationMethod::Xmin),
         });
         let streams: Vec<Arc<dyn Stream>> = tables
             .into_iter()

@@ -24,12 +24,14 @@ pub struct ReadEnv {
     pub snapshot: Option<String>,
     pub checkpoint_every: Duration,
     pub chunk_bytes: u64,
+    /// Incremental streams are read by Xmin instead of a cursor column.
+    pub xmin: bool,
 }
 
 impl ReadEnv {
     /// A new connection inside a read-only REPEATABLE READ transaction on the shared
     /// snapshot (or its own, when the shared one cannot be imported).
-    async fn begin(&self) -> Result<Client> {
+    pub(crate) async fn begin(&self) -> Result<Client> {
         const BEGIN: &str = "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY";
         let client = self.connector.connect(Purpose::Sync).await?;
         client
@@ -101,7 +103,9 @@ impl Stream for TableStream {
             client: &client,
         };
         let state = StreamState::parse(ctx.state.as_ref())?;
-        if ctx.is_incremental() {
+        if ctx.is_incremental() && self.env.xmin {
+            crate::xmin::read(&reader, state, out).await?;
+        } else if ctx.is_incremental() {
             let cursor = reader.cursor_column(ctx.cursor_field())?;
             reader.incremental(cursor, state, out).await?;
         } else {
@@ -113,10 +117,10 @@ impl Stream for TableStream {
     }
 }
 
-struct TableReader<'a> {
-    table: &'a Table,
-    env: &'a ReadEnv,
-    client: &'a Client,
+pub(crate) struct TableReader<'a> {
+    pub table: &'a Table,
+    pub env: &'a ReadEnv,
+    pub client: &'a Client,
 }
 
 impl TableReader<'_> {
@@ -159,13 +163,14 @@ impl TableReader<'_> {
 
     async fn full_refresh(&self, state: Option<StreamState>, out: &mut RecordWriter) -> Result<()> {
         if !self.table.has_ctid() {
-            return self.read_all(out).await;
+            return self.read_all(out, RowFormat::new(self.table, 0)).await;
         }
         let start = match state {
             Some(StreamState::Ctid(c)) => Some(c),
             _ => None,
         };
-        self.ctid_load(start, None, out).await
+        self.ctid_load(start, None, out, RowFormat::new(self.table, 1))
+            .await
     }
 
     async fn incremental(
@@ -194,7 +199,9 @@ impl TableReader<'_> {
                     Some(inc) => inc,
                     None => self.initial_cursor_status(cursor).await?,
                 };
-                self.ctid_load(Some(c), Some(inc), out).await
+                let format = RowFormat::new(self.table, 1);
+                self.ctid_load(Some(c), Some(inc.to_value()), out, format)
+                    .await
             }
             other => {
                 if other.is_some() {
@@ -202,8 +209,9 @@ impl TableReader<'_> {
                         "the state's cursor field differs from the configured one; reading the table again");
                 }
                 if self.table.has_ctid() {
-                    let inc = self.initial_cursor_status(cursor).await?;
-                    self.ctid_load(None, Some(inc), out).await
+                    let inc = self.initial_cursor_status(cursor).await?.to_value();
+                    let format = RowFormat::new(self.table, 1);
+                    self.ctid_load(None, Some(inc), out, format).await
                 } else {
                     self.cursor_read(cursor, None, out).await
                 }
@@ -212,7 +220,7 @@ impl TableReader<'_> {
     }
 
     /// The select list (with casts for types read as text or numeric).
-    fn select_list(&self) -> String {
+    pub(crate) fn select_list(&self) -> String {
         let cols: Vec<String> = self
             .table
             .columns
@@ -240,16 +248,25 @@ impl TableReader<'_> {
             .map_err(|e| e.context(self.context()))
     }
 
-    /// A relation without ctid (view, partitioned or foreign table): one streamed query.
-    async fn read_all(&self, out: &mut RecordWriter) -> Result<()> {
+    /// Every row of `query` (the table's select list) into `out`.
+    pub(crate) async fn read_query(&self, query: &str, out: &mut dyn RowSink) -> Result<()> {
         let mut format = RowFormat::new(self.table, 0);
+        self.copy(query, &mut format, |t, f| out.row(f, t)).await?;
+        Ok(())
+    }
+
+    /// A relation without ctid (view, partitioned or foreign table): one streamed query.
+    pub(crate) async fn read_all(
+        &self,
+        out: &mut dyn RowSink,
+        mut format: RowFormat,
+    ) -> Result<()> {
         let query = format!(
             "SELECT {} FROM {}",
             self.select_list(),
             self.table.sql_name()
         );
-        self.copy(&query, &mut format, |t, f| f.emit(t, out))
-            .await?;
+        self.copy(&query, &mut format, |t, f| out.row(f, t)).await?;
         Ok(())
     }
 
@@ -274,11 +291,12 @@ impl TableReader<'_> {
 
     /// The resumable load in ctid order: chunks of pages, a state every N records and at the
     /// end of each chunk. With `incremental`, the final state switches the stream to it.
-    async fn ctid_load(
+    pub(crate) async fn ctid_load(
         &self,
         resume: Option<crate::state::CtidStatus>,
-        incremental: Option<CursorStatus>,
-        out: &mut RecordWriter,
+        incremental: Option<Value>,
+        out: &mut dyn RowSink,
+        mut format: RowFormat,
     ) -> Result<()> {
         let (pages, block_size, filenode, tid_range_scans) = self.relation().await?;
         let mut pos: (u32, u16) = (0, 0);
@@ -299,7 +317,6 @@ impl TableReader<'_> {
         };
         let select = self.select_list();
         let table = self.table.sql_name();
-        let mut format = RowFormat::new(self.table, 1);
         let mut timer = Timer::new(self.env.checkpoint_every);
         let inc = incremental.as_ref();
         loop {
@@ -315,7 +332,7 @@ impl TableReader<'_> {
             let mut at = pos;
             self.copy(&query, &mut format, |t, f| {
                 at = tid(t.get(0))?;
-                f.emit(t, out)?;
+                out.row(f, t)?;
                 if out.checkpoint_due() || timer.due() {
                     out.checkpoint(ctid_state(at, filenode, inc));
                     timer.reset();
@@ -325,7 +342,7 @@ impl TableReader<'_> {
             .await?;
             if last {
                 match inc {
-                    Some(inc) => out.checkpoint(inc.to_value()),
+                    Some(inc) => out.checkpoint(inc.clone()),
                     None => out.checkpoint(ctid_state(at, filenode, None)),
                 }
                 return Ok(());
@@ -518,18 +535,39 @@ impl Timer {
     }
 }
 
+/// Where rows of a load go: a stream's writer, or CDC's snapshot of one stream.
+pub(crate) trait RowSink: Send {
+    fn row(&mut self, format: &mut RowFormat, t: &Tuple<'_>) -> Result<()>;
+    fn checkpoint_due(&self) -> bool;
+    fn checkpoint(&mut self, state: Value);
+}
+
+impl RowSink for RecordWriter {
+    fn row(&mut self, format: &mut RowFormat, t: &Tuple<'_>) -> Result<()> {
+        format.emit(t, self)
+    }
+    fn checkpoint_due(&self) -> bool {
+        RecordWriter::checkpoint_due(self)
+    }
+    fn checkpoint(&mut self, state: Value) {
+        RecordWriter::checkpoint(self, state)
+    }
+}
+
 /// Turns tuples into record JSON: `{"col":value,…}` with the keys escaped once.
-struct RowFormat {
+pub(crate) struct RowFormat {
     keys: Vec<Vec<u8>>,
     kinds: Vec<Kind>,
     names: Vec<String>,
     /// Leading fields that are not columns (the ctid).
     skip: usize,
+    /// Written after the last column (`,"_ab_cdc_lsn":…` for CDC snapshots).
+    suffix: Vec<u8>,
     buf: Vec<u8>,
 }
 
 impl RowFormat {
-    fn new(table: &Table, skip: usize) -> Self {
+    pub(crate) fn new(table: &Table, skip: usize) -> Self {
         let keys = table
             .columns
             .iter()
@@ -549,12 +587,28 @@ impl RowFormat {
             kinds: table.columns.iter().map(|c| c.ty.kind.clone()).collect(),
             names: table.columns.iter().map(|c| c.name.clone()).collect(),
             skip,
+            suffix: Vec::new(),
             buf: Vec::with_capacity(1024),
         }
     }
 
+    /// The same, with `suffix` (JSON members starting with a comma) after the columns.
+    pub(crate) fn with_suffix(mut self, suffix: Vec<u8>) -> Self {
+        self.suffix = suffix;
+        self
+    }
+
     #[inline]
     fn emit(&mut self, t: &Tuple<'_>, out: &mut RecordWriter) -> Result<()> {
+        let changes = self.build(t)?;
+        // Every byte written comes from `write_json`/`write_str`, which emit JSON text on
+        // one line, and the keys are escaped Rust strings.
+        out.record_json(TrustedJson::new(&self.buf), &changes)
+    }
+
+    /// Builds the record JSON of `t` (see [`RowFormat::json`]); returns its meta changes.
+    #[inline]
+    pub(crate) fn build(&mut self, t: &Tuple<'_>) -> Result<Vec<AirbyteRecordMessageMetaChange>> {
         if t.len() != self.kinds.len() + self.skip {
             return Err(Error::system(format!(
                 "a row has {} fields, expected {}",
@@ -589,10 +643,14 @@ impl RowFormat {
                 }
             }
         }
+        self.buf.extend_from_slice(&self.suffix);
         self.buf.push(b'}');
-        // Every byte written comes from `write_json`/`write_str`, which emit JSON text on
-        // one line, and the keys are escaped Rust strings.
-        out.record_json(TrustedJson::new(&self.buf), &changes)
+        Ok(changes)
+    }
+
+    /// The record JSON last built.
+    pub(crate) fn json(&self) -> &[u8] {
+        &self.buf
     }
 }
 

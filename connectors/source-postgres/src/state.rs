@@ -53,6 +53,7 @@ fn version() -> u32 {
 pub enum StreamState {
     Ctid(CtidStatus),
     Cursor(CursorStatus),
+    Xmin(crate::xmin::XminStatus),
 }
 
 impl StreamState {
@@ -88,8 +89,11 @@ impl StreamState {
                     serde_json::from_value(v).map_err(invalid)?,
                 )))
             }
+            Some("xmin") => Ok(Some(StreamState::Xmin(
+                serde_json::from_value(value.clone()).map_err(invalid)?,
+            ))),
             Some(other) => Err(Error::config(format!(
-                "stream state type '{other}' is not supported (expected 'ctid' or 'cursor_based')"
+                "stream state type '{other}' is not supported (expected 'ctid', 'cursor_based' or 'xmin')"
             ))),
         }
     }
@@ -113,14 +117,14 @@ pub fn parse_ctid(text: &str) -> Result<(u32, u16)> {
 pub fn ctid_state(
     ctid: (u32, u16),
     filenode: Option<i64>,
-    incremental_state: Option<&CursorStatus>,
+    incremental_state: Option<&Value>,
 ) -> Value {
     let status = CtidStatus {
         state_type: "ctid".into(),
         version: 2,
         ctid: format!("({},{})", ctid.0, ctid.1),
         relation_filenode: filenode,
-        incremental_state: incremental_state.map(|s| serde_json::to_value(s).unwrap_or_default()),
+        incremental_state: incremental_state.cloned(),
     };
     serde_json::to_value(status).unwrap_or_default()
 }
@@ -157,7 +161,7 @@ mod tests {
     #[test]
     fn airbyte_shapes_round_trip() {
         let inc = CursorStatus::new("t", "public", "id", Some("42".into()), 3);
-        let v = ctid_state((12, 3), Some(16384), Some(&inc));
+        let v = ctid_state((12, 3), Some(16384), Some(&inc.to_value()));
         assert_eq!(
             v,
             json!({"state_type": "ctid", "version": 2, "ctid": "(12,3)",

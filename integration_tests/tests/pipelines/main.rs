@@ -7,6 +7,7 @@ mod bundled_connection;
 mod common;
 mod csv_to_postgres;
 mod kill_resume;
+mod postgres_cdc_dedup;
 mod postgres_dedup;
 mod postgres_to_s3_parquet;
 mod rest_api_to_local_jsonl;

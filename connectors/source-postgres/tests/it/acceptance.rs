@@ -44,3 +44,44 @@ async fn acceptance_suite_passes() {
     println!("{}", report.table());
     report.assert_all_passed();
 }
+
+#[tokio::test]
+async fn acceptance_suite_passes_in_cdc_mode() {
+    let (db, cfg, slot) = crate::cdc::cdc_database(
+        "acceptance_cdc",
+        "CREATE TABLE users (id int PRIMARY KEY, name text NOT NULL, updated_at timestamptz NOT NULL);
+         INSERT INTO users SELECT i, 'user ' || i, '2024-01-01'::timestamptz + i * interval '1 minute'
+           FROM generate_series(1, 120) i;
+         CREATE TABLE orders (id int PRIMARY KEY, user_id int, amount numeric(10, 2), created_at date);
+         INSERT INTO orders SELECT i, i % 7, i * 1.25, '2024-01-01'::date + i FROM generate_series(1, 40) i;",
+        "users, orders",
+    )
+    .await;
+    let mut cfg = cfg;
+    cfg["sync_checkpoint_records"] = json!(25);
+    let catalog = configure(
+        &discover(&cfg),
+        &[
+            ("users", SyncMode::Incremental, None),
+            ("orders", SyncMode::FullRefresh, None),
+        ],
+    );
+    let future = json!([{"type": "GLOBAL", "global": {
+        "shared_state": {"state_type": "cdc", "version": 1, "lsn": 1u64 << 62},
+        "stream_states": [{"stream_descriptor": {"name": "users", "namespace": "public"},
+            "stream_state": {"state_type": "cdc", "version": 1}}]}}]);
+    let mut invalid = cfg.clone();
+    invalid["password"] = json!("not-the-password");
+    let report = SourceSuite {
+        bin: BIN.into(),
+        config: cfg.clone(),
+        invalid_config: invalid,
+        catalog,
+        future_state: Some(future),
+        ..SourceSuite::default()
+    }
+    .run();
+    println!("{}", report.table());
+    report.assert_all_passed();
+    crate::cdc::drop_slot(&db, &slot).await;
+}

@@ -102,7 +102,7 @@ async fn usual_mistakes_have_clear_messages() {
             json!({"replication_method": {"method": "CDC",
             "replication_slot": "s", "publication": "p"}}),
         ),
-        "'CDC' is not supported yet",
+        "publication 'p' does not exist: run CREATE PUBLICATION",
     );
     failed_with(
         &config(&db, json!({"ssl_mode": {"mode": "require"}})),

@@ -7,7 +7,7 @@ use serde_json::json;
 
 use crate::{BIN, config, configure, database, discover};
 
-const SETUP: &str = r#"
+pub const SETUP: &str = r#"
 CREATE EXTENSION hstore;
 CREATE EXTENSION citext;
 CREATE TYPE mood AS ENUM ('sad', 'ok', 'happy');

@@ -1,6 +1,8 @@
 //! Integration tests of source-postgres, against a real throwaway PostgreSQL cluster.
 
 mod acceptance;
+mod cdc;
+mod cdc_resume;
 mod check;
 mod golden;
 mod hostile;
@@ -9,6 +11,7 @@ mod resume;
 mod spec;
 mod tls;
 mod tunnel;
+mod xmin;
 
 use cdk::protocol::{AirbyteCatalog, ConfiguredAirbyteStream, DestinationSyncMode, SyncMode};
 use cdk::testing::Run;
