@@ -189,17 +189,26 @@ impl Transformation {
                         new.eval_str(v)?.unwrap_or_default(),
                     ))
                 })?;
-                if !old.is_empty()
-                    && let Value::Object(m) = record
-                {
-                    *m = std::mem::take(m)
-                        .into_iter()
-                        .map(|(k, v)| (k.replace(&old, &new), v))
-                        .collect();
+                if !old.is_empty() {
+                    replace_keys(record, &old, &new);
                 }
             }
         }
         Ok(())
+    }
+}
+
+/// Renames keys of `value` and of every object nested in it (not inside lists), as
+/// airbyte-cdk's `KeysReplaceTransformation` does.
+fn replace_keys(value: &mut Value, old: &str, new: &str) {
+    if let Value::Object(m) = value {
+        *m = std::mem::take(m)
+            .into_iter()
+            .map(|(k, mut v)| {
+                replace_keys(&mut v, old, new);
+                (k.replace(old, new), v)
+            })
+            .collect();
     }
 }
 
