@@ -82,7 +82,7 @@ fn typed_data(i: u64) -> Value {
         "big": 9_007_199_254_740_993u64,
         "number": null_or(json!(i as f64 / 3.0)),
         "exp": 1.5e300,
-        "boolean": null_or(json!(i % 2 == 0)),
+        "boolean": null_or(json!(i.is_multiple_of(2))),
         "date": null_or(json!("2024-02-29")),
         "timestamp_with_timezone": "2024-01-01T12:34:56.789+05:30",
         "timestamp_without_timezone": "2024-01-01T12:34:56",
@@ -90,8 +90,8 @@ fn typed_data(i: u64) -> Value {
         "time_without_timezone": "12:34:56.123456",
         "object": {"nested": {"deep": [1, "two", null, {"x": "\u{2028}"}]}},
         "array": [1, 2.5, "three", true, null],
-        "union": if i % 2 == 0 { json!("text") } else { json!(42) },
-        "wrong": if i % 5 == 0 { json!("not a number") } else { json!(5) },
+        "union": if i.is_multiple_of(2) { json!("text") } else { json!(42) },
+        "wrong": if i.is_multiple_of(5) { json!("not a number") } else { json!(5) },
         "null": null,
     })
 }
@@ -102,7 +102,7 @@ fn record(stream: &str, namespace: Option<&str>, data: Value, i: u64) -> String 
     if let Some(ns) = namespace {
         record["namespace"] = json!(ns);
     }
-    if i % 11 == 0 {
+    if i.is_multiple_of(11) {
         record["meta"] = json!({"changes": [{"field": "string", "change": "TRUNCATED",
             "reason": "SOURCE_FIELD_SIZE_LIMITATION"}]});
     }
@@ -117,7 +117,7 @@ fn mixed_input() -> String {
     let mb = "é".repeat(1 << 19); // 1 MiB of UTF-8
     for i in 0..6_000u64 {
         lines.push(record("typed", None, typed_data(i), i));
-        if i % 3 == 0 {
+        if i.is_multiple_of(3) {
             lines.push(record(
                 "other",
                 Some("ns"),
@@ -140,29 +140,29 @@ fn mixed_input() -> String {
                 i,
             ));
         }
-        if i % 97 == 0 {
+        if i.is_multiple_of(97) {
             lines.push(
                 json!({"type": "STATE", "state": {"type": "STREAM", "stream": {
                 "stream_descriptor": {"name": "typed"}, "stream_state": {"id": i}}}})
                 .to_string(),
             );
         }
-        if i % 389 == 0 {
+        if i.is_multiple_of(389) {
             lines.push(json!({"type": "STATE", "state": {"type": "STREAM", "stream": {
                 "stream_descriptor": {"name": "other", "namespace": "ns"}, "stream_state": {"k": i}}}})
             .to_string());
         }
-        if i % 1_201 == 0 {
+        if i.is_multiple_of(1_201) {
             lines.push(
                 json!({"type": "STATE", "state": {"type": "GLOBAL", "global": {
                 "shared_state": {"lsn": i}, "stream_states": []}}})
                 .to_string(),
             );
         }
-        if i % 2_003 == 0 {
+        if i.is_multiple_of(2_003) {
             lines.push(json!({"type": "STATE", "state": {"data": {"legacy": i}}}).to_string());
         }
-        if i % 613 == 0 {
+        if i.is_multiple_of(613) {
             lines.push(
                 json!({"type": "LOG", "log": {"level": "INFO", "message": "hi"}}).to_string(),
             );
@@ -171,7 +171,7 @@ fn mixed_input() -> String {
             lines.push(String::new());
             lines.push("   ".into());
         }
-        if i % 709 == 0 {
+        if i.is_multiple_of(709) {
             let last = lines.pop().unwrap_or_default();
             lines.push(format!("{last}\r"));
         }

@@ -53,7 +53,7 @@ impl ParquetEncoder {
         let writer = ArrowWriter::try_new_with_options(sink, schema.clone(), options)
             .map_err(|e| Error::system(format!("cannot start a parquet file: {e}")))?;
         let writer = match format.threads {
-            0 => Writer::Here(writer),
+            0 => Writer::Here(Box::new(writer)),
             _ => Writer::Thread(BackgroundWriter::start(writer)?),
         };
         Ok(Self {
@@ -71,7 +71,7 @@ impl ParquetEncoder {
 
 /// Where batches are encoded: on the stream's thread, or on a thread of their own.
 enum Writer {
-    Here(ArrowWriter<Sink>),
+    Here(Box<ArrowWriter<Sink>>),
     Thread(BackgroundWriter),
 }
 

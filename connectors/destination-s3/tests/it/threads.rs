@@ -39,7 +39,7 @@ fn data(i: u64) -> Value {
         "integer": null_or(json!(-(i as i64) * 7_919)),
         "big": 9_007_199_254_740_993u64,
         "number": null_or(json!(i as f64 / 3.0)),
-        "boolean": null_or(json!(i % 2 == 0)),
+        "boolean": null_or(json!(i.is_multiple_of(2))),
         "date": null_or(json!(format!("2024-02-{:02}", 1 + i % 29))),
         "ts_tz": format!("2024-01-01T12:{:02}:56.789+05:30", i % 60),
         "ts_ntz": "2024-01-01T12:34:56",
@@ -47,8 +47,8 @@ fn data(i: u64) -> Value {
         "time_ntz": format!("12:34:{:02}.123456", i % 60),
         "object": {"a": "ü", "nested": {"deep": [1, "two", null, {"x": "\u{2028}"}]}},
         "array": [i, i + 1, null],
-        "union": if i % 2 == 0 { json!("text") } else { json!(42) },
-        "untyped": if i % 3 == 0 { json!([1, {"k": "v"}]) } else { json!(1.5) },
+        "union": if i.is_multiple_of(2) { json!("text") } else { json!(42) },
+        "untyped": if i.is_multiple_of(3) { json!([1, {"k": "v"}]) } else { json!(1.5) },
         "not_in_schema": "kept in JSONL",
     });
     if i % 13 == 5 {
@@ -57,7 +57,7 @@ fn data(i: u64) -> Value {
         data["date"] = json!("someday");
         data["boolean"] = json!(1);
     }
-    if i % 17 == 0 {
+    if i.is_multiple_of(17) {
         data.as_object_mut().unwrap().remove("number");
     }
     data
@@ -66,7 +66,7 @@ fn data(i: u64) -> Value {
 fn record_line(data: Value, i: u64) -> String {
     let mut record =
         json!({"stream": "every", "emitted_at": 1_700_000_000_000u64 + i, "data": data});
-    if i % 11 == 0 {
+    if i.is_multiple_of(11) {
         record["meta"] = json!({"changes": [{"field": "string", "change": "TRUNCATED",
             "reason": "SOURCE_FIELD_SIZE_LIMITATION"}]});
     }
@@ -101,7 +101,7 @@ fn lines() -> Vec<String> {
             big["object"] = json!({"a": mb});
             lines.push(record_line(big, i));
         }
-        if i % 1_500 == 0 {
+        if i.is_multiple_of(1_500) {
             lines.push(state("every", i as i64));
         }
     }
