@@ -1,6 +1,6 @@
-//! The batching loader: parses input on the fast path, groups records by stream, hands batches
-//! to a [`BatchWriter`], and echoes each STATE exactly once, in input order, after every record
-//! before it is committed.
+//! The batching loader: parses input on the fast path (on decoder threads, see `decode`, or on
+//! its own task), groups records by stream, hands batches to a [`BatchWriter`], and echoes each
+//! STATE exactly once, in input order, after every record before it is committed.
 
 use std::time::{Duration, Instant};
 
