@@ -73,14 +73,24 @@ impl Batch {
         }
     }
 
+    #[cfg(test)]
     pub(crate) fn push(
         &mut self,
         data: &str,
         emitted_at: i64,
         meta: Option<AirbyteRecordMessageMeta>,
     ) {
+        self.push_boxed(data, emitted_at, boxed_meta(meta));
+    }
+
+    /// [`push`](Self::push) with the metadata already through [`boxed_meta`].
+    pub(crate) fn push_boxed(
+        &mut self,
+        data: &str,
+        emitted_at: i64,
+        meta: Option<Box<AirbyteRecordMessageMeta>>,
+    ) {
         self.text.push_str(data);
-        let meta = meta.filter(|m| !m.changes.is_empty()).map(Box::new);
         self.records.push(Entry {
             end: self.text.len(),
             emitted_at,
@@ -116,6 +126,13 @@ impl Batch {
             }
         })
     }
+}
+
+/// A record's metadata as a batch keeps it: boxed, and only when it lists changes.
+pub(crate) fn boxed_meta(
+    meta: Option<AirbyteRecordMessageMeta>,
+) -> Option<Box<AirbyteRecordMessageMeta>> {
+    meta.filter(|m| !m.changes.is_empty()).map(Box::new)
 }
 
 #[cfg(test)]

@@ -1,13 +1,14 @@
-//! The batching loader: parses input on the fast path, groups records by stream, hands batches
-//! to a [`BatchWriter`], and echoes each STATE exactly once, in input order, after every record
-//! before it is committed.
+//! The batching loader: parses input on the fast path (on decoder threads, see `decode`, or on
+//! its own task), groups records by stream, hands batches to a [`BatchWriter`], and echoes each
+//! STATE exactly once, in input order, after every record before it is committed.
 
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use tokio::sync::mpsc;
 
+use super::batch::boxed_meta;
+use super::decode::{self, Event, Piece, Pieces, StreamIds};
 use super::{Batch, Input, StreamPlan};
 use crate::output::Output;
 use crate::protocol::*;
@@ -80,6 +81,10 @@ pub struct LoaderOptions {
     pub commit_interval: Duration,
     /// …or this many bytes of records arrived since the last commit.
     pub commit_bytes: usize,
+    /// Threads decoding the input side by side (chunks of whole lines, taken back in input
+    /// order); 0 decodes on the loader's own task. The default is one per core when there
+    /// are two or more (at most 4); `CDK_DECODE_THREADS` overrides it.
+    pub decode_threads: usize,
 }
 
 impl Default for LoaderOptions {
@@ -89,6 +94,7 @@ impl Default for LoaderOptions {
             batch_bytes: 8 << 20,
             commit_interval: Duration::from_secs(15),
             commit_bytes: 64 << 20,
+            decode_threads: decode::default_threads(),
         }
     }
 }
@@ -120,6 +126,13 @@ pub async fn load<W: BatchWriter>(
     {
         options.commit_interval = Duration::from_millis(ms);
     }
+    // And one to decode on the loader's task only.
+    if let Some(threads) = std::env::var(decode::THREADS_VAR)
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        options.decode_threads = threads;
+    }
     let mut loader = Loader::new(catalog, writer, options, output);
     let result = loader.run(input, catalog, &plans).await;
     let outcome = if result.is_ok() {
@@ -147,8 +160,7 @@ struct Loader<'a, W> {
     writer: &'a mut W,
     options: LoaderOptions,
     output: &'a Output,
-    ids: HashMap<StreamDescriptor, StreamId>,
-    last_stream: Option<(StreamDescriptor, StreamId)>,
+    ids: StreamIds,
     streams: Vec<StreamBuf>,
     /// Streams `0..opened` were opened (and must be closed).
     opened: usize,
@@ -173,13 +185,7 @@ impl<'a, W: BatchWriter> Loader<'a, W> {
             writer,
             options,
             output,
-            ids: catalog
-                .streams
-                .iter()
-                .enumerate()
-                .map(|(i, s)| (s.descriptor(), i))
-                .collect(),
-            last_stream: None,
+            ids: StreamIds::new(catalog),
             streams: catalog
                 .streams
                 .iter()
@@ -210,11 +216,35 @@ impl<'a, W: BatchWriter> Loader<'a, W> {
             self.writer.open(id, stream, *plan).await?;
             self.opened = id + 1;
         }
-        let (mut chunks, spent) = spawn_reader(input);
-        let mut carry: Vec<u8> = Vec::new();
+        if self.options.decode_threads == 0 {
+            self.load_inline(input).await?;
+        } else {
+            self.load_pieces(input).await?;
+        }
+        self.commit_all().await?;
+        if self.skipped_lines > 0 {
+            tracing::warn!(
+                skipped = self.skipped_lines,
+                "input lines were not protocol messages"
+            );
+        }
+        tracing::info!(records = self.records, "write complete");
+        Ok(())
+    }
+
+    /// Commits on time even while the input is quiet.
+    fn ticker(&self) -> tokio::time::Interval {
         let mut tick =
             tokio::time::interval(self.options.commit_interval.max(Duration::from_millis(10)));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick
+    }
+
+    /// Reads and decodes on this task, line by line (`decode_threads` = 0).
+    async fn load_inline(&mut self, input: Input) -> Result<()> {
+        let (mut chunks, spent) = spawn_reader(input);
+        let mut carry: Vec<u8> = Vec::new();
+        let mut tick = self.ticker();
         loop {
             let chunk = tokio::select! {
                 chunk = chunks.recv() => chunk,
@@ -226,7 +256,7 @@ impl<'a, W: BatchWriter> Loader<'a, W> {
                 }
             };
             let Some(chunk) = chunk else { break };
-            let chunk = chunk.map_err(|e| Error::system(format!("cannot read input: {e}")))?;
+            let chunk = chunk.map_err(read_error)?;
             let mut rest = &chunk[..];
             if !carry.is_empty() {
                 match memchr::memchr(b'\n', rest) {
@@ -252,51 +282,116 @@ impl<'a, W: BatchWriter> Loader<'a, W> {
         if !carry.is_empty() {
             self.line(&carry).await?;
         }
-        self.commit_all().await?;
-        if self.skipped_lines > 0 {
-            tracing::warn!(
-                skipped = self.skipped_lines,
-                "input lines were not protocol messages"
-            );
-        }
-        tracing::info!(records = self.records, "write complete");
         Ok(())
     }
 
-    async fn line(&mut self, line: &[u8]) -> Result<()> {
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
-        if line.iter().all(u8::is_ascii_whitespace) {
-            return Ok(());
+    /// Takes the input as pieces decoded by other threads, in input order.
+    async fn load_pieces(&mut self, input: Input) -> Result<()> {
+        let mut pieces = Pieces::start(input, self.options.decode_threads, &self.ids)?;
+        let mut tick = self.ticker();
+        loop {
+            let piece = tokio::select! {
+                piece = pieces.recv() => piece,
+                _ = tick.tick() => {
+                    if self.commit_due() {
+                        self.commit_all().await?;
+                    }
+                    continue;
+                }
+            };
+            let Some(piece) = piece else { break };
+            let mut piece = piece.map_err(read_error)?;
+            self.piece(&mut piece).await?;
+            pieces.recycle(piece);
         }
-        let id = match decode_line(line) {
-            Ok(InputLine::Record(record)) => {
-                let id = self.stream_id(&record.stream, record.namespace.as_deref())?;
-                let data = record.data.get();
-                self.bytes_since_commit += data.len();
-                let stream = &mut self.streams[id];
-                stream.batch.push(data, record.emitted_at, record.meta);
-                stream.since_state += 1;
-                self.since_global_state += 1;
-                self.records += 1;
-                id
+        Ok(())
+    }
+
+    /// The records and messages of a decoded piece, in their order.
+    async fn piece(&mut self, piece: &mut Piece) -> Result<()> {
+        let Piece {
+            text,
+            records,
+            events,
+        } = piece;
+        let mut events = events.drain(..).peekable();
+        let mut start = 0;
+        for (i, record) in records.iter_mut().enumerate() {
+            while let Some((_, event)) = events.next_if(|(at, _)| *at == i) {
+                self.event(event).await?;
             }
-            Ok(InputLine::Message(AirbyteMessage::State { state })) => {
-                return self.state(state).await;
+            let data = &text[start..record.end];
+            start = record.end;
+            self.record(record.stream, data, record.emitted_at, record.meta.take())
+                .await?;
+        }
+        for (_, event) in events {
+            self.event(event).await?;
+        }
+        Ok(())
+    }
+
+    async fn event(&mut self, event: Event) -> Result<()> {
+        match event {
+            Event::Message(message) => self.message(message).await,
+            Event::Skipped(warning) => {
+                self.skip(&warning);
+                Ok(())
             }
-            Ok(InputLine::Message(other)) => {
+            Event::UnknownStream(descriptor) => Err(decode::unknown_stream(&descriptor)),
+        }
+    }
+
+    fn skip(&mut self, warning: &str) {
+        self.skipped_lines += 1;
+        tracing::warn!("{warning}");
+    }
+
+    async fn message(&mut self, message: AirbyteMessage) -> Result<()> {
+        match message {
+            AirbyteMessage::State { state } => self.state(state).await,
+            other => {
                 tracing::debug!("ignoring a {} message", message_kind(&other));
-                return Ok(());
+                Ok(())
             }
-            Err(e) => {
-                self.skipped_lines += 1;
-                let preview: String = String::from_utf8_lossy(&line[..line.len().min(120)]).into();
-                tracing::warn!(
-                    "skipping an input line that is not a protocol message ({e}): {preview}"
-                );
-                return Ok(());
+        }
+    }
+
+    async fn line(&mut self, line: &[u8]) -> Result<()> {
+        match decode::parse(line) {
+            None => Ok(()),
+            Some(Ok(InputLine::Record(record))) => {
+                let id = self
+                    .ids
+                    .get(&record.stream, record.namespace.as_deref())
+                    .map_err(|d| decode::unknown_stream(&d))?;
+                let meta = boxed_meta(record.meta);
+                self.record(id, record.data.get(), record.emitted_at, meta)
+                    .await
             }
-        };
-        let batch = &self.streams[id].batch;
+            Some(Ok(InputLine::Message(message))) => self.message(message).await,
+            Some(Err(warning)) => {
+                self.skip(&warning);
+                Ok(())
+            }
+        }
+    }
+
+    /// Adds a record to its stream's batch, and hands the batch on when it is full.
+    async fn record(
+        &mut self,
+        id: StreamId,
+        data: &str,
+        emitted_at: i64,
+        meta: Option<Box<AirbyteRecordMessageMeta>>,
+    ) -> Result<()> {
+        self.bytes_since_commit += data.len();
+        let stream = &mut self.streams[id];
+        stream.batch.push_boxed(data, emitted_at, meta);
+        stream.since_state += 1;
+        self.since_global_state += 1;
+        self.records += 1;
+        let batch = &stream.batch;
         if batch.len() >= self.options.batch_records
             || batch.data_bytes() >= self.options.batch_bytes
         {
@@ -305,34 +400,15 @@ impl<'a, W: BatchWriter> Loader<'a, W> {
         Ok(())
     }
 
-    /// The catalog index of a record's stream. Records come in runs of one stream, so the
-    /// last answer is checked first (no allocation or hashing per record).
-    fn stream_id(&mut self, name: &str, namespace: Option<&str>) -> Result<StreamId> {
-        if let Some((last, id)) = &self.last_stream
-            && last.name == name
-            && last.namespace.as_deref() == namespace
-        {
-            return Ok(*id);
-        }
-        let descriptor = StreamDescriptor::new(name, namespace.map(str::to_string));
-        let Some(&id) = self.ids.get(&descriptor) else {
-            return Err(Error::system(format!(
-                "received a record for stream '{descriptor}', which is not in the configured catalog"
-            )));
-        };
-        self.last_stream = Some((descriptor, id));
-        Ok(id)
-    }
-
     async fn state(&mut self, mut state: AirbyteStateMessage) -> Result<()> {
         let count = match state.kind() {
             AirbyteStateType::Stream => {
                 let id = state
                     .stream
                     .as_ref()
-                    .and_then(|s| self.ids.get(&s.stream_descriptor));
+                    .and_then(|s| self.ids.of(&s.stream_descriptor));
                 match id {
-                    Some(&id) => std::mem::take(&mut self.streams[id].since_state),
+                    Some(id) => std::mem::take(&mut self.streams[id].since_state),
                     None => 0,
                 }
             }
@@ -394,6 +470,10 @@ impl<'a, W: BatchWriter> Loader<'a, W> {
     }
 }
 
+fn read_error(e: std::io::Error) -> Error {
+    Error::system(format!("cannot read input: {e}"))
+}
+
 fn message_kind(m: &AirbyteMessage) -> &'static str {
     match m {
         AirbyteMessage::Record { .. } => "RECORD",
@@ -415,7 +495,7 @@ type Chunks = mpsc::Receiver<std::io::Result<Vec<u8>>>;
 /// thread (not a runtime blocking task) so a stuck stdin never holds up shutdown. Chunks
 /// sent back on the returned sender are reused: no fresh allocation (and page faults) per read.
 fn spawn_reader(input: Input) -> (Chunks, std::sync::mpsc::Sender<Vec<u8>>) {
-    const CHUNK: usize = 256 << 10;
+    const CHUNK: usize = decode::CHUNK;
     let (tx, rx) = mpsc::channel(4);
     let (spent_tx, spent) = std::sync::mpsc::channel::<Vec<u8>>();
     let mut reader = input.into_inner();

@@ -3,6 +3,7 @@
 //! [`BatchWriter`] and acknowledges states only after the records before them are committed.
 
 mod batch;
+mod decode;
 mod loader;
 mod plan;
 

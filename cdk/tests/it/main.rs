@@ -4,6 +4,7 @@
 mod cli;
 mod driver;
 mod loader;
+mod loader_threads;
 mod new;
 mod suite;
 

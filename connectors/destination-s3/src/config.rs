@@ -303,6 +303,28 @@ pub fn max_file_bytes() -> Result<u64> {
     }
 }
 
+/// The environment variable that sets [`encode_threads`].
+pub const ENCODE_THREADS_VAR: &str = "DESTINATION_S3_ENCODE_THREADS";
+
+/// Threads that gzip text blocks and encode Parquet columns beside each stream's own thread:
+/// `DESTINATION_S3_ENCODE_THREADS` when set (0 keeps everything on the stream's thread), else
+/// one per core, at most 4, when there are two cores or more.
+pub fn encode_threads() -> Result<usize> {
+    match std::env::var(ENCODE_THREADS_VAR) {
+        Err(_) => Ok(
+            match std::thread::available_parallelism().map(usize::from) {
+                Ok(n) if n >= 2 => n.min(4),
+                _ => 0,
+            },
+        ),
+        Ok(v) => v.trim().parse::<usize>().map_err(|_| {
+            Error::config(format!(
+                "{ENCODE_THREADS_VAR} '{v}' is not a number of threads"
+            ))
+        }),
+    }
+}
+
 impl S3Config {
     pub fn access_key(&self) -> Option<&str> {
         non_empty(self.access_key_id.as_ref().map(|s| s.expose().as_str()))

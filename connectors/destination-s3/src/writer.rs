@@ -110,6 +110,7 @@ impl BatchWriter for S3Writer {
             columns::columns(&stream.stream.json_schema),
             stream.sync_id.unwrap_or(0),
             plan.generation_id.unwrap_or(0),
+            crate::config::encode_threads()?,
         );
         let files = StreamFiles {
             target: self.target.clone(),

@@ -1,5 +1,6 @@
 //! Benchmark of the destination loader's stdin parsing: a message file of generated records
-//! through destination-jsonl, and through the loader alone (a writer that drops batches).
+//! through destination-jsonl, and through the loader alone (a writer that drops batches), on
+//! one thread and on the decoder threads, and with 5× the records to show memory stays flat.
 
 use std::io::{BufWriter, Write};
 use std::process::Command;
@@ -7,7 +8,7 @@ use std::process::Command;
 use anyhow::Result;
 use serde_json::json;
 
-use super::{Bench, Measurement, goal, measure, measure_best, report};
+use super::{Bench, Measurement, goal, measure, measure_best, report, report_ratio};
 
 pub fn run(bench: &Bench) -> Result<()> {
     let n = bench.records;
@@ -22,7 +23,15 @@ pub fn run(bench: &Bench) -> Result<()> {
         .to_string(),
     )?;
 
-    // The loader alone: parse, group and batch, no storage.
+    // The loader alone: parse, group and batch, no storage; first decoding on its own task
+    // (the single-threaded path), then on the decoder threads (the default).
+    let one = measure_parse_only_with(bench, &catalog, &input, &[("CDK_DECODE_THREADS", "0")])?;
+    report(
+        "loader parse, one thread (CDK_DECODE_THREADS=0)",
+        n,
+        Some(bytes),
+        &one,
+    );
     let m = measure_parse_only(bench, &catalog, &input)?;
     report(
         "loader parse of stdin (no storage), best of 3",
@@ -30,7 +39,19 @@ pub fn run(bench: &Bench) -> Result<()> {
         Some(bytes),
         &m,
     );
-    goal("≥ 1,500,000 records/s", m.per_second(n) >= 1_500_000.0);
+    report_ratio("loader parse", &m, "one thread", &one);
+    goal("≥ 3,000,000 records/s", m.per_second(n) >= 3_000_000.0);
+
+    // 5× the records: memory must stay where it was.
+    let big = bench.scratch_file("messages-5x.jsonl");
+    let big_bytes = write_messages(&big, 5 * n)?;
+    let five = measure_parse_only(bench, &catalog, &big)?;
+    std::fs::remove_file(&big)?;
+    report("loader parse, 5x records", 5 * n, Some(big_bytes), &five);
+    goal(
+        "5x records peak RSS within 15% of 1x (+8 MiB)",
+        five.peak_rss_mib <= m.peak_rss_mib * 1.15 + 8.0,
+    );
 
     // And a real destination on top of it.
     let out_dir = bench.scratch_file("jsonl-out");
@@ -53,10 +74,22 @@ pub fn measure_parse_only(
     catalog: &std::path::Path,
     input: &std::path::Path,
 ) -> Result<Measurement> {
+    measure_parse_only_with(bench, catalog, input, &[])
+}
+
+/// [`measure_parse_only`] with environment variables set (the loader's knobs).
+pub fn measure_parse_only_with(
+    bench: &Bench,
+    catalog: &std::path::Path,
+    input: &std::path::Path,
+    env: &[(&str, &str)],
+) -> Result<Measurement> {
     let bin = bench.binary("bench")?;
     let parse = || {
         let mut cmd = Command::new(&bin);
-        cmd.arg("__parse_only").arg(catalog);
+        cmd.arg("__parse_only")
+            .arg(catalog)
+            .envs(env.iter().copied());
         cmd
     };
     measure_best(3, parse, Some(input))

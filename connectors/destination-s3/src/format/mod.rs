@@ -1,9 +1,11 @@
 //! File formats: an [`Encoder`] turns batches of raw record texts into the bytes of one object
 //! (JSONL, CSV or Parquet) written through an upload [`Sink`].
 
+mod background;
 pub mod columns;
 mod csv;
 mod fields;
+mod gzip;
 mod jsonl;
 pub mod meta;
 mod parquet;
@@ -39,10 +41,19 @@ pub struct StreamFormat {
     pub lookup: Arc<Lookup>,
     pub sync_id: i64,
     pub generation_id: i64,
+    /// Threads that compress and encode beside the stream's own (0: none; see
+    /// [`encode_threads`](crate::config::encode_threads)).
+    pub threads: usize,
 }
 
 impl StreamFormat {
-    pub fn new(format: Format, columns: Vec<Column>, sync_id: i64, generation_id: i64) -> Self {
+    pub fn new(
+        format: Format,
+        columns: Vec<Column>,
+        sync_id: i64,
+        generation_id: i64,
+        threads: usize,
+    ) -> Self {
         let lookup = Lookup::new(columns.iter().map(|c| c.name.clone()));
         Self {
             format,
@@ -50,6 +61,7 @@ impl StreamFormat {
             lookup: Arc::new(lookup),
             sync_id,
             generation_id,
+            threads,
         }
     }
 
@@ -59,7 +71,7 @@ impl StreamFormat {
                 flattening,
                 compression,
             } => Box::new(jsonl::JsonlEncoder::new(
-                Out::new(sink, *compression),
+                Out::new(sink, *compression, self.threads)?,
                 *flattening,
                 self.sync_id,
                 self.generation_id,
@@ -68,7 +80,7 @@ impl StreamFormat {
                 flattening,
                 compression,
             } => Box::new(csv::CsvEncoder::new(
-                Out::new(sink, *compression),
+                Out::new(sink, *compression, self.threads)?,
                 *flattening,
                 self,
             )?),
@@ -96,27 +108,38 @@ pub fn extension(format: &Format) -> &'static str {
     }
 }
 
-/// The output of a text format: the sink itself or a gzip stream into it.
+/// The gzip level of text formats: 6, zlib's default, which is what Airbyte's own
+/// destination writes (commons-compress `GzipCompressorOutputStream` with default parameters,
+/// i.e. `Deflater.DEFAULT_COMPRESSION`), so files compare in size with theirs.
+pub const GZIP_LEVEL: u32 = 6;
+
+/// The output of a text format: the sink itself, or a gzip stream into it compressed on this
+/// thread or on compression threads.
 pub enum Out {
     Plain(Sink),
     Gzip(Box<GzEncoder<Sink>>),
+    ParallelGzip(Box<gzip::ParallelGzip>),
 }
 
 impl Out {
-    fn new(sink: Sink, compression: TextCompression) -> Self {
-        match compression {
+    fn new(sink: Sink, compression: TextCompression, threads: usize) -> Result<Self> {
+        let level = flate2::Compression::new(GZIP_LEVEL);
+        Ok(match compression {
             TextCompression::None => Out::Plain(sink),
-            TextCompression::Gzip => Out::Gzip(Box::new(GzEncoder::new(
-                sink,
-                flate2::Compression::default(),
-            ))),
-        }
+            TextCompression::Gzip if threads == 0 => {
+                Out::Gzip(Box::new(GzEncoder::new(sink, level)))
+            }
+            TextCompression::Gzip => {
+                Out::ParallelGzip(Box::new(gzip::ParallelGzip::new(sink, level, threads)?))
+            }
+        })
     }
 
     fn size(&self) -> u64 {
         match self {
             Out::Plain(s) => s.written(),
             Out::Gzip(g) => g.get_ref().written(),
+            Out::ParallelGzip(g) => g.size(),
         }
     }
 
@@ -124,6 +147,7 @@ impl Out {
         let sink = match self {
             Out::Plain(s) => s,
             Out::Gzip(g) => g.finish().map_err(io_error)?,
+            Out::ParallelGzip(g) => return g.finish(),
         };
         sink.finish()
     }
@@ -134,6 +158,7 @@ impl Write for Out {
         match self {
             Out::Plain(s) => s.write(buf),
             Out::Gzip(g) => g.write(buf),
+            Out::ParallelGzip(g) => g.write(buf),
         }
     }
 

@@ -24,6 +24,7 @@ use parquet::basic::{BrotliLevel, Compression, GzipLevel, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 use parquet::schema::types::ColumnPath;
 
+use super::background::BackgroundWriter;
 use super::columns::{Cell, Column, ColumnType, cell};
 use super::fields::{Lookup, Walker};
 use super::meta::{self, RawIds};
@@ -33,7 +34,7 @@ use crate::config::{ParquetCodec, ParquetOptions};
 use crate::upload::Sink;
 
 pub struct ParquetEncoder {
-    writer: ArrowWriter<Sink>,
+    writer: Writer,
     schema: SchemaRef,
     columns: Arc<Vec<Column>>,
     lookup: Arc<Lookup>,
@@ -51,6 +52,10 @@ impl ParquetEncoder {
             .with_page_store_factory(Arc::new(SpillFactory::shared()));
         let writer = ArrowWriter::try_new_with_options(sink, schema.clone(), options)
             .map_err(|e| Error::system(format!("cannot start a parquet file: {e}")))?;
+        let writer = match format.threads {
+            0 => Writer::Here(Box::new(writer)),
+            _ => Writer::Thread(BackgroundWriter::start(writer)?),
+        };
         Ok(Self {
             writer,
             schema,
@@ -62,6 +67,12 @@ impl ParquetEncoder {
             walker: Walker::default(),
         })
     }
+}
+
+/// Where batches are encoded: on the stream's thread, or on a thread of their own.
+enum Writer {
+    Here(Box<ArrowWriter<Sink>>),
+    Thread(BackgroundWriter),
 }
 
 /// Writer settings from the config's Parquet options.
@@ -361,21 +372,30 @@ impl Encoder for ParquetEncoder {
             return Ok(());
         }
         let rb = self.record_batch(batch)?;
-        self.writer.write(&rb).map_err(parquet_error)
+        match &mut self.writer {
+            Writer::Here(writer) => writer.write(&rb).map_err(parquet_error),
+            Writer::Thread(writer) => writer.write(rb),
+        }
     }
 
     fn size(&self) -> u64 {
-        (self.writer.bytes_written() + self.writer.in_progress_size()) as u64
+        match &self.writer {
+            Writer::Here(writer) => (writer.bytes_written() + writer.in_progress_size()) as u64,
+            Writer::Thread(writer) => writer.size(),
+        }
     }
 
     fn finish(self: Box<Self>) -> Result<u64> {
-        let sink = self.writer.into_inner().map_err(parquet_error)?;
+        let sink = match self.writer {
+            Writer::Here(writer) => writer.into_inner().map_err(parquet_error)?,
+            Writer::Thread(writer) => writer.finish()?,
+        };
         sink.finish()
     }
 }
 
 /// Parquet errors; upload failures come through as i/o errors of the sink.
-fn parquet_error(e: parquet::errors::ParquetError) -> Error {
+pub(super) fn parquet_error(e: parquet::errors::ParquetError) -> Error {
     match e {
         parquet::errors::ParquetError::External(inner) => {
             match inner.downcast::<std::io::Error>() {

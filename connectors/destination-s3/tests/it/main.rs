@@ -7,6 +7,7 @@ mod check;
 mod formats;
 mod overwrite;
 mod spec;
+mod threads;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
