@@ -39,9 +39,19 @@ fn child_named(parent: u32, name: &str) -> Option<i32> {
     })
 }
 
-/// One `cdk sync` job; with `kill = Some(ms)`, the source is killed `ms` after it started
-/// (if it is still running).
-async fn job(file: &Path, kill: Option<u64>) {
+/// When a job's source is killed.
+#[derive(Clone, Copy, Debug)]
+enum Kill {
+    /// This many milliseconds after it started (if it still runs).
+    After(u64),
+    /// This many milliseconds after the job's first acknowledged state, so that a killed job
+    /// surely synced something (a random delay alone often lands before the first commit).
+    AfterAck(u64),
+}
+
+/// One `cdk sync` job; with `kill`, its source is killed at that point.
+async fn job(file: &Path, kill: Option<Kill>) {
+    let state_file = file.with_file_name(".cdk").join("cdc").join("state.json");
     let mut child = tokio::process::Command::new(bin("cdk"))
         .env("CDK_COMMIT_INTERVAL_MS", "5")
         .arg("sync")
@@ -60,6 +70,19 @@ async fn job(file: &Path, kill: Option<u64>) {
                 break None;
             }
             tokio::time::sleep(Duration::from_millis(1)).await;
+        };
+        let ms = match ms {
+            Kill::After(ms) => ms,
+            Kill::AfterAck(ms) => {
+                // `cdk sync` saves the state once before it starts the source.
+                let state_at_start = std::fs::read(&state_file).unwrap_or_default();
+                while std::fs::read(&state_file).unwrap_or_default() == state_at_start
+                    && child.try_wait().unwrap().is_none()
+                {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+                ms
+            }
         };
         tokio::time::sleep(Duration::from_millis(ms)).await;
         if let Some(target) = target {
@@ -173,7 +196,14 @@ async fn one_seed(seed: u64) {
         next_id += 1;
         source.execute(&sql).await;
         let before = acknowledged_lsn(&state_dir);
-        let kill = (round < 5).then(|| rng.below(1500));
+        // Round 0 (the snapshot, the longest job) is killed mid-way, so some killed job surely
+        // synced something; the others at a random time or just after their first commit.
+        let kill = match round {
+            0 => Some(Kill::AfterAck(rng.below(100))),
+            1 | 3 => Some(Kill::After(rng.below(1500))),
+            2 | 4 => Some(Kill::AfterAck(rng.below(20))),
+            _ => None,
+        };
         job(&file, kill).await;
         let confirmed = confirmed_flush(&source, &slot).await;
         assert!(
