@@ -2,7 +2,7 @@
 //! `commit` ends after merging the dedup stages; a failure rolls it back.
 
 use bytes::Bytes;
-use cdk::Result;
+use cdk::{Error, Result};
 use futures::SinkExt;
 
 use super::{OpenCopy, PgWriter};
@@ -60,6 +60,33 @@ impl PgWriter {
         Ok(())
     }
 
+    /// Waits for the encoding job, if any, and puts its stream's encoder back; returns the
+    /// stream and the rows it encoded.
+    pub(super) async fn encoded(&mut self) -> Result<Option<(usize, Vec<(usize, bool, Bytes)>)>> {
+        let Some(job) = self.encoding.take() else {
+            return Ok(None);
+        };
+        let (id, rows, encoded) = job
+            .await
+            .map_err(|e| Error::system(format!("the row encoder stopped: {e}")))?;
+        self.streams[id].rows = Some(rows);
+        Ok(Some((id, encoded?)))
+    }
+
+    /// Sends rows [`encoded`](Self::encoded) for stream `id` into their tables' COPY.
+    pub(super) async fn send_encoded(
+        &mut self,
+        encoded: Option<(usize, Vec<(usize, bool, Bytes)>)>,
+    ) -> Result<()> {
+        let Some((id, chunks)) = encoded else {
+            return Ok(());
+        };
+        for (t, plain, data) in chunks {
+            self.send(id, t, plain, data).await?;
+        }
+        Ok(())
+    }
+
     pub(super) async fn finish_copy(&mut self) -> Result<()> {
         let Some(mut copy) = self.copy.take() else {
             return Ok(());
@@ -85,7 +112,7 @@ impl PgWriter {
         };
         let main = &stream.tables[0];
         let stage = main.stage.as_deref().unwrap_or_default();
-        let mut script = Vec::new();
+        let mut script = vec![sql::MERGE_SETTINGS.to_string()];
         let children = &stream.tables[1..1 + stream.children];
         if !children.is_empty() {
             script.push(sql::touched_rows(
@@ -111,8 +138,9 @@ impl PgWriter {
     }
 
     pub(super) async fn rollback(&mut self) {
-        // Dropping an unfinished COPY aborts it.
+        // Dropping an unfinished COPY aborts it; a running encoding job is left to end.
         self.copy = None;
+        self.encoding = None;
         if self.in_tx {
             self.in_tx = false;
             if let Err(e) = self.client.batch_execute("ROLLBACK").await {

@@ -1,5 +1,6 @@
 //! The [`BatchWriter`]: opens each stream in three steps ([`plan`] its tables, [`create`]
-//! them, [`prepare_copy`]), streams batches into COPY on one connection inside one transaction
+//! them, [`prepare_copy`]), encodes each batch on a blocking thread while the loader decodes
+//! the next one, streams the rows into COPY on one connection inside one transaction
 //! ([`load`]), runs the dedup upserts and COMMITs on `commit`, and swaps overwritten tables in
 //! on a successful `close` ([`finish`]).
 
@@ -34,9 +35,17 @@ pub struct PgWriter {
     streams: Vec<StreamWriter>,
     in_tx: bool,
     copy: Option<OpenCopy>,
+    /// The batch being encoded off the loader's thread (at most one at a time).
+    encoding: Option<Encoding>,
     safe_cast_ready: bool,
+    /// Whether the session's temporary-table buffers were sized for the dedup stages.
+    stages_sized: bool,
     targets: HashMap<TableName, StreamDescriptor>,
 }
+
+/// An encoding job: it hands back the stream's [`Rows`] with the rows it encoded, as
+/// `(table, plain, rows)`.
+type Encoding = tokio::task::JoinHandle<(StreamId, Rows, Result<Vec<(usize, bool, Bytes)>>)>;
 
 struct OpenCopy {
     stream: usize,
@@ -73,7 +82,8 @@ struct Table {
 struct StreamWriter {
     descriptor: StreamDescriptor,
     tables: Vec<Table>,
-    rows: Rows,
+    /// The stream's encoder; away while a job encodes one of its batches.
+    rows: Option<Rows>,
     dedup: Option<Dedup>,
     /// How many child tables follow the main table in `tables`.
     children: usize,
@@ -90,7 +100,9 @@ impl PgWriter {
             streams: Vec::new(),
             in_tx: false,
             copy: None,
+            encoding: None,
             safe_cast_ready: false,
+            stages_sized: false,
             targets: HashMap::new(),
         }
     }
@@ -158,8 +170,10 @@ impl BatchWriter for PgWriter {
         self.streams.push(StreamWriter {
             descriptor,
             tables: ready,
-            rows: Rows::new(layout, self.format, stream.sync_id, generation, &omit_meta)
-                .with_raw_table(raw_table),
+            rows: Some(
+                Rows::new(layout, self.format, stream.sync_id, generation, &omit_meta)
+                    .with_raw_table(raw_table),
+            ),
             dedup,
             children,
             staged: false,
@@ -168,27 +182,30 @@ impl BatchWriter for PgWriter {
         Ok(())
     }
 
+    /// Starts encoding `batch` on a blocking thread, then sends the rows of the previous
+    /// batch into COPY: the loader decodes the next batch meanwhile.
     async fn write(&mut self, id: StreamId, batch: Batch) -> Result<()> {
+        let previous = self.encoded().await?;
         let stream = &mut self.streams[id];
         stream.records += batch.len() as u64;
-        stream.rows.encode(&batch)?;
         if stream.dedup.is_some() {
             stream.staged = true;
         }
-        for t in 0..stream.rows.tables() {
-            let [plain, full] = self.streams[id].rows.take(t);
-            if let Some(data) = plain {
-                self.send(id, t, true, data).await?;
-            }
-            if let Some(data) = full {
-                self.send(id, t, false, data).await?;
-            }
-        }
-        Ok(())
+        let mut rows = stream
+            .rows
+            .take()
+            .ok_or_else(|| Error::system("the row encoder of a stream was lost"))?;
+        self.encoding = Some(tokio::task::spawn_blocking(move || {
+            let encoded = rows.encode(&batch).map(|()| rows.take_all());
+            (id, rows, encoded)
+        }));
+        self.send_encoded(previous).await
     }
 
     /// One transaction holds every stream's rows: one COMMIT covers them all.
     async fn commit(&mut self, _streams: &[StreamId]) -> Result<()> {
+        let last = self.encoded().await?;
+        self.send_encoded(last).await?;
         if !self.in_tx {
             return Ok(());
         }
@@ -221,9 +238,7 @@ impl BatchWriter for PgWriter {
                 Ok(())
             }
             Outcome::Success => {
-                if self.in_tx {
-                    self.commit(&[id]).await?;
-                }
+                self.commit(&[id]).await?;
                 if self.streams[id].tables.iter().any(|t| t.tmp.is_some()) {
                     self.swap(id).await?;
                 }
