@@ -408,6 +408,8 @@ impl Ends<'_> {
         };
         let src_out = source.stdout.take().context("no source stdout")?;
         let dst_in = destination.stdin.take().context("no destination stdin")?;
+        grow_pipe(&src_out);
+        grow_pipe(&dst_in);
         let dst_out = destination.stdout.take().context("no destination stdout")?;
         let forwarder = Forwarder::new(routes, shared.clone(), reporter.clone());
         let mut forward = Some(std::thread::spawn(move || forwarder.run(src_out, dst_in)));
@@ -504,4 +506,18 @@ impl Ends<'_> {
                 })),
         })
     }
+}
+
+/// Pipes between the connectors hold this much: a connector keeps writing while the other
+/// side is busy, and each switch between them moves more data.
+const PIPE_BYTES: libc::c_int = 1 << 20;
+
+/// Enlarges a pipe to [`PIPE_BYTES`] (up to the system's limit; left as it is if refused).
+fn grow_pipe(pipe: &impl std::os::fd::AsRawFd) {
+    let limit = std::fs::read_to_string("/proc/sys/fs/pipe-max-size")
+        .ok()
+        .and_then(|s| s.trim().parse::<libc::c_int>().ok())
+        .unwrap_or(PIPE_BYTES);
+    // SAFETY: F_SETPIPE_SZ on a pipe descriptor we own; failure leaves the pipe unchanged.
+    unsafe { libc::fcntl(pipe.as_raw_fd(), libc::F_SETPIPE_SZ, PIPE_BYTES.min(limit)) };
 }
