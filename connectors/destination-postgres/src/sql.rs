@@ -213,6 +213,12 @@ pub fn upsert(target: &TableName, stage: &str, columns: &[String], dedup: &Dedup
     )
 }
 
+/// Empties merged stages for more rows in the same transaction.
+pub fn truncate_stages(stages: &[&str]) -> String {
+    let stages: Vec<String> = stages.iter().map(|s| quote(s)).collect();
+    format!("TRUNCATE {}", stages.join(", "))
+}
+
 /// Before an upsert of a flattened stream: remember which target rows the stage touches, so
 /// their child rows can be replaced.
 pub fn touched_rows(target: &TableName, stage: &str, primary_key: &[String]) -> String {

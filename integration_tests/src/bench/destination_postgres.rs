@@ -75,7 +75,10 @@ pub fn run(bench: &Bench) -> Result<()> {
     let best = |a: Option<Measurement>, b: Measurement| Some(a.map_or(b, |a| a.best_with(b)));
     for run in 0..RUNS {
         psql = best(psql, copy_reference()?);
-        append = best(append, load(&format!("bench_append_{run}"), "append", "binary")?);
+        append = best(
+            append,
+            load(&format!("bench_append_{run}"), "append", "binary")?,
+        );
         dedup = best(
             dedup,
             load(&format!("bench_dedup_{run}"), "append_dedup", "binary")?,

@@ -7,11 +7,13 @@
 mod create;
 mod finish;
 mod load;
+mod merge;
 mod plan;
 mod prepare_copy;
 
 use std::collections::HashMap;
 use std::pin::Pin;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use cdk::destination::{Batch, BatchWriter, Outcome, StreamId, StreamPlan};
@@ -29,7 +31,8 @@ use plan::StreamTables;
 
 /// Writes every configured stream over one connection.
 pub struct PgWriter {
-    client: Client,
+    /// Shared with a background merge while one runs.
+    client: Arc<Client>,
     config: PostgresConfig,
     format: Format,
     streams: Vec<StreamWriter>,
@@ -37,15 +40,26 @@ pub struct PgWriter {
     copy: Option<OpenCopy>,
     /// The batch being encoded off the loader's thread (at most one at a time).
     encoding: Option<Encoding>,
+    /// A dedup merge running on the server (no COPY is open meanwhile).
+    merging: Option<tokio::task::JoinHandle<Result<()>>>,
+    /// Encoded rows waiting for the merge to end, as `(stream, table, plain, rows)`.
+    held: Vec<(usize, usize, bool, Bytes)>,
+    held_bytes: usize,
+    merge_every: u64,
     safe_cast_ready: bool,
     /// Whether the session's temporary-table buffers were sized for the dedup stages.
     stages_sized: bool,
     targets: HashMap<TableName, StreamDescriptor>,
 }
 
-/// An encoding job: it hands back the stream's [`Rows`] with the rows it encoded, as
-/// `(table, plain, rows)`.
-type Encoding = tokio::task::JoinHandle<(StreamId, Rows, Result<Vec<(usize, bool, Bytes)>>)>;
+/// An encoding job: it hands back the stream's [`Rows`] with the rows it encoded.
+type Encoding = tokio::task::JoinHandle<(StreamId, Rows, Result<Encoded>)>;
+
+/// Rows encoded from a batch of `records` records, as `(table, plain, rows)`.
+struct Encoded {
+    records: u64,
+    chunks: Vec<(usize, bool, Bytes)>,
+}
 
 struct OpenCopy {
     stream: usize,
@@ -88,19 +102,25 @@ struct StreamWriter {
     /// How many child tables follow the main table in `tables`.
     children: usize,
     staged: bool,
+    /// Records sent into the stage since its last merge.
+    since_merge: u64,
     records: u64,
 }
 
 impl PgWriter {
     pub fn new(client: Client, config: PostgresConfig) -> Self {
         Self {
-            client,
+            client: Arc::new(client),
             config,
             format: Format::from_env(),
             streams: Vec::new(),
             in_tx: false,
             copy: None,
             encoding: None,
+            merging: None,
+            held: Vec::new(),
+            held_bytes: 0,
+            merge_every: merge::merge_every(),
             safe_cast_ready: false,
             stages_sized: false,
             targets: HashMap::new(),
@@ -177,6 +197,7 @@ impl BatchWriter for PgWriter {
             dedup,
             children,
             staged: false,
+            since_merge: 0,
             records: 0,
         });
         Ok(())
@@ -196,7 +217,10 @@ impl BatchWriter for PgWriter {
             .take()
             .ok_or_else(|| Error::system("the row encoder of a stream was lost"))?;
         self.encoding = Some(tokio::task::spawn_blocking(move || {
-            let encoded = rows.encode(&batch).map(|()| rows.take_all());
+            let encoded = rows.encode(&batch).map(|()| Encoded {
+                records: batch.len() as u64,
+                chunks: rows.take_all(),
+            });
             (id, rows, encoded)
         }));
         self.send_encoded(previous).await
@@ -206,6 +230,7 @@ impl BatchWriter for PgWriter {
     async fn commit(&mut self, _streams: &[StreamId]) -> Result<()> {
         let last = self.encoded().await?;
         self.send_encoded(last).await?;
+        self.wait_merge().await?;
         if !self.in_tx {
             return Ok(());
         }
