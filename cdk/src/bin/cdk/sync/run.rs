@@ -120,8 +120,9 @@ fn execute(plan: &Plan, id: u64, cancel: &AtomicBool) -> Result<Done, Stop> {
     )
     .map_err(stop("cdk", "system_error"))?;
 
-    // Both checks at once; either failing stops the job with the connector's message.
-    let (src_check, dst_check) = std::thread::scope(|s| {
+    // Both checks at once, and discover beside them (its answer is used only when both checks
+    // pass): either check failing stops the job with the connector's message.
+    let (src_check, dst_check, discovered) = std::thread::scope(|s| {
         let a = s.spawn(|| {
             check(
                 &plan.source.connector,
@@ -136,7 +137,8 @@ fn execute(plan: &Plan, id: u64, cancel: &AtomicBool) -> Result<Done, Stop> {
                 &container("check-destination"),
             )
         });
-        (a.join(), b.join())
+        let c = s.spawn(|| catalogs(plan, &src_config, &container("discover")));
+        (a.join(), b.join(), c.join())
     });
     let joined =
         |r: std::thread::Result<Result<()>>| r.unwrap_or_else(|_| Err(anyhow!("panicked")));
@@ -145,7 +147,8 @@ fn execute(plan: &Plan, id: u64, cancel: &AtomicBool) -> Result<Done, Stop> {
 
     let state = SavedState::load(&plan.state_dir.join("state.json"))
         .map_err(stop("cdk", "system_error"))?;
-    let (mut source_catalog, routes) = catalogs(plan, &src_config, &container("discover"))
+    let (mut source_catalog, routes) = discovered
+        .unwrap_or_else(|_| Err(anyhow!("discover panicked")))
         .map_err(stop("source", "config_error"))?;
     assign_generations(
         &mut source_catalog,
