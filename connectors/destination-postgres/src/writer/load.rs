@@ -103,6 +103,9 @@ impl PgWriter {
         let Some((id, encoded)) = encoded else {
             return Ok(());
         };
+        if self.takes_second_lane(id) {
+            return self.send_second(id, encoded).await;
+        }
         for (t, plain, data) in encoded.chunks {
             self.send(id, t, plain, data).await?;
         }
@@ -127,6 +130,7 @@ impl PgWriter {
     }
 
     pub(super) async fn rollback(&mut self) {
+        self.rollback_second().await;
         // Dropping an unfinished COPY aborts it; a running encoding job or merge is left to
         // end (the ROLLBACK follows it on the connection).
         self.copy = None;

@@ -6,6 +6,7 @@
 
 mod create;
 mod finish;
+mod lane;
 mod load;
 mod merge;
 mod plan;
@@ -46,6 +47,9 @@ pub struct PgWriter {
     held: Vec<(usize, usize, bool, Bytes)>,
     held_bytes: usize,
     merge_every: u64,
+    /// The second connection, when there is one, and which one takes the next job.
+    second: Option<lane::Lane>,
+    alternate: bool,
     safe_cast_ready: bool,
     /// Whether the session's temporary-table buffers were sized for the dedup stages.
     stages_sized: bool,
@@ -121,10 +125,18 @@ impl PgWriter {
             held: Vec::new(),
             held_bytes: 0,
             merge_every: merge::merge_every(),
+            second: None,
+            alternate: false,
             safe_cast_ready: false,
             stages_sized: false,
             targets: HashMap::new(),
         }
+    }
+
+    /// Loads rows of streams without a stage over `client` too (see [`lane`]).
+    pub fn with_second_connection(mut self, client: Client) -> Self {
+        self.second = Some(lane::Lane::new(client));
+        self
     }
 
     async fn execute(&self, sql: &str) -> Result<()> {
@@ -226,11 +238,13 @@ impl BatchWriter for PgWriter {
         self.send_encoded(previous).await
     }
 
-    /// One transaction holds every stream's rows: one COMMIT covers them all.
+    /// One transaction per connection holds every stream's rows: the second connection's
+    /// COMMIT, then the first one's, cover them all.
     async fn commit(&mut self, _streams: &[StreamId]) -> Result<()> {
         let last = self.encoded().await?;
         self.send_encoded(last).await?;
         self.wait_merge().await?;
+        self.commit_second().await?;
         if !self.in_tx {
             return Ok(());
         }

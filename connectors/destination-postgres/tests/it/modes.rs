@@ -331,6 +331,39 @@ async fn cdc_deletes_remove_the_key_in_dedup() {
 }
 
 #[tokio::test]
+async fn append_over_two_connections_loads_every_row_once() {
+    let (db, config) = database("two_lanes").await;
+    // Three loader batches: they alternate between the two connections (or all go over one).
+    let mut lines: Vec<String> = (0..25_000)
+        .map(|i| record("people", json!({"id": i, "seq": i})))
+        .collect();
+    lines.push(state("people", 1));
+    for (streams, table) in [("2", "people"), ("1", "people")] {
+        let cat = catalog(table, simple_schema(), "overwrite", 1, 1);
+        let run = Run::new(BIN)
+            .env("DESTINATION_POSTGRES_COPY_STREAMS", streams)
+            .stdin_lines(&lines)
+            .write(&config, &cat);
+        run.assert_success();
+        assert_eq!(run.states().len(), 1);
+        let client = db.connect().await;
+        let row = client
+            .query_one(
+                "SELECT count(*), count(DISTINCT id), min(id), max(id) FROM public.people",
+                &[],
+            )
+            .await
+            .unwrap();
+        let counts: (i64, i64, i64, i64) = (row.get(0), row.get(1), row.get(2), row.get(3));
+        assert_eq!(
+            counts,
+            (25_000, 25_000, 0, 24_999),
+            "{streams} connection(s)"
+        );
+    }
+}
+
+#[tokio::test]
 async fn dedup_merges_in_the_background_keep_the_latest_row_per_key() {
     let (db, config) = database("dedup_chunks").await;
     let schema = json!({"properties": {"id": {"type": "integer"}, "seq": {"type": "integer"},
