@@ -199,9 +199,16 @@ fn write_inputs(messages: &Path, csv: &Path, n: u64) -> Result<u64> {
 fn rename_stream(from: &Path, to: &Path, name: &str) -> Result<()> {
     let reader = BufReader::with_capacity(1 << 20, std::fs::File::open(from)?);
     let mut w = BufWriter::with_capacity(1 << 20, std::fs::File::create(to)?);
-    let quoted = format!("\"{name}\"");
+    // Only the stream's name: a state's `"type":"STREAM"` stays as it is.
+    let (record, state) = (
+        format!("\"stream\":\"{name}\""),
+        format!("\"name\":\"{name}\""),
+    );
     for line in reader.lines() {
-        w.write_all(line?.replace("\"STREAM\"", &quoted).as_bytes())?;
+        let line = line?
+            .replacen("\"stream\":\"STREAM\"", &record, 1)
+            .replacen("\"name\":\"STREAM\"", &state, 1);
+        w.write_all(line.as_bytes())?;
         w.write_all(b"\n")?;
     }
     w.flush()?;
