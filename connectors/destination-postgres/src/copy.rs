@@ -299,28 +299,37 @@ fn numeric_binary(buf: &mut BytesMut, d: &Decimal<'_>) {
     let point = d.point();
     let digits = d.int.bytes().chain(d.frac.bytes());
     let dscale = d.scale().min(i64::from(u16::MAX >> 2)) as u16;
-    let mut groups: Vec<i16> = Vec::new();
+    // Base-10000 groups: on the stack for the usual lengths, no allocation per value.
+    let needed = (d.int.len() + d.frac.len()) / 4 + 2;
+    let mut stack = [0i16; 32];
+    let mut heap = Vec::new();
+    let slots: &mut [i16] = if needed <= stack.len() {
+        &mut stack[..needed]
+    } else {
+        heap.resize(needed, 0);
+        &mut heap
+    };
+    let mut len = 0;
     let mut weight: i64 = 0;
     for (i, c) in digits.enumerate() {
         let v = i16::from(c - b'0');
-        if groups.is_empty() && v == 0 {
+        if len == 0 && v == 0 {
             continue;
         }
         // Decimal exponent of this digit and its base-10000 group.
         let x = point - 1 - i as i64;
         let group = x.div_euclid(4);
-        if groups.is_empty() {
+        if len == 0 {
             weight = group;
         }
         let k = (weight - group) as usize;
-        if groups.len() <= k {
-            groups.resize(k + 1, 0);
-        }
-        groups[k] += v * 10i16.pow(x.rem_euclid(4) as u32);
+        len = len.max(k + 1);
+        slots[k] += v * 10i16.pow(x.rem_euclid(4) as u32);
     }
-    while groups.last() == Some(&0) {
-        groups.pop();
+    while len > 0 && slots[len - 1] == 0 {
+        len -= 1;
     }
+    let groups = &slots[..len];
     let sign: u16 = if d.negative && !groups.is_empty() {
         0x4000
     } else {
@@ -334,7 +343,7 @@ fn numeric_binary(buf: &mut BytesMut, d: &Decimal<'_>) {
     buf.put_i16(weight as i16);
     buf.put_u16(sign);
     buf.put_u16(dscale);
-    for g in groups {
+    for &g in groups {
         buf.put_i16(g);
     }
 }

@@ -64,10 +64,18 @@ impl Destination for DestinationPostgres {
         input: Input,
         output: &Output,
     ) -> Result<()> {
-        let client = connect::connector(config)?
-            .connect(connect::Purpose::Sync)
-            .await?;
+        let connector = connect::connector(config)?;
+        let client = connector.connect(connect::Purpose::Sync).await?;
         let mut writer = writer::PgWriter::new(client, config.clone());
+        if copy_streams() > 1
+            && catalog
+                .streams
+                .iter()
+                .any(|s| s.destination_sync_mode != DestinationSyncMode::AppendDedup)
+        {
+            let second = connector.connect(connect::Purpose::Sync).await?;
+            writer = writer.with_second_connection(second);
+        }
         load(
             input,
             catalog,
@@ -78,6 +86,15 @@ impl Destination for DestinationPostgres {
         )
         .await
     }
+}
+
+/// COPY connections for streams without a stage: `DESTINATION_POSTGRES_COPY_STREAMS` (1 or
+/// 2), else 2.
+fn copy_streams() -> usize {
+    std::env::var("DESTINATION_POSTGRES_COPY_STREAMS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2)
 }
 
 fn sql_create_schema(schema: &str) -> String {

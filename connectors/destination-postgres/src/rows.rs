@@ -105,13 +105,21 @@ impl Rows {
 
     /// Encoded rows of table `t` since the last call: those without the meta column, then
     /// those with it.
-    pub fn take(&mut self, t: usize) -> [Option<Bytes>; 2] {
+    fn take(&mut self, t: usize) -> [Option<Bytes>; 2] {
         let out = &mut self.tables[t];
         [&mut out.plain, &mut out.full].map(|e| (!e.is_empty()).then(|| e.take()))
     }
 
-    pub fn tables(&self) -> usize {
-        self.tables.len()
+    /// Every table's encoded rows since the last call, as `(table, plain, rows)` in table
+    /// order, the rows without the meta column first.
+    pub fn take_all(&mut self) -> Vec<(usize, bool, Bytes)> {
+        let mut out = Vec::new();
+        for t in 0..self.tables.len() {
+            let [plain, full] = self.take(t);
+            out.extend(plain.map(|b| (t, true, b)));
+            out.extend(full.map(|b| (t, false, b)));
+        }
+        out
     }
 
     pub fn encode(&mut self, batch: &Batch) -> Result<()> {

@@ -51,6 +51,9 @@ pub fn create_stage(stage: &str, columns: &[ColumnDef]) -> String {
     )
 }
 
+/// Room for the session's temporary tables (the dedup stages) in server memory.
+pub const STAGE_BUFFERS: &str = "SET temp_buffers = '256MB'";
+
 /// Makes `_airbyte_meta` default to `meta` (on a table only this sync uses).
 pub fn set_meta_default(table_sql: &str, meta: &str) -> String {
     format!(
@@ -136,19 +139,32 @@ pub struct Dedup {
     pub cdc_delete: Option<String>,
 }
 
+/// Settings for the merge statements, local to the commit's transaction: sorts stay in
+/// memory, no JIT compilation, and the key index is probed for each staged row instead of
+/// scanning (or hashing) the whole target table, so a merge costs in proportion to the staged
+/// rows, not to the size of the table.
+pub const MERGE_SETTINGS: &str = "SET LOCAL work_mem = '256MB'; SET LOCAL jit = off; \
+     SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off; \
+     SET LOCAL enable_bitmapscan = off";
+
 /// One statement merging `stage` into `target`: the latest staged row per key (by cursor, then
 /// `_airbyte_extracted_at`) replaces an older target row or is inserted; CDC deletes remove
-/// the key.
+/// the key. Each staged row looks its key up once; only keys already present are joined with
+/// the target again.
 pub fn upsert(target: &TableName, stage: &str, columns: &[String], dedup: &Dedup) -> String {
     let t = target.sql();
     let s = "deduped_source";
+    let present = "_airbyte_merge_present";
     let cols: Vec<String> = columns.iter().map(|c| quote(c)).collect();
     let pk: Vec<String> = dedup.primary_key.iter().map(|c| quote(c)).collect();
-    let pk_match = pk
-        .iter()
-        .map(|c| format!("{t}.{c} = {s}.{c}"))
-        .collect::<Vec<_>>()
-        .join(" AND ");
+    let pk_match_with = |other: &str| {
+        pk.iter()
+            .map(|c| format!("{t}.{c} = {other}.{c}"))
+            .collect::<Vec<_>>()
+            .join(" AND ")
+    };
+    let pk_match = pk_match_with(s);
+    let stage = quote(stage);
     let extracted = quote("_airbyte_extracted_at");
     let (order, newer) = match &dedup.cursor {
         Some(cursor) => {
@@ -173,7 +189,7 @@ pub fn upsert(target: &TableName, stage: &str, columns: &[String], dedup: &Dedup
             let d = quote(deleted_at);
             (
                 format!(
-                    "deleted AS (DELETE FROM {t} USING {s} WHERE {pk_match} \
+                    "deleted AS (DELETE FROM {t} USING {s} WHERE {s}.{present} AND {pk_match} \
                      AND {s}.{d} IS NOT NULL AND ({newer})),\n"
                 ),
                 format!(" AND {s}.{d} IS NULL"),
@@ -188,13 +204,19 @@ pub fn upsert(target: &TableName, stage: &str, columns: &[String], dedup: &Dedup
         .join(", ");
     let col_list = cols.join(", ");
     format!(
-        "WITH {s} AS (\n  SELECT {col_list} FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY {pk} ORDER BY {order}) AS _airbyte_row_number FROM {stage}) numbered WHERE _airbyte_row_number = 1\n),\n\
+        "WITH {s} AS MATERIALIZED (\n  SELECT DISTINCT ON ({pk}) {col_list}, EXISTS (SELECT 1 FROM {t} WHERE {stage_match}) AS {present} FROM {stage} ORDER BY {pk}, {order}\n),\n\
          {delete_cte}\
-         updates AS (\n  UPDATE {t} SET {assignments} FROM {s} WHERE {pk_match}{not_deleted} AND ({newer})\n)\n\
-         INSERT INTO {t} ({col_list}) SELECT {col_list} FROM {s} WHERE NOT EXISTS (SELECT 1 FROM {t} WHERE {pk_match}){not_deleted}",
+         updates AS (\n  UPDATE {t} SET {assignments} FROM {s} WHERE {s}.{present} AND {pk_match}{not_deleted} AND ({newer})\n)\n\
+         INSERT INTO {t} ({col_list}) SELECT {col_list} FROM {s} WHERE NOT {s}.{present}{not_deleted}",
         pk = pk.join(", "),
-        stage = quote(stage),
+        stage_match = pk_match_with(&stage),
     )
+}
+
+/// Empties merged stages for more rows in the same transaction.
+pub fn truncate_stages(stages: &[&str]) -> String {
+    let stages: Vec<String> = stages.iter().map(|s| quote(s)).collect();
+    format!("TRUNCATE {}", stages.join(", "))
 }
 
 /// Before an upsert of a flattened stream: remember which target rows the stage touches, so

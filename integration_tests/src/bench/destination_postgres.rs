@@ -1,7 +1,7 @@
 //! Benchmark of destination-postgres: a JSON-lines message file of records with 10 typed
 //! columns loaded into a fresh typed table (append) and into a dedup table, beside
-//! `psql \copy … from` of the same rows as CSV into a table of the same columns, all on one
-//! throwaway PostgreSQL cluster started for the run.
+//! `psql \copy … from` of the same rows as CSV into a table of the same columns (each the best
+//! of three runs, taken in turns), all on one throwaway PostgreSQL cluster started for the run.
 
 use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::path::Path;
@@ -14,6 +14,8 @@ use serde_json::{Value, json};
 use super::{Bench, Measurement, goal, measure, report, report_ratio};
 
 const PSQL: &str = "/usr/bin/psql";
+/// Each measurement is the best of this many runs (the machine is shared and noisy).
+const RUNS: usize = 3;
 
 pub fn run(bench: &Bench) -> Result<()> {
     let n = bench.records;
@@ -30,15 +32,18 @@ pub fn run(bench: &Bench) -> Result<()> {
          quantity bigint, active boolean, created_at timestamptz, birth_date date, \
          score decimal, note varchar)",
     ));
-    let mut cmd = Command::new(PSQL);
-    cmd.env("PGPASSWORD", &db.password)
-        .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", &db.host])
-        .args(["-p", &db.port.to_string(), "-U", &db.user, "-d", &db.name])
-        .arg("-c")
-        .arg(format!("\\copy reference from '{}' csv", csv.display()));
-    let psql = measure(&mut cmd, None)?;
-    report("psql \\copy from CSV (reference)", n, None, &psql);
-    expect_rows(&runtime, &db, "reference", n)?;
+    let copy_reference = || -> Result<Measurement> {
+        runtime.block_on(db.execute("TRUNCATE reference"));
+        let mut cmd = Command::new(PSQL);
+        cmd.env("PGPASSWORD", &db.password)
+            .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", &db.host])
+            .args(["-p", &db.port.to_string(), "-U", &db.user, "-d", &db.name])
+            .arg("-c")
+            .arg(format!("\\copy reference from '{}' csv", csv.display()));
+        let m = measure(&mut cmd, None)?;
+        expect_rows(&runtime, &db, "reference", n)?;
+        Ok(m)
+    };
 
     let config = bench.scratch_file("destination-postgres-config.json");
     let mut config_json = db.connector_config();
@@ -61,10 +66,30 @@ pub fn run(bench: &Bench) -> Result<()> {
         let m = measure(&mut cmd, Some(&input))?;
         std::fs::remove_file(&input)?;
         expect_rows(&runtime, &db, table, n)?;
+        runtime.block_on(db.execute(&format!("DROP TABLE public.\"{table}\"")));
         Ok(m)
     };
 
-    let append = load("bench_append", "append", "binary")?;
+    // Best of RUNS, taken in turns so that the machine's load hits each alike.
+    let (mut psql, mut append, mut dedup) = (None::<Measurement>, None::<Measurement>, None);
+    let best = |a: Option<Measurement>, b: Measurement| Some(a.map_or(b, |a| a.best_with(b)));
+    for run in 0..RUNS {
+        psql = best(psql, copy_reference()?);
+        append = best(
+            append,
+            load(&format!("bench_append_{run}"), "append", "binary")?,
+        );
+        dedup = best(
+            dedup,
+            load(&format!("bench_dedup_{run}"), "append_dedup", "binary")?,
+        );
+    }
+    let (psql, append, dedup) = (
+        psql.context("no run")?,
+        append.context("no run")?,
+        dedup.context("no run")?,
+    );
+    report("psql \\copy from CSV (reference)", n, None, &psql);
     report(
         "destination-postgres append (binary COPY)",
         n,
@@ -79,7 +104,6 @@ pub fn run(bench: &Bench) -> Result<()> {
         Some(bytes),
         &text,
     );
-    let dedup = load("bench_dedup", "append_dedup", "binary")?;
     report("destination-postgres append_dedup", n, Some(bytes), &dedup);
     report_ratio(
         "destination-postgres append_dedup",
@@ -92,8 +116,13 @@ pub fn run(bench: &Bench) -> Result<()> {
     let ratio = rate / psql.per_second(n);
     goal("append ≥ 150,000 records/s", rate >= 150_000.0);
     goal(
-        &format!("append ≥ 0.5× psql's rate (is {ratio:.2}×)"),
-        ratio >= 0.5,
+        &format!("append ≥ 1.0× psql's rate (is {ratio:.2}×)"),
+        ratio >= 1.0,
+    );
+    let dedup_rate = dedup.per_second(n);
+    goal(
+        &format!("append_dedup ≥ 200,000 records/s (is {dedup_rate:.0})"),
+        dedup_rate >= 200_000.0,
     );
     let peak = append.peak_rss_mib.max(dedup.peak_rss_mib);
     goal(
@@ -170,9 +199,16 @@ fn write_inputs(messages: &Path, csv: &Path, n: u64) -> Result<u64> {
 fn rename_stream(from: &Path, to: &Path, name: &str) -> Result<()> {
     let reader = BufReader::with_capacity(1 << 20, std::fs::File::open(from)?);
     let mut w = BufWriter::with_capacity(1 << 20, std::fs::File::create(to)?);
-    let quoted = format!("\"{name}\"");
+    // Only the stream's name: a state's `"type":"STREAM"` stays as it is.
+    let (record, state) = (
+        format!("\"stream\":\"{name}\""),
+        format!("\"name\":\"{name}\""),
+    );
     for line in reader.lines() {
-        w.write_all(line?.replace("\"STREAM\"", &quoted).as_bytes())?;
+        let line = line?
+            .replacen("\"stream\":\"STREAM\"", &record, 1)
+            .replacen("\"name\":\"STREAM\"", &state, 1);
+        w.write_all(line.as_bytes())?;
         w.write_all(b"\n")?;
     }
     w.flush()?;

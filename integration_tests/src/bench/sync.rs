@@ -1,7 +1,8 @@
 //! `cdk sync` end to end on N rows of a 10-column table: source-postgres → destination-postgres
 //! (append) beside `psql \copy (select …) to` a CSV file + `psql \copy … from` it into the
 //! destination, and source-postgres → destination-s3 Parquet (SNAPPY, local file target). The
-//! connectors' peak RSS comes from the job record `cdk sync` writes.
+//! connectors' peak RSS comes from the job record `cdk sync` writes. The Postgres figures are
+//! each the best of three runs, taken in turns.
 
 use std::path::Path;
 use std::process::Command;
@@ -13,6 +14,8 @@ use serde_json::{Value, json};
 use super::{Bench, Measurement, goal, measure, report, report_ratio};
 
 const PSQL: &str = "/usr/bin/psql";
+/// The Postgres measurements are the best of this many runs (the machine is shared and noisy).
+const RUNS: usize = 3;
 
 pub fn run(bench: &Bench) -> Result<()> {
     let n = bench.records;
@@ -40,23 +43,57 @@ pub fn run(bench: &Bench) -> Result<()> {
 
     // The physical reference: psql to a CSV file, then psql from it.
     let csv = bench.scratch_file("sync-reference.csv");
-    let copy_to = measure(
-        &mut psql(
-            &source,
-            &format!(
-                "\\copy (select * from bench_sync) to '{}' csv",
-                csv.display()
+    let reference = || -> Result<(Measurement, Measurement)> {
+        runtime.block_on(target.execute("TRUNCATE reference"));
+        let copy_to = measure(
+            &mut psql(
+                &source,
+                &format!(
+                    "\\copy (select * from bench_sync) to '{}' csv",
+                    csv.display()
+                ),
             ),
-        ),
-        None,
-    )?;
-    let copy_from = measure(
-        &mut psql(
-            &target,
-            &format!("\\copy reference from '{}' csv", csv.display()),
-        ),
-        None,
-    )?;
+            None,
+        )?;
+        let copy_from = measure(
+            &mut psql(
+                &target,
+                &format!("\\copy reference from '{}' csv", csv.display()),
+            ),
+            None,
+        )?;
+        Ok((copy_to, copy_from))
+    };
+
+    let mut source_config = source.connector_config();
+    source_config["ssl_mode"] = json!({"mode": "disable"});
+    let mut target_config = target.connector_config();
+    target_config["ssl_mode"] = json!({"mode": "disable"});
+    // Best of RUNS, in turns: the pair, then a sync into a fresh table.
+    let mut best: Option<(Measurement, Measurement, Measurement, Value)> = None;
+    for _ in 0..RUNS {
+        let (copy_to, copy_from) = reference()?;
+        runtime.block_on(target.execute("DROP TABLE IF EXISTS public.bench_sync"));
+        let (m, job) = sync(
+            bench,
+            "pg-to-pg",
+            &source_config,
+            "destination-postgres",
+            target_config.clone(),
+        )?;
+        best = Some(match best {
+            None => (copy_to, copy_from, m, job),
+            Some((to, from, sm, sjob)) => {
+                let (sm, sjob) = if m.elapsed < sm.elapsed {
+                    (m.best_with(sm), job)
+                } else {
+                    (sm.best_with(m), sjob)
+                };
+                (to.best_with(copy_to), from.best_with(copy_from), sm, sjob)
+            }
+        });
+    }
+    let (copy_to, copy_from, m, job) = best.context("no run")?;
     let pair = Measurement {
         elapsed: copy_to.elapsed + copy_from.elapsed,
         peak_rss_mib: copy_to.peak_rss_mib.max(copy_from.peak_rss_mib),
@@ -75,18 +112,6 @@ pub fn run(bench: &Bench) -> Result<()> {
         &copy_from,
     );
     report("psql pair (reference)", n, Some(csv_bytes), &pair);
-
-    let mut source_config = source.connector_config();
-    source_config["ssl_mode"] = json!({"mode": "disable"});
-    let mut target_config = target.connector_config();
-    target_config["ssl_mode"] = json!({"mode": "disable"});
-    let (m, job) = sync(
-        bench,
-        "pg-to-pg",
-        &source_config,
-        "destination-postgres",
-        target_config,
-    )?;
     figures("cdk sync postgres → postgres append", n, &m, &job)?;
     report_ratio("cdk sync postgres → postgres", &m, "the psql pair", &pair);
     let rate = m.per_second(n);

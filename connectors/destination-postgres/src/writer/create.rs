@@ -36,6 +36,13 @@ impl PgWriter {
             None => self.ensure_table(&table.target, &table.columns).await?,
         };
         if let Some(stage) = &table.stage {
+            if !std::mem::replace(&mut self.stages_sized, true) {
+                // Stages are temporary tables: give them room in memory (possible only before
+                // the session's first one; the server allocates as they fill).
+                if let Err(e) = self.execute(sql::STAGE_BUFFERS).await {
+                    tracing::debug!("cannot size the stages' buffers: {e}");
+                }
+            }
             self.execute(&sql::create_stage(stage, &table.columns))
                 .await?;
         }

@@ -1,14 +1,17 @@
-//! Loading: batches go into COPY on the writer's one connection, inside one transaction that
-//! `commit` ends after merging the dedup stages; a failure rolls it back.
+//! Loading: encoded rows go into COPY on the writer's one connection, inside one transaction
+//! that `commit` ends after merging the dedup stages; a failure rolls it back. While a merge
+//! runs on the server, rows are held (up to a bound) instead of waiting for it.
 
 use bytes::Bytes;
-use cdk::Result;
+use cdk::{Error, Result};
 use futures::SinkExt;
 
-use super::{OpenCopy, PgWriter};
+use super::{Encoded, OpenCopy, PgWriter};
 use crate::connect::pg_error;
 use crate::copy::Encoder;
-use crate::sql;
+
+/// Encoded rows held while a merge runs on the server, at most.
+const HOLD_WHILE_MERGING: usize = 64 << 20;
 
 impl PgWriter {
     async fn begin(&mut self) -> Result<()> {
@@ -19,8 +22,29 @@ impl PgWriter {
         Ok(())
     }
 
-    /// Sends encoded rows of table `t` of stream `id`, opening its COPY if needed.
+    /// Sends encoded rows of table `t` of stream `id` (held while a merge runs, up to
+    /// [`HOLD_WHILE_MERGING`] bytes).
     pub(super) async fn send(
+        &mut self,
+        id: usize,
+        t: usize,
+        plain: bool,
+        data: Bytes,
+    ) -> Result<()> {
+        if self.merging.is_some() {
+            let done = self.merging.as_ref().is_some_and(|m| m.is_finished());
+            if !done && self.held_bytes + data.len() <= HOLD_WHILE_MERGING {
+                self.held_bytes += data.len();
+                self.held.push((id, t, plain, data));
+                return Ok(());
+            }
+            self.wait_merge().await?;
+        }
+        self.copy_rows(id, t, plain, data).await
+    }
+
+    /// Sends encoded rows of table `t` of stream `id` into COPY, opening it if needed.
+    pub(super) async fn copy_rows(
         &mut self,
         id: usize,
         t: usize,
@@ -60,6 +84,34 @@ impl PgWriter {
         Ok(())
     }
 
+    /// Waits for the encoding job, if any, and puts its stream's encoder back; returns the
+    /// stream and the rows it encoded.
+    pub(super) async fn encoded(&mut self) -> Result<Option<(usize, Encoded)>> {
+        let Some(job) = self.encoding.take() else {
+            return Ok(None);
+        };
+        let (id, rows, encoded) = job
+            .await
+            .map_err(|e| Error::system(format!("the row encoder stopped: {e}")))?;
+        self.streams[id].rows = Some(rows);
+        Ok(Some((id, encoded?)))
+    }
+
+    /// Sends rows [`encoded`](Self::encoded) for stream `id` into their tables' COPY, then
+    /// starts a background merge of its stage when one is due.
+    pub(super) async fn send_encoded(&mut self, encoded: Option<(usize, Encoded)>) -> Result<()> {
+        let Some((id, encoded)) = encoded else {
+            return Ok(());
+        };
+        if self.takes_second_lane(id) {
+            return self.send_second(id, encoded).await;
+        }
+        for (t, plain, data) in encoded.chunks {
+            self.send(id, t, plain, data).await?;
+        }
+        self.merge_if_due(id, encoded.records).await
+    }
+
     pub(super) async fn finish_copy(&mut self) -> Result<()> {
         let Some(mut copy) = self.copy.take() else {
             return Ok(());
@@ -77,42 +129,15 @@ impl PgWriter {
         Ok(())
     }
 
-    /// Merges staged rows of stream `id` into its table (inside the open transaction).
-    pub(super) async fn merge(&mut self, id: usize) -> Result<()> {
-        let stream = &self.streams[id];
-        let Some(dedup) = &stream.dedup else {
-            return Ok(());
-        };
-        let main = &stream.tables[0];
-        let stage = main.stage.as_deref().unwrap_or_default();
-        let mut script = Vec::new();
-        let children = &stream.tables[1..1 + stream.children];
-        if !children.is_empty() {
-            script.push(sql::touched_rows(
-                &main.load_into,
-                stage,
-                &dedup.primary_key,
-            ));
-        }
-        script.push(sql::upsert(&main.load_into, stage, &main.columns, dedup));
-        for child in children {
-            script.push(sql::replace_children(
-                &main.load_into,
-                &child.load_into,
-                child.stage.as_deref().unwrap_or_default(),
-                &child.columns,
-            ));
-        }
-        let script = script.join(";\n");
-        let descriptor = stream.descriptor.clone();
-        self.execute(&script)
-            .await
-            .map_err(|e| e.context(format!("cannot deduplicate stream '{descriptor}'")))
-    }
-
     pub(super) async fn rollback(&mut self) {
-        // Dropping an unfinished COPY aborts it.
+        self.rollback_second().await;
+        // Dropping an unfinished COPY aborts it; a running encoding job or merge is left to
+        // end (the ROLLBACK follows it on the connection).
         self.copy = None;
+        self.encoding = None;
+        self.merging = None;
+        self.held.clear();
+        self.held_bytes = 0;
         if self.in_tx {
             self.in_tx = false;
             if let Err(e) = self.client.batch_execute("ROLLBACK").await {

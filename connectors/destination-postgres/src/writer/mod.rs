@@ -1,16 +1,20 @@
 //! The [`BatchWriter`]: opens each stream in three steps ([`plan`] its tables, [`create`]
-//! them, [`prepare_copy`]), streams batches into COPY on one connection inside one transaction
+//! them, [`prepare_copy`]), encodes each batch on a blocking thread while the loader decodes
+//! the next one, streams the rows into COPY on one connection inside one transaction
 //! ([`load`]), runs the dedup upserts and COMMITs on `commit`, and swaps overwritten tables in
 //! on a successful `close` ([`finish`]).
 
 mod create;
 mod finish;
+mod lane;
 mod load;
+mod merge;
 mod plan;
 mod prepare_copy;
 
 use std::collections::HashMap;
 use std::pin::Pin;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use cdk::destination::{Batch, BatchWriter, Outcome, StreamId, StreamPlan};
@@ -28,14 +32,37 @@ use plan::StreamTables;
 
 /// Writes every configured stream over one connection.
 pub struct PgWriter {
-    client: Client,
+    /// Shared with a background merge while one runs.
+    client: Arc<Client>,
     config: PostgresConfig,
     format: Format,
     streams: Vec<StreamWriter>,
     in_tx: bool,
     copy: Option<OpenCopy>,
+    /// The batch being encoded off the loader's thread (at most one at a time).
+    encoding: Option<Encoding>,
+    /// A dedup merge running on the server (no COPY is open meanwhile).
+    merging: Option<tokio::task::JoinHandle<Result<()>>>,
+    /// Encoded rows waiting for the merge to end, as `(stream, table, plain, rows)`.
+    held: Vec<(usize, usize, bool, Bytes)>,
+    held_bytes: usize,
+    merge_every: u64,
+    /// The second connection, when there is one, and which one takes the next job.
+    second: Option<lane::Lane>,
+    alternate: bool,
     safe_cast_ready: bool,
+    /// Whether the session's temporary-table buffers were sized for the dedup stages.
+    stages_sized: bool,
     targets: HashMap<TableName, StreamDescriptor>,
+}
+
+/// An encoding job: it hands back the stream's [`Rows`] with the rows it encoded.
+type Encoding = tokio::task::JoinHandle<(StreamId, Rows, Result<Encoded>)>;
+
+/// Rows encoded from a batch of `records` records, as `(table, plain, rows)`.
+struct Encoded {
+    records: u64,
+    chunks: Vec<(usize, bool, Bytes)>,
 }
 
 struct OpenCopy {
@@ -73,26 +100,43 @@ struct Table {
 struct StreamWriter {
     descriptor: StreamDescriptor,
     tables: Vec<Table>,
-    rows: Rows,
+    /// The stream's encoder; away while a job encodes one of its batches.
+    rows: Option<Rows>,
     dedup: Option<Dedup>,
     /// How many child tables follow the main table in `tables`.
     children: usize,
     staged: bool,
+    /// Records sent into the stage since its last merge.
+    since_merge: u64,
     records: u64,
 }
 
 impl PgWriter {
     pub fn new(client: Client, config: PostgresConfig) -> Self {
         Self {
-            client,
+            client: Arc::new(client),
             config,
             format: Format::from_env(),
             streams: Vec::new(),
             in_tx: false,
             copy: None,
+            encoding: None,
+            merging: None,
+            held: Vec::new(),
+            held_bytes: 0,
+            merge_every: merge::merge_every(),
+            second: None,
+            alternate: false,
             safe_cast_ready: false,
+            stages_sized: false,
             targets: HashMap::new(),
         }
+    }
+
+    /// Loads rows of streams without a stage over `client` too (see [`lane`]).
+    pub fn with_second_connection(mut self, client: Client) -> Self {
+        self.second = Some(lane::Lane::new(client));
+        self
     }
 
     async fn execute(&self, sql: &str) -> Result<()> {
@@ -158,37 +202,49 @@ impl BatchWriter for PgWriter {
         self.streams.push(StreamWriter {
             descriptor,
             tables: ready,
-            rows: Rows::new(layout, self.format, stream.sync_id, generation, &omit_meta)
-                .with_raw_table(raw_table),
+            rows: Some(
+                Rows::new(layout, self.format, stream.sync_id, generation, &omit_meta)
+                    .with_raw_table(raw_table),
+            ),
             dedup,
             children,
             staged: false,
+            since_merge: 0,
             records: 0,
         });
         Ok(())
     }
 
+    /// Starts encoding `batch` on a blocking thread, then sends the rows of the previous
+    /// batch into COPY: the loader decodes the next batch meanwhile.
     async fn write(&mut self, id: StreamId, batch: Batch) -> Result<()> {
+        let previous = self.encoded().await?;
         let stream = &mut self.streams[id];
         stream.records += batch.len() as u64;
-        stream.rows.encode(&batch)?;
         if stream.dedup.is_some() {
             stream.staged = true;
         }
-        for t in 0..stream.rows.tables() {
-            let [plain, full] = self.streams[id].rows.take(t);
-            if let Some(data) = plain {
-                self.send(id, t, true, data).await?;
-            }
-            if let Some(data) = full {
-                self.send(id, t, false, data).await?;
-            }
-        }
-        Ok(())
+        let mut rows = stream
+            .rows
+            .take()
+            .ok_or_else(|| Error::system("the row encoder of a stream was lost"))?;
+        self.encoding = Some(tokio::task::spawn_blocking(move || {
+            let encoded = rows.encode(&batch).map(|()| Encoded {
+                records: batch.len() as u64,
+                chunks: rows.take_all(),
+            });
+            (id, rows, encoded)
+        }));
+        self.send_encoded(previous).await
     }
 
-    /// One transaction holds every stream's rows: one COMMIT covers them all.
+    /// One transaction per connection holds every stream's rows: the second connection's
+    /// COMMIT, then the first one's, cover them all.
     async fn commit(&mut self, _streams: &[StreamId]) -> Result<()> {
+        let last = self.encoded().await?;
+        self.send_encoded(last).await?;
+        self.wait_merge().await?;
+        self.commit_second().await?;
         if !self.in_tx {
             return Ok(());
         }
@@ -221,9 +277,7 @@ impl BatchWriter for PgWriter {
                 Ok(())
             }
             Outcome::Success => {
-                if self.in_tx {
-                    self.commit(&[id]).await?;
-                }
+                self.commit(&[id]).await?;
                 if self.streams[id].tables.iter().any(|t| t.tmp.is_some()) {
                     self.swap(id).await?;
                 }

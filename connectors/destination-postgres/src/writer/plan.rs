@@ -43,6 +43,9 @@ pub(super) struct TablePlan {
     pub stage: Option<String>,
     /// Indexes the merge needs on the loaded table, made before loading: (suffix, columns).
     pub merge_indexes: Vec<(&'static str, Vec<String>)>,
+    /// Indexes of a dedup table the merge does not use (the cursor's), made at close so the
+    /// load does not maintain them row by row.
+    pub late_indexes: Vec<(&'static str, Vec<String>)>,
 }
 
 impl TablePlan {
@@ -106,12 +109,20 @@ pub(super) fn plan_tables(
                 Some(dedup) if !kept_raw => merge_indexes(dedup, t == 0, flattened_children),
                 _ => Vec::new(),
             };
+            let late_indexes = match &dedup {
+                Some(Dedup {
+                    cursor: Some(cursor),
+                    ..
+                }) if t == 0 => vec![("cursor", vec![cursor.clone()])],
+                _ => Vec::new(),
+            };
             TablePlan {
                 target: TableName::new(&schema, table),
                 columns,
                 tmp,
                 stage: (dedup.is_some() && !kept_raw).then(|| format!("_airbyte_stage_{id}_{t}")),
                 merge_indexes,
+                late_indexes,
             }
         })
         .collect();
@@ -222,8 +233,8 @@ fn meta_defs() -> Vec<ColumnDef> {
     ]
 }
 
-/// The indexes the merge of a dedup stream uses: the key and cursor on the main table, the
-/// raw id (which links child rows to their parent) when there are child tables.
+/// The indexes the merge of a dedup stream uses: the key on the main table, the raw id (which
+/// links child rows to their parent) when there are child tables.
 fn merge_indexes(
     dedup: &Dedup,
     main: bool,
@@ -232,9 +243,6 @@ fn merge_indexes(
     let mut needed = Vec::new();
     if main {
         needed.push(("pk", dedup.primary_key.clone()));
-        if let Some(cursor) = &dedup.cursor {
-            needed.push(("cursor", vec![cursor.clone()]));
-        }
     }
     if flattened_children {
         needed.push(("raw_id", vec!["_airbyte_raw_id".to_string()]));
@@ -318,13 +326,8 @@ mod tests {
             &TableName::new("internal", "crm_people_airbyte_tmp")
         );
         assert_eq!(main.stage.as_deref(), Some("_airbyte_stage_3_0"));
-        assert_eq!(
-            main.merge_indexes,
-            [
-                ("pk", vec!["id".to_string()]),
-                ("cursor", vec!["updated".to_string()])
-            ]
-        );
+        assert_eq!(main.merge_indexes, [("pk", vec!["id".to_string()])]);
+        assert_eq!(main.late_indexes, [("cursor", vec!["updated".to_string()])]);
     }
 
     #[test]

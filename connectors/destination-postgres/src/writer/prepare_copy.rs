@@ -40,6 +40,7 @@ impl PgWriter {
         let mut indexes = vec![("extracted_at", vec!["_airbyte_extracted_at".to_string()])];
         let open_indexes = table.merge_indexes.iter().map(|(s, _)| *s).collect();
         indexes.extend(table.merge_indexes);
+        indexes.extend(table.late_indexes);
         Ok(Table {
             copy_plain_sql: meta_default
                 .then(|| sql::copy(&copy_into, &plain_columns, self.format)),

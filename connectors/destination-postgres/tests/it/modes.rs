@@ -331,6 +331,81 @@ async fn cdc_deletes_remove_the_key_in_dedup() {
 }
 
 #[tokio::test]
+async fn append_over_two_connections_loads_every_row_once() {
+    let (db, config) = database("two_lanes").await;
+    // Three loader batches: they alternate between the two connections (or all go over one).
+    let mut lines: Vec<String> = (0..25_000)
+        .map(|i| record("people", json!({"id": i, "seq": i})))
+        .collect();
+    lines.push(state("people", 1));
+    for (streams, table) in [("2", "people"), ("1", "people")] {
+        let cat = catalog(table, simple_schema(), "overwrite", 1, 1);
+        let run = Run::new(BIN)
+            .env("DESTINATION_POSTGRES_COPY_STREAMS", streams)
+            .stdin_lines(&lines)
+            .write(&config, &cat);
+        run.assert_success();
+        assert_eq!(run.states().len(), 1);
+        let client = db.connect().await;
+        let row = client
+            .query_one(
+                "SELECT count(*), count(DISTINCT id), min(id), max(id) FROM public.people",
+                &[],
+            )
+            .await
+            .unwrap();
+        let counts: (i64, i64, i64, i64) = (row.get(0), row.get(1), row.get(2), row.get(3));
+        assert_eq!(
+            counts,
+            (25_000, 25_000, 0, 24_999),
+            "{streams} connection(s)"
+        );
+    }
+}
+
+#[tokio::test]
+async fn dedup_merges_in_the_background_keep_the_latest_row_per_key() {
+    let (db, config) = database("dedup_chunks").await;
+    let schema = json!({"properties": {"id": {"type": "integer"}, "seq": {"type": "integer"},
+        "name": {"type": "string"},
+        "_ab_cdc_deleted_at": {"type": ["null", "string"], "format": "date-time"}}});
+    let cat = catalog("k", schema, "append_dedup", 1, 0);
+    // 25,000 records over 5,000 keys in three loader batches, so stages merge part way (one
+    // merge per batch here) and again at commit: the highest seq of each key wins.
+    let mut lines: Vec<String> = (0..25_000)
+        .map(|i| {
+            record(
+                "k",
+                json!({"id": i % 5000, "seq": i, "name": format!("v{i}")}),
+            )
+        })
+        .collect();
+    // Keys 0..100 end deleted; keys 100..200 get older rows, which must not win.
+    lines.extend((0..100).map(|k| {
+        record(
+            "k",
+            json!({"id": k, "seq": 30_000 + k, "_ab_cdc_deleted_at": "2024-01-01T00:00:00Z"}),
+        )
+    }));
+    lines.extend((100..200).map(|k| record("k", json!({"id": k, "seq": 0, "name": "old"}))));
+    lines.push(state("k", 1));
+    let run = Run::new(BIN)
+        .env("DESTINATION_POSTGRES_MERGE_EVERY", "1")
+        .stdin_lines(&lines)
+        .write(&config, &cat);
+    run.assert_success();
+    assert_eq!(run.states().len(), 1);
+    let rows = rows(&db, "public", "k", "id").await;
+    assert_eq!(rows.len(), 4900, "one row per key, deleted keys gone");
+    for row in &rows {
+        let id = row["id"].as_i64().unwrap();
+        assert!(id >= 100, "key {id} was deleted");
+        assert_eq!(row["seq"].as_i64().unwrap(), 20_000 + id, "{row}");
+        assert_eq!(row["name"], json!(format!("v{}", 20_000 + id)));
+    }
+}
+
+#[tokio::test]
 async fn unsupported_modes_are_config_errors() {
     let (_db, config) = database("modes").await;
     let hybrid = catalog("people", simple_schema(), "append", 5, 3);

@@ -146,25 +146,52 @@ impl Forwarder {
     }
 
     /// Forwards until the source's output ends or the destination stops reading; returns the
-    /// writer (still open) so the caller decides whether the destination sees the end.
+    /// writer (still open) so the caller decides whether the destination sees the end. Lines
+    /// are handled where they lie in the read buffer; only a line split across two reads is
+    /// copied first.
     pub fn run<W: Write>(mut self, from: impl Read, to: W) -> Result<Forwarded<W>> {
         let mut reader = BufReader::with_capacity(1 << 20, from);
         let mut writer = BufWriter::with_capacity(1 << 20, to);
-        let mut line = Vec::new();
+        let mut partial: Vec<u8> = Vec::new();
         let mut last = 0;
-        loop {
-            line.clear();
-            if reader.read_until(b'\n', &mut line)? == 0 {
+        'read: loop {
+            let buf = match reader.fill_buf() {
+                Ok(buf) => buf,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e.into()),
+            };
+            if buf.is_empty() {
                 break;
             }
-            let sent = if line.starts_with(br#"{"type":"RECORD""#) {
-                self.record(&line, &mut last, &mut writer)
-            } else {
-                self.other(&line, &mut writer)
-            };
-            if sent.is_err() {
-                break; // the destination stopped reading; its exit status tells why
+            let size = buf.len();
+            let mut rest = buf;
+            if !partial.is_empty() {
+                let Some(nl) = memchr::memchr(b'\n', rest) else {
+                    partial.extend_from_slice(rest);
+                    reader.consume(size);
+                    continue;
+                };
+                partial.extend_from_slice(&rest[..=nl]);
+                rest = &rest[nl + 1..];
+                let line = std::mem::take(&mut partial);
+                if self.line(&line, &mut last, &mut writer).is_err() {
+                    break; // the destination stopped reading; its exit status tells why
+                }
+                partial = line;
+                partial.clear();
             }
+            while let Some(nl) = memchr::memchr(b'\n', rest) {
+                if self.line(&rest[..=nl], &mut last, &mut writer).is_err() {
+                    break 'read;
+                }
+                rest = &rest[nl + 1..];
+            }
+            partial.extend_from_slice(rest);
+            reader.consume(size);
+        }
+        if !partial.is_empty() {
+            // A last line without its newline.
+            let _ = self.line(&partial, &mut last, &mut writer);
         }
         writer.flush().ok();
         self.publish_emitted();
@@ -172,6 +199,15 @@ impl Forwarder {
             writer,
             held: self.held,
         })
+    }
+
+    /// One line of the source (with its newline, but for a last line without one).
+    fn line(&mut self, line: &[u8], last: &mut usize, to: &mut impl Write) -> Result<()> {
+        if line.starts_with(br#"{"type":"RECORD""#) {
+            self.record(line, last, to)
+        } else {
+            self.other(line, to)
+        }
     }
 
     fn record(&mut self, line: &[u8], last: &mut usize, to: &mut impl Write) -> Result<()> {
@@ -401,4 +437,87 @@ pub fn acknowledge(from: impl Read, shared: &Mutex<Shared>, reporter: &Reporter)
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A reader that hands out its input a few bytes at a time, so lines are split across
+    /// reads.
+    struct Trickle<'a>(&'a [u8], usize);
+
+    impl Read for Trickle<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let n = self.1.min(self.0.len()).min(buf.len());
+            buf[..n].copy_from_slice(&self.0[..n]);
+            self.0 = &self.0[n..];
+            Ok(n)
+        }
+    }
+
+    fn forward(input: &[u8], step: usize) -> (Vec<u8>, Vec<u8>, Arc<Mutex<Shared>>) {
+        let dir = tempfile::tempdir().unwrap();
+        let state = SavedState::load(&dir.path().join("state.json")).unwrap();
+        let shared = Shared::new(1, state);
+        let routes = vec![Route::new(
+            StreamDescriptor::new("users", Some("public".into())),
+            StreamDescriptor::new("users", Some("production_public".into())),
+        )];
+        let reporter = Arc::new(Reporter::new(vec!["public.users".into()], 0));
+        let forwarder = Forwarder::new(routes, shared.clone(), reporter);
+        let done = forwarder.run(Trickle(input, step), Vec::new()).unwrap();
+        let held = done.held.clone();
+        let sent = done.writer.into_inner().unwrap();
+        (sent, held, shared)
+    }
+
+    #[test]
+    fn records_are_renamed_counted_and_held_until_their_state() {
+        let record = |i: u32| {
+            format!(
+                r#"{{"type":"RECORD","record":{{"stream":"users","namespace":"public","data":{{"id":{i}}},"emitted_at":1}}}}"#
+            )
+        };
+        let reordered = r#"{"type":"RECORD","record":{"namespace":"public","emitted_at":2,"stream":"users","data":{"id":3}}}"#;
+        let state = r#"{"type":"STATE","state":{"type":"STREAM","stream":{"stream_descriptor":{"name":"users","namespace":"public"},"stream_state":{"id":2}}}}"#;
+        let input = format!(
+            "{}\n{}\n{state}\n{{\"type\":\"LOG\",\"log\":{{\"level\":\"DEBUG\",\"message\":\"x\"}}}}\n{reordered}\n{}",
+            record(1),
+            record(2),
+            record(4)
+        );
+        for step in [1, 7, 64, 1 << 20] {
+            let (sent, held, shared) = forward(input.as_bytes(), step);
+            let sent = String::from_utf8(sent).unwrap();
+            let lines: Vec<&str> = sent.lines().collect();
+            assert_eq!(lines.len(), 3, "two records, then their state: {sent}");
+            assert!(lines[0].starts_with(
+                r#"{"type":"RECORD","record":{"stream":"users","namespace":"production_public","data":{"id":1}"#
+            ));
+            assert!(lines[2].contains(r#""namespace":"production_public""#));
+            assert!(lines[2].starts_with(r#"{"type":"STATE""#));
+            // The records after the last state wait for the source's success; the last one
+            // has no newline, as it came.
+            let held = String::from_utf8(held).unwrap();
+            assert_eq!(held.lines().count(), 2, "{held}");
+            assert!(
+                held.contains(r#""data":{"id":3},"emitted_at":2}"#),
+                "{held}"
+            );
+            assert!(
+                held.ends_with(r#""data":{"id":4},"emitted_at":1}}"#),
+                "{held}"
+            );
+            let shared = shared.lock().unwrap();
+            assert_eq!(shared.streams[0].emitted, 4);
+            let bytes = record(1).len() + record(2).len() + reordered.len() + record(4).len() + 3;
+            assert_eq!(shared.streams[0].bytes_emitted, bytes as u64);
+            assert_eq!(shared.pending.len(), 1);
+            assert_eq!(
+                shared.pending[0].covers,
+                [(0, 2, (record(1).len() + record(2).len() + 2) as u64)]
+            );
+        }
+    }
 }

@@ -120,8 +120,9 @@ fn execute(plan: &Plan, id: u64, cancel: &AtomicBool) -> Result<Done, Stop> {
     )
     .map_err(stop("cdk", "system_error"))?;
 
-    // Both checks at once; either failing stops the job with the connector's message.
-    let (src_check, dst_check) = std::thread::scope(|s| {
+    // Both checks at once, and discover beside them (its answer is used only when both checks
+    // pass): either check failing stops the job with the connector's message.
+    let (src_check, dst_check, discovered) = std::thread::scope(|s| {
         let a = s.spawn(|| {
             check(
                 &plan.source.connector,
@@ -136,7 +137,8 @@ fn execute(plan: &Plan, id: u64, cancel: &AtomicBool) -> Result<Done, Stop> {
                 &container("check-destination"),
             )
         });
-        (a.join(), b.join())
+        let c = s.spawn(|| catalogs(plan, &src_config, &container("discover")));
+        (a.join(), b.join(), c.join())
     });
     let joined =
         |r: std::thread::Result<Result<()>>| r.unwrap_or_else(|_| Err(anyhow!("panicked")));
@@ -145,7 +147,8 @@ fn execute(plan: &Plan, id: u64, cancel: &AtomicBool) -> Result<Done, Stop> {
 
     let state = SavedState::load(&plan.state_dir.join("state.json"))
         .map_err(stop("cdk", "system_error"))?;
-    let (mut source_catalog, routes) = catalogs(plan, &src_config, &container("discover"))
+    let (mut source_catalog, routes) = discovered
+        .unwrap_or_else(|_| Err(anyhow!("discover panicked")))
         .map_err(stop("source", "config_error"))?;
     assign_generations(
         &mut source_catalog,
@@ -408,6 +411,8 @@ impl Ends<'_> {
         };
         let src_out = source.stdout.take().context("no source stdout")?;
         let dst_in = destination.stdin.take().context("no destination stdin")?;
+        grow_pipe(&src_out);
+        grow_pipe(&dst_in);
         let dst_out = destination.stdout.take().context("no destination stdout")?;
         let forwarder = Forwarder::new(routes, shared.clone(), reporter.clone());
         let mut forward = Some(std::thread::spawn(move || forwarder.run(src_out, dst_in)));
@@ -504,4 +509,18 @@ impl Ends<'_> {
                 })),
         })
     }
+}
+
+/// Pipes between the connectors hold this much: a connector keeps writing while the other
+/// side is busy, and each switch between them moves more data.
+const PIPE_BYTES: libc::c_int = 1 << 20;
+
+/// Enlarges a pipe to [`PIPE_BYTES`] (up to the system's limit; left as it is if refused).
+fn grow_pipe(pipe: &impl std::os::fd::AsRawFd) {
+    let limit = std::fs::read_to_string("/proc/sys/fs/pipe-max-size")
+        .ok()
+        .and_then(|s| s.trim().parse::<libc::c_int>().ok())
+        .unwrap_or(PIPE_BYTES);
+    // SAFETY: F_SETPIPE_SZ on a pipe descriptor we own; failure leaves the pipe unchanged.
+    unsafe { libc::fcntl(pipe.as_raw_fd(), libc::F_SETPIPE_SZ, PIPE_BYTES.min(limit)) };
 }
