@@ -9,6 +9,7 @@ pub mod generator;
 pub mod loader;
 pub mod source_csv;
 pub mod source_postgres;
+pub mod source_postgres_cdc;
 pub mod source_rest_api;
 pub mod sync;
 

@@ -161,10 +161,10 @@ pub fn run(bench: &Bench) -> Result<()> {
 
     let ratio = ours.elapsed.as_secs_f64() / reference.elapsed.as_secs_f64();
     goal(
-        ">= 1,000,000 records/s",
-        ours.per_second(rows) >= 1_000_000.0,
+        ">= 2,400,000 records/s",
+        ours.per_second(rows) >= 2_400_000.0,
     );
-    goal("<= 8x the csv crate's parse time", ratio <= 8.0);
+    goal("<= 2x the csv crate's parse time", ratio <= 2.0);
     goal("peak RSS < 50 MB", ours.peak_rss_mib * 1.048_576 < 50.0);
     goal(
         "peak RSS flat at 3x the rows (within 10 MiB)",

@@ -11,6 +11,7 @@ const BENCHES: &[(&str, Runner)] = &[
     ("loader", bench::loader::run),
     ("source-csv", bench::source_csv::run),
     ("source-postgres", bench::source_postgres::run),
+    ("source-postgres-cdc", bench::source_postgres_cdc::run),
     ("source-rest-api", bench::source_rest_api::run),
     ("destination-postgres", bench::destination_postgres::run),
     ("destination-s3", bench::destination_s3::run),
