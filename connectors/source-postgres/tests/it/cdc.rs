@@ -286,7 +286,10 @@ async fn setup_errors_say_what_to_run() {
     let catalog = incremental(&cfg, &["a"]);
     let first = read(&cfg, &catalog, None);
     let state = first.final_state();
-    db.execute("INSERT INTO a VALUES (2)").await;
+    // Flushed at commit (the test cluster runs with synchronous_commit off): the slot can only
+    // advance up to flushed WAL, and must pass this insert.
+    db.execute("BEGIN; SET LOCAL synchronous_commit = on; INSERT INTO a VALUES (2); COMMIT;")
+        .await;
     db.execute(&format!(
         "SELECT pg_replication_slot_advance('{slot}', pg_current_wal_lsn())"
     ))
