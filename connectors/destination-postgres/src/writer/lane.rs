@@ -4,7 +4,6 @@
 //! states are acknowledged); dedup stages stay on the first connection (they are temporary
 //! tables of its session).
 
-use bytes::Bytes;
 use cdk::Result;
 use futures::SinkExt;
 use tokio_postgres::Client;
@@ -62,22 +61,8 @@ impl PgWriter {
                     lane.client.batch_execute("BEGIN").await.map_err(pg_error)?;
                     lane.in_tx = true;
                 }
-                let sink = lane
-                    .client
-                    .copy_in::<_, Bytes>(sql.as_str())
-                    .await
-                    .map_err(pg_error)?;
-                let mut sink = Box::pin(sink);
-                let header = Encoder::header(self.format);
-                if !header.is_empty() {
-                    sink.send(header).await.map_err(pg_error)?;
-                }
-                lane.copy = Some(OpenCopy {
-                    stream: id,
-                    table: t,
-                    plain,
-                    sink,
-                });
+                lane.copy =
+                    Some(OpenCopy::start(&lane.client, &sql, self.format, (id, t, plain)).await?);
             }
             if let Some(copy) = self.second.as_mut().and_then(|l| l.copy.as_mut()) {
                 copy.sink.send(data).await.map_err(pg_error)?;

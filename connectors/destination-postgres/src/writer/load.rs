@@ -61,22 +61,8 @@ impl PgWriter {
                 (Some(sql), true) => sql,
                 _ => &table.copy_sql,
             };
-            let sink = self
-                .client
-                .copy_in::<_, Bytes>(sql.as_str())
-                .await
-                .map_err(pg_error)?;
-            let mut sink = Box::pin(sink);
-            let header = Encoder::header(self.format);
-            if !header.is_empty() {
-                sink.send(header).await.map_err(pg_error)?;
-            }
-            self.copy = Some(OpenCopy {
-                stream: id,
-                table: t,
-                plain,
-                sink,
-            });
+            self.copy =
+                Some(OpenCopy::start(&self.client, sql, self.format, (id, t, plain)).await?);
         }
         if let Some(copy) = &mut self.copy {
             copy.sink.send(data).await.map_err(pg_error)?;

@@ -73,6 +73,31 @@ struct OpenCopy {
     sink: Pin<Box<CopyInSink<Bytes>>>,
 }
 
+impl OpenCopy {
+    /// Starts `sql` (a COPY … FROM STDIN) on `client` for table `table` of stream `stream`,
+    /// sending the format's header first.
+    async fn start(
+        client: &Client,
+        sql: &str,
+        format: Format,
+        (stream, table, plain): (usize, usize, bool),
+    ) -> Result<Self> {
+        use futures::SinkExt;
+        let sink = client.copy_in::<_, Bytes>(sql).await.map_err(pg_error)?;
+        let mut sink = Box::pin(sink);
+        let header = crate::copy::Encoder::header(format);
+        if !header.is_empty() {
+            sink.send(header).await.map_err(pg_error)?;
+        }
+        Ok(Self {
+            stream,
+            table,
+            plain,
+            sink,
+        })
+    }
+}
+
 /// One table of a stream (the main table or a child table) and where its rows go.
 struct Table {
     /// The table readers see.
