@@ -4,13 +4,12 @@
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
 
 use cdk::protocol::SyncMode;
 use serde_json::{Value, json};
 
 use crate::cdc::{cdc_database, confirmed_flush, drop_slot, state_lsn};
-use crate::{BIN, configure, discover};
+use crate::{configure, discover};
 
 /// A small deterministic generator (xorshift).
 struct Rng(u64);
@@ -32,26 +31,7 @@ fn read_lines(
     state: Option<&Value>,
     kill_after: Option<usize>,
 ) -> Vec<Value> {
-    let dir = tempfile::tempdir().unwrap();
-    let write = |name: &str, v: &Value| {
-        let p = dir.path().join(name);
-        std::fs::write(&p, v.to_string()).unwrap();
-        p
-    };
-    let mut cmd = Command::new(BIN);
-    cmd.arg("read")
-        .arg("--config")
-        .arg(write("config.json", cfg))
-        .arg("--catalog")
-        .arg(write("catalog.json", catalog));
-    if let Some(s) = state {
-        cmd.arg("--state").arg(write("state.json", s));
-    }
-    let mut child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let (mut child, _files) = crate::spawn_read(cfg, catalog, state);
     let mut out = Vec::new();
     for line in BufReader::new(child.stdout.take().unwrap()).lines() {
         let Ok(line) = line else { break };
@@ -220,26 +200,7 @@ fn count_records(
     state: Option<&Value>,
     n: usize,
 ) -> (Vec<u8>, Value, u64) {
-    let dir = tempfile::tempdir().unwrap();
-    let write = |name: &str, v: &Value| {
-        let p = dir.path().join(name);
-        std::fs::write(&p, v.to_string()).unwrap();
-        p
-    };
-    let mut cmd = Command::new(BIN);
-    cmd.arg("read")
-        .arg("--config")
-        .arg(write("config.json", cfg))
-        .arg("--catalog")
-        .arg(write("catalog.json", catalog));
-    if let Some(s) = state {
-        cmd.arg("--state").arg(write("state.json", s));
-    }
-    let mut child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let (mut child, _files) = crate::spawn_read(cfg, catalog, state);
     let mut seen = vec![0u8; n + 1];
     let mut last = Value::Null;
     let status = format!("/proc/{}/status", child.id());

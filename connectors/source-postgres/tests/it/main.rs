@@ -63,3 +63,33 @@ pub fn configure(catalog: &AirbyteCatalog, streams: &[(&str, SyncMode, Option<&s
         .collect();
     json!({ "streams": configured })
 }
+
+/// Starts `read` with its stdout piped (stderr dropped); the returned directory holds the
+/// config, catalog and state files and must outlive the start.
+pub fn spawn_read(
+    cfg: &Value,
+    catalog: &Value,
+    state: Option<&Value>,
+) -> (std::process::Child, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, v: &Value| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, v.to_string()).unwrap();
+        p
+    };
+    let mut cmd = std::process::Command::new(BIN);
+    cmd.arg("read")
+        .arg("--config")
+        .arg(write("config.json", cfg))
+        .arg("--catalog")
+        .arg(write("catalog.json", catalog));
+    if let Some(s) = state {
+        cmd.arg("--state").arg(write("state.json", s));
+    }
+    let child = cmd
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    (child, dir)
+}

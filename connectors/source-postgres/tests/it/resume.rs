@@ -4,7 +4,6 @@
 
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
 
 use cdk::protocol::SyncMode;
 use cdk::testing::{Captured, Run};
@@ -37,26 +36,7 @@ impl Killed {
 
 /// Starts a read and kills it after `states` STATE messages.
 fn read_and_kill(cfg: &Value, catalog: &Value, state: Option<&Value>, states: usize) -> Killed {
-    let dir = tempfile::tempdir().unwrap();
-    let write = |name: &str, v: &Value| {
-        let p = dir.path().join(name);
-        std::fs::write(&p, v.to_string()).unwrap();
-        p
-    };
-    let mut cmd = Command::new(BIN);
-    cmd.arg("read")
-        .arg("--config")
-        .arg(write("config.json", cfg))
-        .arg("--catalog")
-        .arg(write("catalog.json", catalog));
-    if let Some(s) = state {
-        cmd.arg("--state").arg(write("state.json", s));
-    }
-    let mut child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let (mut child, _files) = crate::spawn_read(cfg, catalog, state);
     let stdout = BufReader::new(child.stdout.take().unwrap());
     let (mut committed, mut pending) = (Vec::new(), Vec::new());
     let mut last_state = Value::Null;
