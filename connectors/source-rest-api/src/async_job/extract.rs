@@ -53,7 +53,9 @@ impl ValueExtractor {
                 glob(&doc, &path, &mut found);
                 Value::Array(found.into_iter().cloned().collect())
             } else {
-                lookup(&doc, &path).cloned().unwrap_or(Value::Array(Vec::new()))
+                lookup(&doc, &path)
+                    .cloned()
+                    .unwrap_or(Value::Array(Vec::new()))
             };
             match found {
                 Value::Array(items) => out.extend(items),
@@ -174,9 +176,59 @@ pub fn py_str(v: &Value) -> String {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
     use serde_json::json;
 
     use super::*;
+
+    fn json_leaf() -> impl Strategy<Value = Value> {
+        prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            any::<f64>().prop_map(Value::from),
+            "\\PC{0,8}".prop_map(Value::String),
+        ]
+    }
+
+    fn json_value() -> impl Strategy<Value = Value> {
+        json_leaf().prop_recursive(3, 24, 4, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                prop::collection::btree_map("[a-z*0-9]{0,3}", inner, 0..4)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// Any body through any download extractor and decoder, any document through a
+        /// status extractor: values or an error, never a panic.
+        #[test]
+        fn garbage_bodies_and_documents_never_panic(
+            body in prop::collection::vec(any::<u8>(), 0..64),
+            text in "\\PC{0,40}",
+            doc in json_value(),
+            path in prop::collection::vec("[a-z*0-9]{0,3}", 0..3),
+        ) {
+            let b = Build::new(&json!({}), None, 1);
+            let csv = json!({"type": "ResponseToFileExtractor"});
+            let dpath = json!({"type": "DpathExtractor", "field_path": path.clone()});
+            for node in [&csv, &dpath] {
+                let x = DownloadExtractor::decode(Some(Node::root(node)), &b).expect("decodes");
+                for decoder in [Decoder::Json, Decoder::Jsonl, Decoder::Iterable] {
+                    let _ = x.records(&decoder, &body);
+                    let _ = x.records(&decoder, text.as_bytes());
+                }
+            }
+            let status = ValueExtractor::decode(Node::root(&dpath), &b).expect("decodes");
+            if let Ok(values) = status.values(vec![doc]) {
+                values.iter().for_each(|v| drop(py_str(v)));
+            }
+        }
+    }
 
     #[test]
     fn values_of_any_type_come_out() {

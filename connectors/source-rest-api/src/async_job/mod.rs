@@ -91,7 +91,8 @@ pub fn job_slots(value: Option<&Value>, b: &Build) -> usize {
 
 /// An integer field that may be a template of the config.
 fn eval_int(text: &str, b: &Build) -> Option<i64> {
-    let t = crate::interpolation::Template::new(&b.interp, text, &Value::Object(Map::new())).ok()?;
+    let t =
+        crate::interpolation::Template::new(&b.interp, text, &Value::Object(Map::new())).ok()?;
     match t.eval(&Vars::new()).ok()? {
         Value::Number(n) => n.as_f64().map(|f| f as i64),
         Value::String(s) => s.trim().parse::<f64>().ok().map(|f| f as i64),
@@ -262,5 +263,47 @@ fn describe(slice: &Slice) -> String {
     match &slice.interval {
         Some(i) => format!("{partition} [{} .. {}]", i.start_text, i.end_text),
         None => partition.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn response(body: &str) -> Response {
+        Response {
+            status: 200,
+            headers: vec![("X-Job".into(), "7".into())],
+            body: bytes::Bytes::from(body.to_string()),
+            url: "http://x".into(),
+            reset_pagination: false,
+        }
+    }
+
+    #[test]
+    fn a_response_context_is_its_object_with_headers() {
+        let v = response_context(&response(r#"{"id": 3}"#), "job creation").unwrap();
+        assert_eq!(v, json!({"id": 3, "headers": {"x-job": "7"}}));
+        let own = response_context(&response(r#"{"headers": 1}"#), "x").unwrap();
+        assert_eq!(own, json!({"headers": 1}));
+        for garbage in ["[1]", "nope", "", "\"s\""] {
+            assert!(
+                response_context(&response(garbage), "x").is_err(),
+                "{garbage}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_job_limit_is_at_least_one() {
+        let b = Build::new(&json!({"n": "4"}), None, 1);
+        assert_eq!(job_slots(None, &b), 1);
+        assert_eq!(job_slots(Some(&json!(3)), &b), 3);
+        assert_eq!(job_slots(Some(&json!(0)), &b), 1);
+        assert_eq!(job_slots(Some(&json!("{{ config['n'] }}")), &b), 4);
+        assert_eq!(job_slots(Some(&json!("{{ nonsense(")), &b), 1);
+        assert_eq!(job_slots(Some(&json!([1])), &b), 1);
     }
 }

@@ -55,9 +55,7 @@ impl StatusMap {
             };
             for s in api {
                 if map.insert(s.clone(), status).is_some() {
-                    return Err(c.error(format!(
-                        "the API status '{s}' is mapped more than once"
-                    )));
+                    return Err(c.error(format!("the API status '{s}' is mapped more than once")));
                 }
             }
         }

@@ -102,10 +102,10 @@ impl JobApi {
             .respond_with(move |req: &Request| {
                 let name = req.url.path().trim_start_matches("/files/").to_string();
                 let page = query(req, "page");
-                s.lock()
-                    .expect("lock")
-                    .log
-                    .push(format!("download {name} {}", page.as_deref().unwrap_or("-")));
+                s.lock().expect("lock").log.push(format!(
+                    "download {name} {}",
+                    page.as_deref().unwrap_or("-")
+                ));
                 match files(&name, page.as_deref()) {
                     Some(body) => ResponseTemplate::new(200).set_body_string(body),
                     None => ResponseTemplate::new(404),
@@ -235,7 +235,11 @@ async fn a_running_job_completes_and_its_two_csv_files_are_read_then_it_is_delet
         ]),
     )
     .await;
-    let out = api.read(&report("download_decoder:\n  type: CsvDecoder", ""), None, false);
+    let out = api.read(
+        &report("download_decoder:\n  type: CsvDecoder", ""),
+        None,
+        false,
+    );
     out.assert_success();
     assert_eq!(
         records(&out),
@@ -265,7 +269,10 @@ async fn jsonl_targets_from_their_own_request_pass_the_record_filter_and_transfo
         Box::new(|_, _| "done"),
         Box::new(|_| Vec::new()),
         files(&[
-            ("c.jsonl", "{\"id\": 1, \"kind\": \"a\"}\n{\"id\": 2, \"kind\": \"skip\"}\n"),
+            (
+                "c.jsonl",
+                "{\"id\": 1, \"kind\": \"a\"}\n{\"id\": 2, \"kind\": \"skip\"}\n",
+            ),
             ("d.jsonl", "{\"id\": 3, \"kind\": \"b\"}\n"),
         ]),
     )
@@ -322,7 +329,11 @@ async fn a_failed_job_is_created_again() {
         files(&[("r.jsonl", "{\"id\": 7}\n")]),
     )
     .await;
-    let out = api.read(&report("download_decoder:\n  type: JsonlDecoder", ""), None, false);
+    let out = api.read(
+        &report("download_decoder:\n  type: JsonlDecoder", ""),
+        None,
+        false,
+    );
     out.assert_success();
     assert_eq!(records(&out), vec![json!({"id": 7})]);
     assert_eq!(api.count("create"), 2);
@@ -339,7 +350,11 @@ async fn timed_out_jobs_are_aborted_and_after_three_the_stream_fails() {
         files(&[("r.jsonl", "{\"id\": 7}\n")]),
     )
     .await;
-    let out = api.read(&report("download_decoder:\n  type: JsonlDecoder", ""), None, false);
+    let out = api.read(
+        &report("download_decoder:\n  type: JsonlDecoder", ""),
+        None,
+        false,
+    );
     out.assert_failure();
     let (message, _) = trace_error(&out);
     assert!(
@@ -489,7 +504,9 @@ async fn one_job_per_partition_and_cursor_slice_and_the_state_follows_the_record
     ids.sort();
     assert_eq!(
         ids,
-        vec!["eu101", "eu102", "eu201", "eu202", "us101", "us102", "us201", "us202"]
+        vec![
+            "eu101", "eu102", "eu201", "eu202", "us101", "us102", "us201", "us202"
+        ]
     );
     let mut created: Vec<String> = api
         .log()
@@ -540,14 +557,32 @@ async fn max_concurrent_async_job_count_lets_jobs_run_together() {
 #[tokio::test(flavor = "multi_thread")]
 async fn garbage_answers_fail_the_read_without_a_panic() {
     let cases: Vec<(&str, ResponseTemplate)> = vec![
-        ("/jobs", ResponseTemplate::new(200).set_body_string("not json")),
-        ("/jobs", ResponseTemplate::new(200).set_body_string("[1, 2]")),
-        ("/jobs/1", ResponseTemplate::new(200).set_body_string("\u{1F600}{")),
+        (
+            "/jobs",
+            ResponseTemplate::new(200).set_body_string("not json"),
+        ),
+        (
+            "/jobs",
+            ResponseTemplate::new(200).set_body_string("[1, 2]"),
+        ),
+        (
+            "/jobs/1",
+            ResponseTemplate::new(200).set_body_string("\u{1F600}{"),
+        ),
         ("/jobs/1", json_response(json!({"status": "weird"}))),
         ("/jobs/1", json_response(json!({"status": {"nested": [1]}}))),
-        ("/jobs/1", json_response(json!({"status": "done", "urls": 5}))),
-        ("/files/x", ResponseTemplate::new(200).set_body_string("[1, \"a\"]")),
-        ("/files/x", ResponseTemplate::new(200).set_body_string("\u{0}\u{1}é")),
+        (
+            "/jobs/1",
+            json_response(json!({"status": "done", "urls": 5})),
+        ),
+        (
+            "/files/x",
+            ResponseTemplate::new(200).set_body_string("[1, \"a\"]"),
+        ),
+        (
+            "/files/x",
+            ResponseTemplate::new(200).set_body_string("\u{0}\u{1}é"),
+        ),
     ];
     for (path, garbage) in cases {
         let server = MockServer::start().await;

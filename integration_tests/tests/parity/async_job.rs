@@ -1,0 +1,180 @@
+//! Report jobs of the fake API, for `AsyncRetriever` (`manifests/reports.yaml`): `POST
+//! /report_jobs` with a `{from, to}` window creates a job (`{"job": {"id": "j<n>"}}`); `GET
+//! /report_jobs/<id>` answers `RUNNING` at its first poll, then `DONE` with two CSV files;
+//! `POST /report_jobs/<id>/delete` deletes it (later polls and downloads get 404). Both engines
+//! read at once, each job its own. Every endpoint wants the API key.
+
+use std::sync::{Arc, Mutex};
+
+use cdk::testing::http::{Mock, MockServer, Request, ResponseTemplate, matchers};
+use chrono::{Datelike, NaiveDate};
+use serde_json::{Value, json};
+
+use crate::api::{API_KEY, Variant};
+use crate::reads::{count, parity};
+
+#[derive(Debug)]
+struct Job {
+    from: NaiveDate,
+    to: NaiveDate,
+    polls: usize,
+    deleted: bool,
+}
+
+type Jobs = Arc<Mutex<Vec<Job>>>;
+
+fn error(status: u16, message: &str) -> ResponseTemplate {
+    ResponseTemplate::new(status).set_body_json(json!({ "error": message }))
+}
+
+fn keyed(req: &Request) -> bool {
+    req.headers
+        .get("x-api-key")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|k| k == API_KEY)
+}
+
+/// The job of a path `/report_jobs/j<n>[/...]`: its index.
+fn job_index(path: &str) -> Option<usize> {
+    let id = path.split('/').nth(2)?;
+    id.strip_prefix('j')?.parse::<usize>().ok()?.checked_sub(1)
+}
+
+fn create(jobs: &Jobs, req: &Request) -> ResponseTemplate {
+    let body: Value = serde_json::from_slice(&req.body).unwrap_or(Value::Null);
+    let day = |k: &str| {
+        body[k]
+            .as_str()
+            .and_then(|s| NaiveDate::parse_from_str(s, "%Y-%m-%d").ok())
+    };
+    let (Some(from), Some(to)) = (day("from"), day("to")) else {
+        return error(400, "from and to are required dates");
+    };
+    let mut jobs = jobs.lock().expect("lock");
+    jobs.push(Job {
+        from,
+        to,
+        polls: 0,
+        deleted: false,
+    });
+    ResponseTemplate::new(200).set_body_json(json!({"job": {"id": format!("j{}", jobs.len())}}))
+}
+
+fn poll(jobs: &Jobs, uri: &str, req: &Request) -> ResponseTemplate {
+    let mut jobs = jobs.lock().expect("lock");
+    let index = job_index(req.url.path());
+    let Some(job) = index.and_then(|i| jobs.get_mut(i)).filter(|j| !j.deleted) else {
+        return error(404, "no such job");
+    };
+    job.polls += 1;
+    if job.polls == 1 {
+        return ResponseTemplate::new(200).set_body_json(json!({"state": "RUNNING"}));
+    }
+    let id = index.map_or(0, |i| i + 1);
+    let files: Vec<String> = (1..=2)
+        .map(|part| format!("{uri}/report_files/j{id}/part{part}.csv"))
+        .collect();
+    ResponseTemplate::new(200).set_body_json(json!({"state": "DONE", "files": files}))
+}
+
+fn delete(jobs: &Jobs, req: &Request) -> ResponseTemplate {
+    let mut jobs = jobs.lock().expect("lock");
+    match job_index(req.url.path()).and_then(|i| jobs.get_mut(i)) {
+        Some(job) => {
+            job.deleted = true;
+            ResponseTemplate::new(200).set_body_json(json!({"deleted": true}))
+        }
+        None => error(404, "no such job"),
+    }
+}
+
+/// The rows of a job's window: the 3rd and 14th of each month in part 1, the 25th in part 2;
+/// the 14th on the `test` channel (the manifest's filter drops them), every 25th without one.
+pub fn rows(from: NaiveDate, to: NaiveDate, part: u32) -> String {
+    let mut csv = String::from("id,day,amount,channel\n");
+    for day in from.iter_days().take_while(|d| *d <= to) {
+        let wanted = match part {
+            1 => [3, 14].contains(&day.day()),
+            _ => day.day() == 25,
+        };
+        if !wanted {
+            continue;
+        }
+        let channel = match day.day() {
+            14 => "test",
+            25 => "",
+            _ => "web",
+        };
+        csv.push_str(&format!(
+            "r{},{},{}.{:02},{channel}\n",
+            day.format("%Y%m%d"),
+            day.format("%Y-%m-%d"),
+            day.month() * 10,
+            day.day()
+        ));
+    }
+    csv
+}
+
+fn download(jobs: &Jobs, req: &Request) -> ResponseTemplate {
+    let jobs = jobs.lock().expect("lock");
+    let path = req.url.path();
+    let part = match path.rsplit('/').next() {
+        Some("part1.csv") => 1,
+        Some("part2.csv") => 2,
+        _ => return error(404, "no such file"),
+    };
+    match job_index(path)
+        .and_then(|i| jobs.get(i))
+        .filter(|j| !j.deleted && j.polls > 1)
+    {
+        Some(job) => ResponseTemplate::new(200)
+            .insert_header("content-type", "text/csv")
+            .set_body_string(rows(job.from, job.to, part)),
+        None => error(404, "no such report"),
+    }
+}
+
+/// Mounts the report job endpoints on `server`.
+pub async fn mount(server: &MockServer) {
+    let jobs: Jobs = Arc::new(Mutex::new(Vec::new()));
+    let with_key = |f: Box<dyn Fn(&Request) -> ResponseTemplate + Send + Sync>| {
+        move |req: &Request| match keyed(req) {
+            true => f(req),
+            false => error(401, "bad api key"),
+        }
+    };
+    let j = jobs.clone();
+    Mock::given(matchers::path("/report_jobs"))
+        .and(matchers::method("POST"))
+        .respond_with(with_key(Box::new(move |req| create(&j, req))))
+        .mount(server)
+        .await;
+    let (j, uri) = (jobs.clone(), server.uri());
+    Mock::given(matchers::path_regex(r"^/report_jobs/j\d+$"))
+        .respond_with(with_key(Box::new(move |req| poll(&j, &uri, req))))
+        .mount(server)
+        .await;
+    let j = jobs.clone();
+    Mock::given(matchers::path_regex(r"^/report_jobs/j\d+/delete$"))
+        .and(matchers::method("POST"))
+        .respond_with(with_key(Box::new(move |req| delete(&j, req))))
+        .mount(server)
+        .await;
+    Mock::given(matchers::path_regex(r"^/report_files/j\d+/part\d\.csv$"))
+        .respond_with(with_key(Box::new(move |req| download(&jobs, req))))
+        .mount(server)
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn reports_async_jobs_csv_downloads_incremental_windows() {
+    let records = parity(
+        "reports.yaml",
+        Variant::Standard,
+        &[("report_rows", Some("day"))],
+    )
+    .await;
+    // Three monthly jobs, each with the 3rd and 25th of its month (the 14th filtered out).
+    assert_eq!(count(&records, "report_rows"), 6);
+}
