@@ -1,9 +1,13 @@
 //! Report jobs of the fake API, for `AsyncRetriever` (`manifests/reports.yaml`): `POST
 //! /report_jobs` with a `{from, to}` window creates a job (`{"job": {"id": "j<n>"}}`); `GET
 //! /report_jobs/<id>` answers `RUNNING` at its first poll, then `DONE` with two CSV files;
-//! `POST /report_jobs/<id>/delete` deletes it (later polls and downloads get 404). Both engines
-//! read at once, each job its own. Every endpoint wants the API key.
+//! `POST /report_jobs/<id>/delete` deletes it (later polls and downloads get 404). The first job
+//! each client (by user agent) creates for February fails at its first poll, so that each engine
+//! creates it again. Both engines read at once, each job its own. Every endpoint wants the API
+//! key.
 
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use cdk::testing::http::{Mock, MockServer, Request, ResponseTemplate, matchers};
@@ -19,9 +23,21 @@ struct Job {
     to: NaiveDate,
     polls: usize,
     deleted: bool,
+    /// Fails at its first poll.
+    fails: bool,
 }
 
-type Jobs = Arc<Mutex<Vec<Job>>>;
+#[derive(Debug, Default)]
+struct State {
+    jobs: Vec<Job>,
+    /// The clients whose first February job failed.
+    failed: HashSet<String>,
+}
+
+type Jobs = Arc<Mutex<State>>;
+
+/// Jobs made to fail, by every fake API of the process.
+static FAILED_JOBS: AtomicUsize = AtomicUsize::new(0);
 
 fn error(status: u16, message: &str) -> ResponseTemplate {
     ResponseTemplate::new(status).set_body_json(json!({ "error": message }))
@@ -50,23 +66,41 @@ fn create(jobs: &Jobs, req: &Request) -> ResponseTemplate {
     let (Some(from), Some(to)) = (day("from"), day("to")) else {
         return error(400, "from and to are required dates");
     };
-    let mut jobs = jobs.lock().expect("lock");
-    jobs.push(Job {
+    let mut state = jobs.lock().expect("lock");
+    let client = req
+        .headers
+        .get("user-agent")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    let fails = from.month() == 2 && state.failed.insert(client);
+    if fails {
+        FAILED_JOBS.fetch_add(1, Ordering::SeqCst);
+    }
+    state.jobs.push(Job {
         from,
         to,
         polls: 0,
         deleted: false,
+        fails,
     });
+    let jobs = &state.jobs;
     ResponseTemplate::new(200).set_body_json(json!({"job": {"id": format!("j{}", jobs.len())}}))
 }
 
 fn poll(jobs: &Jobs, uri: &str, req: &Request) -> ResponseTemplate {
-    let mut jobs = jobs.lock().expect("lock");
+    let mut state = jobs.lock().expect("lock");
     let index = job_index(req.url.path());
-    let Some(job) = index.and_then(|i| jobs.get_mut(i)).filter(|j| !j.deleted) else {
+    let Some(job) = index
+        .and_then(|i| state.jobs.get_mut(i))
+        .filter(|j| !j.deleted)
+    else {
         return error(404, "no such job");
     };
     job.polls += 1;
+    if job.fails {
+        return ResponseTemplate::new(200).set_body_json(json!({"state": "FAILED"}));
+    }
     if job.polls == 1 {
         return ResponseTemplate::new(200).set_body_json(json!({"state": "RUNNING"}));
     }
@@ -78,8 +112,8 @@ fn poll(jobs: &Jobs, uri: &str, req: &Request) -> ResponseTemplate {
 }
 
 fn delete(jobs: &Jobs, req: &Request) -> ResponseTemplate {
-    let mut jobs = jobs.lock().expect("lock");
-    match job_index(req.url.path()).and_then(|i| jobs.get_mut(i)) {
+    let mut state = jobs.lock().expect("lock");
+    match job_index(req.url.path()).and_then(|i| state.jobs.get_mut(i)) {
         Some(job) => {
             job.deleted = true;
             ResponseTemplate::new(200).set_body_json(json!({"deleted": true}))
@@ -117,7 +151,7 @@ pub fn rows(from: NaiveDate, to: NaiveDate, part: u32) -> String {
 }
 
 fn download(jobs: &Jobs, req: &Request) -> ResponseTemplate {
-    let jobs = jobs.lock().expect("lock");
+    let state = jobs.lock().expect("lock");
     let path = req.url.path();
     let part = match path.rsplit('/').next() {
         Some("part1.csv") => 1,
@@ -125,8 +159,8 @@ fn download(jobs: &Jobs, req: &Request) -> ResponseTemplate {
         _ => return error(404, "no such file"),
     };
     match job_index(path)
-        .and_then(|i| jobs.get(i))
-        .filter(|j| !j.deleted && j.polls > 1)
+        .and_then(|i| state.jobs.get(i))
+        .filter(|j| !j.deleted && !j.fails && j.polls > 1)
     {
         Some(job) => ResponseTemplate::new(200)
             .insert_header("content-type", "text/csv")
@@ -137,7 +171,7 @@ fn download(jobs: &Jobs, req: &Request) -> ResponseTemplate {
 
 /// Mounts the report job endpoints on `server`.
 pub async fn mount(server: &MockServer) {
-    let jobs: Jobs = Arc::new(Mutex::new(Vec::new()));
+    let jobs: Jobs = Arc::new(Mutex::new(State::default()));
     let with_key = |f: Box<dyn Fn(&Request) -> ResponseTemplate + Send + Sync>| {
         move |req: &Request| match keyed(req) {
             true => f(req),
@@ -177,4 +211,9 @@ async fn reports_async_jobs_csv_downloads_incremental_windows() {
     .await;
     // Three monthly jobs, each with the 3rd and 25th of its month (the 14th filtered out).
     assert_eq!(count(&records, "report_rows"), 6);
+    assert_eq!(
+        FAILED_JOBS.load(Ordering::SeqCst),
+        2,
+        "each engine had a failed job to create again"
+    );
 }
