@@ -15,6 +15,8 @@ use crate::manifest::{Build, Node};
 #[derive(Debug)]
 pub struct ValueExtractor {
     field_path: Vec<Template>,
+    /// `record_expander`.
+    expander: Option<crate::expander::RecordExpander>,
 }
 
 impl ValueExtractor {
@@ -27,14 +29,22 @@ impl ValueExtractor {
             .iter()
             .map(|p| c.template_of(b, "field_path", p))
             .collect::<Result<Vec<_>>>()?;
+        let expander = c
+            .child("record_expander")
+            .map(|n| crate::expander::RecordExpander::decode(n, b))
+            .transpose()?;
         c.finish()?;
-        Ok(Self { field_path })
+        Ok(Self {
+            field_path,
+            expander,
+        })
     }
 
     /// The extractor of the whole document (`field_path: []`).
     pub fn root() -> Self {
         Self {
             field_path: Vec::new(),
+            expander: None,
         }
     }
 
@@ -57,10 +67,18 @@ impl ValueExtractor {
                     .cloned()
                     .unwrap_or(Value::Array(Vec::new()))
             };
-            match found {
-                Value::Array(items) => out.extend(items),
-                v if crate::interpolation::truthy(&v) => out.push(v),
-                _ => {}
+            let found = match found {
+                Value::Array(items) => items,
+                v if crate::interpolation::truthy(&v) => vec![v],
+                _ => Vec::new(),
+            };
+            match &self.expander {
+                None => out.extend(found),
+                Some(x) => {
+                    for v in found {
+                        x.expand(v, &mut out)?;
+                    }
+                }
             }
         }
         Ok(out)
@@ -232,9 +250,7 @@ mod tests {
 
     #[test]
     fn values_of_any_type_come_out() {
-        let x = ValueExtractor {
-            field_path: Vec::new(),
-        };
+        let x = ValueExtractor::root();
         assert_eq!(x.values(vec![json!("done")]).unwrap(), vec![json!("done")]);
         assert_eq!(x.values(vec![json!("")]).unwrap(), Vec::<Value>::new());
         assert_eq!(
