@@ -5,6 +5,11 @@
 //! each client (by user agent) creates for February fails at its first poll, so that each engine
 //! creates it again. Both engines read at once, each job its own. Every endpoint wants the API
 //! key.
+//!
+//! Exports, for `ResponseToFileExtractor` and a download paginator: `POST /exports?region=<r>`
+//! creates one (`{"export": {"id": "e<n>"}}`), `GET /exports/<id>` answers `pending`, then
+//! `ready` with its `file`, a gzipped CSV served 3 rows a page (`?page=<p>`), the next page
+//! named in an `x-next-page` header.
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -169,8 +174,123 @@ fn download(jobs: &Jobs, req: &Request) -> ResponseTemplate {
     }
 }
 
-/// Mounts the report job endpoints on `server`.
+/// The export rows of a region: 5 for `north`, 3 for `south`, with notes pandas reads as
+/// missing (`NA`, empty, `n/a`, `null`).
+pub fn export_rows(region: &str) -> Vec<[String; 4]> {
+    let n = match region {
+        "north" => 5,
+        "south" => 3,
+        _ => 0,
+    };
+    let notes = ["NA", "", "n/a", "ok", "null"];
+    (0..n)
+        .map(|i| {
+            let sku = format!("{}{}", region[..1].to_uppercase(), i + 1);
+            [
+                sku,
+                region.to_string(),
+                (i * 7 + 1).to_string(),
+                notes[i % 5].to_string(),
+            ]
+        })
+        .collect()
+}
+
+fn export_page(region: &str, page: usize) -> ResponseTemplate {
+    use std::io::Write;
+    let rows = export_rows(region);
+    let mut csv = String::from("sku,region,qty,note\n");
+    for row in rows.iter().skip((page - 1) * 3).take(3) {
+        csv.push_str(&row.join(","));
+        csv.push('\n');
+    }
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    let body = gz
+        .write_all(csv.as_bytes())
+        .and_then(|()| gz.finish())
+        .unwrap_or_default();
+    let mut response = ResponseTemplate::new(200).set_body_bytes(body);
+    if page * 3 < rows.len() {
+        response = response.insert_header("x-next-page", (page + 1).to_string().as_str());
+    }
+    response
+}
+
+/// Mounts the export endpoints on `server`.
+async fn mount_exports(server: &MockServer) {
+    let exports: Arc<Mutex<Vec<(String, usize)>>> = Arc::new(Mutex::new(Vec::new()));
+    let e = exports.clone();
+    Mock::given(matchers::path("/exports"))
+        .and(matchers::method("POST"))
+        .respond_with(move |req: &Request| {
+            if !keyed(req) {
+                return error(401, "bad api key");
+            }
+            let region = req
+                .url
+                .query_pairs()
+                .find(|(k, _)| k == "region")
+                .map(|(_, v)| v.into_owned())
+                .unwrap_or_default();
+            let mut e = e.lock().expect("lock");
+            e.push((region, 0));
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"export": {"id": format!("e{}", e.len())}}))
+        })
+        .mount(server)
+        .await;
+    let (e, uri) = (exports.clone(), server.uri());
+    Mock::given(matchers::path_regex(r"^/exports/e\d+$"))
+        .respond_with(move |req: &Request| {
+            let mut e = e.lock().expect("lock");
+            let index = req
+                .url
+                .path()
+                .trim_start_matches("/exports/e")
+                .parse::<usize>();
+            let Some(export) = index.ok().and_then(|i| e.get_mut(i.wrapping_sub(1))) else {
+                return error(404, "no such export");
+            };
+            export.1 += 1;
+            match (keyed(req), export.1) {
+                (false, _) => error(401, "bad api key"),
+                (true, 1) => ResponseTemplate::new(200).set_body_json(json!({"status": "pending"})),
+                (true, _) => {
+                    let file = format!("{uri}/export_files/{}.csv.gz", export.0);
+                    ResponseTemplate::new(200)
+                        .set_body_json(json!({"status": "ready", "file": file}))
+                }
+            }
+        })
+        .mount(server)
+        .await;
+    Mock::given(matchers::path_regex(r"^/export_files/[a-z]+\.csv\.gz$"))
+        .respond_with(move |req: &Request| {
+            let region = req
+                .url
+                .path()
+                .trim_start_matches("/export_files/")
+                .trim_end_matches(".csv.gz")
+                .to_string();
+            let page = req
+                .url
+                .query_pairs()
+                .find(|(k, _)| k == "page")
+                .and_then(|(_, v)| v.parse::<usize>().ok())
+                .unwrap_or(1)
+                .max(1);
+            match keyed(req) {
+                true => export_page(&region, page),
+                false => error(401, "bad api key"),
+            }
+        })
+        .mount(server)
+        .await;
+}
+
+/// Mounts the report job and export endpoints on `server`.
 pub async fn mount(server: &MockServer) {
+    mount_exports(server).await;
     let jobs: Jobs = Arc::new(Mutex::new(State::default()));
     let with_key = |f: Box<dyn Fn(&Request) -> ResponseTemplate + Send + Sync>| {
         move |req: &Request| match keyed(req) {
@@ -202,13 +322,14 @@ pub async fn mount(server: &MockServer) {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn reports_async_jobs_csv_downloads_incremental_windows() {
+async fn reports_async_jobs_csv_downloads_incremental_windows_partitions_paged_gzip_csv() {
     let records = parity(
         "reports.yaml",
         Variant::Standard,
-        &[("report_rows", Some("day"))],
+        &[("report_rows", Some("day")), ("region_exports", None)],
     )
     .await;
+    assert_eq!(count(&records, "region_exports"), 5 + 3);
     // Three monthly jobs, each with the 3rd and 25th of its month (the 14th filtered out).
     assert_eq!(count(&records, "report_rows"), 6);
     assert_eq!(
