@@ -157,11 +157,12 @@ impl DownloadExtractor {
             Self::Csv(options) => {
                 let text = crate::decoder::archive::gunzip(body)?;
                 let clean: Vec<u8> = text.iter().copied().filter(|b| *b != 0).collect();
+                // What airbyte-cdk's paginator sees of a body its decoder cannot read: `{}`.
                 let first = decoder
                     .decode(body)
                     .ok()
                     .and_then(|d| d.into_iter().next())
-                    .unwrap_or(Value::Null);
+                    .unwrap_or_else(|| Value::Object(Default::default()));
                 (options.parse(&clean)?, first)
             }
         };

@@ -72,7 +72,7 @@ pub struct AsyncJobs {
 
 /// The number of jobs of a source that may run at once: the manifest's
 /// `max_concurrent_async_job_count` (a number or a template of the config), 1 when missing,
-/// invalid or below 1.
+/// invalid or below 1 (and at most 10,000).
 pub fn job_slots(value: Option<&Value>, b: &Build) -> usize {
     let n = match value {
         None | Some(Value::Null) => 1,
@@ -86,8 +86,15 @@ pub fn job_slots(value: Option<&Value>, b: &Build) -> usize {
             1
         }
     };
-    usize::try_from(n).ok().filter(|n| *n >= 1).unwrap_or(1)
+    usize::try_from(n)
+        .ok()
+        .filter(|n| *n >= 1)
+        .unwrap_or(1)
+        .min(MAX_JOB_SLOTS)
 }
+
+/// More jobs at once than any API allows (and within what a semaphore holds).
+const MAX_JOB_SLOTS: usize = 10_000;
 
 /// An integer field that may be a template of the config.
 fn eval_int(text: &str, b: &Build) -> Option<i64> {
@@ -164,7 +171,7 @@ pub fn decode_retriever(
         target_extractor,
         download_extractor: DownloadExtractor::decode(r.child("download_extractor"), b)?,
         download_paginator: Paginator::decode(r.child("download_paginator"), b)?,
-        timeout: Duration::from_secs(timeout * 60),
+        timeout: Duration::from_secs(timeout.saturating_mul(60)),
         failed_retry_wait,
         poll_interval,
         slots: b.job_slots.clone(),
@@ -268,9 +275,118 @@ fn describe(slice: &Slice) -> String {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
     use serde_json::json;
 
     use super::*;
+    use crate::source::Declarative;
+
+    /// A manifest with an async stream using most of the retriever's fields, to mutate.
+    fn base() -> Value {
+        let requester = |path: &str| json!({"type": "HttpRequester", "url_base": "{{ config['base_url'] }}", "path": path});
+        json!({"version": "6.0.0", "type": "DeclarativeSource", "max_concurrent_async_job_count": 2,
+          "streams": [{"type": "DeclarativeStream", "name": "r", "primary_key": ["id"],
+            "retriever": {"type": "AsyncRetriever",
+              "record_selector": {"type": "RecordSelector",
+                "extractor": {"type": "DpathExtractor", "field_path": []},
+                "record_filter": {"type": "RecordFilter", "condition": "{{ record.a }}"}},
+              "status_mapping": {"type": "AsyncJobStatusMap", "running": ["r"], "completed": ["c"],
+                "failed": ["f"], "timeout": ["t"], "skipped": ["s"]},
+              "status_extractor": {"type": "DpathExtractor", "field_path": ["status"]},
+              "download_target_extractor": {"type": "DpathExtractor", "field_path": ["urls", "*"]},
+              "download_extractor": {"type": "ResponseToFileExtractor", "preserve_na_values": true},
+              "creation_requester": requester("/jobs"),
+              "polling_requester": requester("/jobs/{{ creation_response.id }}"),
+              "download_requester": {"type": "HttpRequester", "url": "{{ download_target }}"},
+              "download_target_requester": requester("/jobs/{{ polling_response.id }}/urls"),
+              "abort_requester": requester("/abort"),
+              "delete_requester": requester("/delete"),
+              "download_decoder": {"type": "CsvDecoder"},
+              "download_paginator": {"type": "DefaultPaginator",
+                "pagination_strategy": {"type": "PageIncrement", "page_size": 2},
+                "page_token_option": {"type": "RequestOption", "inject_into": "request_parameter", "field_name": "p"}},
+              "polling_job_timeout": "{{ config['minutes'] }}",
+              "failed_retry_wait_time_in_seconds": 3,
+              "partition_router": {"type": "ListPartitionRouter", "cursor_field": "k", "values": ["a", "b"]}}}]})
+    }
+
+    fn paths(v: &Value, here: Vec<String>, out: &mut Vec<Vec<String>>) {
+        out.push(here.clone());
+        let mut child = |k: String, c: &Value| {
+            let mut p = here.clone();
+            p.push(k);
+            paths(c, p, out);
+        };
+        match v {
+            Value::Object(m) => m.iter().for_each(|(k, c)| child(k.clone(), c)),
+            Value::Array(a) => a
+                .iter()
+                .enumerate()
+                .for_each(|(i, c)| child(i.to_string(), c)),
+            _ => {}
+        }
+    }
+
+    fn at<'v>(v: &'v mut Value, path: &[String]) -> Option<&'v mut Value> {
+        path.iter().try_fold(v, |v, k| match v {
+            Value::Object(m) => m.get_mut(k),
+            Value::Array(a) => a.get_mut(k.parse::<usize>().ok()?),
+            _ => None,
+        })
+    }
+
+    fn replacement() -> impl Strategy<Value = Value> {
+        prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            "\\PC{0,12}".prop_map(Value::String),
+            "\\{\\{ [a-z_\\[\\]'\\.]{0,12} \\}\\}".prop_map(Value::String),
+            Just(json!([])),
+            Just(json!({})),
+            Just(json!({"type": "NoSuchThing"})),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// Any value anywhere in an async stream's manifest: it loads or is refused, never a
+        /// panic.
+        #[test]
+        fn mutated_async_manifests_load_or_fail(
+            picks in prop::collection::vec((any::<prop::sample::Index>(), replacement()), 1..4)
+        ) {
+            let mut m = base();
+            for (index, value) in picks {
+                let mut all = Vec::new();
+                paths(&m, Vec::new(), &mut all);
+                let path = index.get(&all).clone();
+                if let Some(slot) = at(&mut m, &path) {
+                    *slot = value;
+                }
+            }
+            let config = json!({"base_url": "http://127.0.0.1:9", "minutes": "x"});
+            let _ = Declarative::decode(&m, &config, None);
+        }
+    }
+
+    #[test]
+    fn the_base_async_manifest_loads() {
+        let config = json!({"base_url": "http://127.0.0.1:9", "minutes": 5});
+        let d = Declarative::decode(&base(), &config, None).expect("loads");
+        assert!(d.streams[0].retriever.jobs.is_some());
+        let mut no_extractor = base();
+        no_extractor["streams"][0]["retriever"]
+            .as_object_mut()
+            .map(|r| r.remove("download_target_extractor"));
+        let e = Declarative::decode(&no_extractor, &config, None).expect_err("refused");
+        assert!(
+            e.message.contains("needs a download_target_extractor"),
+            "{}",
+            e.message
+        );
+    }
 
     fn response(body: &str) -> Response {
         Response {
@@ -305,5 +421,6 @@ mod tests {
         assert_eq!(job_slots(Some(&json!("{{ config['n'] }}")), &b), 4);
         assert_eq!(job_slots(Some(&json!("{{ nonsense(")), &b), 1);
         assert_eq!(job_slots(Some(&json!([1])), &b), 1);
+        assert_eq!(job_slots(Some(&json!(i64::MAX)), &b), MAX_JOB_SLOTS);
     }
 }
