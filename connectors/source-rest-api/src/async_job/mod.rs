@@ -376,6 +376,9 @@ mod tests {
         let config = json!({"base_url": "http://127.0.0.1:9", "minutes": 5});
         let d = Declarative::decode(&base(), &config, None).expect("loads");
         assert!(d.streams[0].retriever.jobs.is_some());
+        let mut long = base();
+        long["streams"][0]["retriever"]["polling_job_timeout"] = json!(i64::MAX);
+        Declarative::decode(&long, &config, None).expect("a long timeout loads");
         let mut no_extractor = base();
         no_extractor["streams"][0]["retriever"]
             .as_object_mut()
