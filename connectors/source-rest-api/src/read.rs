@@ -265,6 +265,9 @@ async fn read_slice(
     first_page_only: bool,
 ) -> cdk::Result<()> {
     let r = &stream.retriever;
+    if let Some(jobs) = &r.jobs {
+        return jobs.read_slice(stream, slice, id, tx).await;
+    }
     let state = Arc::new(state_of(state.as_deref(), &slice.partition));
     let base_vars = slice.vars(stream).with("stream_state", json_value(state));
     let notice = |reset: Option<i64>| {

@@ -45,6 +45,8 @@ pub struct Retriever {
     pub decoder: Decoder,
     pub router: Option<Arc<PartitionRouter>>,
     pub ignore_slicer_on_paginated: bool,
+    /// An `AsyncRetriever`'s jobs, which make its requests.
+    pub jobs: Option<Arc<crate::async_job::AsyncJobs>>,
 }
 
 impl StreamDef {
@@ -74,8 +76,26 @@ impl StreamDef {
         let mut r = c
             .required_child("retriever")?
             .component(Some("SimpleRetriever"))?;
+        if r.type_name == "AsyncRetriever" {
+            let retriever = crate::async_job::decode_retriever(r, b, transformations, &schema)?;
+            c.finish()?;
+            return Ok(Self {
+                name,
+                primary_key,
+                schema,
+                retriever,
+                cursor,
+                concurrency: 1,
+                migrations,
+                delegate: None,
+            });
+        }
         if r.type_name != "SimpleRetriever" {
-            return Err(unsupported_type(&r.type_name, r.at(), &["SimpleRetriever"]));
+            return Err(unsupported_type(
+                &r.type_name,
+                r.at(),
+                &["SimpleRetriever", "AsyncRetriever"],
+            ));
         }
         r.ignore(&["name", "primary_key"]);
         for unsupported in [
@@ -117,6 +137,7 @@ impl StreamDef {
                 decoder,
                 router,
                 ignore_slicer_on_paginated,
+                jobs: None,
             },
             cursor,
             concurrency: 1,

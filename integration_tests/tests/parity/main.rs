@@ -5,6 +5,7 @@
 //! The binaries come from the workspace build: run with `cargo test --workspace`.
 
 mod api;
+mod async_job;
 mod corpus;
 mod engines;
 mod reads;

@@ -214,7 +214,7 @@ impl Read {
 
 /// Runs `manifest` (a file of `parity/manifests`) on both engines from scratch, then each from
 /// the other's final state; asserts parity at each step. Returns the first outcome.
-async fn parity(
+pub async fn parity(
     manifest: &str,
     variant: Variant,
     streams: &[Configured<'_>],
@@ -269,7 +269,7 @@ async fn parity(
     first.records
 }
 
-fn count(records: &BTreeMap<String, Vec<String>>, stream: &str) -> usize {
+pub fn count(records: &BTreeMap<String, Vec<String>>, stream: &str) -> usize {
     records.get(stream).map_or(0, Vec::len)
 }
 
