@@ -41,6 +41,19 @@ enum Strategy {
     },
 }
 
+/// The paginator as `page_size_reduction` sees it.
+pub struct Shape<'a> {
+    /// `PageIncrement`, `OffsetIncrement` or `CursorPagination`.
+    pub strategy: &'static str,
+    pub page_size: Option<i64>,
+    /// A `page_size_option` is set.
+    pub size_option: bool,
+    /// The page token is a `RequestPath`.
+    pub token_path: bool,
+    /// The source of a `CursorPagination`'s `stop_condition`.
+    pub stop_condition: Option<&'a str>,
+}
+
 /// What the paginator sees of the last page.
 pub struct LastPage<'a> {
     /// `response`, `headers`, `last_record` and `last_page_size` of the records emitted (after
@@ -209,6 +222,29 @@ impl Paginator {
         })
     }
 
+    /// What `page_size_reduction` checks of the paginator when a manifest loads.
+    pub fn shape(&self) -> Shape<'_> {
+        let (strategy, stop_condition) = match &self.strategy {
+            Strategy::Page { .. } => ("PageIncrement", None),
+            Strategy::Offset { .. } => ("OffsetIncrement", None),
+            Strategy::Cursor { stop, .. } => {
+                ("CursorPagination", stop.as_ref().map(Template::source))
+            }
+        };
+        Shape {
+            strategy,
+            page_size: self.size(),
+            size_option: self.size_option.is_some(),
+            token_path: matches!(self.token_option, TokenOption::Path),
+            stop_condition,
+        }
+    }
+
+    /// The configured page size of the strategy.
+    pub fn page_size(&self) -> Option<i64> {
+        self.size()
+    }
+
     fn size(&self) -> Option<i64> {
         match self.strategy {
             Strategy::Page { size, .. }
@@ -224,7 +260,19 @@ impl Paginator {
         vars: &Vars,
         parts: &mut RequestParts,
     ) -> Result<()> {
-        if let (Some(opt), Some(size)) = (&self.size_option, self.size()) {
+        self.inject_sized(token, None, vars, parts)
+    }
+
+    /// [`Paginator::inject`] with the page size reduced to `size_override` when set.
+    pub fn inject_sized(
+        &self,
+        token: Option<&Value>,
+        size_override: Option<i64>,
+        vars: &Vars,
+        parts: &mut RequestParts,
+    ) -> Result<()> {
+        let size = size_override.or(self.size()).filter(|s| *s != 0);
+        if let (Some(opt), Some(size)) = (&self.size_option, size) {
             opt.inject(&Value::from(size), vars, parts)?;
         }
         if let (TokenOption::Option(opt), Some(token)) = (&self.token_option, token) {
