@@ -20,7 +20,7 @@ struct Outcome {
 }
 
 /// A stream of the configured catalog: its name and cursor, when read incrementally.
-type Configured<'a> = (&'a str, Option<&'a str>);
+pub type Configured<'a> = (&'a str, Option<&'a str>);
 
 fn catalog(streams: &[Configured]) -> Value {
     let streams: Vec<Value> = streams
@@ -214,7 +214,7 @@ impl Read {
 
 /// Runs `manifest` (a file of `parity/manifests`) on both engines from scratch, then each from
 /// the other's final state; asserts parity at each step. Returns the first outcome.
-async fn parity(
+pub async fn parity(
     manifest: &str,
     variant: Variant,
     streams: &[Configured<'_>],
