@@ -85,6 +85,25 @@ fn page_size(c: &mut Component<'_>, b: &Build) -> Result<Option<i64>> {
     }
 }
 
+/// airbyte-cdk refuses a `CursorPagination` whose templates read `page_size` when it declares
+/// none: the condition would render as its own text, which is true, and end the pagination.
+fn unbound_page_size(s: &Component<'_>, value: &Template, stop: Option<&Template>) -> Result<()> {
+    for (field, t) in [("stop_condition", stop), ("cursor_value", Some(value))] {
+        if let Some(t) = t
+            && crate::actions::reads_variable(t.source(), "page_size")
+        {
+            return Err(s.error(format!(
+                "the `{field}` '{}' reads the `page_size` variable, but the CursorPagination \
+                 strategy declares no `page_size`: declare `page_size` on the pagination \
+                 strategy, or compare against a value the manifest defines, such as \
+                 `config['page_size']`",
+                t.source()
+            )));
+        }
+    }
+    Ok(())
+}
+
 impl Paginator {
     /// `None` for `NoPagination` or no paginator.
     pub fn decode(node: Option<Node<'_>>, b: &Build) -> Result<Option<Self>> {
@@ -111,11 +130,15 @@ impl Paginator {
                 if s.has("decoder") {
                     return Err(s.error("a decoder on the pagination strategy is not supported"));
                 }
-                Strategy::Cursor {
-                    value: s.template(b, "cursor_value")?,
-                    stop: s.opt_template(b, "stop_condition")?,
-                    size: page_size(&mut s, b)?,
+                let (value, stop) = (
+                    s.template(b, "cursor_value")?,
+                    s.opt_template(b, "stop_condition")?,
+                );
+                let size = page_size(&mut s, b)?;
+                if size.is_none() {
+                    unbound_page_size(&s, &value, stop.as_ref())?;
                 }
+                Strategy::Cursor { value, stop, size }
             }
         };
         s.finish()?;

@@ -86,11 +86,7 @@ pub fn parcels() -> Vec<Value> {
         .collect()
 }
 
-fn in_window(
-    all: &[Value],
-    since: DateTime<Utc>,
-    until: Option<DateTime<Utc>>,
-) -> Vec<&Value> {
+fn in_window(all: &[Value], since: DateTime<Utc>, until: Option<DateTime<Utc>>) -> Vec<&Value> {
     all.iter()
         .filter(|s| {
             let t = DateTime::parse_from_rfc3339(s["updated_at"].as_str().unwrap_or_default())

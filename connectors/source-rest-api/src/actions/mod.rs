@@ -6,6 +6,8 @@
 pub mod page_size;
 pub mod reset;
 mod stop_condition;
+
+pub use stop_condition::reads_variable;
 pub mod window;
 
 use cdk::Result;

@@ -118,6 +118,26 @@ fn single_expression(t: &str) -> Option<&str> {
     (!inner.contains("{{") && !inner.contains("}}")).then_some(inner.trim())
 }
 
+/// Whether a template's expressions (`{{ }}`, `{% %}`) read the variable `name` (not a key or
+/// an attribute of that name, nor text outside the expressions).
+pub fn reads_variable(template: &str, name: &str) -> bool {
+    let mut rest = template;
+    while let Some(open) = rest.find("{{").into_iter().chain(rest.find("{%")).min() {
+        let close_mark = if rest[open..].starts_with("{{") {
+            "}}"
+        } else {
+            "%}"
+        };
+        let body = &rest[open + 2..];
+        let end = body.find(close_mark).unwrap_or(body.len());
+        if mentions(&body[..end], name) {
+            return true;
+        }
+        rest = &body[(end + close_mark.len()).min(body.len())..];
+    }
+    false
+}
+
 /// `name` as a whole identifier of `text` (not inside quotes).
 fn mentions(text: &str, name: &str) -> bool {
     let bytes = text.as_bytes();
@@ -243,5 +263,23 @@ mod tests {
         );
         assert_eq!(v("{{ last_page_size < page_size | int }}"), Safety::Safe);
         assert_eq!(v("{{ 'é < x' == last_page_size }}"), Safety::Unknown);
+    }
+
+    #[test]
+    fn variables_read_by_expressions() {
+        assert!(reads_variable(
+            "{{ last_page_size < page_size }}",
+            "page_size"
+        ));
+        assert!(reads_variable(
+            "{% if page_size %}x{% endif %}",
+            "page_size"
+        ));
+        assert!(!reads_variable(
+            "{{ config['page_size'] }} page_size",
+            "page_size"
+        ));
+        assert!(!reads_variable("{{ config.page_size }}", "page_size"));
+        assert!(!reads_variable("{{ last_page_size < 3 ", "page_size"));
     }
 }

@@ -457,6 +457,16 @@ fn misused_actions_are_refused_when_the_manifest_loads() {
             "cannot be used with the `stop_condition` '{{ last_page_size < 10 }}': it stops as soon as a page is smaller than `10`",
         ),
         (
+            one_stream(
+                "/items",
+                "",
+                "paginator:\n  type: DefaultPaginator\n  pagination_strategy: {type: CursorPagination, cursor_value: '{{ response.next }}', stop_condition: '{{ last_page_size < page_size }}'}\n  page_token_option: {type: RequestOption, inject_into: request_parameter, field_name: after}",
+                "",
+            ),
+            "the `stop_condition` '{{ last_page_size < page_size }}' reads the `page_size` variable, \
+             but the CursorPagination strategy declares no `page_size`",
+        ),
+        (
             one_stream("/items", SPLIT_HANDLER, "", DAY_CURSOR),
             "stream 'items' has a response filter with the SPLIT_REQUEST_WINDOW action but the \
              retriever does not define `request_window_splitting`",
