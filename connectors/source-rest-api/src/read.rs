@@ -530,7 +530,11 @@ fn read_page(
             docs.into_iter().next().unwrap_or(Value::Null),
         )
     };
-    let (emitted, last) = emitted_view(stream, slice, &records)?;
+    let paginates = r.paginator.is_some() && !first_page_only;
+    let (emitted, last) = match paginates {
+        true => emitted_view(stream, slice, &records)?,
+        false => (records.len(), None),
+    };
     let highest = match tracker.uses_cursor() {
         Some(c) => highest_cursor(c, &records)?,
         None => None,
