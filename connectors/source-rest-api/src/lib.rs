@@ -6,6 +6,7 @@
 //! ([`source`], [`stream`] and the modules by role), and read concurrently ([`read`]).
 
 pub mod actions;
+pub mod async_job;
 pub mod auth;
 pub mod budget;
 pub mod config;

@@ -269,6 +269,9 @@ async fn read_slice(
     tx: &mpsc::Sender<Msg>,
     first_page_only: bool,
 ) -> cdk::Result<()> {
+    if let Some(jobs) = &stream.retriever.jobs {
+        return jobs.read_slice(stream, slice, id, tx).await;
+    }
     let mut todo = vec![(slice.clone(), 0u32)];
     while let Some((window, depth)) = todo.pop() {
         let (rejection, emitted) =

@@ -47,6 +47,8 @@ pub struct Retriever {
     pub ignore_slicer_on_paginated: bool,
     /// `page_size_reduction`, `request_window_splitting` and `pagination_reset`.
     pub actions: crate::actions::Actions,
+    /// An `AsyncRetriever`'s jobs, which make its requests.
+    pub jobs: Option<Arc<crate::async_job::AsyncJobs>>,
 }
 
 impl StreamDef {
@@ -76,8 +78,26 @@ impl StreamDef {
         let mut r = c
             .required_child("retriever")?
             .component(Some("SimpleRetriever"))?;
+        if r.type_name == "AsyncRetriever" {
+            let retriever = crate::async_job::decode_retriever(r, b, transformations, &schema)?;
+            c.finish()?;
+            return Ok(Self {
+                name,
+                primary_key,
+                schema,
+                retriever,
+                cursor,
+                concurrency: 1,
+                migrations,
+                delegate: None,
+            });
+        }
         if r.type_name != "SimpleRetriever" {
-            return Err(unsupported_type(&r.type_name, r.at(), &["SimpleRetriever"]));
+            return Err(unsupported_type(
+                &r.type_name,
+                r.at(),
+                &["SimpleRetriever", "AsyncRetriever"],
+            ));
         }
         r.ignore(&["name", "primary_key"]);
         let record_filter = r
@@ -125,6 +145,7 @@ impl StreamDef {
                 router,
                 ignore_slicer_on_paginated,
                 actions,
+                jobs: None,
             },
             cursor,
             concurrency: 1,

@@ -337,5 +337,6 @@ pub async fn start(variant: Variant) -> MockServer {
         .respond_with(move |req: &Request| contacts_page(&seen, &uri, variant, req))
         .mount(&server)
         .await;
+    crate::async_job::mount(&server).await;
     server
 }

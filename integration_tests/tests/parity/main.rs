@@ -6,6 +6,7 @@
 
 mod actions;
 mod api;
+mod async_job;
 mod corpus;
 mod engines;
 mod reads;

@@ -269,7 +269,7 @@ pub async fn parity(
     first.records
 }
 
-fn count(records: &BTreeMap<String, Vec<String>>, stream: &str) -> usize {
+pub fn count(records: &BTreeMap<String, Vec<String>>, stream: &str) -> usize {
     records.get(stream).map_or(0, Vec::len)
 }
 

@@ -535,6 +535,11 @@ fn misused_actions_are_refused_when_the_manifest_loads() {
             "the REDUCE_PAGE_SIZE response action is not supported on the `login_requester` of \
              the SessionTokenAuthenticator",
         ),
+        (
+            ASYNC.to_string(),
+            "the SPLIT_REQUEST_WINDOW response action is not supported on the `polling_requester` \
+             of the AsyncRetriever",
+        ),
     ];
     for (yaml, expected) in cases {
         let message = refusal(&yaml);
@@ -544,3 +549,30 @@ fn misused_actions_are_refused_when_the_manifest_loads() {
         );
     }
 }
+
+/// An async stream whose polling requester's error handler splits windows.
+const ASYNC: &str = r#"version: 6.0.0
+type: DeclarativeSource
+check: {type: CheckStream, stream_names: [items]}
+streams:
+  - type: DeclarativeStream
+    name: items
+    retriever:
+      type: AsyncRetriever
+      record_selector:
+        type: RecordSelector
+        extractor: {type: DpathExtractor, field_path: []}
+      status_mapping: {type: AsyncJobStatusMap, running: [running], completed: [done], failed: [error], timeout: [expired]}
+      status_extractor: {type: DpathExtractor, field_path: [status]}
+      download_target_extractor: {type: DpathExtractor, field_path: [urls]}
+      creation_requester: {type: HttpRequester, url_base: "{{ config['base_url'] }}", path: /jobs, http_method: POST}
+      polling_requester:
+        type: HttpRequester
+        url_base: "{{ config['base_url'] }}"
+        path: "/jobs/{{ creation_response.id }}"
+        error_handler:
+          type: DefaultErrorHandler
+          response_filters:
+            - {type: HttpResponseFilter, action: SPLIT_REQUEST_WINDOW, http_codes: [400]}
+      download_requester: {type: HttpRequester, url: "{{ download_target }}"}
+"#;

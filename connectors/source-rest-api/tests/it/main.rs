@@ -3,6 +3,7 @@
 
 mod acceptance;
 mod actions;
+mod async_retriever;
 mod auth;
 mod components;
 mod errors;
