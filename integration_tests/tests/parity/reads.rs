@@ -20,7 +20,7 @@ struct Outcome {
 }
 
 /// A stream of the configured catalog: its name and cursor, when read incrementally.
-type Configured<'a> = (&'a str, Option<&'a str>);
+pub type Configured<'a> = (&'a str, Option<&'a str>);
 
 fn catalog(streams: &[Configured]) -> Value {
     let streams: Vec<Value> = streams

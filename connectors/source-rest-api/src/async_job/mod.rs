@@ -176,6 +176,19 @@ pub fn decode_retriever(
         poll_interval,
         slots: b.job_slots.clone(),
     };
+    let requesters = [
+        ("creation_requester", Some(&jobs.creation)),
+        ("polling_requester", Some(&jobs.polling)),
+        ("download_requester", Some(&jobs.download)),
+        ("download_target_requester", jobs.download_target.as_ref()),
+        ("abort_requester", jobs.abort.as_ref()),
+        ("delete_requester", jobs.delete.as_ref()),
+    ];
+    for (field, requester) in requesters {
+        if let Some(q) = requester {
+            q.refuse_retriever_actions(&format!("`{field}` of the AsyncRetriever"))?;
+        }
+    }
     let mut selector =
         RecordSelector::decode(r.required_child("record_selector")?, b, transformations)?;
     selector.set_schema(schema);
@@ -197,6 +210,7 @@ pub fn decode_retriever(
         decoder,
         router,
         ignore_slicer_on_paginated: false,
+        actions: Default::default(),
         jobs: Some(Arc::new(jobs)),
     })
 }
@@ -397,7 +411,7 @@ mod tests {
             headers: vec![("X-Job".into(), "7".into())],
             body: bytes::Bytes::from(body.to_string()),
             url: "http://x".into(),
-            reset_pagination: false,
+            redo: None,
         }
     }
 
