@@ -1,11 +1,12 @@
-//! Crash safety of `cdk sync`: the source, then the destination, is killed (SIGKILL) at 5
-//! random points each (3 seeds), every job resuming from the last acknowledged state; then a
-//! last job completes. PostgreSQL → PostgreSQL dedup: nothing lost, no duplicate key.
-//! PostgreSQL → S3 Parquet append: nothing lost, duplicates only from the records a killed
-//! job sent past its last acknowledged state. PostgreSQL → destination-jsonl append: its
-//! commits are atomic and cover whole checkpoints, so what a killed job leaves is at most the
-//! one checkpoint it committed but was killed before acknowledging (a commit and its
-//! acknowledgement cannot be one step: that window needs the destination to keep the state).
+//! Crash safety of `cdk sync`: the source, then the destination, is killed at 5 random points
+//! each (3 seeds), every job resuming from the last acknowledged state; then a last job
+//! completes. PostgreSQL → PostgreSQL dedup (SIGKILL): nothing lost, no duplicate key.
+//! PostgreSQL → S3 Parquet append (SIGKILL): nothing lost, duplicates only from the records a
+//! killed job sent past its last acknowledged state. PostgreSQL → destination-jsonl append
+//! (the source SIGKILLed, the destination SIGTERMed as `kill` and container runtimes do): no
+//! duplicate at all, since a destination built with the kit stops between commits. (A SIGKILL
+//! of the destination itself can land between a commit and its acknowledgement: one
+//! checkpoint written twice; only a destination that kept the state could close that.)
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -18,7 +19,9 @@ use serde_json::{Value, json};
 use crate::common::{bin, jobs};
 use crate::seed_connection::parquet_ids;
 
-const ROWS: i64 = 10_000;
+/// Enough rows that a job is still running (and its source still reading) when its kill
+/// comes, a few checkpoints in.
+const ROWS: i64 = 120_000;
 
 /// A small deterministic generator (xorshift), so a failing seed can be rerun.
 struct Rng(u64);
@@ -47,7 +50,7 @@ fn child_named(parent: u32, name: &str) -> Option<i32> {
 /// One job; when `kill` names a connector, it is killed after a random number of
 /// acknowledged states and a random delay (if the job has not ended by then). The
 /// destinations commit every 5 ms (destination-jsonl: at each state, its own setting).
-async fn job(file: &Path, state_dir: &Path, kill: Option<&str>, rng: &mut Rng) {
+async fn job(file: &Path, state_dir: &Path, kill: Option<(&str, i32)>, rng: &mut Rng) {
     let mut cmd = tokio::process::Command::new(bin("cdk"));
     if !file
         .file_name()
@@ -57,6 +60,9 @@ async fn job(file: &Path, state_dir: &Path, kill: Option<&str>, rng: &mut Rng) {
     {
         cmd.env("CDK_COMMIT_INTERVAL_MS", "5");
     }
+    // Acknowledgements are counted from the state this job starts with.
+    let state = state_dir.join("state.json");
+    let mut last = std::fs::read_to_string(&state).unwrap_or_default();
     let mut child = cmd
         .arg("sync")
         .arg(file)
@@ -65,11 +71,10 @@ async fn job(file: &Path, state_dir: &Path, kill: Option<&str>, rng: &mut Rng) {
         .spawn()
         .unwrap();
     let pid = child.id().unwrap();
-    if let Some(name) = kill {
-        let acks = 1 + rng.below(6);
+    if let Some((name, signal)) = kill {
+        let acks = 1 + rng.below(3);
         let delay = Duration::from_millis(rng.below(20));
-        let state = state_dir.join("state.json");
-        let (mut seen, mut last) = (0, String::new());
+        let mut seen = 0;
         while seen < acks && child.try_wait().unwrap().is_none() {
             let now = std::fs::read_to_string(&state).unwrap_or_default();
             if now != last {
@@ -80,22 +85,27 @@ async fn job(file: &Path, state_dir: &Path, kill: Option<&str>, rng: &mut Rng) {
         tokio::time::sleep(delay).await;
         if let Some(target) = child_named(pid, name) {
             // SAFETY: a process this test's `cdk` started.
-            unsafe { libc::kill(target, libc::SIGKILL) };
+            unsafe { libc::kill(target, signal) };
         }
     }
     child.wait().await.unwrap();
 }
 
-/// Runs 5 jobs killing the source, 5 killing the destination, then one to completion; returns
-/// every job record.
-async fn kill_and_resume(file: &Path, source: &str, destination: &str, seed: u64) -> Vec<Value> {
+/// Runs 5 jobs killing the source (SIGKILL), 5 sending `signal` to the destination, then one
+/// to completion; returns every job record.
+async fn kill_and_resume(
+    file: &Path,
+    source: &str,
+    (destination, signal): (&str, i32),
+    seed: u64,
+) -> Vec<Value> {
     let state_dir = file
         .parent()
         .unwrap()
         .join(".cdk")
         .join(file.file_stem().unwrap());
     let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
-    for target in [source, destination] {
+    for target in [(source, libc::SIGKILL), (destination, signal)] {
         for _ in 0..5 {
             job(file, &state_dir, Some(target), &mut rng).await;
         }
@@ -103,8 +113,27 @@ async fn kill_and_resume(file: &Path, source: &str, destination: &str, seed: u64
     job(file, &state_dir, None, &mut rng).await;
     let all = jobs(&state_dir);
     assert_eq!(all.len(), 11);
+    most_kills_landed(&all, seed);
     assert_eq!(all[10]["status"], "succeeded", "the last job: {}", all[10]);
     all
+}
+
+/// A kill lands unless the job ended first: most of the 10 must have failed, or the test
+/// proves little.
+fn most_kills_landed(jobs: &[Value], seed: u64) {
+    let failed = jobs.iter().filter(|j| j["status"] == "failed").count();
+    let summary: Vec<String> = jobs
+        .iter()
+        .map(|j| {
+            let (status, failure) = (&j["status"], &j["failure"]["message"]);
+            let (emitted, synced) = (&j["recordsEmitted"], &j["recordsSynced"]);
+            format!("{status} {emitted} emitted {synced} synced {failure}")
+        })
+        .collect();
+    assert!(
+        failed >= 8,
+        "seed {seed}: only {failed} of 10 kills landed: {summary:#?}"
+    );
 }
 
 /// Checks that every duplicate comes from a killed job's unacknowledged window: the records
@@ -139,12 +168,12 @@ fn duplicates_only_from_unacknowledged_windows(ids: &[i64], jobs: &[Value]) {
     }
 }
 
-async fn source_table(name: &str) -> TestDatabase {
+async fn source_table(name: &str, rows: i64) -> TestDatabase {
     let db = TestPostgres::shared().fresh_database(name).await;
     db.execute(&format!(
         "CREATE TABLE items (id bigint PRIMARY KEY, payload text, updated_at timestamptz);
          INSERT INTO items SELECT i, md5(i::text), '2025-01-01'::timestamptz + i * interval '1 s'
-             FROM generate_series(1, {ROWS}) i;"
+             FROM generate_series(1, {rows}) i;"
     ))
     .await;
     db
@@ -173,7 +202,7 @@ fn connection(dir: &Path, source: &TestDatabase, destination: Value, mode: &str)
 #[tokio::test(flavor = "multi_thread")]
 async fn postgres_to_postgres_dedup_survives_kills() {
     for seed in 1..=3 {
-        let source = source_table(&format!("kill_pg_src_{seed}")).await;
+        let source = source_table(&format!("kill_pg_src_{seed}"), ROWS).await;
         let dest = TestPostgres::shared()
             .fresh_database(&format!("kill_pg_dst_{seed}"))
             .await;
@@ -181,7 +210,13 @@ async fn postgres_to_postgres_dedup_survives_kills() {
         let destination =
             json!({"connector": bin("destination-postgres"), "config": dest.connector_config()});
         let file = connection(work.path(), &source, destination, "append_dedup");
-        let all = kill_and_resume(&file, "source-postgres", "destination-postgres", seed).await;
+        let all = kill_and_resume(
+            &file,
+            "source-postgres",
+            ("destination-postgres", libc::SIGKILL),
+            seed,
+        )
+        .await;
         let row = dest
             .connect()
             .await
@@ -200,7 +235,7 @@ async fn postgres_to_postgres_dedup_survives_kills() {
 #[tokio::test(flavor = "multi_thread")]
 async fn postgres_to_s3_parquet_append_survives_kills() {
     for seed in 1..=3 {
-        let source = source_table(&format!("kill_s3_src_{seed}")).await;
+        let source = source_table(&format!("kill_s3_src_{seed}"), ROWS).await;
         let s3 = TestS3::shared();
         let bucket = s3.fresh_bucket(&format!("kill-{seed}"));
         let destination = json!({"connector": bin("destination-s3"), "config": {
@@ -211,22 +246,29 @@ async fn postgres_to_s3_parquet_append_survives_kills() {
         }});
         let work = tempfile::tempdir().unwrap();
         let file = connection(work.path(), &source, destination, "append");
-        let all = kill_and_resume(&file, "source-postgres", "destination-s3", seed).await;
+        let all = kill_and_resume(
+            &file,
+            "source-postgres",
+            ("destination-s3", libc::SIGKILL),
+            seed,
+        )
+        .await;
         let ids = parquet_ids(&s3.store(&bucket), "lake/public/items", "id").await;
         duplicates_only_from_unacknowledged_windows(&ids, &all);
     }
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn postgres_to_jsonl_append_keeps_only_whole_checkpoints_after_kills() {
+async fn postgres_to_jsonl_append_has_no_duplicates_after_kills() {
     for seed in 1..=3 {
-        let source = source_table(&format!("kill_jsonl_src_{seed}")).await;
+        let source = source_table(&format!("kill_jsonl_src_{seed}"), ROWS).await;
         let work = tempfile::tempdir().unwrap();
         let out = work.path().join("out");
         let destination = json!({"connector": bin("destination-jsonl"),
                                  "config": {"destination_path": out}});
         let file = connection(work.path(), &source, destination, "append");
-        let all = kill_and_resume(&file, "source-postgres", "destination-jsonl", seed).await;
+        let target = ("destination-jsonl", libc::SIGTERM);
+        let all = kill_and_resume(&file, "source-postgres", target, seed).await;
         let text = std::fs::read_to_string(out.join("public/_airbyte_raw_items.jsonl")).unwrap();
         let ids: Vec<i64> = text
             .lines()
@@ -238,14 +280,10 @@ async fn postgres_to_jsonl_append_keeps_only_whole_checkpoints_after_kills() {
             .collect();
         let mut sorted = ids.clone();
         sorted.sort();
-        duplicates_only_from_unacknowledged_windows(&sorted, &all);
-        sorted.dedup();
-        let killed = all.iter().filter(|j| j["status"] == "failed").count();
-        let extra = ids.len() - sorted.len();
-        assert!(
-            extra <= 250 * killed && extra.is_multiple_of(250),
-            "seed {seed}: {extra} duplicates, not whole checkpoints of at most one per killed job: {all:?}"
+        assert_eq!(
+            sorted,
+            (1..=ROWS).collect::<Vec<_>>(),
+            "seed {seed}: {all:?}"
         );
-        assert_eq!(sorted, (1..=ROWS).collect::<Vec<_>>(), "seed {seed}");
     }
 }
