@@ -260,9 +260,10 @@ impl cdk::Stream for DeclarativeStream {
                     id,
                     partition,
                     sync_start,
+                    gap,
                 } => {
                     if let (Some(k), Some(s)) = (keeper.as_mut(), sync_start) {
-                        k.slice_started(id, &partition, s);
+                        k.slice_started(id, &partition, s, gap);
                     }
                     floors.insert(id, sync_start);
                 }

@@ -329,5 +329,6 @@ pub async fn start(variant: Variant) -> MockServer {
         .respond_with(move |req: &Request| contacts_page(&seen, &uri, variant, req))
         .mount(&server)
         .await;
+    crate::components_api::mount(&server).await;
     server
 }

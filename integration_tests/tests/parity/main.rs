@@ -5,6 +5,8 @@
 //! The binaries come from the workspace build: run with `cargo test --workspace`.
 
 mod api;
+mod components;
+mod components_api;
 mod corpus;
 mod engines;
 mod reads;
