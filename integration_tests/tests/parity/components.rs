@@ -77,7 +77,18 @@ async fn cursors_counting_data_feed_clamping_state_delegating() {
         None,
     )
     .await;
-    counts(&records, &[("ledger", 12), ("feed", 24), ("catalogue", 6)]);
+    // Six-hourly readings of June 2 to 7 (whole days clamped within 10:00 on June 1 and noon
+    // on June 8), and of the three weeks from Monday June 3 (the last week ends on the 23rd).
+    counts(
+        &records,
+        &[
+            ("ledger", 12),
+            ("feed", 24),
+            ("daily", 6 * 4),
+            ("weekly", 3 * 7 * 4),
+            ("catalogue", 6),
+        ],
+    );
 }
 
 /// CSV, gzip, zip, XML, iterable and JSON-items decoders; schema_normalization Default;
