@@ -4,10 +4,13 @@
 //! the other's state).
 
 use std::collections::BTreeMap;
+use std::process::Command;
 
-use serde_json::json;
+use serde_json::{Value, json};
 
-use crate::api::{API_KEY, Variant};
+use crate::api::{self, API_KEY, Variant};
+use crate::corpus::{by_name, plain};
+use crate::engines::{self, diff, run, write_json};
 use crate::reads::parity_with;
 
 fn count(records: &BTreeMap<String, Vec<String>>, stream: &str) -> usize {
@@ -155,11 +158,15 @@ async fn jwt_selective_auth_api_budget_reset_pagination() {
     );
 }
 
+fn sheets() -> Value {
+    json!({"sheets": [{"name": "gamma", "table": 3}, {"name": "delta", "table": 1}]})
+}
+
 /// dynamic_streams from an HttpComponentsResolver (the API's tables) and a
 /// ConfigComponentsResolver (the config's sheets).
 #[tokio::test(flavor = "multi_thread")]
 async fn dynamic_streams_from_the_api_and_the_config() {
-    let sheets = json!({"sheets": [{"name": "gamma", "table": 3}, {"name": "delta", "table": 1}]});
+    let sheets = sheets();
     let records = parity_with(
         "live/dynamic.yaml",
         Variant::Standard,
@@ -177,4 +184,46 @@ async fn dynamic_streams_from_the_api_and_the_config() {
         &records,
         &[("alpha", 2), ("beta", 3), ("gamma", 4), ("delta", 2)],
     );
+}
+
+/// The catalog `discover` gives for the dynamic streams (the corpus test cannot: it has no API).
+#[tokio::test(flavor = "multi_thread")]
+async fn dynamic_streams_discover_as_airbyte() {
+    let venv = engines::venv();
+    let server = api::start(Variant::Standard).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut config = sheets();
+    config["base_url"] = json!(server.uri());
+    let config = write_json(dir.path(), "config.json", &config);
+    let manifest = engines::fixtures().join("manifests/live/dynamic.yaml");
+    let catalogs = tokio::task::spawn_blocking(move || {
+        [
+            venv.join("bin/source-declarative-manifest"),
+            engines::ours(),
+        ]
+        .map(|program| {
+            let mut cmd = Command::new(&program);
+            cmd.arg("discover").arg("--config").arg(&config);
+            cmd.arg("--manifest-path").arg(&manifest);
+            let msgs = run(cmd).unwrap_or_else(|e| panic!("{} discover: {e}", program.display()));
+            let catalog = msgs
+                .iter()
+                .find(|m| m["type"] == "CATALOG")
+                .map(|m| m["catalog"].clone())
+                .expect("a catalog");
+            serde_json::to_value(by_name(&plain(catalog))).expect("json")
+        })
+    })
+    .await
+    .expect("the discovers");
+    let [theirs, ours] = catalogs;
+    let names: Vec<&String> = ours
+        .as_object()
+        .map(|m| m.keys().collect())
+        .unwrap_or_default();
+    assert_eq!(names, ["alpha", "beta", "delta", "gamma"]);
+    let mut out = Vec::new();
+    diff("catalog", &ours, &theirs, &mut out);
+    assert!(out.is_empty(), "the catalogs differ:\n{}", out.join("\n"));
+    drop(server);
 }
