@@ -63,7 +63,8 @@ async fn substreams_dependency_global_cursor_legacy_state_grouping() {
     );
 }
 
-/// IncrementingCountCursor, is_data_feed, clamping to days and weeks, StateDelegatingStream.
+/// IncrementingCountCursor, is_data_feed, clamping to days, weeks and months,
+/// StateDelegatingStream.
 #[tokio::test(flavor = "multi_thread")]
 async fn cursors_counting_data_feed_clamping_state_delegating() {
     let records = parity_with(
@@ -74,6 +75,7 @@ async fn cursors_counting_data_feed_clamping_state_delegating() {
             ("feed", Some("updated_at")),
             ("daily", Some("updated_at")),
             ("weekly", Some("updated_at")),
+            ("monthly", Some("updated_at")),
             ("catalogue", Some("updated_at")),
         ],
         json!({"first_id": 0}),
@@ -81,7 +83,8 @@ async fn cursors_counting_data_feed_clamping_state_delegating() {
     )
     .await;
     // Six-hourly readings of June 2 to 7 (whole days clamped within 10:00 on June 1 and noon
-    // on June 8), and of the three weeks from Monday June 3 (the last week ends on the 23rd).
+    // on June 8), of the three weeks from Monday June 3 (the last week ends on the 23rd), and
+    // of June (July ends after the end).
     counts(
         &records,
         &[
@@ -89,6 +92,7 @@ async fn cursors_counting_data_feed_clamping_state_delegating() {
             ("feed", 24),
             ("daily", 6 * 4),
             ("weekly", 3 * 7 * 4),
+            ("monthly", 30 * 4),
             ("catalogue", 6),
         ],
     );
