@@ -9,6 +9,7 @@ use std::process::Command;
 use serde_json::{Value, json};
 
 use crate::api::{self, API_KEY, Variant};
+use crate::components_api;
 use crate::corpus::{by_name, plain};
 use crate::engines::{self, diff, run, write_json};
 use crate::reads::parity_with;
@@ -114,6 +115,7 @@ async fn decoders_normalization_record_expander() {
             ("report_rows", None),
             ("typed", None),
             ("basket_lines", None),
+            ("basket_items", None),
         ],
         json!({}),
         None,
@@ -130,6 +132,7 @@ async fn decoders_normalization_record_expander() {
             ("report_rows", 2),
             ("typed", 3),
             ("basket_lines", 3),
+            ("basket_items", 2 + 1 + 1),
         ],
     );
 }
@@ -142,11 +145,13 @@ async fn jwt_selective_auth_api_budget_reset_pagination() {
         Variant::Standard,
         &[
             ("signed", None),
+            ("signed_rsa", None),
             ("selected", None),
             ("metered", None),
             ("expiring", None),
         ],
-        json!({"credentials": {"auth_type": "key", "key": API_KEY}}),
+        json!({"credentials": {"auth_type": "key", "key": API_KEY},
+               "private_key": components_api::rsa_key("pem")}),
         None,
     )
     .await;
@@ -155,6 +160,7 @@ async fn jwt_selective_auth_api_budget_reset_pagination() {
         &records,
         &[
             ("signed", 3),
+            ("signed_rsa", 2),
             ("selected", 2),
             ("metered", 5),
             ("expiring", 7),

@@ -220,12 +220,12 @@ fn typed() -> Value {
     ]})
 }
 
-/// Baskets with their lines, one without lines.
+/// Baskets with their lines, one without lines, one marked truncated.
 fn baskets() -> Value {
     json!({"data": [
         {"basket": "b1", "owner": {"name": "Ann"}, "lines": [{"id": 1, "qty": 2}, {"id": 2, "qty": 1}]},
         {"basket": "b2", "owner": {"name": "Bob"}, "lines": []},
-        {"basket": "b3", "owner": {"name": "Cy"}, "lines": [{"id": 3, "qty": 5}]}
+        {"basket": "b3", "owner": {"name": "Cy"}, "truncated": true, "lines": [{"id": 3, "qty": 5, "basket": "own"}]}
     ]})
 }
 
@@ -257,6 +257,41 @@ fn signed(req: &Request) -> ResponseTemplate {
         return error(401, "bad JWT lifetime or scope");
     }
     data((1..=3).map(|i| json!({"id": i, "via": "jwt"})).collect())
+}
+
+/// The RSA key pair `/signed_rsa` checks (source-rest-api's throwaway test key).
+pub fn rsa_key(which: &str) -> String {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../connectors/source-rest-api/tests/it/fixtures")
+        .join(format!("jwt_test_rsa.{which}"));
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// `/signed_rsa?jwt`: a JWT signed with RS256 by `rsa_key("pem")`, subject `API_KEY`, valid
+/// for five minutes, with the `x5t` header.
+fn signed_rsa(public: &[u8], req: &Request) -> ResponseTemplate {
+    use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode, decode_header};
+    let token = query(req, "jwt").unwrap_or_default();
+    let Ok(h) = decode_header(&token) else {
+        return error(401, "no JWT");
+    };
+    if h.alg != Algorithm::RS256 || h.x5t.as_deref() != Some("thumb") {
+        return error(401, "bad JWT header");
+    }
+    let Ok(key) = DecodingKey::from_rsa_pem(public) else {
+        return error(500, "key");
+    };
+    let mut v = Validation::new(Algorithm::RS256);
+    v.set_required_spec_claims(&["exp", "sub"]);
+    v.sub = Some(API_KEY.to_string());
+    let Ok(claims) = decode::<Value>(&token, &key, &v).map(|d| d.claims) else {
+        return error(401, "bad JWT signature or claims");
+    };
+    let lifetime = claims["exp"].as_i64().zip(claims["iat"].as_i64());
+    if lifetime.map(|(e, i)| e - i) != Some(300) || req.headers.contains_key("authorization") {
+        return error(401, "bad JWT lifetime, or an Authorization header");
+    }
+    data((1..=2).map(|i| json!({"id": i, "via": "rs256"})).collect())
 }
 
 /// `/selected`: the API key in `X-Api-Key` (what the config's credentials select).
@@ -411,6 +446,11 @@ pub async fn mount(server: &MockServer) {
     mount_json(server, "/baskets", baskets()).await;
     Mock::given(matchers::path("/signed"))
         .respond_with(signed)
+        .mount(server)
+        .await;
+    let public = rsa_key("pub").into_bytes();
+    Mock::given(matchers::path("/signed_rsa"))
+        .respond_with(move |req: &Request| signed_rsa(&public, req))
         .mount(server)
         .await;
     Mock::given(matchers::path("/selected"))
