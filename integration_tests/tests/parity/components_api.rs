@@ -145,7 +145,8 @@ fn catalogue() -> Vec<Value> {
         .collect()
 }
 
-const CSV: &str = "id;name;note\n1;Ann;n/a\n2;Bob;x\n3;Cy;n/a\n";
+/// Quoted fields with the delimiter and a line break, an empty value, a short row.
+const CSV: &str = "id;name;note\n1;Ann;n/a\n2;\"Bob; Jr.\";\"two\nlines\"\n3;Cy;\n4;Dee\n";
 
 fn gzip(bytes: &[u8]) -> Vec<u8> {
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
@@ -209,7 +210,9 @@ fn crc32(bytes: &[u8]) -> u32 {
     h.sum()
 }
 
-const XML: &str = r#"<?xml version="1.0"?><feed><entry id="7"><title>A &amp; B</title><tag>x</tag><tag>y</tag></entry><entry id="8"><title>C</title></entry></feed>"#;
+/// Attributes, repeated elements, text beside attributes, an empty element, padded text and a
+/// namespace prefix.
+const XML: &str = r#"<?xml version="1.0"?><feed xmlns:x="urn:x"><entry id="7"><title>A &amp; B</title><tag>x</tag><tag>y</tag></entry><entry id="8"><title lang="en">C</title><empty/><n>  padded  </n><x:meta>m</x:meta></entry></feed>"#;
 
 /// Records of loose types, cast by schema normalization.
 fn typed() -> Value {
@@ -217,6 +220,20 @@ fn typed() -> Value {
         {"id": "1", "price": "9.50", "count": 3.9, "flag": "true", "tags": "solo", "note": 42, "keep": "x"},
         {"id": 2, "price": 7, "count": "many", "flag": "maybe", "tags": ["a"], "note": null, "keep": 1},
         {"id": "3", "price": null, "count": "12", "flag": false, "tags": [1, 2], "note": true}
+    ]})
+}
+
+/// Records whose casts are Python's (`int(" 12 ")`, `str({"a": 1})`, `strtobool("off")`, ...).
+fn typed_edges() -> Value {
+    json!({"data": [
+        {"id": " 12 ", "n": "1e3", "i": "3.0", "b": "yes", "s": {"a": 1, "b": [true, null]}, "arr": 5,
+         "obj": {"x": "7", "deep": {"y": 1}}, "items": ["1", 2, "x"]},
+        {"id": true, "n": " 2.5 ", "i": "1_000", "b": "off", "s": 1.0, "arr": {"k": 1},
+         "obj": {"x": 7.5}, "items": []},
+        {"id": 3.9, "n": true, "i": false, "b": 0, "s": [1, "a", 2.5], "arr": null, "obj": "str",
+         "items": [null, "-4"]},
+        {"id": -7, "n": "x", "i": "", "b": "", "s": false, "arr": "one", "obj": {"deep": "z"},
+         "items": "5"}
     ]})
 }
 
@@ -432,7 +449,7 @@ pub async fn mount(server: &MockServer) {
     mount_raw(
         server,
         "/lines.txt",
-        b"alpha\nbeta\ngamma\n".to_vec(),
+        b"alpha\n\nbeta\r\ngamma".to_vec(),
         "text/plain",
     )
     .await;
@@ -443,6 +460,7 @@ pub async fn mount(server: &MockServer) {
     )
     .await;
     mount_json(server, "/typed", typed()).await;
+    mount_json(server, "/typed_edges", typed_edges()).await;
     mount_json(server, "/baskets", baskets()).await;
     Mock::given(matchers::path("/signed"))
         .respond_with(signed)
