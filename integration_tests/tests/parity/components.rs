@@ -44,6 +44,7 @@ async fn substreams_dependency_global_cursor_legacy_state_grouping() {
             ("notes", Some("updated_at")),
             ("legacy_members", Some("updated_at")),
             ("batches", None),
+            ("team_batches", None),
         ],
         json!({}),
         Some(legacy),
@@ -60,6 +61,7 @@ async fn substreams_dependency_global_cursor_legacy_state_grouping() {
             ("notes", 8),
             ("legacy_members", 12),
             ("batches", 5),
+            ("team_batches", 4),
         ],
     );
 }
@@ -172,7 +174,7 @@ async fn jwt_selective_auth_api_budget_reset_pagination() {
 }
 
 fn sheets() -> Value {
-    json!({"sheets": [{"name": "gamma", "table": 3}, {"name": "delta", "table": 1}]})
+    json!({"sheets": [{"name": "gamma", "table": 3, "label": "g"}, {"name": "delta", "table": 1}]})
 }
 
 /// dynamic_streams from an HttpComponentsResolver (the API's tables) and a
@@ -197,6 +199,9 @@ async fn dynamic_streams_from_the_api_and_the_config() {
         &records,
         &[("alpha", 2), ("beta", 3), ("gamma", 4), ("delta", 2)],
     );
+    // The conditional mapping gave the labelled sheet its parameter, and only it.
+    let labelled = |stream: &str| records[stream].iter().all(|r| r.contains(r#""label":"g""#));
+    assert!(labelled("gamma") && !labelled("delta"), "{records:#?}");
 }
 
 /// The catalog `discover` gives for the dynamic streams (the corpus test cannot: it has no API).

@@ -358,16 +358,17 @@ fn expiring(seen: &Mutex<Vec<String>>, req: &Request) -> ResponseTemplate {
 
 /// `/tables`: the tables whose rows are dynamic streams.
 fn tables() -> Value {
-    json!({"tables": [{"name": "alpha", "id": 1, "key": "id"}, {"name": "beta", "id": 2, "key": "id"}]})
+    json!({"tables": [{"name": "alpha", "id": 1, "key": "id"}, {"name": "beta", "id": 2, "key": "table"}]})
 }
 
-/// `/tables/<id>/rows`: `id + 1` rows.
+/// `/tables/<id>/rows?label`: `id + 1` rows, with the label when one is asked for.
 fn rows(req: &Request) -> ResponseTemplate {
     let Some(t) = id_after(req, "tables") else {
         return error(404, "no such table");
     };
+    let label = query(req, "label");
     let rows: Vec<Value> = (0..=t)
-        .map(|j| json!({"id": t * 10 + j, "table": t}))
+        .map(|j| json!({"id": t * 10 + j, "table": t, "label": label}))
         .collect();
     ResponseTemplate::new(200).set_body_json(json!({ "rows": rows }))
 }
