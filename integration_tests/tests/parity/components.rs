@@ -110,6 +110,7 @@ async fn decoders_normalization_record_expander() {
         Variant::Standard,
         &[
             ("csv_rows", None),
+            ("latin_rows", None),
             ("gzip_rows", None),
             ("zip_rows", None),
             ("xml_entries", None),
@@ -129,6 +130,7 @@ async fn decoders_normalization_record_expander() {
         &records,
         &[
             ("csv_rows", 4),
+            ("latin_rows", 2),
             ("gzip_rows", 4),
             ("zip_rows", 3),
             ("xml_entries", 2),
@@ -150,6 +152,7 @@ async fn jwt_selective_auth_api_budget_reset_pagination() {
         Variant::Standard,
         &[
             ("signed", None),
+            ("signed_b64", None),
             ("signed_rsa", None),
             ("selected", None),
             ("metered", None),
@@ -165,6 +168,7 @@ async fn jwt_selective_auth_api_budget_reset_pagination() {
         &records,
         &[
             ("signed", 3),
+            ("signed_b64", 3),
             ("signed_rsa", 2),
             ("selected", 2),
             ("metered", 5),

@@ -247,9 +247,10 @@ fn baskets() -> Value {
 }
 
 /// `/signed`: a JWT signed with HS256 by `TOKEN`, from issuer `API_KEY` for audience `api`,
-/// valid for ten minutes, with the `kid` header.
-fn signed(req: &Request) -> ResponseTemplate {
-    use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode, decode_header};
+/// valid for ten minutes, with the `kid` header; `/signed_b64` the same signed with HS512 by
+/// `TOKEN` in base64.
+fn signed(secret: &[u8], alg: jsonwebtoken::Algorithm, req: &Request) -> ResponseTemplate {
+    use jsonwebtoken::{DecodingKey, Validation, decode, decode_header};
     let auth = header(req, "authorization").unwrap_or_default();
     let Some(token) = auth.strip_prefix("Bearer ") else {
         return error(401, "no bearer token");
@@ -257,13 +258,13 @@ fn signed(req: &Request) -> ResponseTemplate {
     let Ok(h) = decode_header(token) else {
         return error(401, "not a JWT");
     };
-    if h.alg != Algorithm::HS256 || h.kid.as_deref() != Some("key-1") {
+    if h.alg != alg || h.kid.as_deref() != Some("key-1") {
         return error(401, "bad JWT header");
     }
-    let mut v = Validation::new(Algorithm::HS256);
+    let mut v = Validation::new(alg);
     v.set_audience(&["api"]);
     v.set_issuer(&[API_KEY]);
-    let Ok(key) = DecodingKey::from_secret(TOKEN.as_bytes()) else {
+    let Ok(key) = DecodingKey::from_secret(secret) else {
         return error(500, "key");
     };
     let Ok(claims) = decode::<Value>(token, &key, &v).map(|d| d.claims) else {
@@ -439,6 +440,9 @@ pub async fn mount(server: &MockServer) {
         "application/gzip",
     )
     .await;
+    // "id,name\n1,Zoë\n2,Ñu\n" in latin-1.
+    let latin = b"id,name\n1,Zo\xebn\n2,\xd1u\n".to_vec();
+    mount_raw(server, "/export_latin1.csv", latin, "text/csv").await;
     mount_raw(server, "/export.zip", zipped(), "application/zip").await;
     mount_raw(
         server,
@@ -464,7 +468,14 @@ pub async fn mount(server: &MockServer) {
     mount_json(server, "/typed_edges", typed_edges()).await;
     mount_json(server, "/baskets", baskets()).await;
     Mock::given(matchers::path("/signed"))
-        .respond_with(signed)
+        .respond_with(|req: &Request| signed(TOKEN.as_bytes(), jsonwebtoken::Algorithm::HS256, req))
+        .mount(server)
+        .await;
+    let secret = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, TOKEN);
+    Mock::given(matchers::path("/signed_b64"))
+        .respond_with(move |req: &Request| {
+            signed(secret.as_bytes(), jsonwebtoken::Algorithm::HS512, req)
+        })
         .mount(server)
         .await;
     let public = rsa_key("pub").into_bytes();
