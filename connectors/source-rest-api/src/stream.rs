@@ -64,7 +64,7 @@ impl StreamDef {
             .into_iter()
             .map(|n| Transformation::decode(n, b))
             .collect::<Result<Vec<_>>>()?;
-        let cursor = match c.child("incremental_sync") {
+        let mut cursor = match c.child("incremental_sync") {
             Some(n) => Some(DatetimeCursor::decode(n, b)?),
             None => None,
         };
@@ -100,6 +100,12 @@ impl StreamDef {
             },
             None => None,
         };
+        // As in airbyte-cdk, the partitions of a GroupingPartitionRouter share one cursor.
+        if let (Some(c), Some(PartitionRouter::Grouping { .. })) =
+            (cursor.as_mut(), router.as_deref())
+        {
+            c.global_substream = true;
+        }
         let ignore_slicer_on_paginated = r.bool_or(
             "ignore_stream_slicer_parameters_on_paginated_requests",
             false,

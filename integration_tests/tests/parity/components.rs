@@ -45,6 +45,7 @@ async fn substreams_dependency_global_cursor_legacy_state_grouping() {
             ("legacy_members", Some("updated_at")),
             ("batches", None),
             ("team_batches", None),
+            ("batches_since", Some("updated_at")),
         ],
         json!({}),
         Some(legacy),
@@ -62,6 +63,7 @@ async fn substreams_dependency_global_cursor_legacy_state_grouping() {
             ("legacy_members", 12),
             ("batches", 5),
             ("team_batches", 4),
+            ("batches_since", 5),
         ],
     );
 }

@@ -78,15 +78,22 @@ pub fn notes(t: i64) -> Vec<Value> {
         .collect()
 }
 
-/// `/batches?ids=t1,t2`: one record per id of the batch, with the batch it came in.
+/// `/batches?ids=t1,t2&since`: one record per id of the batch, with the batch it came in,
+/// updated on August `n` for an id ending in `n`.
 fn batches(req: &Request) -> ResponseTemplate {
     let ids = query(req, "ids").unwrap_or_default();
-    data(
-        ids.split(',')
-            .filter(|i| !i.is_empty())
-            .map(|i| json!({"key": i, "batch": ids}))
-            .collect(),
-    )
+    let items = ids
+        .split(',')
+        .filter(|i| !i.is_empty())
+        .map(|i| {
+            let day: u32 = i
+                .trim_start_matches(|c: char| !c.is_ascii_digit())
+                .parse()
+                .unwrap_or(1);
+            json!({"key": i, "batch": ids, "updated_at": format!("2024-08-{day:02}T00:00:00Z")})
+        })
+        .collect();
+    data(since(items, req))
 }
 
 /// Ledger entries 1..=12 (out of order), those above `since_id`.

@@ -129,11 +129,18 @@ const THEIR_STATE_ONLY: &[(&str, &str, &str)] = &[
 
 /// Keys of a stream's state both engines write with a measured time, compared by presence
 /// only.
-const TIMINGS: &[(&str, &str, &str)] = &[(
-    "notes",
-    "lookback_window",
-    "global substream cursor: the seconds the sync took, as each engine timed it",
-)];
+const TIMINGS: &[(&str, &str, &str)] = &[
+    (
+        "notes",
+        "lookback_window",
+        "global substream cursor: the seconds the sync took, as each engine timed it",
+    ),
+    (
+        "batches_since",
+        "lookback_window",
+        "grouped partitions share a global cursor: the seconds the sync took",
+    ),
+];
 
 /// Incremental streams whose state does not move in either engine, so that the second read
 /// reads as much as the first, with why.

@@ -97,6 +97,67 @@ async fn grouping_partition_router_batches_partitions() {
     );
 }
 
+/// As in airbyte-cdk, the batches of a GroupingPartitionRouter share one (global) cursor: the
+/// state has no per-partition entries, and every batch resumes from the global cursor.
+#[tokio::test(flavor = "multi_thread")]
+async fn grouped_partitions_share_a_global_cursor() {
+    let server = MockServer::start().await;
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let s = seen.clone();
+    serve(&server, "/items", move |r: &Request| {
+        let ids = query(r, "ids").unwrap_or_default();
+        let since = query(r, "since").unwrap_or_default();
+        s.lock().unwrap().push(format!("{ids}@{since}"));
+        let data: Vec<Value> = ids
+            .split(',')
+            .map(|i| {
+                let n: i64 = i.trim_start_matches('k').parse().unwrap();
+                json!({"id": n, "updated_at": format!("2024-01-0{n}T00:00:00Z")})
+            })
+            .filter(|r| r["updated_at"].as_str().unwrap() >= since.as_str())
+            .collect();
+        json_response(json!({ "data": data }))
+    })
+    .await;
+    let router = r#"partition_router:
+  type: GroupingPartitionRouter
+  group_size: 2
+  underlying_partition_router:
+    type: ListPartitionRouter
+    cursor_field: key
+    values: [k1, k2, k3]"#;
+    let cursor = r#"incremental_sync:
+  type: DatetimeBasedCursor
+  cursor_field: updated_at
+  datetime_format: "%Y-%m-%dT%H:%M:%SZ"
+  start_datetime: "2024-01-01T00:00:00Z"
+  start_time_option: {type: RequestOption, inject_into: request_parameter, field_name: since}"#;
+    let m = manifest(&one_stream(
+        "/items",
+        "request_parameters:\n  ids: \"{{ stream_partition['key'] | join(',') }}\"",
+        router,
+        cursor,
+    ));
+    let config = config_for(&server);
+    let out = m.read_incremental(&config, &["items"], None);
+    out.assert_success();
+    let last = states(&out, "items").pop().unwrap();
+    assert_eq!(last["use_global_cursor"], json!(true), "{last}");
+    assert_eq!(last["state"], json!({"updated_at": "2024-01-03T00:00:00Z"}));
+    assert!(last.get("states").is_none(), "{last}");
+
+    seen.lock().unwrap().clear();
+    let again = m.read_incremental(&config, &["items"], Some(&out.final_state()));
+    again.assert_success();
+    let mut requests = seen.lock().unwrap().clone();
+    requests.sort();
+    assert_eq!(
+        requests,
+        vec!["k1,k2@2024-01-03T00:00:00Z", "k3@2024-01-03T00:00:00Z"]
+    );
+    assert_eq!(ids(&again, "items"), vec![3]);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn jwt_authenticator_signs_each_request() {
     use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode, decode_header};
