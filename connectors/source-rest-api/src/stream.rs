@@ -100,6 +100,12 @@ impl StreamDef {
             },
             None => None,
         };
+        if cursor.as_ref().is_some_and(|c| c.count) && router.is_some() {
+            return Err(c.error(
+                "an IncrementingCountCursor with a partition router is not supported (airbyte-cdk \
+                 refuses it too)",
+            ));
+        }
         // As in airbyte-cdk, the partitions of a GroupingPartitionRouter share one cursor.
         if let (Some(c), Some(PartitionRouter::Grouping { .. })) =
             (cursor.as_mut(), router.as_deref())

@@ -754,6 +754,17 @@ async fn incrementing_count_cursor_keeps_the_largest_id() {
     assert!(ids(&again, "items").is_empty());
     assert_eq!(*seen.lock().unwrap(), vec![0, 7]);
     assert_eq!(states(&again, "items").last().unwrap(), &json!({"id": 7}));
+
+    // With a partition router it is refused, as airbyte-cdk refuses it.
+    let router = "partition_router: {type: ListPartitionRouter, cursor_field: k, values: [a, b]}";
+    let partitioned = manifest(&one_stream("/items", "", router, cursor));
+    let out = partitioned.read(&config, &["items"]);
+    let (message, _) = trace_error(&out);
+    assert!(
+        message.contains("an IncrementingCountCursor with a partition router is not supported")
+            && message.contains("/streams/0"),
+        "{message}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
