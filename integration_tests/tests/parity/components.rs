@@ -138,7 +138,7 @@ async fn decoders_normalization_record_expander() {
             ("xml_entries", 2),
             ("lines", 4),
             ("report_rows", 2),
-            ("typed", 3),
+            ("typed", 2),
             ("typed_edges", 4),
             ("basket_lines", 3),
             ("basket_items", 2 + 1 + 1),
