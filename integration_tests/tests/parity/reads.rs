@@ -136,6 +136,11 @@ const TIMINGS: &[(&str, &str, &str)] = &[
         "global substream cursor: the seconds the sync took, as each engine timed it",
     ),
     (
+        "notes_since_teams",
+        "lookback_window",
+        "global substream cursor: the seconds the sync took, as each engine timed it",
+    ),
+    (
         "batches_since",
         "lookback_window",
         "grouped partitions share a global cursor: the seconds the sync took",
