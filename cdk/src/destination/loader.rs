@@ -9,6 +9,7 @@ use tokio::sync::mpsc;
 
 use super::batch::boxed_meta;
 use super::decode::{self, Event, Piece, Pieces, StreamIds};
+use super::stop::StopSignals;
 use super::{Batch, Input, StreamPlan};
 use crate::output::Output;
 use crate::protocol::*;
@@ -167,6 +168,9 @@ struct Loader<'a, W> {
     /// The streams of the current commit round (kept to reuse its allocation).
     to_commit: Vec<StreamId>,
     pending: Vec<AirbyteStateMessage>,
+    /// Records arrived after the last pending state: a commit on time would make them durable
+    /// with no state to acknowledge them, so a resumed sync would write them twice.
+    records_after_state: bool,
     since_global_state: u64,
     bytes_since_commit: usize,
     last_commit: Instant,
@@ -198,6 +202,7 @@ impl<'a, W: BatchWriter> Loader<'a, W> {
             opened: 0,
             to_commit: Vec::new(),
             pending: Vec::new(),
+            records_after_state: false,
             since_global_state: 0,
             bytes_since_commit: 0,
             last_commit: Instant::now(),
@@ -244,14 +249,13 @@ impl<'a, W: BatchWriter> Loader<'a, W> {
     async fn load_inline(&mut self, input: Input) -> Result<()> {
         let (mut chunks, spent) = spawn_reader(input);
         let mut carry: Vec<u8> = Vec::new();
-        let mut tick = self.ticker();
+        let (mut tick, mut stop) = (self.ticker(), StopSignals::listen());
         loop {
             let chunk = tokio::select! {
                 chunk = chunks.recv() => chunk,
+                error = stop.recv() => return Err(error),
                 _ = tick.tick() => {
-                    if self.commit_due() {
-                        self.commit_all().await?;
-                    }
+                    self.commit_on_time().await?;
                     continue;
                 }
             };
@@ -288,14 +292,13 @@ impl<'a, W: BatchWriter> Loader<'a, W> {
     /// Takes the input as pieces decoded by other threads, in input order.
     async fn load_pieces(&mut self, input: Input) -> Result<()> {
         let mut pieces = Pieces::start(input, self.options.decode_threads, &self.ids)?;
-        let mut tick = self.ticker();
+        let (mut tick, mut stop) = (self.ticker(), StopSignals::listen());
         loop {
             let piece = tokio::select! {
                 piece = pieces.recv() => piece,
+                error = stop.recv() => return Err(error),
                 _ = tick.tick() => {
-                    if self.commit_due() {
-                        self.commit_all().await?;
-                    }
+                    self.commit_on_time().await?;
                     continue;
                 }
             };
@@ -391,6 +394,7 @@ impl<'a, W: BatchWriter> Loader<'a, W> {
         stream.since_state += 1;
         self.since_global_state += 1;
         self.records += 1;
+        self.records_after_state = true;
         let batch = &stream.batch;
         if batch.len() >= self.options.batch_records
             || batch.data_bytes() >= self.options.batch_bytes
@@ -421,7 +425,17 @@ impl<'a, W: BatchWriter> Loader<'a, W> {
         };
         state.destination_stats = Some(AirbyteStateStats::records(count));
         self.pending.push(state);
+        self.records_after_state = false;
         if self.commit_due() {
+            self.commit_all().await?;
+        }
+        Ok(())
+    }
+
+    /// A quiet input still gets its states acknowledged on time, but only when the buffered
+    /// records end at a state (the next state commits otherwise).
+    async fn commit_on_time(&mut self) -> Result<()> {
+        if self.commit_due() && !self.records_after_state {
             self.commit_all().await?;
         }
         Ok(())

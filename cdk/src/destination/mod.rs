@@ -6,6 +6,7 @@ mod batch;
 mod decode;
 mod loader;
 mod plan;
+mod stop;
 
 pub use batch::{Batch, RecordRef};
 pub use loader::{BatchWriter, LoaderOptions, Outcome, StreamId, load};

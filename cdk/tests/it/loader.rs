@@ -452,3 +452,79 @@ async fn one_commit_covers_every_stream_written_since_the_last() {
     let commits: Vec<String> = w.events_of("commit");
     assert_eq!(commits, ["commit 0,2", "commit 1"]);
 }
+
+/// Hands out its parts one per read, pausing before each after the first: a quiet source.
+struct Paused(std::collections::VecDeque<Vec<u8>>, bool);
+
+impl Read for Paused {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let Some(part) = self.0.pop_front() else {
+            return Ok(0);
+        };
+        if std::mem::replace(&mut self.1, true) {
+            std::thread::sleep(std::time::Duration::from_millis(300));
+        }
+        buf[..part.len()].copy_from_slice(&part);
+        Ok(part.len())
+    }
+}
+
+/// The writes and commits of a load whose input pauses between `parts`, committing on a
+/// 20 ms timer, on this task and on decode threads.
+async fn commits_around_pauses(parts: &[&[String]]) -> Vec<Vec<String>> {
+    let mut seen = Vec::new();
+    for decode_threads in [0, 2] {
+        let parts = parts
+            .iter()
+            .map(|lines| lines.iter().map(|l| format!("{l}\n")).collect::<String>())
+            .map(String::into_bytes)
+            .collect();
+        let mut w = Recorder::default();
+        let options = LoaderOptions {
+            commit_interval: std::time::Duration::from_millis(20),
+            decode_threads,
+            ..LoaderOptions::default()
+        };
+        let out = Captured::default();
+        let input = Input::new(Paused(parts, false));
+        load(
+            input,
+            &catalog(&["a"]),
+            DEFAULT_MODES,
+            &mut w,
+            options,
+            &out.output(),
+        )
+        .await
+        .unwrap();
+        let events = w.events.lock().unwrap();
+        let kept = events
+            .iter()
+            .filter(|e| e.starts_with("write") || e.starts_with("commit"));
+        seen.push(kept.cloned().collect());
+    }
+    seen
+}
+
+#[tokio::test]
+async fn a_quiet_input_gets_its_last_state_acknowledged_on_time() {
+    let first = [record("a", 1), state("a", 1)];
+    let seen = commits_around_pauses(&[&first, &[record("a", 2)]]).await;
+    for events in seen {
+        assert_eq!(
+            events,
+            ["write 0 [1]", "commit 0", "write 0 [2]", "commit 0"]
+        );
+    }
+}
+
+#[tokio::test]
+async fn records_after_the_last_state_are_not_committed_on_time() {
+    // A commit during the pause would make record 2 durable with no state to acknowledge it:
+    // a sync stopped there would write it again on resume.
+    let first = [record("a", 1), state("a", 1), record("a", 2)];
+    let seen = commits_around_pauses(&[&first, &[record("a", 3), state("a", 2)]]).await;
+    for events in seen {
+        assert_eq!(events, ["write 0 [1,2,3]", "commit 0"]);
+    }
+}

@@ -303,6 +303,23 @@ pub fn max_file_bytes() -> Result<u64> {
     }
 }
 
+/// The environment variable that sets [`gzip_level`].
+pub const GZIP_LEVEL_VAR: &str = "DESTINATION_S3_GZIP_LEVEL";
+
+/// The gzip level of text formats: `DESTINATION_S3_GZIP_LEVEL` (0–9) when set, else
+/// [`crate::format::GZIP_LEVEL`].
+pub fn gzip_level() -> Result<u32> {
+    match std::env::var(GZIP_LEVEL_VAR) {
+        Err(_) => Ok(crate::format::GZIP_LEVEL),
+        Ok(v) => match v.trim().parse::<u32>() {
+            Ok(level) if level <= 9 => Ok(level),
+            _ => Err(Error::config(format!(
+                "{GZIP_LEVEL_VAR} '{v}' is not a gzip level (0 to 9)"
+            ))),
+        },
+    }
+}
+
 /// The environment variable that sets [`encode_threads`].
 pub const ENCODE_THREADS_VAR: &str = "DESTINATION_S3_ENCODE_THREADS";
 

@@ -119,6 +119,7 @@ impl BatchWriter for S3Writer {
             format: stream_format,
             max_file_bytes: crate::config::max_file_bytes()?,
         };
+        crate::config::gzip_level()?;
         let worker = StreamWorker::start(files, tokio::runtime::Handle::current())?;
         if self.streams.len() <= id {
             self.streams.resize_with(id + 1, || None);

@@ -225,6 +225,16 @@ impl DatetimeCursor {
         dt < interval.start || (self.strict && dt == interval.start)
     }
 
+    /// `cursor_granularity`, when the manifest sets it (with `step`).
+    pub fn granularity(&self) -> Option<&PyDuration> {
+        self.step.as_ref().map(|_| &self.granularity)
+    }
+
+    /// The format of the interval bounds in requests and of the state.
+    pub fn datetime_format(&self) -> &str {
+        &self.datetime_format
+    }
+
     pub fn format(&self, dt: &Dt) -> String {
         format_airbyte(dt, &self.datetime_format)
     }

@@ -22,6 +22,10 @@ pub enum Action {
     RefreshTokenThenRetry,
     /// `RESET_PAGINATION`: the slice's pagination starts again from the first page.
     ResetPagination,
+    /// `REDUCE_PAGE_SIZE`: the same page again with a smaller page size ([`crate::page_size`]).
+    ReducePageSize,
+    /// `SPLIT_REQUEST_WINDOW`: the slice's window again in two halves ([`crate::window_split`]).
+    SplitRequestWindow,
 }
 
 /// The verdict on one response (or transport error).
@@ -173,6 +177,8 @@ impl ErrorHandler {
                             | Action::Ignore
                             | Action::RateLimited
                             | Action::ResetPagination
+                            | Action::ReducePageSize
+                            | Action::SplitRequestWindow
                     ) {
                         return Ok(r);
                     }
@@ -191,6 +197,14 @@ impl ErrorHandler {
                 .iter()
                 .any(|f| f.predicate.is_some() || f.error_message.is_some()),
             ErrorHandler::Composite(hs) => hs.iter().any(ErrorHandler::needs_vars),
+        }
+    }
+
+    /// True when a response filter of this handler (or a nested one) resolves to `action`.
+    pub fn uses_action(&self, action: Action) -> bool {
+        match self {
+            ErrorHandler::Default(h) => h.filters.iter().any(|f| f.action == action),
+            ErrorHandler::Composite(hs) => hs.iter().any(|h| h.uses_action(action)),
         }
     }
 
@@ -271,9 +285,8 @@ impl ResponseFilter {
             Some("RATE_LIMITED") => Action::RateLimited,
             Some("REFRESH_TOKEN_THEN_RETRY") => Action::RefreshTokenThenRetry,
             Some("RESET_PAGINATION") => Action::ResetPagination,
-            Some(other @ ("REDUCE_PAGE_SIZE" | "SPLIT_REQUEST_WINDOW")) => {
-                return Err(c.error(format!("the action '{other}' is not supported")));
-            }
+            Some("REDUCE_PAGE_SIZE") => Action::ReducePageSize,
+            Some("SPLIT_REQUEST_WINDOW") => Action::SplitRequestWindow,
             Some(other) => return Err(c.error(format!("unknown action '{other}'"))),
             None if failure_type.is_some() => Action::Fail,
             None => return Err(c.error("an action or a failure_type is required")),

@@ -48,8 +48,20 @@ pub struct Response {
     pub headers: Vec<(String, String)>,
     pub body: Bytes,
     pub url: String,
-    /// The error handler said `RESET_PAGINATION` for this response.
-    pub reset_pagination: bool,
+    /// What the error handler asked of the retriever instead of taking this response as a page
+    /// (`RESET_PAGINATION`, `REDUCE_PAGE_SIZE`, `SPLIT_REQUEST_WINDOW`).
+    pub redo: Option<Redo>,
+}
+
+/// A response that is not a page: the retriever must ask again differently.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Redo {
+    /// `RESET_PAGINATION`: the slice's pagination starts again from the first page.
+    ResetPagination,
+    /// `REDUCE_PAGE_SIZE`: the same page again with a smaller page size (the filter's message).
+    ReducePageSize(Option<String>),
+    /// `SPLIT_REQUEST_WINDOW`: the slice's window again as two smaller windows.
+    SplitWindow(Option<String>),
 }
 
 #[derive(Debug)]
@@ -162,7 +174,7 @@ impl Http {
             headers,
             body,
             url: final_url,
-            reset_pagination: false,
+            redo: None,
         })
     }
 }

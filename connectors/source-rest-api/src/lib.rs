@@ -5,6 +5,8 @@
 //! `$ref`s resolved ([`manifest`]), decoded into typed components with `$parameters` propagated
 //! ([`source`], [`stream`] and the modules by role), and read concurrently ([`read`]).
 
+pub mod actions;
+pub mod async_job;
 pub mod auth;
 pub mod budget;
 pub mod config;

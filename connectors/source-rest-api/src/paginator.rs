@@ -41,6 +41,19 @@ enum Strategy {
     },
 }
 
+/// The paginator as `page_size_reduction` sees it.
+pub struct Shape<'a> {
+    /// `PageIncrement`, `OffsetIncrement` or `CursorPagination`.
+    pub strategy: &'static str,
+    pub page_size: Option<i64>,
+    /// A `page_size_option` is set.
+    pub size_option: bool,
+    /// The page token is a `RequestPath`.
+    pub token_path: bool,
+    /// The source of a `CursorPagination`'s `stop_condition`.
+    pub stop_condition: Option<&'a str>,
+}
+
 /// What the paginator sees of the last page.
 pub struct LastPage<'a> {
     /// `response`, `headers`, `last_record` and `last_page_size` of the records emitted (after
@@ -72,6 +85,25 @@ fn page_size(c: &mut Component<'_>, b: &Build) -> Result<Option<i64>> {
     }
 }
 
+/// airbyte-cdk refuses a `CursorPagination` whose templates read `page_size` when it declares
+/// none: the condition would render as its own text, which is true, and end the pagination.
+fn unbound_page_size(s: &Component<'_>, value: &Template, stop: Option<&Template>) -> Result<()> {
+    for (field, t) in [("stop_condition", stop), ("cursor_value", Some(value))] {
+        if let Some(t) = t
+            && crate::actions::reads_variable(t.source(), "page_size")
+        {
+            return Err(s.error(format!(
+                "the `{field}` '{}' reads the `page_size` variable, but the CursorPagination \
+                 strategy declares no `page_size`: declare `page_size` on the pagination \
+                 strategy, or compare against a value the manifest defines, such as \
+                 `config['page_size']`",
+                t.source()
+            )));
+        }
+    }
+    Ok(())
+}
+
 impl Paginator {
     /// `None` for `NoPagination` or no paginator.
     pub fn decode(node: Option<Node<'_>>, b: &Build) -> Result<Option<Self>> {
@@ -98,11 +130,15 @@ impl Paginator {
                 if s.has("decoder") {
                     return Err(s.error("a decoder on the pagination strategy is not supported"));
                 }
-                Strategy::Cursor {
-                    value: s.template(b, "cursor_value")?,
-                    stop: s.opt_template(b, "stop_condition")?,
-                    size: page_size(&mut s, b)?,
+                let (value, stop) = (
+                    s.template(b, "cursor_value")?,
+                    s.opt_template(b, "stop_condition")?,
+                );
+                let size = page_size(&mut s, b)?;
+                if size.is_none() {
+                    unbound_page_size(&s, &value, stop.as_ref())?;
                 }
+                Strategy::Cursor { value, stop, size }
             }
         };
         s.finish()?;
@@ -209,6 +245,29 @@ impl Paginator {
         })
     }
 
+    /// What `page_size_reduction` checks of the paginator when a manifest loads.
+    pub fn shape(&self) -> Shape<'_> {
+        let (strategy, stop_condition) = match &self.strategy {
+            Strategy::Page { .. } => ("PageIncrement", None),
+            Strategy::Offset { .. } => ("OffsetIncrement", None),
+            Strategy::Cursor { stop, .. } => {
+                ("CursorPagination", stop.as_ref().map(Template::source))
+            }
+        };
+        Shape {
+            strategy,
+            page_size: self.size(),
+            size_option: self.size_option.is_some(),
+            token_path: matches!(self.token_option, TokenOption::Path),
+            stop_condition,
+        }
+    }
+
+    /// The configured page size of the strategy.
+    pub fn page_size(&self) -> Option<i64> {
+        self.size()
+    }
+
     fn size(&self) -> Option<i64> {
         match self.strategy {
             Strategy::Page { size, .. }
@@ -224,7 +283,19 @@ impl Paginator {
         vars: &Vars,
         parts: &mut RequestParts,
     ) -> Result<()> {
-        if let (Some(opt), Some(size)) = (&self.size_option, self.size()) {
+        self.inject_sized(token, None, vars, parts)
+    }
+
+    /// [`Paginator::inject`] with the page size reduced to `size_override` when set.
+    pub fn inject_sized(
+        &self,
+        token: Option<&Value>,
+        size_override: Option<i64>,
+        vars: &Vars,
+        parts: &mut RequestParts,
+    ) -> Result<()> {
+        let size = size_override.or(self.size()).filter(|s| *s != 0);
+        if let (Some(opt), Some(size)) = (&self.size_option, size) {
             opt.inject(&Value::from(size), vars, parts)?;
         }
         if let (TokenOption::Option(opt), Some(token)) = (&self.token_option, token) {

@@ -10,8 +10,11 @@ use serde_json::{Map, Value};
 use tokio::sync::{Semaphore, mpsc};
 use tokio::task::{JoinHandle, JoinSet};
 
+use crate::actions::page_size::Reducer;
+use crate::actions::reset::Tracker;
 use crate::cursor::Interval;
 use crate::decoder::Decoder;
+use crate::http::Redo;
 use crate::interpolation::datetime::Dt;
 use crate::interpolation::{Headers, Vars, json_value, to_mj};
 use crate::paginator::LastPage;
@@ -146,12 +149,7 @@ async fn produce(plan: &Plan, tx: &mpsc::Sender<Msg>) -> cdk::Result<()> {
         for interval in intervals {
             let mut injections = p.injections.clone();
             if let (Some(i), Some(c)) = (&interval, &stream.cursor) {
-                if let Some(o) = &c.start_option {
-                    injections.push((Arc::new(o.clone()), Value::String(i.start_text.clone())));
-                }
-                if let Some(o) = &c.end_option {
-                    injections.push((Arc::new(o.clone()), Value::String(i.end_text.clone())));
-                }
+                push_interval_options(c, i, &mut injections);
             }
             let slice = Slice {
                 partition: partition.clone(),
@@ -207,9 +205,6 @@ fn last_record(records: &Records) -> cdk::Result<Option<Value>> {
     }
 }
 
-/// How often one slice may restart its pagination (`RESET_PAGINATION`) before it fails.
-const MAX_PAGINATION_RESETS: u32 = 100;
-
 /// How many records of the page are emitted and the last of them, as airbyte-cdk's cursor
 /// pagination sees them: after the record filter and, for a client-side incremental cursor,
 /// after the records below the partition's start are dropped.
@@ -262,7 +257,17 @@ fn state_of(state: Option<&Value>, partition: &Map<String, Value>) -> Value {
         .unwrap_or_else(|| Value::Object(Map::new()))
 }
 
-/// Reads every page of one slice.
+/// How the read of one window ended.
+enum Pages {
+    /// Every page was read.
+    Done,
+    /// The consumer is gone.
+    Stopped,
+    /// The API asked for a smaller window (with the filter's message) after `emitted` records.
+    Split(Option<String>, usize),
+}
+
+/// Reads every page of one slice, reading its window again in halves when the API asks to.
 async fn read_slice(
     stream: &StreamDef,
     slice: &Slice,
@@ -271,15 +276,122 @@ async fn read_slice(
     tx: &mpsc::Sender<Msg>,
     first_page_only: bool,
 ) -> cdk::Result<()> {
+    if let Some(jobs) = &stream.retriever.jobs {
+        return jobs.read_slice(stream, slice, id, tx).await;
+    }
+    let mut todo = vec![(slice.clone(), 0u32)];
+    while let Some((window, depth)) = todo.pop() {
+        let (rejection, emitted) =
+            match read_window(stream, &window, state.clone(), id, tx, first_page_only).await? {
+                Pages::Done => continue,
+                Pages::Stopped => return Ok(()),
+                Pages::Split(rejection, emitted) => (rejection, emitted),
+            };
+        let (Some(config), Some(cursor), Some(interval)) = (
+            &stream.retriever.actions.window,
+            &stream.cursor,
+            &window.interval,
+        ) else {
+            return Err(Error::config(format!(
+                "stream '{}' resolves to a request window split but is not set up to split its \
+                 window: add `request_window_splitting` to the stream's retriever (this requires \
+                 a datetime-based incremental cursor with `cursor_granularity` set), or remove \
+                 the SPLIT_REQUEST_WINDOW action from its error handler",
+                stream.name
+            )));
+        };
+        if emitted > 0 {
+            tracing::warn!(stream = %stream.name, emitted, "records of the window were emitted before the API refused it; reading it again in halves may emit them again");
+        }
+        let halves =
+            config.children(&stream.name, cursor, interval, depth, rejection.as_deref())?;
+        for half in halves.into_iter().rev() {
+            todo.push((with_interval(stream, &window, half), depth + 1));
+        }
+    }
+    Ok(())
+}
+
+/// The request options of an interval's bounds (`start_time_option`, `end_time_option`).
+fn push_interval_options(
+    cursor: &crate::cursor::DatetimeCursor,
+    interval: &Interval,
+    injections: &mut Vec<(Arc<crate::request_option::RequestOption>, Value)>,
+) {
+    if let Some(o) = &cursor.start_option {
+        injections.push((
+            Arc::new(o.clone()),
+            Value::String(interval.start_text.clone()),
+        ));
+    }
+    if let Some(o) = &cursor.end_option {
+        injections.push((
+            Arc::new(o.clone()),
+            Value::String(interval.end_text.clone()),
+        ));
+    }
+}
+
+/// `slice` over another interval of its partition.
+fn with_interval(stream: &StreamDef, slice: &Slice, interval: Interval) -> Slice {
+    let mut out = slice.clone();
+    if let Some(c) = &stream.cursor {
+        if slice.interval.is_some() {
+            let n = usize::from(c.start_option.is_some()) + usize::from(c.end_option.is_some());
+            out.injections
+                .truncate(out.injections.len().saturating_sub(n));
+        }
+        push_interval_options(c, &interval, &mut out.injections);
+    }
+    out.interval = Some(interval);
+    out
+}
+
+/// The highest cursor value of a page's records.
+fn highest_cursor(
+    cursor: &crate::cursor::DatetimeCursor,
+    records: &Records,
+) -> cdk::Result<Option<Dt>> {
+    let mut max: Option<Dt> = None;
+    records.for_each(|r| {
+        if let Some(dt) = r
+            .field(&cursor.cursor_field)
+            .and_then(|v| cursor.parse_value(&v))
+            && max.is_none_or(|m| dt > m)
+        {
+            max = Some(dt);
+        }
+        Ok(())
+    })?;
+    Ok(max)
+}
+
+/// Reads every page of one window: a smaller page when the API asks for one, from the first
+/// page again on `RESET_PAGINATION` or `pagination_reset`'s limit.
+async fn read_window(
+    stream: &StreamDef,
+    slice: &Slice,
+    state: Option<Arc<Value>>,
+    id: u64,
+    tx: &mpsc::Sender<Msg>,
+    first_page_only: bool,
+) -> cdk::Result<Pages> {
     let r = &stream.retriever;
-    let state = Arc::new(state_of(state.as_deref(), &slice.partition));
-    let base_vars = slice.vars(stream).with("stream_state", json_value(state));
+    let state = json_value(Arc::new(state_of(state.as_deref(), &slice.partition)));
+    let mut window = slice.clone();
+    let mut base_vars = window.vars(stream).with("stream_state", state.clone());
     let notice = |reset: Option<i64>| {
         let _ = tx.try_send(Msg::RateLimited(reset));
     };
+    let mut reducer = r.actions.page_size.as_ref().map(|c| {
+        let configured = r.paginator.as_ref().and_then(|p| p.page_size());
+        Reducer::new(c, configured, &stream.name)
+    });
+    let mut tracker = Tracker::new(r.actions.reset.as_ref(), stream.cursor.as_ref());
     let mut token = r.paginator.as_ref().and_then(|p| p.initial_token());
-    let mut resets = 0u32;
+    let mut emitted_total = 0usize;
     loop {
+        let size_override = reducer.as_ref().and_then(Reducer::size_override);
         let mut vars = base_vars.clone();
         if let Some(t) = &token {
             let mut m = Map::new();
@@ -288,12 +400,12 @@ async fn read_slice(
         }
         let mut extra = RequestParts::default();
         if !(r.ignore_slicer_on_paginated && token.is_some()) {
-            for (opt, v) in &slice.injections {
+            for (opt, v) in &window.injections {
                 opt.inject(v, &vars, &mut extra)?;
             }
         }
         if let Some(p) = &r.paginator {
-            p.inject(token.as_ref(), &vars, &mut extra)?;
+            p.inject_sized(token.as_ref(), size_override, &vars, &mut extra)?;
         }
         let call = Call {
             vars: &vars,
@@ -302,99 +414,173 @@ async fn read_slice(
             notice: Some(&notice),
         };
         let Some(resp) = r.requester.send(&call).await? else {
+            if let Some(rd) = reducer.as_mut() {
+                rd.on_successful_page();
+            }
             break;
         };
-        if resp.reset_pagination {
-            resets += 1;
-            if resets > MAX_PAGINATION_RESETS {
-                return Err(Error::system(format!(
-                    "stream '{}': the API asked to reset the pagination {MAX_PAGINATION_RESETS} times in one slice (status {}); stopping",
-                    stream.name, resp.status
-                )));
-            }
-            tracing::info!(stream = %stream.name, "RESET_PAGINATION: reading the slice again from its first page");
-            token = r.paginator.as_ref().and_then(|p| p.initial_token());
-            continue;
-        }
-        let raw = r.decoder == Decoder::Json && r.selector.passes_raw();
-        let needs_response = r.paginator.as_ref().is_some_and(|p| p.uses_response());
-        // How many records the API returned, before any filter: the page-counting paginators
-        // decide from this, so a filter can neither end the pagination nor shorten an offset.
-        let extracted;
-        let (records, first_doc) = if raw {
-            let spans = r.selector.extract_raw(&resp.body)?;
-            extracted = spans.len();
-            let first = if needs_response && !first_page_only {
-                serde_json::from_slice(&resp.body).unwrap_or(Value::Null)
-            } else {
-                Value::Null
-            };
-            (
-                Records::Raw {
-                    body: resp.body.clone(),
-                    spans,
-                },
-                first,
-            )
-        } else {
-            let mut docs = r.decoder.decode(&resp.body)?;
-            let mut records = Vec::new();
-            for doc in docs.iter_mut() {
-                records.extend(r.selector.extract(doc, !needs_response)?);
-            }
-            extracted = records.len();
-            let records = r.selector.select(records, &vars)?;
-            (
-                Records::Values(records),
-                docs.into_iter().next().unwrap_or(Value::Null),
-            )
-        };
-        let next = match &r.paginator {
-            Some(p) if !first_page_only => {
-                let (emitted, last) = emitted_view(stream, slice, &records)?;
-                let mut pvars = vars
-                    .with("response", json_value(Arc::new(first_doc)))
-                    .with(
-                        "headers",
-                        minijinja::Value::from_object(Headers::new(resp.headers)),
-                    )
-                    .with("last_page_size", minijinja::Value::from(emitted));
-                if let Some(last) = last {
-                    pvars.set("last_record", json_value(Arc::new(last)));
-                }
-                let last = LastPage {
-                    vars: &pvars,
-                    extracted,
-                    page_size_override: None,
+        match &resp.redo {
+            Some(Redo::ReducePageSize(message)) => {
+                let Some(rd) = reducer.as_mut() else {
+                    return Err(Error::config(format!(
+                        "stream '{}' resolves an API response to the REDUCE_PAGE_SIZE action but \
+                         is not set up to send a smaller page: add `page_size_reduction` to the \
+                         stream's retriever, or remove the REDUCE_PAGE_SIZE action from its error \
+                         handler",
+                        stream.name
+                    )));
                 };
-                p.next_token(&last, token.as_ref())?
+                rd.reduce(message.as_deref()).await?;
+                continue;
             }
-            _ => None,
-        };
-        // `is_data_feed`: a page whose last record is older than the slice ends the read.
-        let next = match (&stream.cursor, &slice.interval) {
-            (Some(c), Some(i)) if next.is_some() && c.data_feed => {
-                if c.feed_ends(i, last_record(&records)?.as_ref()) {
-                    None
-                } else {
-                    next
+            Some(Redo::SplitWindow(message)) => {
+                return Ok(Pages::Split(message.clone(), emitted_total));
+            }
+            Some(Redo::ResetPagination) => {}
+            None => {
+                if let Some(rd) = reducer.as_mut() {
+                    rd.on_successful_page();
+                }
+                let page = Page {
+                    vars,
+                    resp,
+                    size_override,
+                    token: token.as_ref(),
+                };
+                let (records, next) =
+                    read_page(stream, &window, page, &mut tracker, first_page_only)?;
+                emitted_total += records.len();
+                if tx.send(Msg::Page { id, records }).await.is_err() {
+                    return Ok(Pages::Stopped);
+                }
+                if first_page_only {
+                    break;
+                }
+                if !tracker.reached_limit() {
+                    match next {
+                        Some(t) if Some(&t) != token.as_ref() => {
+                            token = Some(t);
+                            continue;
+                        }
+                        Some(t) => {
+                            return Err(Error::system(format!(
+                                "stream '{}': the paginator returned the same page token twice ({t}); stopping to avoid a loop",
+                                stream.name
+                            )));
+                        }
+                        None => break,
+                    }
                 }
             }
-            _ => next,
-        };
-        if tx.send(Msg::Page { id, records }).await.is_err() {
-            return Ok(());
         }
-        match next {
-            Some(t) if Some(&t) != token.as_ref() => token = Some(t),
-            Some(t) => {
-                return Err(Error::system(format!(
-                    "stream '{}': the paginator returned the same page token twice ({t}); stopping to avoid a loop",
-                    stream.name
-                )));
-            }
-            None => break,
+        // From the first page again, over the same window or from the highest cursor value read.
+        token = r.paginator.as_ref().and_then(|p| p.initial_token());
+        let restarted = tracker.restart(window.interval.as_ref(), slice.interval.as_ref())?;
+        if let Some(i) = restarted
+            && Some(&i) != window.interval.as_ref()
+        {
+            window = with_interval(stream, &window, i);
+            base_vars = window.vars(stream).with("stream_state", state.clone());
         }
+        tracing::info!(stream = %stream.name, start = window.interval.as_ref().map(|i| i.start_text.as_str()),
+            "pagination reset: reading the slice again from its first page");
     }
-    Ok(())
+    Ok(Pages::Done)
+}
+
+/// A response taken as a page, with what its request was made with.
+struct Page<'a> {
+    vars: Vars,
+    resp: crate::http::Response,
+    size_override: Option<i64>,
+    token: Option<&'a Value>,
+}
+
+/// The records of a page and the token of the next one (`None` on the last page or when
+/// `pagination_reset`'s limit is reached).
+fn read_page(
+    stream: &StreamDef,
+    slice: &Slice,
+    page: Page<'_>,
+    tracker: &mut Tracker<'_>,
+    first_page_only: bool,
+) -> cdk::Result<(Records, Option<Value>)> {
+    let r = &stream.retriever;
+    let (vars, resp) = (page.vars, page.resp);
+    let raw = r.decoder == Decoder::Json && r.selector.passes_raw();
+    let needs_response = r.paginator.as_ref().is_some_and(|p| p.uses_response());
+    // How many records the API returned, before any filter: the page-counting paginators
+    // decide from this, so a filter can neither end the pagination nor shorten an offset.
+    let extracted;
+    let (records, first_doc) = if raw {
+        let spans = r.selector.extract_raw(&resp.body)?;
+        extracted = spans.len();
+        let first = if needs_response && !first_page_only {
+            serde_json::from_slice(&resp.body).unwrap_or(Value::Null)
+        } else {
+            Value::Null
+        };
+        (
+            Records::Raw {
+                body: resp.body.clone(),
+                spans,
+            },
+            first,
+        )
+    } else {
+        let mut docs = r.decoder.decode(&resp.body)?;
+        let mut records = Vec::new();
+        for doc in docs.iter_mut() {
+            records.extend(r.selector.extract(doc, !needs_response)?);
+        }
+        extracted = records.len();
+        let records = r.selector.select(records, &vars)?;
+        (
+            Records::Values(records),
+            docs.into_iter().next().unwrap_or(Value::Null),
+        )
+    };
+    let paginates = r.paginator.is_some() && !first_page_only;
+    let (emitted, last) = match paginates {
+        true => emitted_view(stream, slice, &records)?,
+        false => (records.len(), None),
+    };
+    let highest = match tracker.uses_cursor() {
+        Some(c) => highest_cursor(c, &records)?,
+        None => None,
+    };
+    tracker.observe(emitted, highest);
+    let next = match &r.paginator {
+        Some(p) if !first_page_only && !tracker.reached_limit() => {
+            let mut pvars = vars
+                .with("response", json_value(Arc::new(first_doc)))
+                .with(
+                    "headers",
+                    minijinja::Value::from_object(Headers::new(resp.headers)),
+                )
+                .with("last_page_size", minijinja::Value::from(emitted));
+            if let Some(last) = last {
+                pvars.set("last_record", json_value(Arc::new(last)));
+            }
+            let last = LastPage {
+                vars: &pvars,
+                extracted,
+                page_size_override: page.size_override,
+            };
+            p.next_token(&last, page.token)?
+        }
+        _ => None,
+    };
+    // `is_data_feed`: a page whose last record is older than the slice ends the read.
+    let next = match (&stream.cursor, &slice.interval) {
+        (Some(c), Some(i)) if next.is_some() && c.data_feed => {
+            if c.feed_ends(i, last_record(&records)?.as_ref()) {
+                None
+            } else {
+                next
+            }
+        }
+        _ => next,
+    };
+    Ok((records, next))
 }

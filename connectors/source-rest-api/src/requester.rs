@@ -12,7 +12,7 @@ use serde_json::Value;
 use crate::auth::{self, Authenticator};
 use crate::decoder::snippet;
 use crate::error_handler::{Action, ErrorHandler, Seen};
-use crate::http::{Method, Prepared, Response, Timeouts};
+use crate::http::{Method, Prepared, Redo, Response, Timeouts};
 use crate::interpolation::{Headers, Structure, Template, Vars, json_value};
 use crate::manifest::{Build, Node};
 use crate::request_option::RequestParts;
@@ -286,10 +286,15 @@ impl Requester {
                         Err(_) => Err(failure(resolution.failure_type, describe())),
                     };
                 }
-                Action::ResetPagination => {
+                Action::ResetPagination | Action::ReducePageSize | Action::SplitRequestWindow => {
+                    let redo = match resolution.action {
+                        Action::ResetPagination => Redo::ResetPagination,
+                        Action::ReducePageSize => Redo::ReducePageSize(resolution.message.clone()),
+                        _ => Redo::SplitWindow(resolution.message.clone()),
+                    };
                     return match sent {
                         Ok(mut resp) => {
-                            resp.reset_pagination = true;
+                            resp.redo = Some(redo);
                             Ok(Some(resp))
                         }
                         Err(_) => Err(failure(resolution.failure_type, describe())),
@@ -338,6 +343,29 @@ impl Requester {
                 }
             }
         }
+    }
+
+    /// True when the error handler can resolve a response to `action`.
+    pub fn uses_action(&self, action: Action) -> bool {
+        self.error_handler.uses_action(action)
+    }
+
+    /// Fails when the error handler resolves a response to `REDUCE_PAGE_SIZE` or
+    /// `SPLIT_REQUEST_WINDOW`, which only a stream's main requester can honour.
+    pub fn refuse_retriever_actions(&self, description: &str) -> Result<()> {
+        if self.uses_action(Action::ReducePageSize) {
+            return Err(Error::config(format!(
+                "the REDUCE_PAGE_SIZE response action is not supported on the {description}: only the \
+                 main requester of a SimpleRetriever can re-issue its page with a smaller page size"
+            )));
+        }
+        if self.uses_action(Action::SplitRequestWindow) {
+            return Err(Error::config(format!(
+                "the SPLIT_REQUEST_WINDOW response action is not supported on the {description}: only \
+                 the main requester of a SimpleRetriever reads a window that can be split"
+            )));
+        }
+        Ok(())
     }
 
     /// `response` and `headers` for response filters.

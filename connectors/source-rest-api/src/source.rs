@@ -13,7 +13,7 @@ use crate::manifest::{Build, Node};
 use crate::stream::StreamDef;
 
 /// Manifest keys read here or deliberately without effect.
-const TOP_LEVEL: [&str; 11] = [
+const TOP_LEVEL: [&str; 12] = [
     "type",
     "version",
     "check",
@@ -25,6 +25,7 @@ const TOP_LEVEL: [&str; 11] = [
     "metadata",
     "description",
     "api_budget",
+    "max_concurrent_async_job_count",
 ];
 
 /// Airbyte's default when a manifest does not say.
@@ -59,7 +60,9 @@ impl Declarative {
             )));
         }
         let concurrency = concurrency(manifest, config)?;
-        let b = Build::new(config, base_dir, concurrency);
+        let mut b = Build::new(config, base_dir, concurrency);
+        let slots = crate::async_job::job_slots(top.get("max_concurrent_async_job_count"), &b);
+        b.job_slots = Arc::new(tokio::sync::Semaphore::new(slots));
         let root = Node::root(manifest);
         let mut c = root.component(Some("DeclarativeSource"))?;
         c.ignore(&[
@@ -69,6 +72,7 @@ impl Declarative {
             "metadata",
             "description",
             "concurrency_level",
+            "max_concurrent_async_job_count",
         ]);
         if let Some(n) = c.child("api_budget") {
             b.http.set_budget(crate::budget::Budget::decode(n, &b)?);

@@ -45,6 +45,10 @@ pub struct Retriever {
     pub decoder: Decoder,
     pub router: Option<Arc<PartitionRouter>>,
     pub ignore_slicer_on_paginated: bool,
+    /// `page_size_reduction`, `request_window_splitting` and `pagination_reset`.
+    pub actions: crate::actions::Actions,
+    /// An `AsyncRetriever`'s jobs, which make its requests.
+    pub jobs: Option<Arc<crate::async_job::AsyncJobs>>,
 }
 
 impl StreamDef {
@@ -74,19 +78,32 @@ impl StreamDef {
         let mut r = c
             .required_child("retriever")?
             .component(Some("SimpleRetriever"))?;
+        if r.type_name == "AsyncRetriever" {
+            let retriever = crate::async_job::decode_retriever(r, b, transformations, &schema)?;
+            c.finish()?;
+            return Ok(Self {
+                name,
+                primary_key,
+                schema,
+                retriever,
+                cursor,
+                concurrency: 1,
+                migrations,
+                delegate: None,
+            });
+        }
         if r.type_name != "SimpleRetriever" {
-            return Err(unsupported_type(&r.type_name, r.at(), &["SimpleRetriever"]));
+            return Err(unsupported_type(
+                &r.type_name,
+                r.at(),
+                &["SimpleRetriever", "AsyncRetriever"],
+            ));
         }
         r.ignore(&["name", "primary_key"]);
-        for unsupported in [
-            "pagination_reset",
-            "page_size_reduction",
-            "request_window_splitting",
-        ] {
-            if r.has(unsupported) {
-                return Err(r.error(format!("the field '{unsupported}' is not supported")));
-            }
-        }
+        let record_filter = r
+            .get("record_selector")
+            .and_then(|s| s.get("record_filter").cloned())
+            .is_some_and(|f| !f.is_null());
         let requester = Requester::decode(r.required_child("requester")?, b)?;
         let mut selector =
             RecordSelector::decode(r.required_child("record_selector")?, b, transformations)?;
@@ -112,6 +129,16 @@ impl StreamDef {
         {
             c.global_substream = true;
         }
+        let actions = {
+            let cx = crate::actions::Context {
+                stream: &name,
+                requester: &requester,
+                paginator: paginator.as_ref(),
+                cursor: cursor.as_ref(),
+                record_filter,
+            };
+            crate::actions::Actions::decode(&mut r, b, &cx)?
+        };
         let ignore_slicer_on_paginated = r.bool_or(
             "ignore_stream_slicer_parameters_on_paginated_requests",
             false,
@@ -129,6 +156,8 @@ impl StreamDef {
                 decoder,
                 router,
                 ignore_slicer_on_paginated,
+                actions,
+                jobs: None,
             },
             cursor,
             concurrency: 1,

@@ -324,11 +324,20 @@ pub async fn start(variant: Variant) -> MockServer {
         .respond_with(oauth_token)
         .mount(&server)
         .await;
+    Mock::given(matchers::path("/shipments"))
+        .respond_with(crate::actions::shipments_page)
+        .mount(&server)
+        .await;
+    Mock::given(matchers::path("/parcels"))
+        .respond_with(crate::actions::parcels_page)
+        .mount(&server)
+        .await;
     let (seen, uri) = (std::sync::Mutex::new(Vec::new()), server.uri());
     Mock::given(matchers::path("/contacts"))
         .respond_with(move |req: &Request| contacts_page(&seen, &uri, variant, req))
         .mount(&server)
         .await;
+    crate::async_job::mount(&server).await;
     crate::components_api::mount(&server).await;
     server
 }

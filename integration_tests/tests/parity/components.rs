@@ -12,11 +12,7 @@ use crate::api::{self, API_KEY, Variant};
 use crate::components_api;
 use crate::corpus::{by_name, plain};
 use crate::engines::{self, diff, run, write_json};
-use crate::reads::parity_with;
-
-fn count(records: &BTreeMap<String, Vec<String>>, stream: &str) -> usize {
-    records.get(stream).map_or(0, Vec::len)
-}
+use crate::reads::{count, parity_with};
 
 /// Asserts the number of records of each stream.
 fn counts(records: &BTreeMap<String, Vec<String>>, expected: &[(&str, usize)]) {

@@ -4,7 +4,9 @@
 //! other's state), and `spec` + `discover` of a corpus of published manifests.
 //! The binaries come from the workspace build: run with `cargo test --workspace`.
 
+mod actions;
 mod api;
+mod async_job;
 mod components;
 mod components_api;
 mod corpus;

@@ -20,7 +20,7 @@ struct Outcome {
 }
 
 /// A stream of the configured catalog: its name and cursor, when read incrementally.
-pub(crate) type Configured<'a> = (&'a str, Option<&'a str>);
+pub type Configured<'a> = (&'a str, Option<&'a str>);
 
 fn catalog(streams: &[Configured]) -> Value {
     let streams: Vec<Value> = streams
@@ -270,7 +270,7 @@ impl Read {
 
 /// Runs `manifest` (a file of `parity/manifests`) on both engines from scratch, then each from
 /// the other's final state; asserts parity at each step. Returns the first outcome.
-pub(crate) async fn parity(
+pub async fn parity(
     manifest: &str,
     variant: Variant,
     streams: &[Configured<'_>],
@@ -280,7 +280,7 @@ pub(crate) async fn parity(
 
 /// `parity` with `extra` keys added to the config, and the first reads starting from `state`
 /// (a `--state` file's content) when given.
-pub(crate) async fn parity_with(
+pub async fn parity_with(
     manifest: &str,
     variant: Variant,
     streams: &[Configured<'_>],
@@ -340,7 +340,7 @@ pub(crate) async fn parity_with(
     first.records
 }
 
-fn count(records: &BTreeMap<String, Vec<String>>, stream: &str) -> usize {
+pub fn count(records: &BTreeMap<String, Vec<String>>, stream: &str) -> usize {
     records.get(stream).map_or(0, Vec::len)
 }
 

@@ -434,3 +434,63 @@ async fn parquet_column_types_follow_the_airbyte_type() {
     assert_eq!(rows[0]["bare_time"], json!("12:00:01+01:00"));
     assert_eq!(rows[0]["_airbyte_meta"]["changes"], json!([]));
 }
+
+/// `DESTINATION_S3_GZIP_LEVEL` sets the level (the rows read back the same; level 1 makes a
+/// larger file than the default) and a level out of 0–9 is refused by name.
+#[tokio::test]
+async fn the_gzip_level_knob_is_honoured_and_checked() {
+    let lines: Vec<String> = (0..5_000)
+        .map(|i| {
+            record(
+                "users",
+                json!({"id": i, "name": format!("user {i}"), "city": "Lisbon"}),
+            )
+        })
+        .chain([state("users", 5_000)])
+        .collect();
+    let mut sizes = Vec::new();
+    for level in [None, Some("1")] {
+        let place = Place::local();
+        let config = place.config(
+            "gz",
+            json!({"format_type": "JSONL", "compression": {"compression_type": "GZIP"}}),
+        );
+        let mut run = Run::new(super::BIN);
+        if let Some(level) = level {
+            run = run.env("DESTINATION_S3_GZIP_LEVEL", level);
+        }
+        let out = run
+            .stdin_lines(&lines)
+            .write(&config, &catalog("users", json!({}), "append", 1, 0));
+        out.assert_success().assert_protocol();
+        let keys = place.keys("gz/users").await;
+        let bytes = place.get(&keys[0]).await;
+        let rows = super::decode(&keys[0], &bytes);
+        assert_eq!(rows.len(), 5_000);
+        assert_eq!(rows[4_999]["_airbyte_data"]["name"], "user 4999");
+        sizes.push(bytes.len());
+    }
+    assert!(
+        sizes[1] > sizes[0],
+        "level 1 {} vs default {}",
+        sizes[1],
+        sizes[0]
+    );
+
+    let place = Place::local();
+    let config = place.config(
+        "gz",
+        json!({"format_type": "JSONL", "compression": {"compression_type": "GZIP"}}),
+    );
+    let out = Run::new(super::BIN)
+        .env("DESTINATION_S3_GZIP_LEVEL", "11")
+        .stdin_lines(&lines)
+        .write(&config, &catalog("users", json!({}), "append", 1, 0));
+    out.assert_failure();
+    assert!(
+        out.describe()
+            .contains("DESTINATION_S3_GZIP_LEVEL '11' is not a gzip level"),
+        "{}",
+        out.describe()
+    );
+}

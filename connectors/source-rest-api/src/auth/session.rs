@@ -39,6 +39,7 @@ enum Inject {
 impl Session {
     pub fn decode(c: &mut Component<'_>, b: &Build) -> Result<Self> {
         let login = Box::new(Requester::decode(c.required_child("login_requester")?, b)?);
+        login.refuse_retriever_actions("`login_requester` of the SessionTokenAuthenticator")?;
         let token_path = c
             .string_list("session_token_path")?
             .ok_or_else(|| c.error("the field 'session_token_path' is required"))?;

@@ -27,6 +27,8 @@ pub struct Build {
     /// Authenticators that hold tokens, by their definition: streams sharing a definition share
     /// the tokens (a single-use refresh token is refreshed once).
     pub auths: Arc<Mutex<HashMap<String, Arc<dyn Authenticator>>>>,
+    /// How many `AsyncRetriever` jobs of the source may run at once.
+    pub job_slots: Arc<tokio::sync::Semaphore>,
 }
 
 impl Build {
@@ -37,6 +39,7 @@ impl Build {
             http: Arc::new(Http::new(concurrency)),
             config: Arc::new(Mutex::new(config.clone())),
             auths: Arc::new(Mutex::new(HashMap::new())),
+            job_slots: Arc::new(tokio::sync::Semaphore::new(1)),
         }
     }
 }

@@ -2,6 +2,8 @@
 //! localhost, one file per concern.
 
 mod acceptance;
+mod actions;
+mod async_retriever;
 mod auth;
 mod components;
 mod errors;

@@ -133,3 +133,61 @@ fn check_reports_an_unwritable_path() {
         "{status:?}"
     );
 }
+
+/// SIGTERM between commits (how `cdk sync` and container runtimes stop a destination): the
+/// acknowledged records stay, the ones after the last state are rolled back, and the exit
+/// says why.
+#[test]
+fn sigterm_keeps_what_was_acknowledged_and_rolls_back_the_rest() {
+    use std::io::{BufRead, BufReader, Write};
+    use std::process::{Command, Stdio};
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.json");
+    let cat = dir.path().join("catalog.json");
+    let out = dir.path().join("out");
+    std::fs::write(&config, json!({"destination_path": out}).to_string()).unwrap();
+    std::fs::write(&cat, catalog(&[("a", "append")]).to_string()).unwrap();
+    let mut child = Command::new(BIN)
+        .args(["write", "--config"])
+        .arg(&config)
+        .arg("--catalog")
+        .arg(&cat)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    for line in [
+        record("a", 1),
+        record("a", 2),
+        state("a", 1),
+        record("a", 3),
+    ] {
+        writeln!(stdin, "{line}").unwrap();
+    }
+    stdin.flush().unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let acknowledged = lines
+        .by_ref()
+        .map(Result::unwrap)
+        .find(|l| l.contains(r#""type":"STATE""#));
+    assert!(acknowledged.is_some(), "no state acknowledged");
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let rest: Vec<String> = lines.map(Result::unwrap).collect();
+    let status = child.wait().unwrap();
+    drop(stdin);
+    assert!(!status.success(), "{rest:?}");
+    assert!(
+        rest.iter().any(|l| l.contains("stopped by SIGTERM")),
+        "{rest:?}"
+    );
+    assert_eq!(
+        stored(&out, "a").unwrap(),
+        [json!({"id": 1}), json!({"id": 2})]
+    );
+}

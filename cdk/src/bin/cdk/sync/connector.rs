@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 
@@ -16,6 +17,9 @@ pub enum Connector {
 
 /// Where the run's files are mounted inside a container.
 const MOUNT: &str = "/config";
+
+/// How long a connector asked to stop may take before it is killed.
+pub const STOP_GRACE: Duration = Duration::from_secs(10);
 
 impl Connector {
     /// A binary: `name` beside `cdk` or on PATH, or a path (relative to `dir` when it has a `/`).
@@ -86,6 +90,25 @@ impl Connector {
             .output()
             .with_context(|| format!("cannot run {} {verb}", self.label()))?;
         Ok(out.stdout)
+    }
+
+    /// Asks a running connector to stop (SIGTERM; `docker stop` for an image). A destination
+    /// built with the kit finishes the commit it is in, acknowledges it and rolls back the rest;
+    /// [`Self::stop`] follows after [`STOP_GRACE`].
+    pub fn terminate(&self, child: &Child, container: &str) {
+        match self {
+            Self::Image { .. } => {
+                let mut stop = Command::new("docker");
+                stop.args(["stop", "-t", &STOP_GRACE.as_secs().to_string(), container])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null());
+                std::thread::spawn(move || stop.status());
+            }
+            Self::Binary(_) => {
+                // SAFETY: signalling a child process this run started and has not reaped.
+                unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+            }
+        }
     }
 
     /// Stops a running connector at once (and its container).

@@ -49,6 +49,8 @@ pub struct Shared {
     pub streams: Vec<StreamStats>,
     pub failure: Option<Failure>,
     pub state: SavedState,
+    /// The destination was asked to stop: the error it reports for that is not the job's.
+    pub destination_stopping: bool,
     pending: VecDeque<Checkpoint>,
 }
 
@@ -58,6 +60,7 @@ impl Shared {
             streams: vec![StreamStats::default(); streams],
             failure: None,
             state,
+            destination_stopping: false,
             pending: VecDeque::new(),
         }))
     }
@@ -425,8 +428,13 @@ pub fn acknowledge(from: impl Read, shared: &Mutex<Shared>, reporter: &Reporter)
             Ok(AirbyteMessage::Log { log }) => reporter.log("destination", &log),
             Ok(AirbyteMessage::Trace { trace }) => {
                 if let TracePayload::Error { error } = trace.payload {
-                    reporter.line(&format!("destination: ERROR {}", error.message));
-                    if let Ok(mut shared) = shared.lock() {
+                    let Ok(mut shared) = shared.lock() else {
+                        continue;
+                    };
+                    if shared.destination_stopping {
+                        reporter.line(&format!("destination: {}", error.message));
+                    } else {
+                        reporter.line(&format!("destination: ERROR {}", error.message));
                         shared.fail("destination", error.message, error.failure_type);
                     }
                 }

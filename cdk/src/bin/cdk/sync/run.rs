@@ -1,6 +1,7 @@
 //! One job: check both connectors, build the catalogs, run `read` into `write`, watch for
 //! exits and signals, and write the job record.
 
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -13,7 +14,7 @@ use chrono::Utc;
 
 use super::catalog;
 use super::connection::{Endpoint, NamespaceRule, StreamSettings};
-use super::connector::Connector;
+use super::connector::{Connector, STOP_GRACE};
 use super::job::{
     History, Job, JobFailure, JobStatus, PeakRss, StreamJob, iso_duration, peak_rss_mib,
 };
@@ -387,6 +388,9 @@ impl Ends<'_> {
         let mut source = self
             .source
             .command("read", &read_files, &self.source_container)
+            // Own process groups: a Ctrl-C at the terminal reaches `cdk` alone, which stops
+            // the destination gracefully.
+            .process_group(0)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .spawn()
@@ -398,6 +402,7 @@ impl Ends<'_> {
                 &[("config", dst_config), ("catalog", dst_cat)],
                 &self.destination_container,
             )
+            .process_group(0)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
@@ -418,7 +423,7 @@ impl Ends<'_> {
         let mut forward = Some(std::thread::spawn(move || forwarder.run(src_out, dst_in)));
         let (ack_shared, ack_reporter) = (shared.clone(), reporter.clone());
         let ack = std::thread::spawn(move || acknowledge(dst_out, &ack_shared, &ack_reporter));
-        let outcome = self.watch(&mut source, &mut destination, &mut forward, cancel)?;
+        let outcome = self.watch(&mut source, &mut destination, &mut forward, shared, cancel)?;
         let acked = ack
             .join()
             .map_err(|_| anyhow!("the acknowledging thread panicked"))?;
@@ -429,17 +434,33 @@ impl Ends<'_> {
     }
 
     /// Waits for both connectors; stops the other one when one fails, both on a signal. The
-    /// destination sees the end of its input only when the source succeeded.
+    /// destination sees the end of its input only when the source succeeded; otherwise it is
+    /// asked to stop (its input kept open, so it cannot take the end for a finished sync) and
+    /// keeps only what it acknowledged.
     fn watch(
         &self,
         source: &mut Child,
         destination: &mut Child,
         forward: &mut Option<ForwardThread>,
+        shared: &Mutex<Shared>,
         cancel: &AtomicBool,
     ) -> Result<Outcome> {
         let (mut src_exit, mut dst_exit): (Option<ExitStatus>, Option<ExitStatus>) = (None, None);
-        let (mut cancelled, mut src_stopped, mut dst_stopped) = (false, false, false);
+        let (mut cancelled, mut src_stopped) = (false, false);
+        // When the destination was asked to stop, and when it is killed if still running.
+        let mut dst_kill_at: Option<Instant> = None;
+        let mut open_input = None;
         let mut peak = PeakRss::default();
+        let stop_destination = |destination: &Child, kill_at: &mut Option<Instant>| {
+            if kill_at.is_none() {
+                if let Ok(mut shared) = shared.lock() {
+                    shared.destination_stopping = true;
+                }
+                self.destination
+                    .terminate(destination, &self.destination_container);
+                *kill_at = Some(Instant::now() + STOP_GRACE);
+            }
+        };
         loop {
             if src_exit.is_none() {
                 let now = peak_rss_mib(source.id()).unwrap_or(0.0);
@@ -450,17 +471,14 @@ impl Ends<'_> {
                 peak.destination = peak.destination.max(now);
             }
             if cancel.load(Ordering::SeqCst) && !cancelled {
-                (cancelled, src_stopped, dst_stopped) = (true, true, true);
+                (cancelled, src_stopped) = (true, true);
                 self.source.stop(source, &self.source_container);
-                self.destination
-                    .stop(destination, &self.destination_container);
+                stop_destination(destination, &mut dst_kill_at);
             }
             if src_exit.is_none() {
                 src_exit = source.try_wait()?;
                 if src_exit.is_some_and(|s| !s.success()) && dst_exit.is_none() {
-                    dst_stopped = true;
-                    self.destination
-                        .stop(destination, &self.destination_container);
+                    stop_destination(destination, &mut dst_kill_at);
                 }
             }
             if dst_exit.is_none() {
@@ -469,19 +487,25 @@ impl Ends<'_> {
                     src_stopped = true;
                     self.source.stop(source, &self.source_container);
                 }
+                if dst_exit.is_none() && dst_kill_at.is_some_and(|at| Instant::now() >= at) {
+                    self.destination
+                        .stop(destination, &self.destination_container);
+                }
             }
             if forward.as_ref().is_some_and(|f| f.is_finished()) && src_exit.is_some() {
                 let forwarded = forward.take().map(|f| f.join());
                 let succeeded = src_exit.is_some_and(|s| s.success()) && !cancelled;
                 if !succeeded && dst_exit.is_none() {
-                    dst_stopped = true;
-                    self.destination
-                        .stop(destination, &self.destination_container);
+                    stop_destination(destination, &mut dst_kill_at);
                 }
-                if let (true, Some(Ok(Ok(forwarded)))) = (succeeded, forwarded) {
-                    // The records after the last state, then the end of the input. A
-                    // destination that stopped reading tells why by its exit status.
-                    let _ = forwarded.finish();
+                if let Some(Ok(Ok(forwarded))) = forwarded {
+                    if succeeded {
+                        // The records after the last state, then the end of the input. A
+                        // destination that stopped reading tells why by its exit status.
+                        let _ = forwarded.finish();
+                    } else {
+                        open_input = Some(forwarded);
+                    }
                 }
             }
             if src_exit.is_some() && dst_exit.is_some() && forward.is_none() {
@@ -489,6 +513,8 @@ impl Ends<'_> {
             }
             std::thread::sleep(Duration::from_millis(10));
         }
+        drop(open_input);
+        let dst_stopped = dst_kill_at.is_some();
         let failure = |who: &str, status: Option<ExitStatus>, stopped: bool| {
             let status = status.filter(|s| !s.success() && !stopped);
             status.map(|s| JobFailure {
