@@ -68,7 +68,7 @@ impl StreamDef {
             .into_iter()
             .map(|n| Transformation::decode(n, b))
             .collect::<Result<Vec<_>>>()?;
-        let cursor = match c.child("incremental_sync") {
+        let mut cursor = match c.child("incremental_sync") {
             Some(n) => Some(DatetimeCursor::decode(n, b)?),
             None => None,
         };
@@ -117,6 +117,18 @@ impl StreamDef {
             },
             None => None,
         };
+        if cursor.as_ref().is_some_and(|c| c.count) && router.is_some() {
+            return Err(c.error(
+                "an IncrementingCountCursor with a partition router is not supported (airbyte-cdk \
+                 refuses it too)",
+            ));
+        }
+        // As in airbyte-cdk, the partitions of a GroupingPartitionRouter share one cursor.
+        if let (Some(c), Some(PartitionRouter::Grouping { .. })) =
+            (cursor.as_mut(), router.as_deref())
+        {
+            c.global_substream = true;
+        }
         let actions = {
             let cx = crate::actions::Context {
                 stream: &name,
@@ -289,9 +301,10 @@ impl cdk::Stream for DeclarativeStream {
                     id,
                     partition,
                     sync_start,
+                    gap,
                 } => {
                     if let (Some(k), Some(s)) = (keeper.as_mut(), sync_start) {
-                        k.slice_started(id, &partition, s);
+                        k.slice_started(id, &partition, s, gap);
                     }
                     floors.insert(id, sync_start);
                 }
