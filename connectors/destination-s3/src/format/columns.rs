@@ -172,6 +172,9 @@ fn parse_date(s: &str) -> Option<i32> {
 
 fn parse_timestamp(s: &str, with_tz: bool) -> Option<i64> {
     let s = s.trim();
+    if let Some(micros) = rfc3339_micros(s.as_bytes(), with_tz) {
+        return Some(micros);
+    }
     if let Ok(dt) = chrono::DateTime::parse_from_rfc3339(s) {
         return Some(if with_tz {
             dt.timestamp_micros()
@@ -199,6 +202,87 @@ fn parse_timestamp(s: &str, with_tz: bool) -> Option<i64> {
     }
     let date = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").ok()?;
     Some(date.and_hms_opt(0, 0, 0)?.and_utc().timestamp_micros())
+}
+
+/// The common RFC 3339 shape (`YYYY-MM-DDTHH:MM:SS[.fraction](Z|±HH:MM)`, fraction of up to
+/// nine digits) read without chrono's general parser, giving what chrono gives; `None` for
+/// anything else (chrono then reads it). Without `with_tz`, the local time, offset ignored.
+fn rfc3339_micros(s: &[u8], with_tz: bool) -> Option<i64> {
+    let digits = |range: std::ops::Range<usize>| -> Option<i64> {
+        s.get(range)?.iter().try_fold(0i64, |n, &b| {
+            b.is_ascii_digit().then(|| n * 10 + i64::from(b - b'0'))
+        })
+    };
+    if s.len() < 20
+        || s[4] != b'-'
+        || s[7] != b'-'
+        || !matches!(s[10], b'T' | b't' | b' ')
+        || s[13] != b':'
+        || s[16] != b':'
+    {
+        return None;
+    }
+    let (year, month, day) = (digits(0..4)?, digits(5..7)?, digits(8..10)?);
+    let (hour, minute, second) = (digits(11..13)?, digits(14..16)?, digits(17..19)?);
+    // Leap seconds and out-of-range fields: chrono's answer.
+    if !(1..=12).contains(&month)
+        || day < 1
+        || day > days_in_month(year, month)
+        || hour > 23
+        || minute > 59
+        || second > 59
+    {
+        return None;
+    }
+    let mut at = 19;
+    let mut micros = 0;
+    if s[at] == b'.' {
+        let start = at + 1;
+        let end = start + s[start..].iter().take_while(|b| b.is_ascii_digit()).count();
+        if end == start || end - start > 9 {
+            return None;
+        }
+        let fraction = digits(start..end)?;
+        micros = fraction * 10i64.pow(9 - (end - start) as u32) / 1_000;
+        at = end;
+    }
+    let offset = match s.get(at..)? {
+        b"Z" | b"z" => 0,
+        [sign @ (b'+' | b'-'), _, _, b':', _, _] => {
+            let (h, m) = (digits(at + 1..at + 3)?, digits(at + 4..at + 6)?);
+            if h > 23 || m > 59 {
+                return None;
+            }
+            let offset = h * 3600 + m * 60;
+            if *sign == b'-' { -offset } else { offset }
+        }
+        _ => return None,
+    };
+    let mut seconds = days_from_civil(year, month, day) * 86_400 + hour * 3600 + minute * 60 + second;
+    if with_tz {
+        seconds -= offset;
+    }
+    Some(seconds * 1_000_000 + micros)
+}
+
+fn days_in_month(year: i64, month: i64) -> i64 {
+    match month {
+        2 if year % 4 == 0 && (year % 100 != 0 || year % 400 == 0) => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's `days_from_civil`).
+fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
 }
 
 fn parse_time(s: &str) -> Option<i64> {
@@ -270,6 +354,66 @@ mod tests {
     }
 
     #[test]
+    fn the_fast_rfc3339_reading_agrees_with_chrono() {
+        let mut texts = vec![
+            "2024-02-29T23:59:59Z".to_string(),
+            "2023-02-29T00:00:00Z".to_string(),
+            "2024-13-01T00:00:00Z".to_string(),
+            "2024-01-01T24:00:00Z".to_string(),
+            "2016-12-31T23:59:60Z".to_string(),
+            "2024-01-01 10:00:00+05:45".to_string(),
+            "2024-01-01t10:00:00.1z".to_string(),
+            "0001-01-01T00:00:00Z".to_string(),
+            "9999-12-31T23:59:59.9999999999Z".to_string(),
+            "1900-03-01T00:00:00.000001-23:59".to_string(),
+            "2024-01-01T00:00:00+0100".to_string(),
+            "2024-01-01T00:00:00.Z".to_string(),
+            "2024-1-01T00:00:00Z".to_string(),
+        ];
+        let mut n: u64 = 0x9e37_79b9_7f4a_7c15;
+        for _ in 0..20_000 {
+            n ^= n << 13;
+            n ^= n >> 7;
+            n ^= n << 17;
+            let digits = (n % 10) as usize;
+            let fraction = if digits == 0 {
+                String::new()
+            } else {
+                format!(".{:09}", n % 1_000_000_000)[..digits + 1].to_string()
+            };
+            let zone = match n % 3 {
+                0 => "Z".to_string(),
+                1 => format!("+{:02}:{:02}", (n >> 8) % 24, (n >> 16) % 60),
+                _ => format!("-{:02}:{:02}", (n >> 8) % 24, (n >> 16) % 60),
+            };
+            texts.push(format!(
+                "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}{fraction}{zone}",
+                (n >> 20) % 10_000,
+                1 + (n >> 34) % 12,
+                1 + (n >> 38) % 31,
+                (n >> 43) % 24,
+                (n >> 48) % 60,
+                (n >> 54) % 60,
+            ));
+        }
+        for text in &texts {
+            for with_tz in [true, false] {
+                let Some(fast) = rfc3339_micros(text.as_bytes(), with_tz) else {
+                    continue;
+                };
+                let dt = chrono::DateTime::parse_from_rfc3339(text).expect(text);
+                let want = if with_tz {
+                    dt.timestamp_micros()
+                } else {
+                    dt.naive_local().and_utc().timestamp_micros()
+                };
+                assert_eq!(fast, want, "{text} {with_tz}");
+            }
+        }
+        assert!(rfc3339_micros(b"2024-01-02T01:01:00Z", true).is_some());
+    }
+
+    #[test]
     fn cells() {
         use ColumnType::*;
         assert_eq!(cell(Integer, "42"), Cell::Int(42));
@@ -301,6 +445,10 @@ mod tests {
             Cell::Micros(3_600_000_000)
         );
         assert_eq!(cell(Time, "\"00:00:01.25\""), Cell::Micros(1_250_000));
+        assert_eq!(
+            cell(TimestampTz, "\"1969-12-31T23:59:59.999999999-00:30\""),
+            Cell::Micros(1_799_999_999)
+        );
         assert_eq!(cell(Time, "5"), Cell::Mismatch);
     }
 }

@@ -1,5 +1,9 @@
 //! Walks the top-level fields of a record's JSON text without building a tree: each field's
 //! name is looked up among the stream's columns and its value handed on as raw JSON text.
+//!
+//! Record data reaches a destination already checked as JSON by the loader, so a plain scan
+//! of its structure finds the fields (no number or string is decoded but keys with escapes);
+//! serde_json reads only what that scan does not take, and gives the error for bad input.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -40,12 +44,37 @@ impl Lookup {
 #[derive(Debug, Default)]
 pub struct Walker {
     order: Vec<Option<usize>>,
+    /// The fields the scan found: (column, start, end) of each raw value.
+    found: Vec<(usize, usize, usize)>,
 }
 
 impl Walker {
     /// Calls `f(column, raw value)` for every field of the JSON object `data` that is a
     /// column. Fails when `data` is not a JSON object.
     pub fn walk<'a>(
+        &mut self,
+        data: &'a str,
+        lookup: &Lookup,
+        mut f: impl FnMut(usize, &'a str),
+    ) -> Result<(), serde_json::Error> {
+        self.found.clear();
+        let scan = Scan {
+            data,
+            at: 0,
+            order: &mut self.order,
+            found: &mut self.found,
+        };
+        if scan.object(lookup).is_some() {
+            for &(i, start, end) in &self.found {
+                f(i, &data[start..end]);
+            }
+            return Ok(());
+        }
+        self.walk_serde(data, lookup, f)
+    }
+
+    /// [`walk`](Self::walk) through serde_json alone.
+    fn walk_serde<'a>(
         &mut self,
         data: &'a str,
         lookup: &Lookup,
@@ -57,6 +86,133 @@ impl Walker {
             order: &mut self.order,
             f,
         })
+    }
+}
+
+/// A scan of one JSON object's top level. Every method answers `None` where the text is not
+/// a well-formed object (the caller then lets serde_json tell why).
+struct Scan<'s, 'a> {
+    data: &'a str,
+    at: usize,
+    order: &'s mut Vec<Option<usize>>,
+    found: &'s mut Vec<(usize, usize, usize)>,
+}
+
+impl Scan<'_, '_> {
+    fn bytes(&self) -> &[u8] {
+        self.data.as_bytes()
+    }
+
+    fn peek(&self) -> Option<u8> {
+        self.bytes().get(self.at).copied()
+    }
+
+    fn skip_space(&mut self) {
+        while let Some(b' ' | b'\n' | b'\r' | b'\t') = self.peek() {
+            self.at += 1;
+        }
+    }
+
+    fn expect(&mut self, byte: u8) -> Option<()> {
+        self.skip_space();
+        (self.peek()? == byte).then(|| self.at += 1)
+    }
+
+    fn object(mut self, lookup: &Lookup) -> Option<()> {
+        self.expect(b'{')?;
+        self.skip_space();
+        if self.peek()? == b'}' {
+            return Some(());
+        }
+        let mut position = 0;
+        loop {
+            self.expect(b'"')?;
+            let start = self.at;
+            let escaped = self.string_end()?;
+            let key = &self.data[start..self.at - 1];
+            let guess = self.order.get(position).copied().flatten();
+            let column = if escaped {
+                let key: String = serde_json::from_str(&self.data[start - 1..self.at]).ok()?;
+                lookup.find(&key, guess)
+            } else {
+                lookup.find(key, guess)
+            };
+            match self.order.get_mut(position) {
+                Some(slot) => *slot = column,
+                None => self.order.push(column),
+            }
+            position += 1;
+            self.expect(b':')?;
+            self.skip_space();
+            let start = self.at;
+            self.value()?;
+            if let Some(i) = column {
+                self.found.push((i, start, self.at));
+            }
+            self.skip_space();
+            match self.peek()? {
+                b',' => self.at += 1,
+                b'}' => return Some(()),
+                _ => return None,
+            }
+        }
+    }
+
+    /// Moves past the closing quote of the string whose opening quote was just passed; true
+    /// when the string has escapes.
+    fn string_end(&mut self) -> Option<bool> {
+        let mut escaped = false;
+        loop {
+            let n = memchr::memchr2(b'"', b'\\', self.bytes().get(self.at..)?)?;
+            self.at += n;
+            if self.bytes()[self.at] == b'"' {
+                self.at += 1;
+                return Some(escaped);
+            }
+            escaped = true;
+            self.at += 2;
+        }
+    }
+
+    /// Moves past one value.
+    fn value(&mut self) -> Option<()> {
+        match self.peek()? {
+            b'"' => {
+                self.at += 1;
+                self.string_end().map(drop)
+            }
+            b'{' | b'[' => self.nested(),
+            _ => {
+                let rest = &self.bytes()[self.at..];
+                let n = rest
+                    .iter()
+                    .position(|b| matches!(b, b',' | b'}' | b']' | b' ' | b'\n' | b'\r' | b'\t'))
+                    .unwrap_or(rest.len());
+                (n > 0).then(|| self.at += n)
+            }
+        }
+    }
+
+    /// Moves past an object or array (with everything in it).
+    fn nested(&mut self) -> Option<()> {
+        let mut depth = 0usize;
+        loop {
+            let byte = self.peek()?;
+            self.at += 1;
+            match byte {
+                b'"' => {
+                    self.string_end()?;
+                }
+                b'{' | b'[' => depth += 1,
+                b'}' | b']' => {
+                    depth -= 1;
+                    if depth == 0 {
+                        return Some(());
+                    }
+                }
+                _ => {}
+            }
+        }
     }
 }
 
@@ -138,6 +294,35 @@ mod tests {
         f: impl FnMut(usize, &'a str),
     ) -> Result<(), serde_json::Error> {
         Walker::default().walk(data, lookup, f)
+    }
+
+    #[test]
+    fn the_scan_finds_what_serde_json_finds() {
+        let lookup = Lookup::new(["a", "b\"c", "é", "n", "d"].map(String::from));
+        let cases = [
+            r#"{}"#,
+            r#" { } "#,
+            r#"{"a":1,"n":null,"d":-1.5e3}"#,
+            "{ \"a\" :\t\"x\\\"y\" ,\n\"é\": [1, {\"a\": \"]}\"}, []] , \"b\\\"c\":true}",
+            r#"{"a":"1","a":"2","z":{"a":[{}]},"d":"\u00e9\\"}"#,
+            r#"{"\u0061":{"x":"}"},"n":"\\","b\u0022c":false}"#,
+            r#"{"a":[[["deep"]]],"skip":"\"}","d":{"k":[1,2,{"v":"]"}]}}"#,
+        ];
+        for data in cases {
+            let mut fast = Vec::new();
+            Walker::default()
+                .walk(data, &lookup, |i, raw| fast.push((i, raw)))
+                .unwrap();
+            let mut slow = Vec::new();
+            Walker::default()
+                .walk_serde(data, &lookup, |i, raw| slow.push((i, raw)))
+                .unwrap();
+            assert_eq!(fast, slow, "{data}");
+        }
+        for bad in ["", "[]", "{", r#"{"a""#, r#"{"a":}"#, r#"{"a":1"#, r#"{"a":"x"#, "5"] {
+            let mut walker = Walker::default();
+            assert!(walker.walk(bad, &lookup, |_, _| {}).is_err(), "{bad}");
+        }
     }
 
     #[test]

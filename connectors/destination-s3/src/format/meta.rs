@@ -31,14 +31,22 @@ impl RawIds {
         self.state[1].wrapping_add(s0)
     }
 
-    /// The next id, as 36 ASCII bytes.
+    /// The next id, as 36 ASCII bytes: 122 random bits with the version (4) and variant
+    /// (RFC 4122) bits set, in the hyphenated lower-case form.
     pub fn next_id(&mut self) -> [u8; 36] {
-        let mut bytes = [0u8; 16];
-        bytes[..8].copy_from_slice(&self.next_u64().to_le_bytes());
-        bytes[8..].copy_from_slice(&self.next_u64().to_le_bytes());
-        let id = uuid::Builder::from_random_bytes(bytes).into_uuid();
-        let mut out = [0u8; 36];
-        id.hyphenated().encode_lower(&mut out);
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let hi = (self.next_u64() & !0xf000) | 0x4000;
+        let lo = (self.next_u64() & !(0b11 << 62)) | (0b10 << 62);
+        let bits = (u128::from(hi) << 64) | u128::from(lo);
+        let mut out = [b'-'; 36];
+        let mut nibble = 32;
+        for (i, slot) in out.iter_mut().enumerate() {
+            if matches!(i, 8 | 13 | 18 | 23) {
+                continue;
+            }
+            nibble -= 1;
+            *slot = HEX[((bits >> (nibble * 4)) & 0xf) as usize];
+        }
         out
     }
 }
@@ -80,8 +88,12 @@ mod tests {
         let a = ids.next_id();
         let b = ids.next_id();
         assert_ne!(a, b);
-        let parsed = uuid::Uuid::parse_str(std::str::from_utf8(&a).unwrap()).unwrap();
-        assert_eq!(parsed.get_version_num(), 4);
+        for id in [a, b] {
+            let parsed = uuid::Uuid::parse_str(std::str::from_utf8(&id).unwrap()).unwrap();
+            assert_eq!(parsed.get_version_num(), 4);
+            assert_eq!(parsed.get_variant(), uuid::Variant::RFC4122);
+            assert_eq!(parsed.hyphenated().to_string().as_bytes(), id);
+        }
     }
 
     #[test]
