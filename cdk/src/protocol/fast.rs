@@ -23,13 +23,35 @@ pub struct RawRecord<'a> {
     pub namespace: Option<Cow<'a, str>>,
     /// The record's data, as it was on the line.
     #[serde(borrow)]
-    pub data: &'a RawValue,
+    pub data: RawJson<'a>,
     /// Epoch milliseconds.
     #[serde(deserialize_with = "millis")]
     pub emitted_at: i64,
     /// Changes the source made to the record.
     #[serde(default)]
     pub meta: Option<AirbyteRecordMessageMeta>,
+}
+
+/// A JSON value's text exactly as it was on the line, checked as JSON.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RawJson<'a>(&'a str);
+
+impl<'a> RawJson<'a> {
+    /// `text` must be one whole JSON value (checked by the caller).
+    pub(super) fn new(text: &'a str) -> Self {
+        Self(text)
+    }
+
+    /// The value's text.
+    pub fn get(&self) -> &'a str {
+        self.0
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for RawJson<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        <&'de RawValue>::deserialize(d).map(|raw| RawJson(raw.get()))
+    }
 }
 
 /// One decoded input line.
@@ -68,6 +90,14 @@ pub fn decode_line(line: &[u8]) -> Result<InputLine<'_>, DecodeError> {
     // One UTF-8 check of the whole line (fast on ASCII) spares serde one per string and one
     // for the raw `data`.
     let line = std::str::from_utf8(line)?;
+    if let Some(record) = super::scan::record(line) {
+        return Ok(InputLine::Record(record));
+    }
+    decode_with_serde(line)
+}
+
+/// [`decode_line`] through serde_json alone.
+fn decode_with_serde(line: &str) -> Result<InputLine<'_>, DecodeError> {
     let envelope: Envelope<'_> = serde_json::from_str(line)?;
     if envelope.kind == "RECORD" {
         return envelope
@@ -132,6 +162,127 @@ mod tests {
         ));
         assert!(decode_line(b"not json").is_err());
         assert!(decode_line(br#"{"type":"RECORD"}"#).is_err());
+    }
+
+    /// A JSON value of any shape, with strings that need escapes.
+    fn json_value() -> impl Strategy<Value = serde_json::Value> {
+        use serde_json::Value;
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            any::<f64>().prop_map(Value::from),
+            "[a-z\\\\\"\u{0}-\u{1f}é\u{10000}]{0,6}".prop_map(Value::String),
+        ];
+        leaf.prop_recursive(4, 24, 4, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                proptest::collection::btree_map("[a-z\"]{0,3}", inner, 0..4)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    /// A RECORD line in a shape the direct reading takes (or nearly).
+    fn record_line() -> impl Strategy<Value = String> {
+        (json_value(), any::<i64>(), any::<bool>(), 0..4usize).prop_map(
+            |(data, at, pretty, layout)| {
+                let data = if pretty {
+                    serde_json::to_string_pretty(&data).unwrap()
+                } else {
+                    data.to_string()
+                };
+                match layout {
+                    0 => format!(
+                        r#"{{"type":"RECORD","record":{{"stream":"s","emitted_at":{at},"data":{data}}}}}"#
+                    ),
+                    1 => format!(
+                        r#" {{ "record" : {{ "data" : {data} , "namespace" : null, "stream" : "s", "emitted_at" : {at}, "meta": null, "x": [{data}] }}, "type" : "RECORD" }} "#
+                    ),
+                    2 => format!(
+                        r#"{{"type":"RECORD","extra":{data},"record":{{"namespace":"n","stream":"s","data":{data},"emitted_at":{at}}}}}"#
+                    ),
+                    _ => format!(
+                        r#"{{"type":"STATE","record":{{"stream":"s","data":{data},"emitted_at":{at}}}}}"#
+                    ),
+                }
+            },
+        )
+    }
+
+    /// What the direct reading answers is what serde_json answers.
+    fn agrees(line: &str) -> Result<(), TestCaseError> {
+        if let Some(fast) = super::super::scan::record(line) {
+            match decode_with_serde(line) {
+                Ok(InputLine::Record(slow)) => {
+                    prop_assert_eq!(&fast.stream, &slow.stream);
+                    prop_assert_eq!(&fast.namespace, &slow.namespace);
+                    prop_assert_eq!(fast.data, slow.data);
+                    prop_assert_eq!(fast.emitted_at, slow.emitted_at);
+                    prop_assert!(slow.meta.is_none());
+                }
+                other => prop_assert!(false, "{line}: serde_json reads {other:?}"),
+            }
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn the_direct_reading_takes_the_usual_records() {
+        let line = r#"{"type":"RECORD","record":{"stream":"users","emitted_at":1700000000001,"data":{"id":1,"name":"user 1","tags":["a","b"]}}}"#;
+        let record = super::super::scan::record(line).expect("the usual record");
+        assert_eq!(
+            record.data.get(),
+            r#"{"id":1,"name":"user 1","tags":["a","b"]}"#
+        );
+        assert_eq!(record.emitted_at, 1_700_000_000_001);
+        for other in [
+            r#"{"type":"RECORD","record":{"stream":"a\"b","data":{},"emitted_at":1}}"#,
+            r#"{"type":"RECORD","record":{"stream":"s","data":{},"emitted_at":1.5}}"#,
+            r#"{"type":"RECORD","record":{"stream":"s","data":{},"emitted_at":1,"meta":{"changes":[]}}}"#,
+            r#"{"type":"RECORD","record":{"stream":"s","data":{},"data":{},"emitted_at":1}}"#,
+            r#"{"type":"RECORD","record":{"stream":"s","data":"\ud800","emitted_at":1}}"#,
+            r#"{"type":"RECORD","record":{"stream":"s","data":[01],"emitted_at":1}}"#,
+            r#"{"type":"RECORD","record":{"stream":"s","data":{"a":1,},"emitted_at":1}}"#,
+            r#"{"type":"RECORD","record":{"stream":"s","data":{},"emitted_at":1}} x"#,
+        ] {
+            assert!(super::super::scan::record(other).is_none(), "{other}");
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        #[test]
+        fn the_direct_reading_agrees_with_serde(line in record_line()) {
+            if !line.contains("STATE") {
+                prop_assert!(super::super::scan::record(&line).is_some(), "{}", line);
+            }
+            agrees(&line)?;
+        }
+
+        // Broken lines: whatever the direct reading takes, serde_json takes the same way.
+        #[test]
+        fn broken_lines_agree_too(
+            line in record_line(),
+            cut in any::<prop::sample::Index>(),
+            byte in prop::sample::select(&[
+                b'"', b'\\', b'{', b'}', b'[', b']', b',', b':', b'0', b'-', b'.', b'e', b' ',
+                b'\n', b'\x01', b'u', b'n', b't', b'f',
+            ][..]),
+            how in 0..3u8,
+        ) {
+            let mut bytes = line.into_bytes();
+            let i = cut.index(bytes.len());
+            match how {
+                0 => { bytes.remove(i); }
+                1 => bytes.insert(i, byte),
+                _ => bytes[i] = byte,
+            }
+            if let Ok(line) = std::str::from_utf8(&bytes) {
+                agrees(line)?;
+            }
+        }
     }
 
     proptest! {

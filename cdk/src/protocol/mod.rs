@@ -9,6 +9,7 @@ mod airbyte_type;
 mod catalog;
 mod fast;
 mod record;
+mod scan;
 mod spec;
 mod state;
 mod trace;

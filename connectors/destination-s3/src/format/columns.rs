@@ -258,7 +258,8 @@ fn rfc3339_micros(s: &[u8], with_tz: bool) -> Option<i64> {
         }
         _ => return None,
     };
-    let mut seconds = days_from_civil(year, month, day) * 86_400 + hour * 3600 + minute * 60 + second;
+    let mut seconds =
+        days_from_civil(year, month, day) * 86_400 + hour * 3600 + minute * 60 + second;
     if with_tz {
         seconds -= offset;
     }

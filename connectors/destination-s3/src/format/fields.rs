@@ -319,7 +319,16 @@ mod tests {
                 .unwrap();
             assert_eq!(fast, slow, "{data}");
         }
-        for bad in ["", "[]", "{", r#"{"a""#, r#"{"a":}"#, r#"{"a":1"#, r#"{"a":"x"#, "5"] {
+        for bad in [
+            "",
+            "[]",
+            "{",
+            r#"{"a""#,
+            r#"{"a":}"#,
+            r#"{"a":1"#,
+            r#"{"a":"x"#,
+            "5",
+        ] {
             let mut walker = Walker::default();
             assert!(walker.walk(bad, &lookup, |_, _| {}).is_err(), "{bad}");
         }

@@ -1,0 +1,316 @@
+//! A direct reading of the usual RECORD line: plain keys in any order, `stream` and
+//! `namespace` without escapes, an integer `emitted_at`, no `meta` (or null), and `data` checked
+//! as JSON on the way past. Anything else (and anything it is unsure of) is left to serde_json,
+//! so a line reads the same either way: this only spares serde's generic machinery on the
+//! lines that are nearly all of a destination's input.
+
+use std::borrow::Cow;
+
+use super::fast::{RawJson, RawRecord};
+
+/// Nesting deeper than this in `data` is left to serde_json.
+const MAX_DEPTH: usize = 64;
+
+/// The RECORD on `line`, when it is of the usual shape; `None` otherwise (serde_json decides).
+pub(super) fn record(line: &str) -> Option<RawRecord<'_>> {
+    let mut scan = Scan { text: line, at: 0 };
+    let record = scan.envelope()?;
+    scan.space();
+    (scan.at == line.len()).then_some(record)
+}
+
+struct Scan<'a> {
+    text: &'a str,
+    at: usize,
+}
+
+impl<'a> Scan<'a> {
+    fn peek(&self) -> Option<u8> {
+        self.text.as_bytes().get(self.at).copied()
+    }
+
+    fn space(&mut self) {
+        while let Some(b' ' | b'\n' | b'\r' | b'\t') = self.peek() {
+            self.at += 1;
+        }
+    }
+
+    /// Skips white space and then `byte`.
+    fn eat(&mut self, byte: u8) -> Option<()> {
+        self.space();
+        (self.peek()? == byte).then(|| self.at += 1)
+    }
+
+    /// `{`, then `f` for each key until the closing `}` (which it consumes).
+    fn members(&mut self, mut f: impl FnMut(&mut Self, &'a str) -> Option<()>) -> Option<()> {
+        self.eat(b'{')?;
+        self.space();
+        if self.peek()? == b'}' {
+            self.at += 1;
+            return Some(());
+        }
+        loop {
+            self.space();
+            let key = self.plain_string()?;
+            self.eat(b':')?;
+            self.space();
+            f(self, key)?;
+            self.space();
+            match self.peek()? {
+                b',' => self.at += 1,
+                b'}' => {
+                    self.at += 1;
+                    return Some(());
+                }
+                _ => return None,
+            }
+        }
+    }
+
+    fn envelope(&mut self) -> Option<RawRecord<'a>> {
+        let mut kind = None;
+        let mut record = None;
+        self.members(|scan, key| match key {
+            "type" if kind.is_none() => {
+                kind = Some(scan.plain_string()?);
+                Some(())
+            }
+            "record" if record.is_none() => {
+                record = Some(scan.record()?);
+                Some(())
+            }
+            "type" | "record" => None,
+            _ => scan.value(0),
+        })?;
+        (kind? == "RECORD").then_some(record?)
+    }
+
+    fn record(&mut self) -> Option<RawRecord<'a>> {
+        let (mut stream, mut namespace, mut data, mut emitted_at) = (None, None, None, None);
+        let mut meta_seen = false;
+        self.members(|scan, key| {
+            match key {
+                "stream" if stream.is_none() => stream = Some(scan.plain_string()?),
+                "namespace" if namespace.is_none() => {
+                    namespace = Some(match scan.peek()? {
+                        b'"' => Some(scan.plain_string()?),
+                        _ => {
+                            scan.literal(b"null")?;
+                            None
+                        }
+                    })
+                }
+                "data" if data.is_none() => {
+                    let start = scan.at;
+                    scan.value(0)?;
+                    data = Some(&scan.text[start..scan.at]);
+                }
+                "emitted_at" if emitted_at.is_none() => emitted_at = Some(scan.integer()?),
+                // A record without changes; a real `meta` is serde's to read.
+                "meta" if !meta_seen => {
+                    scan.literal(b"null")?;
+                    meta_seen = true;
+                }
+                "stream" | "namespace" | "data" | "emitted_at" | "meta" => return None,
+                _ => scan.value(0)?,
+            }
+            Some(())
+        })?;
+        Some(RawRecord {
+            stream: Cow::Borrowed(stream?),
+            namespace: namespace.flatten().map(Cow::Borrowed),
+            data: RawJson::new(data?),
+            emitted_at: emitted_at?,
+            meta: None,
+        })
+    }
+
+    /// A string without escapes, its text.
+    fn plain_string(&mut self) -> Option<&'a str> {
+        if self.peek()? != b'"' {
+            return None;
+        }
+        let start = self.at + 1;
+        let rest = self.text.as_bytes().get(start..)?;
+        let len = rest
+            .iter()
+            .position(|&b| b == b'"' || b == b'\\' || b < 0x20)?;
+        if rest[len] != b'"' {
+            return None;
+        }
+        self.at = start + len + 1;
+        Some(&self.text[start..start + len])
+    }
+
+    /// A JSON integer that fits an `i64`.
+    fn integer(&mut self) -> Option<i64> {
+        let bytes = self.text.as_bytes();
+        let start = self.at;
+        let negative = self.peek()? == b'-';
+        let digits = start + usize::from(negative);
+        let len = bytes
+            .get(digits..)?
+            .iter()
+            .take_while(|b| b.is_ascii_digit())
+            .count();
+        let end = digits + len;
+        if len == 0
+            || (len > 1 && bytes[digits] == b'0')
+            || matches!(bytes.get(end), Some(b'.' | b'e' | b'E'))
+        {
+            return None;
+        }
+        self.at = end;
+        self.text[start..end].parse().ok()
+    }
+
+    fn literal(&mut self, word: &[u8]) -> Option<()> {
+        let end = self.at + word.len();
+        (self.text.as_bytes().get(self.at..end)? == word).then(|| self.at = end)
+    }
+
+    /// Moves past one JSON value, checking it as serde_json would.
+    fn value(&mut self, depth: usize) -> Option<()> {
+        match self.peek()? {
+            b'"' => self.string(),
+            b'{' => {
+                if depth >= MAX_DEPTH {
+                    return None;
+                }
+                self.object(depth + 1)
+            }
+            b'[' => {
+                if depth >= MAX_DEPTH {
+                    return None;
+                }
+                self.array(depth + 1)
+            }
+            b't' => self.literal(b"true"),
+            b'f' => self.literal(b"false"),
+            b'n' => self.literal(b"null"),
+            _ => self.number(),
+        }
+    }
+
+    /// An object in `data`: its keys may have escapes.
+    fn object(&mut self, depth: usize) -> Option<()> {
+        self.at += 1; // {
+        self.space();
+        if self.peek()? == b'}' {
+            self.at += 1;
+            return Some(());
+        }
+        loop {
+            self.space();
+            if self.peek()? != b'"' {
+                return None;
+            }
+            self.string()?;
+            self.eat(b':')?;
+            self.space();
+            self.value(depth)?;
+            self.space();
+            match self.peek()? {
+                b',' => self.at += 1,
+                b'}' => {
+                    self.at += 1;
+                    return Some(());
+                }
+                _ => return None,
+            }
+        }
+    }
+
+    fn array(&mut self, depth: usize) -> Option<()> {
+        self.at += 1; // [
+        self.space();
+        if self.peek()? == b']' {
+            self.at += 1;
+            return Some(());
+        }
+        loop {
+            self.space();
+            self.value(depth)?;
+            self.space();
+            match self.peek()? {
+                b',' => self.at += 1,
+                b']' => {
+                    self.at += 1;
+                    return Some(());
+                }
+                _ => return None,
+            }
+        }
+    }
+
+    /// A string with any escapes; `\u` escapes of surrogates are left to serde_json.
+    fn string(&mut self) -> Option<()> {
+        let bytes = self.text.as_bytes();
+        let mut at = self.at + 1;
+        loop {
+            let b = *bytes.get(at)?;
+            at += 1;
+            match b {
+                b'"' => {
+                    self.at = at;
+                    return Some(());
+                }
+                b'\\' => match *bytes.get(at)? {
+                    b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => at += 1,
+                    b'u' => {
+                        let hex = bytes.get(at + 1..at + 5)?;
+                        if !hex.iter().all(u8::is_ascii_hexdigit)
+                            || (matches!(hex[0], b'd' | b'D') && !matches!(hex[1], b'0'..=b'7'))
+                        {
+                            return None;
+                        }
+                        at += 5;
+                    }
+                    _ => return None,
+                },
+                0..0x20 => return None,
+                _ => {}
+            }
+        }
+    }
+
+    /// `-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?`
+    fn number(&mut self) -> Option<()> {
+        let bytes = self.text.as_bytes();
+        let mut at = self.at;
+        let digits = |at: usize| {
+            bytes[at..]
+                .iter()
+                .take_while(|b| b.is_ascii_digit())
+                .count()
+        };
+        if bytes.get(at) == Some(&b'-') {
+            at += 1;
+        }
+        let n = digits(at.min(bytes.len()));
+        if n == 0 || (n > 1 && bytes[at] == b'0') {
+            return None;
+        }
+        at += n;
+        if bytes.get(at) == Some(&b'.') {
+            let n = digits(at + 1);
+            if n == 0 {
+                return None;
+            }
+            at += 1 + n;
+        }
+        if let Some(b'e' | b'E') = bytes.get(at) {
+            at += 1;
+            if let Some(b'+' | b'-') = bytes.get(at) {
+                at += 1;
+            }
+            let n = digits(at.min(bytes.len()));
+            if n == 0 {
+                return None;
+            }
+            at += n;
+        }
+        self.at = at;
+        Some(())
+    }
+}
