@@ -16,6 +16,8 @@ use serde_json::value::RawValue;
 pub struct Lookup {
     names: Vec<String>,
     index: HashMap<String, usize>,
+    /// Whether each name is written in JSON as it is (no character to escape).
+    plain: Vec<bool>,
 }
 
 impl Lookup {
@@ -26,7 +28,24 @@ impl Lookup {
             .enumerate()
             .map(|(i, n)| (n.clone(), i))
             .collect();
-        Self { names, index }
+        let plain = names
+            .iter()
+            .map(|n| !n.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20))
+            .collect();
+        Self {
+            names,
+            index,
+            plain,
+        }
+    }
+
+    /// Whether the key text at the start of `rest` (just past its opening quote) is column
+    /// `guess`'s name, closing quote included; the length of that text when it is.
+    fn matches_raw(&self, guess: usize, rest: &[u8]) -> Option<usize> {
+        let name = self.names.get(guess)?.as_bytes();
+        let len = name.len();
+        (self.plain[guess] && rest.get(len) == Some(&b'"') && &rest[..len] == name)
+            .then_some(len + 1)
     }
 
     /// The column called `key`; `guess` is tried first.
@@ -128,19 +147,31 @@ impl Scan<'_, '_> {
         loop {
             self.expect(b'"')?;
             let start = self.at;
-            let escaped = self.string_end()?;
-            let key = &self.data[start..self.at - 1];
             let guess = self.order.get(position).copied().flatten();
-            let column = if escaped {
-                let key: String = serde_json::from_str(&self.data[start - 1..self.at]).ok()?;
-                lookup.find(&key, guess)
-            } else {
-                lookup.find(key, guess)
+            // Records of a stream mostly list the same fields in the same order: the name
+            // at this position last time is compared with the text first.
+            let column = match guess.and_then(|g| lookup.matches_raw(g, &self.bytes()[start..])) {
+                Some(len) => {
+                    self.at += len;
+                    guess
+                }
+                None => {
+                    let escaped = self.string_end()?;
+                    let key = &self.data[start..self.at - 1];
+                    let column = if escaped {
+                        let key: String =
+                            serde_json::from_str(&self.data[start - 1..self.at]).ok()?;
+                        lookup.find(&key, guess)
+                    } else {
+                        lookup.find(key, guess)
+                    };
+                    match self.order.get_mut(position) {
+                        Some(slot) => *slot = column,
+                        None => self.order.push(column),
+                    }
+                    column
+                }
             };
-            match self.order.get_mut(position) {
-                Some(slot) => *slot = column,
-                None => self.order.push(column),
-            }
             position += 1;
             self.expect(b':')?;
             self.skip_space();
@@ -149,19 +180,36 @@ impl Scan<'_, '_> {
             if let Some(i) = column {
                 self.found.push((i, start, self.at));
             }
-            self.skip_space();
-            match self.peek()? {
-                b',' => self.at += 1,
-                b'}' => return Some(()),
-                _ => return None,
+            if !self.separator()? {
+                return Some(());
             }
         }
+    }
+
+    /// Past the `,` (true) or the closing `}` (false) after a member.
+    fn separator(&mut self) -> Option<bool> {
+        self.skip_space();
+        let more = match self.peek()? {
+            b',' => true,
+            b'}' => false,
+            _ => return None,
+        };
+        self.at += 1;
+        Some(more)
     }
 
     /// Moves past the closing quote of the string whose opening quote was just passed; true
     /// when the string has escapes.
     fn string_end(&mut self) -> Option<bool> {
         let mut escaped = false;
+        // Most strings are short: a plain look at their first bytes beats a vector search.
+        let rest = self.bytes().get(self.at..)?;
+        if let Some(n) = rest.iter().take(24).position(|&b| b == b'"' || b == b'\\')
+            && rest[n] == b'"'
+        {
+            self.at += n + 1;
+            return Some(false);
+        }
         loop {
             let n = memchr::memchr2(b'"', b'\\', self.bytes().get(self.at..)?)?;
             self.at += n;

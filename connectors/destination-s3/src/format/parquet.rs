@@ -193,18 +193,6 @@ impl Builder {
         }
     }
 
-    fn len(&self) -> usize {
-        match self {
-            Builder::Int(b) => b.len(),
-            Builder::Float(b) => b.len(),
-            Builder::Bool(b) => b.len(),
-            Builder::Str(b) => b.len(),
-            Builder::Date(b) => b.len(),
-            Builder::Ts(b) => b.len(),
-            Builder::Time(b) => b.len(),
-        }
-    }
-
     fn append_null(&mut self) {
         match self {
             Builder::Int(b) => b.append_null(),
@@ -266,6 +254,8 @@ impl ParquetEncoder {
         let mut change_kind = StringBuilder::new();
         let mut change_reason = StringBuilder::new();
         let mut nulled: Vec<usize> = Vec::new();
+        // Per column, 1 + the last row it has a value for.
+        let mut filled = vec![0usize; builders.len()];
 
         for (row, record) in batch.iter().enumerate() {
             raw_ids.append_value(std::str::from_utf8(&self.ids.next_id()).unwrap_or_default());
@@ -274,17 +264,17 @@ impl ParquetEncoder {
             let columns = &self.columns;
             self.walker
                 .walk(record.data, &self.lookup, |i, raw| {
-                    let b = &mut builders[i];
-                    if b.len() > row {
+                    if filled[i] > row {
                         return; // a repeated field: the first one counts
                     }
-                    if !b.append(cell(columns[i].ty, raw)) {
+                    filled[i] = row + 1;
+                    if !builders[i].append(cell(columns[i].ty, raw)) {
                         nulled.push(i);
                     }
                 })
                 .map_err(|e| Error::system(format!("record data is not a JSON object: {e}")))?;
-            for b in &mut builders {
-                if b.len() == row {
+            for (b, filled) in builders.iter_mut().zip(&filled) {
+                if *filled <= row {
                     b.append_null();
                 }
             }
