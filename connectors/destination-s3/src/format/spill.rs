@@ -14,7 +14,7 @@ use parquet::arrow::arrow_writer::{PageKey, PageStore, PageStoreArgs, PageStoreF
 use parquet::errors::{ParquetError, Result};
 
 /// Pages kept in memory, across all columns of all files, before they go to disk.
-pub const MEMORY_BUDGET: usize = 24 << 20;
+pub const MEMORY_BUDGET: usize = 64 << 20;
 
 /// Bytes of pages in memory in the whole process.
 static RESIDENT: LazyLock<Arc<AtomicUsize>> = LazyLock::new(Arc::default);
