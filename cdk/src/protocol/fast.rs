@@ -236,6 +236,10 @@ mod tests {
             r#"{"id":1,"name":"user 1","tags":["a","b"]}"#
         );
         assert_eq!(record.emitted_at, 1_700_000_000_001);
+        let line = r#"{"type":"RECORD","record":{"stream":"s","emitted_at":-9223372036854775808,"data":"a \"longer\" string, \\ \u00e9\/ past eight bytes"}}"#;
+        let record = super::super::scan::record(line).expect("a record with escapes");
+        assert_eq!(record.emitted_at, i64::MIN);
+        assert!(record.data.get().ends_with(r#"eight bytes""#));
         for other in [
             r#"{"type":"RECORD","record":{"stream":"a\"b","data":{},"emitted_at":1}}"#,
             r#"{"type":"RECORD","record":{"stream":"s","data":{},"emitted_at":1.5}}"#,
@@ -245,6 +249,9 @@ mod tests {
             r#"{"type":"RECORD","record":{"stream":"s","data":[01],"emitted_at":1}}"#,
             r#"{"type":"RECORD","record":{"stream":"s","data":{"a":1,},"emitted_at":1}}"#,
             r#"{"type":"RECORD","record":{"stream":"s","data":{},"emitted_at":1}} x"#,
+            r#"{"type":"RECORD","record":{"stream":"s","data":{},"emitted_at":9223372036854775808}}"#,
+            r#"{"type":"RECORD","record":{"stream":"s","data":{},"emitted_at":-}}"#,
+            "{\"type\":\"RECORD\",\"record\":{\"stream\":\"s\",\"data\":\"a long string with a tab\there\",\"emitted_at\":1}}",
         ] {
             assert!(super::super::scan::record(other).is_none(), "{other}");
         }

@@ -19,6 +19,31 @@ pub(super) fn record(line: &str) -> Option<RawRecord<'_>> {
     (scan.at == line.len()).then_some(record)
 }
 
+/// Where `bytes` has its first `"`, `\` or control character, eight bytes at a time.
+fn special(bytes: &[u8]) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let zero = |x: u64| x.wrapping_sub(ONES) & !x;
+    let mut at = 0;
+    for chunk in bytes.chunks_exact(8) {
+        let Ok(eight) = <[u8; 8]>::try_from(chunk) else {
+            break;
+        };
+        let x = u64::from_le_bytes(eight);
+        let found = zero(x ^ (ONES * u64::from(b'"')))
+            | zero(x ^ (ONES * u64::from(b'\\')))
+            | (x.wrapping_sub(ONES * 0x20) & !x);
+        if found & HIGH != 0 {
+            break;
+        }
+        at += 8;
+    }
+    let n = bytes[at..]
+        .iter()
+        .position(|&b| b == b'"' || b == b'\\' || b < 0x20)?;
+    Some(at + n)
+}
+
 struct Scan<'a> {
     text: &'a str,
     at: usize,
@@ -145,23 +170,28 @@ impl<'a> Scan<'a> {
     /// A JSON integer that fits an `i64`.
     fn integer(&mut self) -> Option<i64> {
         let bytes = self.text.as_bytes();
-        let start = self.at;
         let negative = self.peek()? == b'-';
-        let digits = start + usize::from(negative);
-        let len = bytes
-            .get(digits..)?
-            .iter()
-            .take_while(|b| b.is_ascii_digit())
-            .count();
-        let end = digits + len;
-        if len == 0
-            || (len > 1 && bytes[digits] == b'0')
+        let digits = self.at + usize::from(negative);
+        let mut end = digits;
+        let mut value: i64 = 0;
+        while let Some(&b) = bytes.get(end).filter(|b| b.is_ascii_digit()) {
+            let digit = i64::from(b - b'0');
+            value = value.checked_mul(10)?;
+            value = if negative {
+                value.checked_sub(digit)?
+            } else {
+                value.checked_add(digit)?
+            };
+            end += 1;
+        }
+        if end == digits
+            || (end - digits > 1 && bytes[digits] == b'0')
             || matches!(bytes.get(end), Some(b'.' | b'e' | b'E'))
         {
             return None;
         }
         self.at = end;
-        self.text[start..end].parse().ok()
+        Some(value)
     }
 
     fn literal(&mut self, word: &[u8]) -> Option<()> {
@@ -248,28 +278,26 @@ impl<'a> Scan<'a> {
         let bytes = self.text.as_bytes();
         let mut at = self.at + 1;
         loop {
-            let b = *bytes.get(at)?;
-            at += 1;
-            match b {
+            at += special(bytes.get(at..)?)?;
+            match bytes[at] {
                 b'"' => {
-                    self.at = at;
+                    self.at = at + 1;
                     return Some(());
                 }
-                b'\\' => match *bytes.get(at)? {
-                    b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => at += 1,
+                b'\\' => match *bytes.get(at + 1)? {
+                    b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => at += 2,
                     b'u' => {
-                        let hex = bytes.get(at + 1..at + 5)?;
+                        let hex = bytes.get(at + 2..at + 6)?;
                         if !hex.iter().all(u8::is_ascii_hexdigit)
                             || (matches!(hex[0], b'd' | b'D') && !matches!(hex[1], b'0'..=b'7'))
                         {
                             return None;
                         }
-                        at += 5;
+                        at += 6;
                     }
                     _ => return None,
                 },
-                0..0x20 => return None,
-                _ => {}
+                _ => return None, // a control character
             }
         }
     }

@@ -108,6 +108,27 @@ impl Walker {
     }
 }
 
+/// Where `bytes` has its first `"` or `\`, eight bytes at a time (strings in records are
+/// mostly too short for a vector search to pay).
+fn quote_or_backslash(bytes: &[u8]) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let zero = |x: u64| x.wrapping_sub(ONES) & !x;
+    let mut at = 0;
+    for chunk in bytes.chunks_exact(8) {
+        let Ok(eight) = <[u8; 8]>::try_from(chunk) else {
+            break;
+        };
+        let x = u64::from_le_bytes(eight);
+        if (zero(x ^ (ONES * u64::from(b'"'))) | zero(x ^ (ONES * u64::from(b'\\')))) & HIGH != 0 {
+            break;
+        }
+        at += 8;
+    }
+    let n = bytes[at..].iter().position(|&b| b == b'"' || b == b'\\')?;
+    Some(at + n)
+}
+
 /// A scan of one JSON object's top level. Every method answers `None` where the text is not
 /// a well-formed object (the caller then lets serde_json tell why).
 struct Scan<'s, 'a> {
@@ -202,17 +223,8 @@ impl Scan<'_, '_> {
     /// when the string has escapes.
     fn string_end(&mut self) -> Option<bool> {
         let mut escaped = false;
-        // Most strings are short: a plain look at their first bytes beats a vector search.
-        let rest = self.bytes().get(self.at..)?;
-        if let Some(n) = rest.iter().take(24).position(|&b| b == b'"' || b == b'\\')
-            && rest[n] == b'"'
-        {
-            self.at += n + 1;
-            return Some(false);
-        }
         loop {
-            let n = memchr::memchr2(b'"', b'\\', self.bytes().get(self.at..)?)?;
-            self.at += n;
+            self.at += quote_or_backslash(self.bytes().get(self.at..)?)?;
             if self.bytes()[self.at] == b'"' {
                 self.at += 1;
                 return Some(escaped);
@@ -355,6 +367,7 @@ mod tests {
             r#"{"a":"1","a":"2","z":{"a":[{}]},"d":"\u00e9\\"}"#,
             r#"{"\u0061":{"x":"}"},"n":"\\","b\u0022c":false}"#,
             r#"{"a":[[["deep"]]],"skip":"\"}","d":{"k":[1,2,{"v":"]"}]}}"#,
+            r#"{"n":"sixteen bytes...\"quoted\" and \\ more","a":"exactly8","d":"1234567\\"}"#,
         ];
         for data in cases {
             let mut fast = Vec::new();
