@@ -24,6 +24,9 @@ impl PgWriter {
     }
 
     pub(super) async fn create_indexes(&self, id: usize) -> Result<()> {
+        if let Err(e) = self.execute(sql::INDEX_SETTINGS).await {
+            tracing::debug!("cannot size the index builds' memory: {e}");
+        }
         for table in &self.streams[id].tables {
             for (suffix, columns) in &table.indexes {
                 self.execute(&sql::create_index(&table.target, suffix, columns))
