@@ -20,7 +20,7 @@ pub(super) fn merge_every() -> u64 {
 impl PgWriter {
     /// The script merging stream `id`'s stages into its tables; `empty_stages` also empties
     /// them for more rows in the same transaction.
-    fn merge_script(&self, id: usize, empty_stages: bool) -> Option<String> {
+    pub(super) fn merge_script(&self, id: usize, empty_stages: bool) -> Option<String> {
         let stream = &self.streams[id];
         let dedup = stream.dedup.as_ref()?;
         let main = &stream.tables[0];
