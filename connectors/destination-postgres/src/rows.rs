@@ -54,6 +54,8 @@ pub struct Rows {
     lane: usize,
     /// Records encoded per lane since the last [`take_all`](Rows::take_all).
     lane_records: [u64; 2],
+    /// The key hashes of those records, per lane, when split.
+    lane_keys: [Vec<u64>; 2],
     /// The main table's key columns (indexes into its cells), when records are split.
     split: Option<Vec<usize>>,
     format: Format,
@@ -96,6 +98,7 @@ impl Rows {
             lanes: vec![tables()],
             lane: 0,
             lane_records: [0; 2],
+            lane_keys: [Vec::new(), Vec::new()],
             split: None,
             format,
             plain_meta,
@@ -146,9 +149,9 @@ impl Rows {
     }
 
     /// Every table's encoded rows since the last call, as `(lane, table, plain, rows)` in
-    /// lane then table order, the rows without the meta column first; and the records
-    /// encoded per lane.
-    pub fn take_all(&mut self) -> (Vec<(usize, usize, bool, Bytes)>, [u64; 2]) {
+    /// lane then table order, the rows without the meta column first; the records encoded
+    /// per lane; and, when split, the hashes of their keys per lane (equal keys hash alike).
+    pub fn take_all(&mut self) -> (Vec<(usize, usize, bool, Bytes)>, [u64; 2], [Vec<u64>; 2]) {
         let mut out = Vec::new();
         for lane in 0..self.lanes.len() {
             for t in 0..self.lanes[lane].len() {
@@ -157,19 +160,27 @@ impl Rows {
                 out.extend(full.map(|b| (lane, t, false, b)));
             }
         }
-        (out, std::mem::take(&mut self.lane_records))
+        let keys = [
+            std::mem::take(&mut self.lane_keys[0]),
+            std::mem::take(&mut self.lane_keys[1]),
+        ];
+        (out, std::mem::take(&mut self.lane_records), keys)
     }
 
-    /// The lane of a record whose main-table cells are `cells`.
-    fn lane_of(&self, cells: &[Cell<'_>]) -> usize {
-        let Some(key) = &self.split else {
-            return 0;
-        };
-        let mut hasher = std::hash::DefaultHasher::new();
-        for &i in key {
-            value::hash_key_cell(cells.get(i), &mut hasher);
+    /// Sets the lane of a record whose main-table cells are `cells` (noting its key's hash
+    /// when split), and counts the record there.
+    fn pick_lane(&mut self, cells: &[Cell<'_>]) {
+        self.lane = 0;
+        if let Some(key) = &self.split {
+            let mut hasher = std::hash::DefaultHasher::new();
+            for &i in key {
+                value::hash_key_cell(cells.get(i), &mut hasher);
+            }
+            let hash = std::hash::Hasher::finish(&hasher);
+            self.lane = (hash & 1) as usize;
+            self.lane_keys[self.lane].push(hash);
         }
-        (std::hash::Hasher::finish(&hasher) & 1) as usize
+        self.lane_records[self.lane] += 1;
     }
 
     pub fn encode(&mut self, batch: &Batch) -> Result<()> {
@@ -222,8 +233,7 @@ impl Rows {
                 }
             }
             build_meta(&mut self.meta, &self.sync_id, record.meta, &changes);
-            self.lane = self.lane_of(&cells);
-            self.lane_records[self.lane] += 1;
+            self.pick_lane(&cells);
             let plain = is_plain(&changes, record.meta);
             let meta = if plain { &self.plain_meta } else { &self.meta };
             let (e, meta) = self.lanes[self.lane][0].pick(plain, meta);

@@ -346,9 +346,9 @@ impl PgWriter {
         self.queue_dedup_lane_merge(id, true).await
     }
 
-    async fn queue_dedup_lane_merge(&self, id: usize, empty_stages: bool) -> Result<()> {
-        let (Some(lane), Some(sql)) = (&self.dedup_lane, self.merge_script(id, empty_stages))
-        else {
+    async fn queue_dedup_lane_merge(&mut self, id: usize, empty_stages: bool) -> Result<()> {
+        let sql = self.merge_script(id, 1, empty_stages);
+        let (Some(lane), Some(sql)) = (&self.dedup_lane, sql) else {
             return Ok(());
         };
         let descriptor = &self.streams[id].descriptor;
@@ -385,6 +385,7 @@ impl PgWriter {
         for stream in &mut self.streams {
             stream.staged_second = false;
             stream.since_merge_second = 0;
+            stream.windows = Default::default();
         }
         if let Some(lane) = &self.dedup_lane {
             lane.rollback().await;

@@ -100,6 +100,10 @@ impl PgWriter {
             }
         }
         let [first, second] = encoded.records;
+        let stream = &mut self.streams[id];
+        for (window, keys) in stream.windows.iter_mut().zip(&encoded.keys) {
+            window.add(keys);
+        }
         self.merge_dedup_lane_if_due(id, second).await?;
         self.merge_if_due(id, first).await
     }

@@ -62,10 +62,12 @@ pub struct PgWriter {
 /// An encoding job: it hands back the stream's [`Rows`] with the rows it encoded.
 type Encoding = tokio::task::JoinHandle<(StreamId, Rows, Result<Encoded>)>;
 
-/// Rows encoded from a batch, as `(lane, table, plain, rows)`, with the records per lane.
+/// Rows encoded from a batch, as `(lane, table, plain, rows)`, with the records per lane
+/// and, when split, the hashes of their keys per lane.
 struct Encoded {
     records: [u64; 2],
     chunks: Vec<(usize, usize, bool, Bytes)>,
+    keys: [Vec<u64>; 2],
 }
 
 struct OpenCopy {
@@ -144,6 +146,8 @@ struct StreamWriter {
     /// dedup lane.
     since_merge: u64,
     since_merge_second: u64,
+    /// The keys staged since the last merge, per lane (known for split streams only).
+    windows: [merge::KeyWindow; 2],
     records: u64,
 }
 
@@ -265,6 +269,7 @@ impl BatchWriter for PgWriter {
             staged_second: false,
             since_merge: 0,
             since_merge_second: 0,
+            windows: Default::default(),
             records: 0,
         });
         Ok(())
@@ -285,8 +290,12 @@ impl BatchWriter for PgWriter {
             .ok_or_else(|| Error::system("the row encoder of a stream was lost"))?;
         self.encoding = Some(tokio::task::spawn_blocking(move || {
             let encoded = rows.encode(&batch).map(|()| {
-                let (chunks, records) = rows.take_all();
-                Encoded { records, chunks }
+                let (chunks, records, keys) = rows.take_all();
+                Encoded {
+                    records,
+                    chunks,
+                    keys,
+                }
             });
             (id, rows, encoded)
         }));

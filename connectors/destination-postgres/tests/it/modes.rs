@@ -423,13 +423,16 @@ async fn dedup_merges_keep_the_latest_row_per_key(streams: &str) {
     let expected = if streams == "2" { 2 } else { 1 };
     assert_eq!(writers(&db, "k").await, expected, "{streams} connection(s)");
 
-    // A second sync: each key gets an older version (ignored), then a newer one in a later
-    // batch, out of order; keys 200..300 are deleted; key 0 comes back.
+    // A second sync, in loader batches of distinct keys (merged without a sort): each key
+    // gets an older version (ignored) and 5,100 keys are new; then every key gets a newer
+    // version, out of order; then keys 200..300 are deleted and key 0 comes back.
     let mut lines: Vec<String> = (100..5000)
         .map(|k| record("k", json!({"id": k, "seq": 1, "name": "older"})))
         .collect();
+    lines.extend((5000..10_100).map(|k| record("k", json!({"id": k, "seq": 1, "name": "new"}))));
+    assert_eq!(lines.len(), 10_000, "one loader batch");
     lines.extend(
-        (100..5000)
+        (100..10_100)
             .rev()
             .map(|k| record("k", json!({"id": k, "seq": 50_000 + k, "name": "newer"}))),
     );
@@ -451,7 +454,7 @@ async fn dedup_merges_keep_the_latest_row_per_key(streams: &str) {
     let ids: Vec<i64> = now.iter().map(|r| r["id"].as_i64().unwrap()).collect();
     let expected: Vec<i64> = std::iter::once(0)
         .chain(100..200)
-        .chain(300..5000)
+        .chain(300..10_100)
         .collect();
     assert_eq!(ids, expected, "one row per key");
     assert_eq!(now[0]["name"], "back");
