@@ -43,6 +43,20 @@ impl TableOut {
     }
 }
 
+/// Encoded rows of one table as `(lane, table, plain, rows)`: `plain` rows leave
+/// `_airbyte_meta` to its default.
+pub type Chunk = (usize, usize, bool, Bytes);
+
+/// What [`Rows::take_all`] hands over.
+pub struct Taken {
+    /// In lane then table order, the rows without the meta column first.
+    pub chunks: Vec<Chunk>,
+    /// Records encoded per lane.
+    pub records: [u64; 2],
+    /// When split, the hashes of their keys per lane (equal keys hash alike).
+    pub keys: [Vec<u64>; 2],
+}
+
 /// Encodes one stream's records for its tables: the main table, then child tables. With a
 /// [split](Rows::with_split), each record (with its child rows) goes to one of two lanes by a
 /// hash of its primary key, so rows of one key always take the same lane.
@@ -148,10 +162,9 @@ impl Rows {
         [&mut out.plain, &mut out.full].map(|e| (!e.is_empty()).then(|| e.take()))
     }
 
-    /// Every table's encoded rows since the last call, as `(lane, table, plain, rows)` in
-    /// lane then table order, the rows without the meta column first; the records encoded
-    /// per lane; and, when split, the hashes of their keys per lane (equal keys hash alike).
-    pub fn take_all(&mut self) -> (Vec<(usize, usize, bool, Bytes)>, [u64; 2], [Vec<u64>; 2]) {
+    /// Every table's encoded rows since the last call, with the records and key hashes
+    /// behind them.
+    pub fn take_all(&mut self) -> Taken {
         let mut out = Vec::new();
         for lane in 0..self.lanes.len() {
             for t in 0..self.lanes[lane].len() {
@@ -164,7 +177,11 @@ impl Rows {
             std::mem::take(&mut self.lane_keys[0]),
             std::mem::take(&mut self.lane_keys[1]),
         ];
-        (out, std::mem::take(&mut self.lane_records), keys)
+        Taken {
+            chunks: out,
+            records: std::mem::take(&mut self.lane_records),
+            keys,
+        }
     }
 
     /// Sets the lane of a record whose main-table cells are `cells` (noting its key's hash

@@ -62,13 +62,8 @@ pub struct PgWriter {
 /// An encoding job: it hands back the stream's [`Rows`] with the rows it encoded.
 type Encoding = tokio::task::JoinHandle<(StreamId, Rows, Result<Encoded>)>;
 
-/// Rows encoded from a batch, as `(lane, table, plain, rows)`, with the records per lane
-/// and, when split, the hashes of their keys per lane.
-struct Encoded {
-    records: [u64; 2],
-    chunks: Vec<(usize, usize, bool, Bytes)>,
-    keys: [Vec<u64>; 2],
-}
+/// Rows encoded from a batch, with the records per lane and, when split, their key hashes.
+type Encoded = crate::rows::Taken;
 
 struct OpenCopy {
     stream: usize,
@@ -289,14 +284,7 @@ impl BatchWriter for PgWriter {
             .take()
             .ok_or_else(|| Error::system("the row encoder of a stream was lost"))?;
         self.encoding = Some(tokio::task::spawn_blocking(move || {
-            let encoded = rows.encode(&batch).map(|()| {
-                let (chunks, records, keys) = rows.take_all();
-                Encoded {
-                    records,
-                    chunks,
-                    keys,
-                }
-            });
+            let encoded = rows.encode(&batch).map(|()| rows.take_all());
             (id, rows, encoded)
         }));
         self.send_encoded(previous).await

@@ -41,10 +41,7 @@ pub(super) struct TablePlan {
     pub tmp: Option<TableName>,
     /// Dedup: the session's staging table, merged into the loaded table on commit.
     pub stage: Option<String>,
-    /// Indexes made before loading, on the loaded table: `_airbyte_extracted_at`'s (rows
-    /// arrive about in its order, so keeping it up to date costs the load next to nothing,
-    /// where building it after the load costs a sort of the whole table while nothing else
-    /// runs), and those the merge needs: (suffix, columns).
+    /// Indexes the merge needs on the loaded table, made before loading: (suffix, columns).
     pub merge_indexes: Vec<(&'static str, Vec<String>)>,
     /// Indexes of a dedup table the merge does not use (the cursor's), made at close so the
     /// load does not maintain them row by row.
@@ -108,12 +105,10 @@ pub(super) fn plan_tables(
                     compatible(&format!("{schema}_{table}_airbyte_tmp")),
                 )
             });
-            let mut merge_indexes = vec![("extracted_at", vec![META_COLUMNS[1].to_string()])];
-            if let Some(dedup) = &dedup
-                && !kept_raw
-            {
-                merge_indexes.extend(self::merge_indexes(dedup, t == 0, flattened_children));
-            }
+            let merge_indexes = match &dedup {
+                Some(dedup) if !kept_raw => merge_indexes(dedup, t == 0, flattened_children),
+                _ => Vec::new(),
+            };
             let late_indexes = match &dedup {
                 Some(Dedup {
                     cursor: Some(cursor),
@@ -331,13 +326,7 @@ mod tests {
             &TableName::new("internal", "crm_people_airbyte_tmp")
         );
         assert_eq!(main.stage.as_deref(), Some("_airbyte_stage_3_0"));
-        assert_eq!(
-            main.merge_indexes,
-            [
-                ("extracted_at", vec!["_airbyte_extracted_at".to_string()]),
-                ("pk", vec!["id".to_string()])
-            ]
-        );
+        assert_eq!(main.merge_indexes, [("pk", vec!["id".to_string()])]);
         assert_eq!(main.late_indexes, [("cursor", vec!["updated".to_string()])]);
     }
 

@@ -37,7 +37,7 @@ impl PgWriter {
             .filter(|c| c.as_str() != META_COLUMNS[2])
             .cloned()
             .collect();
-        let mut indexes = Vec::new();
+        let mut indexes = vec![("extracted_at", vec!["_airbyte_extracted_at".to_string()])];
         let open_indexes = table.merge_indexes.iter().map(|(s, _)| *s).collect();
         indexes.extend(table.merge_indexes);
         indexes.extend(table.late_indexes);
