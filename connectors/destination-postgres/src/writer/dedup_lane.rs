@@ -9,11 +9,12 @@
 //! job fails the lane's next commit.
 
 use std::pin::Pin;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use cdk::{Error, Result};
 use futures::SinkExt;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tokio_postgres::{Client, CopyInSink};
 
 use super::{OpenCopy, PgWriter, Table};
@@ -24,8 +25,11 @@ use crate::schema::StreamLayout;
 use crate::sql::{self, Dedup};
 use crate::value;
 
-/// Jobs queued for the lane at most (each about one batch's rows).
-const QUEUED_JOBS: usize = 8;
+/// Jobs queued for the lane at most.
+const QUEUED_JOBS: usize = 256;
+/// Encoded rows queued for the lane at most, in KiB: enough to go on loading while the lane
+/// merges (the first connection holds up to 64 MiB meanwhile, see `load`).
+const QUEUED_KIB: usize = 32 << 10;
 
 /// Work for the lane's connection, done in order.
 pub(super) enum Job {
@@ -36,6 +40,8 @@ pub(super) enum Job {
         sql: String,
         table: String,
         data: Bytes,
+        /// The rows' share of [`QUEUED_KIB`], given back once they are sent.
+        queued: OwnedSemaphorePermit,
     },
     /// A script run inside the lane's transaction (a merge), after the open COPY ends; a
     /// failure fails the next commit. With `reply`, the result goes back instead (statements
@@ -54,6 +60,8 @@ pub(super) enum Job {
 /// The handle of the lane's task.
 pub(super) struct DedupLane {
     jobs: mpsc::Sender<Job>,
+    /// KiB of rows that may still be queued.
+    room: Arc<Semaphore>,
     /// Whether the session's temporary-table buffers were sized for the stages.
     pub stages_sized: bool,
 }
@@ -72,8 +80,19 @@ impl DedupLane {
         tokio::spawn(worker.run(queue));
         Self {
             jobs,
+            room: Arc::new(Semaphore::new(QUEUED_KIB)),
             stages_sized: false,
         }
+    }
+
+    /// Waits until `bytes` of rows may be queued; the permit gives the room back.
+    pub async fn room_for(&self, bytes: usize) -> Result<OwnedSemaphorePermit> {
+        let kib = bytes.div_ceil(1024).clamp(1, QUEUED_KIB) as u32;
+        self.room
+            .clone()
+            .acquire_many_owned(kib)
+            .await
+            .map_err(|_| Error::system("the second dedup connection stopped"))
     }
 
     /// Queues `job` (waiting while the queue is full).
@@ -143,6 +162,7 @@ impl Worker {
                 sql,
                 table,
                 data,
+                queued: _queued,
             } => {
                 if self.failed.is_none()
                     && let Err(e) = self.copy_rows(copy, &sql, table, data).await
@@ -315,19 +335,22 @@ impl PgWriter {
             (Some(sql), true) => sql.clone(),
             _ => table.copy_sql.clone(),
         };
-        let job = Job::Rows {
+        let table = table.load_into.to_string();
+        self.streams[id].staged_second = true;
+        let Some(lane) = &self.dedup_lane else {
+            return Err(Error::system(
+                "rows for a second dedup connection that is not open",
+            ));
+        };
+        let queued = lane.room_for(data.len()).await?;
+        lane.send(Job::Rows {
             copy: (id, t, plain),
             sql,
-            table: table.load_into.to_string(),
+            table,
             data,
-        };
-        self.streams[id].staged_second = true;
-        match &self.dedup_lane {
-            Some(lane) => lane.send(job).await,
-            None => Err(Error::system(
-                "rows for a second dedup connection that is not open",
-            )),
-        }
+            queued,
+        })
+        .await
     }
 
     /// After `records` more records of stream `id` went to the dedup lane: queues a merge of

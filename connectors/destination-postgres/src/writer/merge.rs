@@ -1,7 +1,8 @@
 //! Dedup merges: the staged rows of a stream go into its table by one set-based upsert
 //! ([`sql::upsert`]). A stream merges every [`merge_every`] staged records on its own, in the
 //! background (the server merges while the next rows are encoded), and once more at commit;
-//! all of it inside the commit's one transaction.
+//! all of it inside the commit's transaction of the connection that staged the rows (the
+//! first one, or the [dedup lane](super::dedup_lane) for its half of the keys).
 
 use std::collections::HashSet;
 

@@ -1,8 +1,9 @@
 //! The [`BatchWriter`]: opens each stream in three steps ([`plan`] its tables, [`create`]
 //! them, [`prepare_copy`]), encodes each batch on a blocking thread while the loader decodes
-//! the next one, streams the rows into COPY on one connection inside one transaction
-//! ([`load`]), runs the dedup upserts and COMMITs on `commit`, and swaps overwritten tables in
-//! on a successful `close` ([`finish`]).
+//! the next one, streams the rows into COPY inside one transaction per connection ([`load`];
+//! a second connection takes every other batch of streams without a stage ([`lane`]) and half
+//! of the keys of dedup streams ([`dedup_lane`])), runs the dedup upserts and COMMITs on
+//! `commit`, and swaps overwritten tables in on a successful `close` ([`finish`]).
 
 mod create;
 mod dedup_lane;
