@@ -13,6 +13,7 @@ mod load;
 mod merge;
 mod plan;
 mod prepare_copy;
+mod split;
 
 use std::collections::HashMap;
 use std::pin::Pin;
@@ -234,7 +235,7 @@ impl BatchWriter for PgWriter {
         }
         let omit_meta: Vec<bool> = ready.iter().map(|t| t.copy_plain_sql.is_some()).collect();
         let split = match (&self.dedup_lane, &dedup, &layout) {
-            (Some(_), Some(dedup), Some(layout)) => dedup_lane::split_key(dedup, layout),
+            (Some(_), Some(dedup), Some(layout)) => split::split_key(dedup, layout),
             _ => None,
         };
         if split.is_some() {
