@@ -519,12 +519,58 @@ async fn a_quiet_input_gets_its_last_state_acknowledged_on_time() {
 }
 
 #[tokio::test]
-async fn records_after_the_last_state_are_not_committed_on_time() {
-    // A commit during the pause would make record 2 durable with no state to acknowledge it:
-    // a sync stopped there would write it again on resume.
+async fn a_commit_on_time_stops_at_the_last_state() {
+    // Committing record 2 during the pause would make it durable with no state to acknowledge
+    // it: a sync stopped there would write it again on resume.
     let first = [record("a", 1), state("a", 1), record("a", 2)];
     let seen = commits_around_pauses(&[&first, &[record("a", 3), state("a", 2)]]).await;
     for events in seen {
-        assert_eq!(events, ["write 0 [1,2,3]", "commit 0"]);
+        assert_eq!(
+            events,
+            ["write 0 [1]", "commit 0", "write 0 [2,3]", "commit 0"]
+        );
     }
+}
+
+#[tokio::test]
+async fn records_already_written_past_the_state_wait_for_the_next_state() {
+    // A full batch handed record 2 to the writer: no cut is possible, the next state commits.
+    let first = [
+        record("a", 1),
+        state("a", 1),
+        record("a", 2),
+        record("a", 3),
+    ];
+    let mut w = Recorder::default();
+    let options = LoaderOptions {
+        commit_interval: std::time::Duration::from_millis(20),
+        batch_records: 2,
+        decode_threads: 0,
+        ..LoaderOptions::default()
+    };
+    let parts = [&first[..], &[state("a", 2)]]
+        .iter()
+        .map(|lines| lines.iter().map(|l| format!("{l}\n")).collect::<String>())
+        .map(String::into_bytes)
+        .collect();
+    let out = Captured::default();
+    load(
+        Input::new(Paused(parts, false)),
+        &catalog(&["a"]),
+        DEFAULT_MODES,
+        &mut w,
+        options,
+        &out.output(),
+    )
+    .await
+    .unwrap();
+    let events: Vec<String> = w
+        .events
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|e| e.starts_with("write") || e.starts_with("commit"))
+        .cloned()
+        .collect();
+    assert_eq!(events, ["write 0 [1,2]", "write 0 [3]", "commit 0"]);
 }
