@@ -109,6 +109,26 @@ pub fn spawn(plan: Plan, tx: mpsc::Sender<Msg>) -> Guard {
     }))
 }
 
+/// Reads one slice of `stream` with `partition` as its partition (no cursor interval).
+pub fn spawn_partition(
+    stream: Arc<StreamDef>,
+    partition: Map<String, Value>,
+    tx: mpsc::Sender<Msg>,
+) -> Guard {
+    Guard(tokio::spawn(async move {
+        let slice = Slice {
+            partition: Arc::new(partition),
+            interval: None,
+            injections: Vec::new(),
+            extra_fields: Map::new(),
+            floor: None,
+        };
+        if let Err(e) = read_slice(&stream, &slice, None, 0, &tx, false).await {
+            let _ = tx.send(Msg::Failed(e)).await;
+        }
+    }))
+}
+
 async fn produce(plan: &Plan, tx: &mpsc::Sender<Msg>) -> cdk::Result<()> {
     let stream = &plan.stream;
     let bounds = match &stream.cursor {
@@ -441,7 +461,7 @@ async fn read_window(
                     token: token.as_ref(),
                 };
                 let (records, next) =
-                    read_page(stream, &window, page, &mut tracker, first_page_only)?;
+                    read_page(stream, &window, page, &mut tracker, first_page_only).await?;
                 emitted_total += records.len();
                 if tx.send(Msg::Page { id, records }).await.is_err() {
                     return Ok(Pages::Stopped);
@@ -491,7 +511,7 @@ struct Page<'a> {
 
 /// The records of a page and the token of the next one (`None` on the last page or when
 /// `pagination_reset`'s limit is reached).
-fn read_page(
+async fn read_page(
     stream: &StreamDef,
     slice: &Slice,
     page: Page<'_>,
@@ -524,7 +544,7 @@ fn read_page(
         let mut docs = r.decoder.decode(&resp.body)?;
         let mut records = Vec::new();
         for doc in docs.iter_mut() {
-            records.extend(r.selector.extract(doc, !needs_response)?);
+            records.extend(r.selector.extract_fetching(doc, !needs_response).await?);
         }
         extracted = records.len();
         let records = r.selector.select(records, &vars)?;

@@ -95,8 +95,39 @@ impl RecordSelector {
             .collect()
     }
 
+    /// [`Self::extract`], with the complete lists of truncated records fetched by the
+    /// expander's `truncated_list_retriever`.
+    pub async fn extract_fetching(&self, doc: &mut Value, take: bool) -> Result<Vec<Value>> {
+        let Some(x) = self.expander.as_ref().filter(|x| x.fetches()) else {
+            return self.extract(doc, take);
+        };
+        let mut out = Vec::new();
+        for r in self.extract_unexpanded(doc, take)? {
+            x.expand_fetching(r, &mut out).await?;
+        }
+        self.objects_only(&out)?;
+        Ok(out)
+    }
+
     /// The records in `doc`. With `take`, they are moved out of `doc` instead of copied.
     pub fn extract(&self, doc: &mut Value, take: bool) -> Result<Vec<Value>> {
+        let extracted = self.extract_unexpanded(doc, take)?;
+        let extracted = match &self.expander {
+            None => extracted,
+            Some(x) => {
+                let mut out = Vec::with_capacity(extracted.len());
+                for r in extracted {
+                    x.expand(r, &mut out)?;
+                }
+                out
+            }
+        };
+        self.objects_only(&extracted)?;
+        Ok(extracted)
+    }
+
+    /// The values at `field_path`, before any `record_expander`.
+    fn extract_unexpanded(&self, doc: &mut Value, take: bool) -> Result<Vec<Value>> {
         let path = self.path()?;
         let extracted: Vec<Value> = if path.iter().any(|p| p == "*") {
             let mut found = Vec::new();
@@ -118,17 +149,13 @@ impl RecordSelector {
                 other => vec![other],
             }
         };
-        let extracted = match &self.expander {
-            None => extracted,
-            Some(x) => {
-                let mut out = Vec::with_capacity(extracted.len());
-                for r in extracted {
-                    x.expand(r, &mut out)?;
-                }
-                out
-            }
-        };
-        for r in &extracted {
+        Ok(extracted)
+    }
+
+    /// An error for a record that is not an object.
+    fn objects_only(&self, extracted: &[Value]) -> Result<()> {
+        let path = self.path()?;
+        for r in extracted {
             if !r.is_object() {
                 return Err(Error::system(format!(
                     "a record at field_path {path:?} is not an object: {}",
@@ -136,7 +163,7 @@ impl RecordSelector {
                 )));
             }
         }
-        Ok(extracted)
+        Ok(())
     }
 
     /// Filters and transforms records (in Airbyte's order unless `transform_before_filtering`).
