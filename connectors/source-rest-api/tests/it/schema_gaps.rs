@@ -135,3 +135,111 @@ fn truncated_list_retriever_refuses_what_airbyte_refuses() {
         out.describe()
     );
 }
+
+/// The Authorization headers a JWT-authenticated read of `/items` sent, with `algorithm`,
+/// the key in `config['secret']` and `extra` YAML on the authenticator.
+async fn jwt_tokens(algorithm: &str, key: &str, extra: &str, config_extra: Value) -> Vec<String> {
+    let server = MockServer::start().await;
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let s = seen.clone();
+    serve(&server, "/items", move |r: &Request| {
+        let auth = r.headers.get("authorization").and_then(|v| v.to_str().ok());
+        s.lock().unwrap().push(auth.unwrap_or_default().to_string());
+        json_response(json!({"data": [{"id": 1}]}))
+    })
+    .await;
+    let auth = format!(
+        "authenticator:\n  type: JwtAuthenticator\n  secret_key: \"{{{{ config['secret'] }}}}\"\n  algorithm: {algorithm}\n  jwt_payload: {{iss: me}}\n{extra}"
+    );
+    let mut config = json!({"base_url": server.uri(), "secret": key});
+    if let (Value::Object(c), Value::Object(e)) = (&mut config, config_extra) {
+        c.extend(e);
+    }
+    let out = manifest(&one_stream("/items", &auth, "", "")).read(&config, &["items"]);
+    out.assert_success();
+    assert!(!out.stdout.contains("open-sesame"), "the passphrase leaked");
+    seen.lock().unwrap().clone()
+}
+
+fn fixture(name: &str) -> String {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/fixtures");
+    std::fs::read_to_string(dir.join(name)).unwrap()
+}
+
+/// The signing input, the raw signature and the decoded header and claims of a token.
+fn jws_parts(token: &str) -> (String, Vec<u8>, Value, Value) {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let parts: Vec<&str> = token.split('.').collect();
+    assert_eq!(parts.len(), 3, "{token}");
+    let json = |p: &str| serde_json::from_slice::<Value>(&b64.decode(p).unwrap()).unwrap();
+    (
+        format!("{}.{}", parts[0], parts[1]),
+        b64.decode(parts[2]).unwrap(),
+        json(parts[0]),
+        json(parts[1]),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn jwt_es256k_and_es512_verify_with_their_public_keys() {
+    use k256::ecdsa::signature::Verifier as _;
+    use k256::pkcs8::DecodePublicKey as _;
+    let tokens = jwt_tokens("ES256K", &fixture("jwt_test_secp256k1.pem"), "", json!({})).await;
+    let (input, sig, header, claims) = jws_parts(&tokens[0]);
+    assert_eq!(header, json!({"alg": "ES256K", "typ": "JWT"}));
+    assert_eq!(claims["iss"], "me");
+    assert_eq!(sig.len(), 64);
+    let public =
+        k256::ecdsa::VerifyingKey::from_public_key_pem(&fixture("jwt_test_secp256k1.pub")).unwrap();
+    let sig = k256::ecdsa::Signature::from_slice(&sig).unwrap();
+    public
+        .verify(input.as_bytes(), &sig)
+        .expect("ES256K signature verifies");
+
+    // P-521 from a SEC1 `EC PRIVATE KEY`: 66-byte r and s.
+    let tokens = jwt_tokens("ES512", &fixture("jwt_test_p521.pem"), "", json!({})).await;
+    let (input, sig, header, _) = jws_parts(&tokens[0]);
+    assert_eq!(header["alg"], "ES512");
+    assert_eq!(sig.len(), 132);
+    let public =
+        p521::ecdsa::VerifyingKey::from_public_key_pem(&fixture("jwt_test_p521.pub")).unwrap();
+    let sig = p521::ecdsa::Signature::from_slice(&sig).unwrap();
+    public
+        .verify(input.as_bytes(), &sig)
+        .expect("ES512 signature verifies");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn jwt_passphrase_decrypts_an_encrypted_pkcs8_key() {
+    use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode};
+    let tokens = jwt_tokens(
+        "RS256",
+        &fixture("jwt_test_rsa_encrypted.pem"),
+        "  passphrase: \"{{ config['pass'] }}\"",
+        json!({"pass": "open-sesame"}),
+    )
+    .await;
+    let public = fixture("jwt_test_rsa.pub");
+    let claims = decode::<Value>(
+        &tokens[0],
+        &DecodingKey::from_rsa_pem(public.as_bytes()).unwrap(),
+        &Validation::new(Algorithm::RS256),
+    )
+    .unwrap()
+    .claims;
+    assert_eq!(claims["iss"], "me");
+
+    // A wrong passphrase is a config error naming the decryption.
+    let server = MockServer::start().await;
+    serve(&server, "/items", json_response(json!({"data": []}))).await;
+    let auth = "authenticator:\n  type: JwtAuthenticator\n  secret_key: \"{{ config['secret'] }}\"\n  algorithm: RS256\n  passphrase: wrong";
+    let config = json!({"base_url": server.uri(), "secret": fixture("jwt_test_rsa_encrypted.pem")});
+    let out = manifest(&one_stream("/items", auth, "", "")).read(&config, &["items"]);
+    let (message, failure) = trace_error(&out);
+    assert!(
+        message.contains("the passphrase-protected secret key cannot be decrypted"),
+        "{message}"
+    );
+    assert_eq!(failure, Some(FailureType::ConfigError));
+}
