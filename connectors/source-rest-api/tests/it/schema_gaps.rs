@@ -243,3 +243,68 @@ async fn jwt_passphrase_decrypts_an_encrypted_pkcs8_key() {
     );
     assert_eq!(failure, Some(FailureType::ConfigError));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn oauth_profile_assertion_sends_a_jwt_bearer_grant() {
+    use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode};
+    let server = MockServer::start().await;
+    let forms = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let f = forms.clone();
+    serve_post(&server, "/token", move |r: &Request| {
+        let form: Vec<(String, String)> = url::form_urlencoded::parse(&r.body)
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
+        f.lock().unwrap().push(form);
+        json_response(json!({"access_token": "at-1", "expires_in": 3600}))
+    })
+    .await;
+    let auths = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let a = auths.clone();
+    serve(&server, "/items", move |r: &Request| {
+        let auth = r.headers.get("authorization").and_then(|v| v.to_str().ok());
+        a.lock().unwrap().push(auth.unwrap_or_default().to_string());
+        json_response(json!({"data": [{"id": 1}]}))
+    })
+    .await;
+    let auth = r#"authenticator:
+  type: OAuthAuthenticator
+  token_refresh_endpoint: "{{ config['base_url'] }}/token"
+  client_id: ignored-in-this-flow
+  client_secret: ignored-too
+  scopes: [read]
+  use_profile_assertion: true
+  profile_assertion:
+    type: JwtAuthenticator
+    secret_key: "{{ config['secret'] }}"
+    algorithm: HS256
+    jwt_payload: {iss: client-7, aud: "{{ config['base_url'] }}/token"}"#;
+    let config = json!({"base_url": server.uri(), "secret": "assertion-key"});
+    let out = manifest(&one_stream("/items", auth, "", "")).read(&config, &["items"]);
+    out.assert_success();
+    let forms = forms.lock().unwrap().clone();
+    assert_eq!(forms.len(), 1);
+    let keys: Vec<&str> = forms[0].iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(keys, vec!["grant_type", "assertion"]);
+    assert_eq!(forms[0][0].1, "urn:ietf:params:oauth:grant-type:jwt-bearer");
+    let mut v = Validation::new(Algorithm::HS256);
+    v.set_audience(&[format!("{}/token", server.uri())]);
+    let claims = decode::<Value>(
+        &forms[0][1].1,
+        &DecodingKey::from_secret(b"assertion-key").unwrap(),
+        &v,
+    )
+    .unwrap()
+    .claims;
+    assert_eq!(claims["iss"], "client-7");
+    assert_eq!(*auths.lock().unwrap(), vec!["Bearer at-1"]);
+
+    // The flow without its assertion is refused as airbyte-cdk refuses it.
+    let cut = auth.find("\n  profile_assertion:").unwrap();
+    let yaml = one_stream("/items", &auth[..cut], "", "");
+    let out = manifest(&yaml).read(&config, &["items"]);
+    let (message, _) = trace_error(&out);
+    assert!(
+        message.contains("'profile_assertion' is required"),
+        "{message}"
+    );
+}
