@@ -10,6 +10,7 @@ pub mod async_job;
 pub mod auth;
 pub mod budget;
 pub mod config;
+pub mod config_rules;
 pub mod cursor;
 pub mod decoder;
 pub mod delegating;
@@ -60,6 +61,9 @@ struct Loaded {
     base_dir: Option<PathBuf>,
     /// The simple form's endpoints whose schema discover infers from their first page.
     infer: Vec<String>,
+    /// The config the manifest runs with: after its `config_normalization_rules`
+    /// transformations (set by [`SourceRestApi::resolved`]).
+    config: Value,
 }
 
 impl SourceRestApi {
@@ -82,6 +86,7 @@ impl SourceRestApi {
             manifest: resolved,
             base_dir: path.parent().map(|p| p.to_path_buf()),
             infer: Vec::new(),
+            config: Value::Null,
         });
         Ok(())
     }
@@ -105,6 +110,7 @@ impl SourceRestApi {
                 manifest: resolved,
                 base_dir: None,
                 infer: Vec::new(),
+                config: Value::Null,
             });
         }
         let simple = SimpleConfig::from_config(config)?;
@@ -117,27 +123,72 @@ impl SourceRestApi {
                 .filter(|e| e.infers_schema())
                 .map(|e| e.name.clone())
                 .collect(),
+            config: Value::Null,
         })
     }
 
-    /// The manifest to run for `config`, its dynamic streams resolved.
+    /// The manifest to run for `config`, with the config its `config_normalization_rules`
+    /// transform and validate, and its dynamic streams resolved.
     async fn resolved(&self, config: &Value) -> Result<Loaded> {
         let mut loaded = self.loaded(config)?;
+        loaded.config = config.clone();
+        if let Some(rules) = config_rules::of(&loaded.manifest) {
+            config_rules::transform(rules, &mut loaded.config)?;
+            config_rules::validate(rules, &loaded.config)?;
+        }
         loaded.manifest =
-            dynamic::expand(&loaded.manifest, config, loaded.base_dir.clone()).await?;
+            dynamic::expand(&loaded.manifest, &loaded.config, loaded.base_dir.clone()).await?;
         Ok(loaded)
+    }
+
+    /// Applies the manifest's `config_migrations` to the config file: when they change it,
+    /// the file is rewritten and the new config announced in a CONTROL message, as
+    /// airbyte-cdk does before the config is read.
+    fn migrate_config_file(&self, path: &std::path::Path) -> Result<()> {
+        let Ok(text) = std::fs::read_to_string(path) else {
+            return Ok(());
+        };
+        let Ok(mut config) = serde_json::from_str::<Value>(&text) else {
+            return Ok(());
+        };
+        let injected;
+        let manifest = match (&self.manifest, config.get(INJECTED_MANIFEST)) {
+            (Some(m), _) => &m.manifest,
+            (None, Some(m)) => {
+                injected = manifest::refs::resolve(m)?;
+                &injected
+            }
+            (None, None) => return Ok(()),
+        };
+        let Some(rules) = config_rules::of(manifest) else {
+            return Ok(());
+        };
+        let rules = rules.clone();
+        if !config_rules::migrate(&rules, &mut config)? {
+            return Ok(());
+        }
+        std::fs::write(path, serde_json::to_vec(&config)?).map_err(|e| {
+            Error::system(format!(
+                "cannot write the migrated config to {}: {e}",
+                path.display()
+            ))
+        })?;
+        if let Value::Object(map) = config {
+            cdk::output::global().config_update(map);
+        }
+        Ok(())
     }
 
     async fn declarative(&self, config: &Value) -> Result<Declarative> {
         let loaded = self.resolved(config).await?;
-        Declarative::decode(&loaded.manifest, config, loaded.base_dir)
+        Declarative::decode(&loaded.manifest, &loaded.config, loaded.base_dir)
     }
 
     /// The streams with their schemas, those of the simple form without one inferred from
     /// their first page.
     async fn discovered(&self, config: &Value) -> Result<Declarative> {
         let mut loaded = self.resolved(config).await?;
-        let d = Declarative::decode(&loaded.manifest, config, loaded.base_dir.clone())?;
+        let d = Declarative::decode(&loaded.manifest, &loaded.config, loaded.base_dir.clone())?;
         if loaded.infer.is_empty() {
             return Ok(d);
         }
@@ -158,7 +209,7 @@ impl SourceRestApi {
                 m["schema_loader"]["schema"] = schema;
             }
         }
-        Declarative::decode(&loaded.manifest, config, loaded.base_dir)
+        Declarative::decode(&loaded.manifest, &loaded.config, loaded.base_dir)
     }
 
     fn streams_of(d: &Declarative) -> Vec<Arc<dyn Stream>> {
@@ -187,8 +238,11 @@ impl Source for SourceRestApi {
     }
 
     fn configure(&mut self, options: &CliOptions) -> Result<()> {
-        match &options.manifest_path {
-            Some(path) => self.load(path),
+        if let Some(path) = &options.manifest_path {
+            self.load(path)?;
+        }
+        match &options.config_path {
+            Some(path) => self.migrate_config_file(path),
             None => Ok(()),
         }
     }

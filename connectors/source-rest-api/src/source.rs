@@ -188,8 +188,8 @@ fn spec_of(node: Node<'_>) -> Result<ConnectorSpecification> {
     };
     let documentation_url = c.opt_str("documentation_url")?;
     let advanced_auth = c.get("advanced_auth");
-    if c.has("config_normalization_rules") {
-        return Err(c.error("config_normalization_rules are not supported"));
+    if let Some(rules) = c.get("config_normalization_rules") {
+        crate::config_rules::check(&rules)?;
     }
     c.finish()?;
     let mut spec = ConnectorSpecification::new(connection_specification);

@@ -308,3 +308,105 @@ async fn oauth_profile_assertion_sends_a_jwt_bearer_grant() {
         "{message}"
     );
 }
+
+/// A manifest whose `config_normalization_rules` migrate `old_key` to `api_key`, derive
+/// `host` from `base_url`, and validate the JSON string at `filters`.
+fn normalized_manifest() -> String {
+    let yaml = one_stream(
+        "/items",
+        "request_headers: {X-Key: \"{{ config['api_key'] }}\"}",
+        "",
+        "",
+    )
+    .replace("{{ config['base_url'] }}", "{{ config['host'] }}");
+    format!(
+        r#"{yaml}
+spec:
+  type: Spec
+  connection_specification:
+    type: object
+    properties:
+      base_url: {{type: string}}
+  config_normalization_rules:
+    type: ConfigNormalizationRules
+    config_migrations:
+      - type: ConfigMigration
+        description: old_key is now api_key
+        transformations:
+          - type: ConfigAddFields
+            fields: [{{path: [api_key], value: "{{{{ config['old_key'] }}}}"}}]
+            condition: "{{{{ config.get('old_key') is not none }}}}"
+          - type: ConfigRemoveFields
+            field_pointers: [[old_key]]
+    transformations:
+      - type: ConfigAddFields
+        fields: [{{path: [host], value: "{{{{ config['base_url'] }}}}/v2"}}]
+    validations:
+      - type: DpathValidator
+        field_path: [filters]
+        validation_strategy:
+          type: ValidateAdheresToSchema
+          base_schema: {{type: object, required: [status]}}
+"#
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn config_normalization_rules_migrate_transform_and_validate() {
+    let server = MockServer::start().await;
+    let keys = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let k = keys.clone();
+    serve(&server, "/v2/items", move |r: &Request| {
+        let key = r.headers.get("x-key").and_then(|v| v.to_str().ok());
+        k.lock().unwrap().push(key.unwrap_or_default().to_string());
+        json_response(json!({"data": [{"id": 1}]}))
+    })
+    .await;
+    let m = manifest(&normalized_manifest());
+    let config =
+        json!({"base_url": server.uri(), "old_key": "k-1", "filters": "{\"status\": \"open\"}"});
+    let out = m.read(&config, &["items"]);
+    out.assert_success();
+    assert_eq!(ids(&out, "items"), vec![1]);
+    assert_eq!(*keys.lock().unwrap(), vec!["k-1"]);
+    // The migrated config (not the transformed one) is announced once.
+    let migrated: Vec<Value> = controls(&out)
+        .into_iter()
+        .map(|c| c["connectorConfig"]["config"].clone())
+        .collect();
+    assert_eq!(
+        migrated,
+        vec![
+            json!({"base_url": server.uri(), "api_key": "k-1", "filters": "{\"status\": \"open\"}"})
+        ]
+    );
+    // An already migrated config is not announced again.
+    let config = json!({"base_url": server.uri(), "api_key": "k-2", "filters": {"status": "x"}});
+    let out = m.read(&config, &["items"]);
+    out.assert_success();
+    assert!(controls(&out).is_empty(), "{}", out.describe());
+    assert_eq!(*keys.lock().unwrap(), vec!["k-1", "k-2"]);
+
+    // A config breaking a validation fails check with the schema's reason.
+    let bad = json!({"base_url": server.uri(), "api_key": "k", "filters": "{\"state\": 1}"});
+    let out = m.run().check(&bad);
+    let message = out.connection_status().message.clone().unwrap_or_default();
+    assert!(
+        message.contains("JSON schema validation error") && message.contains("status"),
+        "{}",
+        out.describe()
+    );
+    let bad = json!({"base_url": server.uri(), "api_key": "k", "filters": "not json"});
+    let out = m.read(&bad, &["items"]);
+    let (message, failure) = trace_error(&out);
+    assert!(
+        message.contains("Invalid JSON string: not json"),
+        "{message}"
+    );
+    assert_eq!(failure, Some(FailureType::ConfigError));
+    assert_eq!(
+        keys.lock().unwrap().len(),
+        2,
+        "no request with an invalid config"
+    );
+}
