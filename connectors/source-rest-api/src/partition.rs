@@ -48,9 +48,14 @@ pub struct ParentConfig {
     partition_field: String,
     option: Option<Arc<RequestOption>>,
     extra_fields: Vec<Vec<String>>,
+    /// `lazy_read_pointer`: where each parent record embeds the child's first page.
+    lazy_pointer: Vec<String>,
     /// `incremental_dependency`: the parent is read from its state kept in the child's.
     dependency: Option<Arc<ParentDependency>>,
 }
+
+/// The extra field holding the child's first page embedded in a parent record.
+pub const LAZY_RESPONSE: &str = "child_response";
 
 const SUPPORTED: [&str; 3] = [
     "ListPartitionRouter",
@@ -59,6 +64,12 @@ const SUPPORTED: [&str; 3] = [
 ];
 
 impl PartitionRouter {
+    /// A `SubstreamPartitionRouter` with a `lazy_read_pointer`: on a first sync the child
+    /// reads its first page from each parent record (airbyte-cdk's `LazySimpleRetriever`).
+    pub fn reads_lazily(&self) -> bool {
+        matches!(self, Self::Substream(parents) if parents.iter().any(|p| !p.lazy_pointer.is_empty()))
+    }
+
     pub fn decode(node: Node<'_>, b: &Build) -> Result<Self> {
         if let Value::Array(items) = node.value {
             let routers = items
@@ -118,10 +129,20 @@ impl PartitionRouter {
                     let mut p = n.component(Some("ParentStreamConfig"))?;
                     p.expect(&["ParentStreamConfig"])?;
                     let incremental_dependency = p.bool_or("incremental_dependency", false)?;
-                    if p.string_list("lazy_read_pointer")?
-                        .is_some_and(|l| !l.is_empty())
-                    {
-                        return Err(p.error("lazy_read_pointer is not supported"));
+                    let lazy_pointer: Vec<String> = p
+                        .string_list("lazy_read_pointer")?
+                        .unwrap_or_default()
+                        .iter()
+                        .map(|s| {
+                            Ok(p.template_of(b, "lazy_read_pointer", s)?
+                                .eval_str(&vars)?
+                                .unwrap_or_default())
+                        })
+                        .collect::<Result<_>>()?;
+                    if lazy_pointer.iter().any(|s| s.contains('*')) {
+                        return Err(p.error(
+                            "the '*' wildcard in 'lazy_read_pointer' is not supported — only direct paths are allowed",
+                        ));
                     }
                     let stream = Arc::new(StreamDef::decode(p.required_child("stream")?, b)?);
                     let parent_key = p
@@ -173,6 +194,7 @@ impl PartitionRouter {
                         partition_field,
                         option: option.map(Arc::new),
                         extra_fields,
+                        lazy_pointer,
                     });
                 }
                 if parents.is_empty() {
@@ -330,6 +352,7 @@ fn clone_router(r: &PartitionRouter) -> PartitionRouter {
                     partition_field: p.partition_field.clone(),
                     option: p.option.clone(),
                     extra_fields: p.extra_fields.clone(),
+                    lazy_pointer: p.lazy_pointer.clone(),
                     dependency: p.dependency.clone(),
                 })
                 .collect(),
@@ -414,6 +437,14 @@ impl ParentConfig {
                             .insert("parent_slice".into(), Value::Object(parent_slice.clone()));
                         if let Some(o) = &self.option {
                             p.injections.push((o.clone(), value.clone()));
+                        }
+                        if !self.lazy_pointer.is_empty() {
+                            let embedded =
+                                self.lazy_pointer.iter().try_fold(&record, |v, k| v.get(k));
+                            p.extra_fields.insert(
+                                LAZY_RESPONSE.into(),
+                                embedded.cloned().unwrap_or(Value::Array(Vec::new())),
+                            );
                         }
                         for path in &self.extra_fields {
                             if let Some(v) = path.iter().try_fold(&record, |v, k| v.get(k)) {

@@ -250,6 +250,11 @@ fn emitted_view(
 
 /// The `stream_state` of a slice: a stream's state as is; of a partitioned state, the cursor
 /// of the slice's partition, else the global cursor; `{}` without state.
+/// No state: absent, null or an empty object.
+fn is_empty_state(s: &Value) -> bool {
+    s.is_null() || s.as_object().is_some_and(|m| m.is_empty())
+}
+
 fn state_of(state: Option<&Value>, partition: &Map<String, Value>) -> Value {
     let Some(state) = state else {
         return Value::Object(Map::new());
@@ -390,6 +395,7 @@ async fn read_window(
     first_page_only: bool,
 ) -> cdk::Result<Pages> {
     let r = &stream.retriever;
+    let state_in = state.as_deref().filter(|s| !is_empty_state(s));
     let state = json_value(Arc::new(state_of(state.as_deref(), &slice.partition)));
     let mut window = slice.clone();
     let mut base_vars = window.vars(stream).with("stream_state", state.clone());
@@ -403,6 +409,20 @@ async fn read_window(
     let mut tracker = Tracker::new(r.actions.reset.as_ref(), stream.cursor.as_ref());
     let mut token = r.paginator.as_ref().and_then(|p| p.initial_token());
     let mut emitted_total = 0usize;
+    // A first sync of a child whose parent embeds its first page reads that page from there.
+    let mut embedded = match (&r.router, &state_in) {
+        (Some(router), None) if router.reads_lazily() => window
+            .extra_fields
+            .get(crate::partition::LAZY_RESPONSE)
+            .map(|v| crate::http::Response {
+                status: 200,
+                headers: Vec::new(),
+                body: serde_json::to_vec(v).unwrap_or_default().into(),
+                url: String::new(),
+                redo: None,
+            }),
+        _ => None,
+    };
     loop {
         let size_override = reducer.as_ref().and_then(Reducer::size_override);
         let mut vars = base_vars.clone();
@@ -426,7 +446,11 @@ async fn read_window(
             path_override: r.paginator.as_ref().and_then(|p| p.path(token.as_ref())),
             notice: Some(&notice),
         };
-        let Some(resp) = r.requester.send(&call).await? else {
+        let sent = match embedded.take() {
+            Some(page) => Some(page),
+            None => r.requester.send(&call).await?,
+        };
+        let Some(resp) = sent else {
             if let Some(rd) = reducer.as_mut() {
                 rd.on_successful_page();
             }

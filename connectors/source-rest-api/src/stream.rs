@@ -127,6 +127,10 @@ impl StreamDef {
             };
             crate::actions::Actions::decode(&mut r, b, &cx)?
         };
+        if router.as_ref().is_some_and(|r| r.reads_lazily()) {
+            lazy_checks(&name, &requester, &actions, cursor.as_ref(), &decoder)
+                .map_err(|e| r.error(e))?;
+        }
         let ignore_slicer_on_paginated = r.bool_or(
             "ignore_stream_slicer_parameters_on_paginated_requests",
             false,
@@ -191,6 +195,42 @@ impl StreamDef {
         }
         Ok(pages)
     }
+}
+
+/// What airbyte-cdk refuses with a parent stream read lazily. It checks the cursor and the
+/// decoder only on a first sync; they are checked here whatever the state.
+fn lazy_checks(
+    name: &str,
+    requester: &Requester,
+    actions: &crate::actions::Actions,
+    cursor: Option<&DatetimeCursor>,
+    decoder: &Decoder,
+) -> std::result::Result<(), String> {
+    use crate::error_handler::Action;
+    if actions.page_size.is_some() || requester.uses_action(Action::ReducePageSize) {
+        return Err(format!(
+            "`page_size_reduction` and the REDUCE_PAGE_SIZE response action are not supported when reading a parent stream lazily. Remove either the page size reduction or the parent stream's `lazy_read_pointer` for stream {name}."
+        ));
+    }
+    if actions.window.is_some() || requester.uses_action(Action::SplitRequestWindow) {
+        return Err(format!(
+            "`request_window_splitting` and the SPLIT_REQUEST_WINDOW response action are not supported when reading a parent stream lazily. Remove either the request window splitting or the parent stream's `lazy_read_pointer` for stream {name}."
+        ));
+    }
+    if let Some(c) = cursor {
+        if c.count {
+            return Err("LazySimpleRetriever only supports DatetimeBasedCursor. Found: IncrementingCountCursor.".into());
+        }
+        if c.granularity().is_some() {
+            return Err(format!(
+                "Found more that one slice per parent. LazySimpleRetriever only supports single slice read for stream - {name}."
+            ));
+        }
+    }
+    if *decoder != Decoder::Json {
+        return Err("LazySimpleRetriever only supports JsonDecoder.".into());
+    }
+    Ok(())
 }
 
 /// `primary_key`: a name, a list of names (a composite key) or a list of paths.

@@ -410,3 +410,86 @@ async fn config_normalization_rules_migrate_transform_and_validate() {
         "no request with an invalid config"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn lazy_read_pointer_reads_the_first_child_page_from_the_parent() {
+    let server = MockServer::start().await;
+    serve(
+        &server,
+        "/projects",
+        json_response(json!({"data": [
+            {"id": "p1", "issues": {"data": [{"id": 1}], "next": "c2"}},
+            {"id": "p2", "issues": {"data": [{"id": 3}], "next": null}},
+            {"id": "p3"},
+        ]})),
+    )
+    .await;
+    serve(&server, "/projects/p1/issues", |r: &Request| {
+        assert_eq!(query(r, "after").as_deref(), Some("c2"));
+        json_response(json!({"data": [{"id": 2}], "next": null}))
+    })
+    .await;
+    let yaml = r##"version: 6.0.0
+type: DeclarativeSource
+check: {type: CheckStream, stream_names: [issues]}
+definitions:
+  requester: {type: HttpRequester, url_base: "{{ config['base_url'] }}", http_method: GET}
+  selector:
+    type: RecordSelector
+    extractor: {type: DpathExtractor, field_path: [data]}
+streams:
+  - type: DeclarativeStream
+    name: issues
+    primary_key: [id]
+    retriever:
+      type: SimpleRetriever
+      requester:
+        $ref: "#/definitions/requester"
+        path: "/projects/{{ stream_partition['project_id'] }}/issues"
+      record_selector: {$ref: "#/definitions/selector"}
+      paginator:
+        type: DefaultPaginator
+        page_token_option: {type: RequestOption, inject_into: request_parameter, field_name: after}
+        pagination_strategy:
+          type: CursorPagination
+          cursor_value: "{{ response.next }}"
+          stop_condition: "{{ not response.next }}"
+      partition_router:
+        type: SubstreamPartitionRouter
+        parent_stream_configs:
+          - type: ParentStreamConfig
+            parent_key: id
+            partition_field: project_id
+            lazy_read_pointer: [issues]
+            stream:
+              type: DeclarativeStream
+              name: projects
+              primary_key: [id]
+              retriever:
+                type: SimpleRetriever
+                requester: {$ref: "#/definitions/requester", path: /projects}
+                record_selector: {$ref: "#/definitions/selector"}
+"##;
+    let out = manifest(yaml).read(&config_for(&server), &["issues"]);
+    out.assert_success();
+    let mut got = ids(&out, "issues");
+    got.sort();
+    assert_eq!(got, vec![1, 2, 3]);
+    let requests: Vec<String> = server
+        .received_requests()
+        .await
+        .unwrap_or_default()
+        .iter()
+        .map(|r| format!("{}?{}", r.url.path(), r.url.query().unwrap_or("")))
+        .collect();
+    // p3 embeds nothing: an empty first page, no request.
+    assert_eq!(requests, vec!["/projects?", "/projects/p1/issues?after=c2"]);
+
+    let wildcard = yaml.replace("lazy_read_pointer: [issues]", "lazy_read_pointer: [\"*\"]");
+    let out = manifest(&wildcard).read(&config_for(&server), &["issues"]);
+    let (message, _) = trace_error(&out);
+    assert!(
+        message.contains("wildcard in 'lazy_read_pointer' is not supported"),
+        "{message}"
+    );
+}
