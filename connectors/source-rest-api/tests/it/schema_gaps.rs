@@ -493,3 +493,28 @@ streams:
         "{message}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_decoder_on_cursor_pagination_is_ignored_as_airbyte_ignores_it() {
+    let server = MockServer::start().await;
+    serve(&server, "/items", |r: &Request| {
+        match query(r, "after").as_deref() {
+            None => json_response(json!({"data": [{"id": 1}], "next": "c2"})),
+            Some(_) => json_response(json!({"data": [{"id": 2}], "next": null})),
+        }
+    })
+    .await;
+    let paginator = r#"paginator:
+  type: DefaultPaginator
+  page_token_option: {type: RequestOption, inject_into: request_parameter, field_name: after}
+  pagination_strategy:
+    type: CursorPagination
+    cursor_value: "{{ response.next }}"
+    stop_condition: "{{ not response.next }}"
+    decoder: {type: XmlDecoder}"#;
+    let ids = read_ids(
+        &config_for(&server),
+        &one_stream("/items", "", paginator, ""),
+    );
+    assert_eq!(ids, vec![1, 2]);
+}
