@@ -279,7 +279,18 @@ impl Source for SourceRestApi {
         state: &InputState,
         output: &Output,
     ) -> Result<()> {
-        let d = self.declarative(config).await?;
+        let loaded = self.resolved(config).await?;
+        let cursors = catalog
+            .streams
+            .iter()
+            .filter_map(|s| Some((s.stream.name.clone(), s.cursor_field.clone()?)))
+            .collect();
+        let d = Declarative::decode_for_read(
+            &loaded.manifest,
+            &loaded.config,
+            loaded.base_dir,
+            cursors,
+        )?;
         let options = ReadOptions {
             checkpoint_interval: u64::MAX,
             max_concurrent_streams: d.concurrency,

@@ -41,6 +41,17 @@ pub struct Declarative {
 impl Declarative {
     /// Decodes a `$ref`-resolved manifest for `config`.
     pub fn decode(manifest: &Value, config: &Value, base_dir: Option<PathBuf>) -> Result<Self> {
+        Self::decode_for_read(manifest, config, base_dir, Default::default())
+    }
+
+    /// [`Self::decode`] for a read whose configured catalog picked `catalog_cursors` (cursor
+    /// field by stream name).
+    pub fn decode_for_read(
+        manifest: &Value,
+        config: &Value,
+        base_dir: Option<PathBuf>,
+        catalog_cursors: std::collections::HashMap<String, Vec<String>>,
+    ) -> Result<Self> {
         let Value::Object(top) = manifest else {
             return Err(Error::config("the manifest must be a mapping"));
         };
@@ -61,6 +72,7 @@ impl Declarative {
         }
         let concurrency = concurrency(manifest, config)?;
         let mut b = Build::new(config, base_dir, concurrency);
+        b.catalog_cursors = Arc::new(catalog_cursors);
         let slots = crate::async_job::job_slots(top.get("max_concurrent_async_job_count"), &b);
         b.job_slots = Arc::new(tokio::sync::Semaphore::new(slots));
         let root = Node::root(manifest);

@@ -69,7 +69,11 @@ impl StreamDef {
             .map(|n| Transformation::decode(n, b))
             .collect::<Result<Vec<_>>>()?;
         let cursor = match c.child("incremental_sync") {
-            Some(n) => Some(DatetimeCursor::decode(n, b)?),
+            Some(n) => {
+                let mut cursor = DatetimeCursor::decode(n, b)?;
+                cursor.use_catalog_field(&name, b.catalog_cursors.get(&name))?;
+                Some(cursor)
+            }
             None => None,
         };
         let migrations =
@@ -281,6 +285,10 @@ impl cdk::Stream for DeclarativeStream {
 
     fn default_cursor_field(&self) -> Option<Vec<String>> {
         self.0.cursor.as_ref().map(|c| vec![c.cursor_field.clone()])
+    }
+
+    fn source_defined_cursor(&self) -> bool {
+        self.0.cursor.as_ref().is_some_and(|c| !c.catalog_defined)
     }
 
     async fn read(&self, ctx: &ReadContext, out: &mut RecordWriter) -> Result<()> {

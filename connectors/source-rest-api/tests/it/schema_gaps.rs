@@ -518,3 +518,59 @@ async fn a_decoder_on_cursor_pagination_is_ignored_as_airbyte_ignores_it() {
     );
     assert_eq!(ids, vec![1, 2]);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn allow_catalog_defined_cursor_field_uses_the_catalogs_cursor() {
+    let server = MockServer::start().await;
+    serve(
+        &server,
+        "/items",
+        json_response(json!({"data": [
+            {"id": 1, "updated_at": "2024-01-05T00:00:00Z", "created_at": "2024-01-02T00:00:00Z"},
+            {"id": 2, "updated_at": "2024-01-03T00:00:00Z", "created_at": "2024-01-04T00:00:00Z"},
+        ]})),
+    )
+    .await;
+    let cursor = r#"incremental_sync:
+  type: DatetimeBasedCursor
+  cursor_field: updated_at
+  allow_catalog_defined_cursor_field: true
+  datetime_format: "%Y-%m-%dT%H:%M:%SZ"
+  start_datetime: "2024-01-01T00:00:00Z"
+  end_datetime: "2024-01-10T00:00:00Z""#;
+    let m = manifest(&one_stream("/items", "", "", cursor));
+    let config = config_for(&server);
+    let discovered = m.run().discover(&config);
+    let stream = &discovered.catalog().streams[0];
+    assert_eq!(stream.source_defined_cursor, Some(false));
+    assert_eq!(
+        stream.default_cursor_field,
+        Some(vec!["updated_at".to_string()])
+    );
+
+    let with_cursor = |field: Value| {
+        json!({"streams": [{"stream": {"name": "items", "json_schema": {}, "supported_sync_modes": ["full_refresh", "incremental"]},
+            "sync_mode": "incremental", "cursor_field": field, "destination_sync_mode": "append"}]})
+    };
+    let out = m
+        .run()
+        .read(&config, &with_cursor(json!(["created_at"])), None);
+    out.assert_success();
+    assert_eq!(
+        states(&out, "items").last(),
+        Some(&json!({"created_at": "2024-01-04T00:00:00Z"}))
+    );
+    // Without a pick the manifest's cursor field is used; a nested one is refused.
+    let out = m.run().read(&config, &with_cursor(json!([""])), None);
+    out.assert_success();
+    assert_eq!(
+        states(&out, "items").last(),
+        Some(&json!({"updated_at": "2024-01-05T00:00:00Z"}))
+    );
+    let out = m.run().read(&config, &with_cursor(json!(["a", "b"])), None);
+    let (message, _) = trace_error(&out);
+    assert!(
+        message.contains("does not support nested cursor_field"),
+        "{message}"
+    );
+}
