@@ -223,6 +223,11 @@ fn lookup_mut<'v>(v: &'v mut Value, path: &[String]) -> Option<&'v mut Value> {
 }
 
 /// dpath's `values`: every value matching a path with `*` segments.
+/// dpath's `values` for a path with `*` segments (for other components).
+pub fn glob_values<'v>(v: &'v Value, path: &[String], out: &mut Vec<&'v Value>) {
+    glob(v, path, out)
+}
+
 fn glob<'v>(v: &'v Value, path: &[String], out: &mut Vec<&'v Value>) {
     let Some((head, rest)) = path.split_first() else {
         out.push(v);

@@ -574,3 +574,32 @@ async fn allow_catalog_defined_cursor_field_uses_the_catalogs_cursor() {
         "{message}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn snake_case_and_flattening_transformations() {
+    let server = MockServer::start().await;
+    serve(
+        &server,
+        "/items",
+        json_response(json!({"data": [
+            {"id": 1, "UserName": "a", "Meta": {"CreatedAt": "t"}, "attrs": {"x": 1, "y": 2}, "tags": ["p", "q"]}
+        ]})),
+    )
+    .await;
+    let transformations = r#"transformations:
+  - type: KeysToSnakeCase
+  - type: DpathFlattenFields
+    field_path: [attrs]
+    delete_origin_value: true
+    key_transformation: {type: KeyTransformation, prefix: "attr_"}
+  - type: FlattenFields"#;
+    let out = manifest(&one_stream("/items", "", "", transformations))
+        .read(&config_for(&server), &["items"]);
+    out.assert_success();
+    assert_eq!(
+        out.records_of("items"),
+        vec![
+            &json!({"id": 1, "user_name": "a", "meta.created_at": "t", "attr_x": 1, "attr_y": 2, "tags.0": "p", "tags.1": "q"})
+        ]
+    );
+}
