@@ -419,8 +419,32 @@ fn decode_request_body(node: Node<'_>, b: &Build) -> Result<Body> {
         "RequestBodyJsonObject",
         "RequestBodyUrlEncodedForm",
         "RequestBodyPlainText",
+        "RequestBodyGraphQL",
     ])?;
     let body = match c.type_name.as_str() {
+        // airbyte-cdk sends the `RequestBodyGraphQlQuery` as a JSON body: `query` (by default
+        // an empty query) and any other fields, nulls left out.
+        "RequestBodyGraphQL" => {
+            let mut value = match c.get("value") {
+                Some(Value::Object(m)) => m,
+                None | Some(Value::Null) => serde_json::Map::new(),
+                Some(other) => {
+                    return Err(c.error(format!("'value' must be a mapping, got {other}")));
+                }
+            };
+            value.retain(|_, v| !v.is_null());
+            value
+                .entry("query")
+                .or_insert_with(|| Value::String("query {\n    \n}".into()));
+            Body::Json(
+                crate::interpolation::Structure::new(
+                    &b.interp,
+                    &Value::Object(value),
+                    &c.params_value(),
+                )
+                .map_err(|e| c.error(format!("'value': {e}")))?,
+            )
+        }
         "RequestBodyJsonObject" => Body::Json(
             c.opt_structure(b, "value")?
                 .ok_or_else(|| c.error("the field 'value' is required"))?,

@@ -603,3 +603,32 @@ async fn snake_case_and_flattening_transformations() {
         ]
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn request_body_graphql_is_sent_as_a_json_query() {
+    let server = MockServer::start().await;
+    let bodies = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let bs = bodies.clone();
+    serve_post(&server, "/graphql", move |r: &Request| {
+        bs.lock()
+            .unwrap()
+            .push(serde_json::from_slice::<Value>(&r.body).unwrap());
+        json_response(json!({"data": [{"id": 1}]}))
+    })
+    .await;
+    let body = r#"request_body:
+  type: RequestBodyGraphQL
+  value:
+    query: "query { items(owner: \"{{ config['owner'] }}\") { id } }"
+    variables: {first: 10}"#;
+    let yaml =
+        one_stream("/graphql", body, "", "").replace("http_method: GET", "http_method: POST");
+    let mut config = config_for(&server);
+    config["owner"] = json!("me");
+    let ids = read_ids(&config, &yaml);
+    assert_eq!(ids, vec![1]);
+    assert_eq!(
+        *bodies.lock().unwrap(),
+        vec![json!({"query": "query { items(owner: \"me\") { id } }", "variables": {"first": 10}})]
+    );
+}
