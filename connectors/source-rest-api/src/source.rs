@@ -13,7 +13,8 @@ use crate::manifest::{Build, Node};
 use crate::stream::StreamDef;
 
 /// Manifest keys read here or deliberately without effect.
-const TOP_LEVEL: [&str; 12] = [
+const TOP_LEVEL: [&str; 13] = [
+    crate::dynamic::GENERATED,
     "type",
     "version",
     "check",
@@ -35,7 +36,20 @@ pub const DEFAULT_CONCURRENCY: usize = 2;
 pub struct Declarative {
     pub streams: Vec<Arc<StreamDef>>,
     pub check_streams: Vec<String>,
+    /// What `check` reads besides `check_streams`.
+    pub check: Check,
     pub concurrency: usize,
+}
+
+/// `CheckStream`'s `dynamic_streams_check_configs`, or a `CheckDynamicStream`.
+#[derive(Debug, Default)]
+pub struct Check {
+    /// Per dynamic stream definition: the streams it generated (`None`: no such definition)
+    /// and how many of them to read (all without a count).
+    pub dynamic: Vec<(String, Option<Vec<String>>, Option<usize>)>,
+    /// `CheckDynamicStream`: the first streams, static then dynamic, to read; with
+    /// `use_check_availability: false` only that there are streams.
+    pub first: Option<(usize, bool)>,
 }
 
 impl Declarative {
@@ -93,7 +107,7 @@ impl Declarative {
             spec_of(n)?;
         }
         let mut streams = Vec::new();
-        for n in c.children("streams")? {
+        for n in stream_nodes(c.children("streams")?, &b)? {
             let mut s = StreamDef::decode(n, &b)?;
             s.set_concurrency(concurrency);
             if streams.iter().any(|x: &Arc<StreamDef>| x.name == s.name) {
@@ -104,39 +118,79 @@ impl Declarative {
         if streams.is_empty() {
             return Err(Error::config("the manifest defines no streams"));
         }
+        let mut check = Check::default();
         let check_streams = match c.child("check") {
             None => Vec::new(),
             Some(n) => {
                 let mut k = n.component(Some("CheckStream"))?;
-                k.expect(&["CheckStream"])?;
-                let names = k.string_list("stream_names")?.unwrap_or_default();
-                if k.has("config_overrides") || k.has("dynamic_streams_check_configs") {
-                    return Err(k.error("only stream_names is supported"));
+                k.expect(&["CheckStream", "CheckDynamicStream"])?;
+                if k.has("config_overrides") {
+                    return Err(k.error("config_overrides is not supported"));
                 }
-                for name in &names {
-                    if !streams.iter().any(|s| &s.name == name) {
-                        return Err(k.error(format!("'{name}' is not a stream of this manifest")));
+                if k.type_name == "CheckDynamicStream" {
+                    let count = k
+                        .opt_i64("stream_count")?
+                        .ok_or_else(|| k.error("'stream_count' is required"))?;
+                    let availability = k.bool_or("use_check_availability", true)?;
+                    k.finish()?;
+                    check.first = Some((count.max(0) as usize, availability));
+                    Vec::new()
+                } else {
+                    let names = k.string_list("stream_names")?.unwrap_or_default();
+                    let generated = top.get(crate::dynamic::GENERATED);
+                    for d in k.children("dynamic_streams_check_configs")? {
+                        let mut d = d.component(Some("DynamicStreamCheckConfig"))?;
+                        let name = d.str("dynamic_stream_name")?;
+                        let count = d.opt_i64("stream_count")?.map(|n| n.max(0) as usize);
+                        d.finish()?;
+                        let of_def = generated
+                            .and_then(|g| g.get(&name))
+                            .and_then(Value::as_array)
+                            .map(|a| {
+                                a.iter()
+                                    .filter_map(Value::as_str)
+                                    .map(str::to_string)
+                                    .collect()
+                            });
+                        check.dynamic.push((name, of_def, count));
                     }
+                    for name in &names {
+                        if !streams.iter().any(|s| &s.name == name) {
+                            return Err(
+                                k.error(format!("'{name}' is not a stream of this manifest"))
+                            );
+                        }
+                    }
+                    k.finish()?;
+                    names
                 }
-                k.finish()?;
-                names
             }
         };
         c.finish()?;
         Ok(Self {
             streams,
             check_streams,
+            check,
             concurrency,
         })
     }
 
     /// Reads the first page of every check stream.
     pub async fn check(&self) -> Result<()> {
-        let names: Vec<&String> = if self.check_streams.is_empty() {
-            self.streams.iter().map(|s| &s.name).take(1).collect()
-        } else {
-            self.check_streams.iter().collect()
+        let mut names: Vec<&String> = match self.check.first {
+            Some((_, false)) => return Ok(()),
+            Some((n, true)) => self.streams.iter().map(|s| &s.name).take(n).collect(),
+            None if self.check_streams.is_empty() && self.check.dynamic.is_empty() => {
+                self.streams.iter().map(|s| &s.name).take(1).collect()
+            }
+            None => self.check_streams.iter().collect(),
         };
+        for (def, generated, count) in &self.check.dynamic {
+            let generated = generated.as_ref().ok_or_else(|| {
+                Error::config(format!("Dynamic stream {def} is not found in manifest."))
+            })?;
+            names.extend(generated.iter().take(count.unwrap_or(usize::MAX)));
+        }
         for name in names {
             let stream = self
                 .streams
@@ -149,6 +203,26 @@ impl Declarative {
         }
         Ok(())
     }
+}
+
+/// The stream definitions of `streams`, those of a `ConditionalStreams` whose `condition`
+/// holds for the config in its place.
+fn stream_nodes<'a>(nodes: Vec<Node<'a>>, b: &Build) -> Result<Vec<Node<'a>>> {
+    let mut out = Vec::new();
+    for n in nodes {
+        if n.value.get("type").and_then(Value::as_str) != Some("ConditionalStreams") {
+            out.push(n);
+            continue;
+        }
+        let mut c = n.component(Some("ConditionalStreams"))?;
+        let condition = c.template(b, "condition")?;
+        let streams = c.children("streams")?;
+        c.finish()?;
+        if condition.eval_bool(&Vars::new())? {
+            out.extend(streams);
+        }
+    }
+    Ok(out)
 }
 
 /// `concurrency_level`: `default_concurrency` (a number or a template), capped by

@@ -632,3 +632,109 @@ async fn request_body_graphql_is_sent_as_a_json_query() {
         vec![json!({"query": "query { items(owner: \"me\") { id } }", "variables": {"first": 10}})]
     );
 }
+
+/// `items` plus a `ConditionalStreams` stream `extra` (when `config['extra']`) and dynamic
+/// streams `t_<id>` reading `/t/<id>` for each of `config['tables']`, with `check`.
+fn conditional_manifest(check: &str) -> String {
+    let base = one_stream("/items", "", "", "");
+    let template = |name: &str, path: &str| {
+        format!(
+            r#"{{type: DeclarativeStream, name: {name}, retriever: {{type: SimpleRetriever,
+          requester: {{type: HttpRequester, url_base: "{{{{ config['base_url'] }}}}", path: "{path}"}},
+          record_selector: {{type: RecordSelector, extractor: {{type: DpathExtractor, field_path: [data]}}}}}}}}"#
+        )
+    };
+    let base = base.replacen(
+        "check:\n  type: CheckStream\n  stream_names: [items]\n",
+        &format!("check:\n{check}\n"),
+        1,
+    );
+    format!(
+        r#"{base}  - type: ConditionalStreams
+    condition: "{{{{ config.get('extra', False) }}}}"
+    streams:
+      - {extra}
+dynamic_streams:
+  - type: DynamicDeclarativeStream
+    name: tables
+    stream_template: {tmpl}
+    components_resolver:
+      type: ConfigComponentsResolver
+      stream_config: {{type: StreamConfig, configs_pointer: [tables]}}
+      components_mapping:
+        - {{type: ComponentMappingDefinition, field_path: [name], value: "t_{{{{ components_values['id'] }}}}"}}
+        - {{type: ComponentMappingDefinition, field_path: [retriever, requester, path], value: "/t/{{{{ components_values['id'] }}}}"}}
+"#,
+        extra = template("extra", "/extra"),
+        tmpl = template("x", "/x"),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn conditional_streams_and_dynamic_stream_checks() {
+    let server = MockServer::start().await;
+    for path in ["/items", "/extra", "/t/1", "/t/2"] {
+        serve(&server, path, json_response(json!({"data": [{"id": 1}]}))).await;
+    }
+    serve(&server, "/t/3", ResponseTemplate::new(401)).await;
+    let mut config = config_for(&server);
+    config["tables"] = json!([{"id": 1}, {"id": 2}]);
+    let check = "  type: CheckStream\n  stream_names: [items]\n  dynamic_streams_check_configs:\n    - {type: DynamicStreamCheckConfig, dynamic_stream_name: tables, stream_count: 1}";
+    let m = manifest(&conditional_manifest(check));
+    let names = |out: &Captured| -> Vec<String> {
+        out.catalog()
+            .streams
+            .iter()
+            .map(|s| s.name.clone())
+            .collect()
+    };
+    assert_eq!(
+        names(&m.run().discover(&config)),
+        vec!["items", "t_1", "t_2"]
+    );
+    config["extra"] = json!(true);
+    assert_eq!(
+        names(&m.run().discover(&config)),
+        vec!["items", "extra", "t_1", "t_2"]
+    );
+    let out = m.read(&config, &["extra"]);
+    out.assert_success();
+    assert_eq!(ids(&out, "extra"), vec![1]);
+
+    // The dynamic check reads the first generated stream only: t_3 (refused) is second.
+    config["tables"] = json!([{"id": 1}, {"id": 3}]);
+    let out = m.run().check(&config);
+    assert_eq!(
+        out.connection_status().status,
+        cdk::protocol::ConnectionStatus::Succeeded,
+        "{}",
+        out.describe()
+    );
+    let all = check.replace(", stream_count: 1", "");
+    let out = manifest(&conditional_manifest(&all)).run().check(&config);
+    let message = out.connection_status().message.clone().unwrap_or_default();
+    assert!(message.contains("t_3"), "{}", out.describe());
+    let unknown = check.replace("dynamic_stream_name: tables", "dynamic_stream_name: nope");
+    let out = manifest(&conditional_manifest(&unknown))
+        .run()
+        .check(&config);
+    let message = out.connection_status().message.clone().unwrap_or_default();
+    assert!(
+        message.contains("Dynamic stream nope is not found in manifest."),
+        "{message}"
+    );
+
+    // CheckDynamicStream reads the first streams, static then dynamic.
+    let first = "  type: CheckDynamicStream\n  stream_count: 4";
+    let out = manifest(&conditional_manifest(first)).run().check(&config);
+    let message = out.connection_status().message.clone().unwrap_or_default();
+    assert!(message.contains("t_3"), "{}", out.describe());
+    let first = "  type: CheckDynamicStream\n  stream_count: 3";
+    let out = manifest(&conditional_manifest(first)).run().check(&config);
+    assert_eq!(
+        out.connection_status().status,
+        cdk::protocol::ConnectionStatus::Succeeded,
+        "{}",
+        out.describe()
+    );
+}
