@@ -323,7 +323,9 @@ impl Requester {
                             format!("gave up after {attempt} attempts: {}", describe()),
                         ));
                     }
-                    let wait = self.error_handler.backoff_seconds(&headers, attempt)?;
+                    let wait = self
+                        .error_handler
+                        .backoff_seconds(&headers, &body, attempt)?;
                     if started.elapsed().as_secs_f64() + wait > MAX_RETRY_TIME.as_secs_f64() {
                         return Err(failure(
                             resolution.failure_type,

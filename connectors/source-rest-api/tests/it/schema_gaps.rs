@@ -738,3 +738,48 @@ async fn conditional_streams_and_dynamic_stream_checks() {
         out.describe()
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn wait_time_from_response_reads_the_wait_from_the_body() {
+    let server = MockServer::start().await;
+    let times = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let t = times.clone();
+    let (_, respond) = counting(move |n, _| {
+        t.lock().unwrap().push(std::time::Instant::now());
+        match n {
+            0 => ResponseTemplate::new(429).set_body_json(json!({"error": {"retry_in": 0.4}})),
+            _ => json_response(json!({"data": [{"id": 1}]})),
+        }
+    });
+    serve(&server, "/items", respond).await;
+    let handler = r#"error_handler:
+  type: DefaultErrorHandler
+  backoff_strategies:
+    - type: WaitTimeFromResponse
+      wait_time_in_seconds: "{{ response.error.retry_in }}"
+      max_waiting_time_in_seconds: 5"#;
+    let yaml = one_stream("/items", handler, "", "");
+    assert_eq!(read_ids(&config_for(&server), &yaml), vec![1]);
+    let at = times.lock().unwrap().clone();
+    assert_eq!(at.len(), 2);
+    assert!(
+        at[1] - at[0] >= std::time::Duration::from_millis(400),
+        "{at:?}"
+    );
+
+    // A wait at or over the maximum stops the stream.
+    let server = MockServer::start().await;
+    serve(
+        &server,
+        "/items",
+        ResponseTemplate::new(429).set_body_json(json!({"error": {"retry_in": 60}})),
+    )
+    .await;
+    let out = manifest(&yaml).read(&config_for(&server), &["items"]);
+    let (message, failure) = trace_error(&out);
+    assert!(
+        message.contains("longer than the connector is allowed to wait"),
+        "{message}"
+    );
+    assert_eq!(failure, Some(FailureType::TransientError));
+}
