@@ -580,8 +580,8 @@ mod tests {
         assert_eq!(retry_after(&h("Wed, 21 Oct 2015 07:28:00 GMT")), Some(0.0));
         assert_eq!(retry_after(&[]), None);
         let handler = ErrorHandler::default();
-        assert_eq!(handler.backoff_seconds(&h("2"), 1).unwrap(), 2.0);
-        assert_eq!(handler.backoff_seconds(&[], 1).unwrap(), 5.0);
-        assert_eq!(handler.backoff_seconds(&[], 3).unwrap(), 20.0);
+        assert_eq!(handler.backoff_seconds(&h("2"), &[], 1).unwrap(), 2.0);
+        assert_eq!(handler.backoff_seconds(&[], &[], 1).unwrap(), 5.0);
+        assert_eq!(handler.backoff_seconds(&[], &[], 3).unwrap(), 20.0);
     }
 }

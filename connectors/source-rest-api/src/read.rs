@@ -567,10 +567,13 @@ async fn read_page(
     } else {
         let mut docs = r.decoder.decode(&resp.body)?;
         let mut records = Vec::new();
+        let mut dropped = 0;
         for doc in docs.iter_mut() {
-            records.extend(r.selector.extract_fetching(doc, !needs_response).await?);
+            let (found, empty) = r.selector.extract_counting(doc, !needs_response).await?;
+            records.extend(found);
+            dropped += empty;
         }
-        extracted = records.len();
+        extracted = records.len() + dropped;
         let records = r.selector.select(records, &vars)?;
         (
             Records::Values(records),

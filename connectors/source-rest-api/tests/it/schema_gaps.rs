@@ -783,3 +783,62 @@ async fn wait_time_from_response_reads_the_wait_from_the_body() {
     );
     assert_eq!(failure, Some(FailureType::TransientError));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn combined_extractor_unions_or_takes_the_first_match() {
+    let server = MockServer::start().await;
+    serve(
+        &server,
+        "/both",
+        json_response(json!({"issues": [{"id": 1}], "pulls": [{"id": 2}, {"id": 3}]})),
+    )
+    .await;
+    serve(&server, "/paged", |r: &Request| {
+        match query(r, "offset").as_deref() {
+            None => json_response(json!({"data": [null, {"id": 4}]})),
+            _ => json_response(json!({"data": [{"id": 5}]})),
+        }
+    })
+    .await;
+    let combined = |mode: &str, paths: &str, extra: &str| {
+        format!(
+            "extractor:\n          type: CombinedExtractor\n          mode: {mode}\n{extra}          extractors:\n{paths}"
+        )
+    };
+    let dpath = |p: &str| format!("            - {{type: DpathExtractor, field_path: {p}}}\n");
+    let yaml = |path: &str, extractor: String, retriever: &str| {
+        one_stream(path, "", retriever, "").replace(
+            "extractor:\n          type: DpathExtractor\n          field_path: [data]",
+            extractor.trim_end(),
+        )
+    };
+    let union = combined("union", &(dpath("[issues]") + &dpath("[pulls]")), "");
+    assert_eq!(
+        read_ids(&config_for(&server), &yaml("/both", union, "")),
+        vec![1, 2, 3]
+    );
+    let first = combined(
+        "first_match",
+        &(dpath("[missing]") + &dpath("[pulls]") + &dpath("[issues]")),
+        "",
+    );
+    assert_eq!(
+        read_ids(&config_for(&server), &yaml("/both", first, "")),
+        vec![2, 3]
+    );
+
+    // Dropped empty records still count toward the page size, as airbyte-cdk counts them.
+    let paginator = r#"paginator:
+  type: DefaultPaginator
+  page_token_option: {type: RequestOption, inject_into: request_parameter, field_name: offset}
+  pagination_strategy: {type: OffsetIncrement, page_size: 2}"#;
+    let skipping = combined(
+        "union",
+        &dpath("[data]"),
+        "          skip_empty_records: true\n",
+    );
+    assert_eq!(
+        read_ids(&config_for(&server), &yaml("/paged", skipping, paginator)),
+        vec![4, 5]
+    );
+}
