@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use cdk::Result;
+use cdk::{Error, Result};
 use serde_json::{Map, Value};
 use tokio::sync::mpsc;
 
@@ -33,6 +33,12 @@ pub enum PartitionRouter {
     },
     Substream(Vec<ParentConfig>),
     Product(Vec<PartitionRouter>),
+    /// `UnionPartitionRouter`: the partitions of its routers, each value of `field` once,
+    /// normalized to `{field: value}` (the rest of a partition moves to its extra fields).
+    Union {
+        field: String,
+        routers: Vec<PartitionRouter>,
+    },
     /// `GroupingPartitionRouter`: the underlying router's partitions in batches.
     Grouping {
         inner: Box<PartitionRouter>,
@@ -57,10 +63,11 @@ pub struct ParentConfig {
 /// The extra field holding the child's first page embedded in a parent record.
 pub const LAZY_RESPONSE: &str = "child_response";
 
-const SUPPORTED: [&str; 3] = [
+const SUPPORTED: [&str; 4] = [
     "ListPartitionRouter",
     "SubstreamPartitionRouter",
     "GroupingPartitionRouter",
+    "UnionPartitionRouter",
 ];
 
 impl PartitionRouter {
@@ -221,10 +228,58 @@ impl PartitionRouter {
                     deduplicate: c.bool_or("deduplicate", true)?,
                 }
             }
+            "UnionPartitionRouter" => {
+                let field = c
+                    .template(b, "partition_field")?
+                    .eval_str(&vars)?
+                    .ok_or_else(|| c.error("partition_field evaluated to an empty value"))?;
+                let routers = c
+                    .children("partition_routers")?
+                    .into_iter()
+                    .map(|n| Self::decode(n, b))
+                    .collect::<Result<Vec<_>>>()?;
+                if routers.len() < 2 {
+                    return Err(
+                        c.error("UnionPartitionRouter needs at least 2 child partition routers")
+                    );
+                }
+                for r in &routers {
+                    if let Some(other) = r.emitted_fields().into_iter().find(|f| *f != field) {
+                        return Err(c.error(format!(
+                            "UnionPartitionRouter expects all child partition routers to emit the partition field '{field}', but a child emits '{other}'"
+                        )));
+                    }
+                    if matches!(
+                        r,
+                        PartitionRouter::Grouping { .. } | PartitionRouter::Product(_)
+                    ) {
+                        return Err(c.error("a UnionPartitionRouter's children must each emit one scalar partition field (no GroupingPartitionRouter or list of routers)"));
+                    }
+                    if r.has_request_option() {
+                        return Err(
+                            c.error("Request options are not supported for UnionPartitionRouter.")
+                        );
+                    }
+                }
+                PartitionRouter::Union { field, routers }
+            }
             other => return Err(unsupported_type(other, c.at(), &SUPPORTED)),
         };
         c.finish()?;
         Ok(router)
+    }
+
+    /// The partition fields a router is known to emit.
+    fn emitted_fields(&self) -> Vec<&str> {
+        match self {
+            PartitionRouter::List { field, .. } | PartitionRouter::Union { field, .. } => {
+                vec![field]
+            }
+            PartitionRouter::Substream(parents) => {
+                parents.iter().map(|p| p.partition_field.as_str()).collect()
+            }
+            _ => Vec::new(),
+        }
     }
 
     /// Whether partitions inject a request option (which a grouping cannot).
@@ -234,6 +289,9 @@ impl PartitionRouter {
             PartitionRouter::Substream(parents) => parents.iter().any(|p| p.option.is_some()),
             PartitionRouter::Product(rs) => rs.iter().any(|r| r.has_request_option()),
             PartitionRouter::Grouping { inner, .. } => inner.has_request_option(),
+            PartitionRouter::Union { routers, .. } => {
+                routers.iter().any(|r| r.has_request_option())
+            }
         }
     }
 
@@ -247,6 +305,9 @@ impl PartitionRouter {
                 .collect(),
             PartitionRouter::Product(rs) => rs.iter().flat_map(|r| r.dependencies()).collect(),
             PartitionRouter::Grouping { inner, .. } => inner.dependencies(),
+            PartitionRouter::Union { routers, .. } => {
+                routers.iter().flat_map(|r| r.dependencies()).collect()
+            }
         }
     }
 
@@ -288,6 +349,37 @@ impl PartitionRouter {
             PartitionRouter::Substream(parents) => {
                 for parent in parents {
                     parent.produce(concurrency, tx).await?;
+                }
+                Ok(())
+            }
+            PartitionRouter::Union { field, routers } => {
+                let mut seen = std::collections::HashSet::new();
+                for r in routers {
+                    let mut rx = Arc::new(clone_router(r)).partitions(concurrency);
+                    while let Some(p) = rx.recv().await {
+                        let mut p = p?;
+                        let Some(value) = p.values.remove(field) else {
+                            return Err(Error::config(format!(
+                                "UnionPartitionRouter expects all child partition routers to emit the partition field '{field}'. Got {}",
+                                Value::Object(p.values)
+                            )));
+                        };
+                        if value.is_array() || value.is_object() {
+                            return Err(Error::config(format!(
+                                "UnionPartitionRouter can only deduplicate hashable partition values. Got unhashable value {value} for partition field '{field}'."
+                            )));
+                        }
+                        if !seen.insert(value.to_string()) {
+                            continue;
+                        }
+                        let mut out = Partition::default();
+                        out.extra_fields = std::mem::take(&mut p.extra_fields);
+                        out.extra_fields.extend(std::mem::take(&mut p.values));
+                        out.values.insert(field.clone(), value);
+                        if tx.send(Ok(out)).await.is_err() {
+                            return Ok(());
+                        }
+                    }
                 }
                 Ok(())
             }
@@ -360,6 +452,10 @@ fn clone_router(r: &PartitionRouter) -> PartitionRouter {
         PartitionRouter::Product(rs) => {
             PartitionRouter::Product(rs.iter().map(clone_router).collect())
         }
+        PartitionRouter::Union { field, routers } => PartitionRouter::Union {
+            field: field.clone(),
+            routers: routers.iter().map(clone_router).collect(),
+        },
         PartitionRouter::Grouping {
             inner,
             size,

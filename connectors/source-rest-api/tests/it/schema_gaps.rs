@@ -842,3 +842,66 @@ async fn combined_extractor_unions_or_takes_the_first_match() {
         vec![4, 5]
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn union_partition_router_reads_each_value_once() {
+    let server = MockServer::start().await;
+    serve(
+        &server,
+        "/repos",
+        json_response(json!({"data": [{"name": "b"}, {"name": "c"}]})),
+    )
+    .await;
+    for (repo, id) in [("a", 1), ("b", 2), ("c", 3)] {
+        serve(
+            &server,
+            &format!("/issues/{repo}"),
+            json_response(json!({"data": [{"id": id}]})),
+        )
+        .await;
+    }
+    let router = r#"partition_router:
+  type: UnionPartitionRouter
+  partition_field: repo
+  partition_routers:
+    - {type: ListPartitionRouter, cursor_field: repo, values: [a, b]}
+    - type: SubstreamPartitionRouter
+      parent_stream_configs:
+        - type: ParentStreamConfig
+          parent_key: name
+          partition_field: repo
+          stream:
+            type: DeclarativeStream
+            name: repos
+            retriever:
+              type: SimpleRetriever
+              requester: {type: HttpRequester, url_base: "{{ config['base_url'] }}", path: /repos}
+              record_selector: {type: RecordSelector, extractor: {type: DpathExtractor, field_path: [data]}}"#;
+    let yaml = one_stream("/issues/{{ stream_partition['repo'] }}", "", router, "");
+    let mut got = read_ids(&config_for(&server), &yaml);
+    got.sort();
+    assert_eq!(got, vec![1, 2, 3]);
+    let mut paths: Vec<String> = server
+        .received_requests()
+        .await
+        .unwrap_or_default()
+        .iter()
+        .map(|r| r.url.path().to_string())
+        .filter(|p| p.starts_with("/issues"))
+        .collect();
+    paths.sort();
+    assert_eq!(paths, vec!["/issues/a", "/issues/b", "/issues/c"]);
+
+    let mismatch = one_stream(
+        "/issues/{{ stream_partition['repo'] }}",
+        "",
+        &router.replace(
+            "partition_field: repo\n          stream:",
+            "partition_field: other\n          stream:",
+        ),
+        "",
+    );
+    let out = manifest(&mismatch).read(&config_for(&server), &["items"]);
+    let (message, _) = trace_error(&out);
+    assert!(message.contains("but a child emits 'other'"), "{message}");
+}
