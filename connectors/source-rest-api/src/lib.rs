@@ -16,6 +16,7 @@ pub mod decoder;
 pub mod delegating;
 pub mod dependency;
 pub mod dynamic;
+pub mod dynamic_schema;
 pub mod error_handler;
 pub mod expander;
 pub mod grouping;
@@ -188,6 +189,13 @@ impl SourceRestApi {
     /// their first page.
     async fn discovered(&self, config: &Value) -> Result<Declarative> {
         let mut loaded = self.resolved(config).await?;
+        loaded.manifest = dynamic_schema::resolve(
+            &loaded.manifest,
+            &loaded.config,
+            loaded.base_dir.clone(),
+            None,
+        )
+        .await?;
         let d = Declarative::decode(&loaded.manifest, &loaded.config, loaded.base_dir.clone())?;
         if loaded.infer.is_empty() {
             return Ok(d);
@@ -279,7 +287,19 @@ impl Source for SourceRestApi {
         state: &InputState,
         output: &Output,
     ) -> Result<()> {
-        let loaded = self.resolved(config).await?;
+        let mut loaded = self.resolved(config).await?;
+        let selected = catalog
+            .streams
+            .iter()
+            .map(|s| s.stream.name.clone())
+            .collect();
+        loaded.manifest = dynamic_schema::resolve(
+            &loaded.manifest,
+            &loaded.config,
+            loaded.base_dir.clone(),
+            Some(&selected),
+        )
+        .await?;
         let cursors = catalog
             .streams
             .iter()

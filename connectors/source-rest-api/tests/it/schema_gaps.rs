@@ -905,3 +905,53 @@ async fn union_partition_router_reads_each_value_once() {
     let (message, _) = trace_error(&out);
     assert!(message.contains("but a child emits 'other'"), "{message}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn dynamic_schema_loader_builds_the_schema_from_an_endpoint() {
+    let server = MockServer::start().await;
+    serve(
+        &server,
+        "/fields",
+        json_response(json!({"data": [{"fields": [
+            {"name": "id", "type": "int"},
+            {"name": "title", "type": "text"},
+            {"name": "tags", "type": "list"},
+            {"name": "secret", "type": "text"},
+            {"name": "when"}
+        ]}]})),
+    )
+    .await;
+    let loader = r#"schema_loader:
+  type: DynamicSchemaLoader
+  retriever:
+    type: SimpleRetriever
+    requester: {type: HttpRequester, url_base: "{{ config['base_url'] }}", path: /fields}
+    record_selector: {type: RecordSelector, extractor: {type: DpathExtractor, field_path: [data]}}
+  schema_filter: {type: RecordFilter, condition: "{{ 'secret' not in record }}"}
+  schema_type_identifier:
+    type: SchemaTypeIdentifier
+    schema_pointer: [fields]
+    key_pointer: [name]
+    type_pointer: [type]
+    types_mapping:
+      - {type: TypesMap, current_type: int, target_type: integer}
+      - {type: TypesMap, current_type: text, target_type: string}
+      - {type: TypesMap, current_type: list, target_type: {type: ComplexFieldType, field_type: array, items: string}}"#;
+    let m = manifest(&one_stream("/items", "", "", loader));
+    let out = m.run().discover(&config_for(&server));
+    let schema = serde_json::to_value(&out.catalog().streams[0].json_schema).unwrap();
+    assert_eq!(
+        schema,
+        json!({
+            "$schema": "https://json-schema.org/draft-07/schema#",
+            "type": "object",
+            "additionalProperties": true,
+            "properties": {
+                "id": {"type": ["null", "integer"]},
+                "title": {"type": ["null", "string"]},
+                "tags": {"type": ["null", "array"], "items": {"type": ["null", "string"]}},
+                "when": {"type": ["null", "string"]}
+            }
+        })
+    );
+}
