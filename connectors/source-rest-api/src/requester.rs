@@ -78,6 +78,24 @@ impl Requester {
             }
         };
         let auth = match c.child("authenticator") {
+            Some(n)
+                if n.value.get("type").and_then(Value::as_str)
+                    == Some("LegacySessionTokenAuthenticator") =>
+            {
+                // airbyte-cdk gives this authenticator the requester's `url_base`.
+                let mut value = n.value.clone();
+                if let (Value::Object(m), Some(base)) = (&mut value, c.get("url_base")) {
+                    m.insert(auth::legacy::API_URL.into(), base);
+                }
+                auth::decode(
+                    crate::manifest::Node {
+                        value: &value,
+                        path: n.path.clone(),
+                        params: n.params.clone(),
+                    },
+                    b,
+                )?
+            }
             Some(n) => auth::decode(n, b)?,
             None => auth::none(),
         };

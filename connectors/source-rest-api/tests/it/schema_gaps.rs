@@ -955,3 +955,55 @@ async fn dynamic_schema_loader_builds_the_schema_from_an_endpoint() {
         })
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn legacy_session_token_authenticator_validates_or_logs_in() {
+    let server = MockServer::start().await;
+    serve(&server, "/api/validate", |r: &Request| {
+        let token = r.headers.get("x-session").and_then(|v| v.to_str().ok());
+        ResponseTemplate::new(if token == Some("good") { 200 } else { 401 })
+    })
+    .await;
+    let logins = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let l = logins.clone();
+    serve_post(&server, "/api/login", move |r: &Request| {
+        l.lock()
+            .unwrap()
+            .push(serde_json::from_slice::<Value>(&r.body).unwrap());
+        json_response(json!({"token": "tok-1"}))
+    })
+    .await;
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let s = seen.clone();
+    serve(&server, "/api/items", move |r: &Request| {
+        let token = r.headers.get("x-session").and_then(|v| v.to_str().ok());
+        s.lock()
+            .unwrap()
+            .push(token.unwrap_or_default().to_string());
+        json_response(json!({"data": [{"id": 1}]}))
+    })
+    .await;
+    let auth = r#"authenticator:
+  type: LegacySessionTokenAuthenticator
+  header: X-Session
+  login_url: /login
+  validate_session_url: /validate
+  session_token: "{{ config['token'] }}"
+  session_token_response_key: token
+  username: "{{ config['user'] }}"
+  password: "{{ config['pass'] }}""#;
+    let yaml = one_stream("/items", auth, "", "").replace(
+        "url_base: \"{{ config['base_url'] }}\"",
+        "url_base: \"{{ config['base_url'] }}/api\"",
+    );
+    let config =
+        |token: &str| json!({"base_url": server.uri(), "token": token, "user": "u", "pass": "p"});
+    assert_eq!(read_ids(&config("good"), &yaml), vec![1]);
+    assert!(logins.lock().unwrap().is_empty());
+    assert_eq!(read_ids(&config("stale"), &yaml), vec![1]);
+    assert_eq!(
+        *logins.lock().unwrap(),
+        vec![json!({"username": "u", "password": "p"})]
+    );
+    assert_eq!(*seen.lock().unwrap(), vec!["good", "tok-1"]);
+}
