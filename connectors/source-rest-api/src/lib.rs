@@ -256,7 +256,9 @@ impl Source for SourceRestApi {
     }
 
     async fn check(&self, config: &Value) -> Result<()> {
-        let d = self.declarative(config).await?;
+        let loaded = self.resolved(config).await?;
+        let config = source::check_overrides(&loaded.manifest, &loaded.config)?;
+        let d = Declarative::decode(&loaded.manifest, &config, loaded.base_dir)?;
         d.check().await
     }
 

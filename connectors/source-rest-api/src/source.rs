@@ -124,9 +124,8 @@ impl Declarative {
             Some(n) => {
                 let mut k = n.component(Some("CheckStream"))?;
                 k.expect(&["CheckStream", "CheckDynamicStream"])?;
-                if k.has("config_overrides") {
-                    return Err(k.error("config_overrides is not supported"));
-                }
+                // Applied to the config before decoding (`check_overrides`).
+                k.ignore(&["config_overrides"]);
                 if k.type_name == "CheckDynamicStream" {
                     let count = k
                         .opt_i64("stream_count")?
@@ -203,6 +202,42 @@ impl Declarative {
         }
         Ok(())
     }
+}
+
+/// The config a check runs with: the check component's `config_overrides` laid over it, one
+/// level deep, values as written, as airbyte-cdk overlays them.
+pub fn check_overrides(manifest: &Value, config: &Value) -> Result<Value> {
+    let Some(Value::Object(overrides)) = manifest
+        .get("check")
+        .and_then(|c| c.get("config_overrides"))
+    else {
+        return Ok(config.clone());
+    };
+    if overrides.is_empty() {
+        return Ok(config.clone());
+    }
+    let reserved: Vec<&String> = overrides
+        .keys()
+        .filter(|k| k.starts_with("__airbyte"))
+        .collect();
+    if !reserved.is_empty() {
+        return Err(Error::system(format!(
+            "This connector's manifest is invalid: its check component overrides the reserved config key(s) {reserved:?}. Keys prefixed with `__airbyte` belong to the platform, not to the connector's spec."
+        )));
+    }
+    if manifest.to_string().contains("\"refresh_token_updater\"") {
+        return Err(Error::system(
+            "This connector's manifest is invalid: `config_overrides` cannot be used by a manifest that declares a `refresh_token_updater` (a token refresh during check would persist the overridden config)",
+        ));
+    }
+    let mut keys: Vec<&String> = overrides.keys().collect();
+    keys.sort();
+    tracing::info!("overriding config keys for the check operation: {keys:?}");
+    let mut out = config.clone();
+    if let Value::Object(m) = &mut out {
+        m.extend(overrides.clone());
+    }
+    Ok(out)
 }
 
 /// The stream definitions of `streams`, those of a `ConditionalStreams` whose `condition`

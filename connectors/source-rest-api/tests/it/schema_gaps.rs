@@ -1007,3 +1007,49 @@ async fn legacy_session_token_authenticator_validates_or_logs_in() {
     );
     assert_eq!(*seen.lock().unwrap(), vec!["good", "tok-1"]);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn check_config_overrides_apply_to_the_check_only() {
+    let server = MockServer::start().await;
+    for path in ["/eu/items", "/us/items"] {
+        serve(&server, path, json_response(json!({"data": [{"id": 1}]}))).await;
+    }
+    let yaml = one_stream("/{{ config['region'] }}/items", "", "", "").replacen(
+        "  stream_names: [items]\n",
+        "  stream_names: [items]\n  config_overrides: {region: eu}\n",
+        1,
+    );
+    let m = manifest(&yaml);
+    let mut config = config_for(&server);
+    config["region"] = json!("us");
+    let out = m.run().check(&config);
+    assert_eq!(
+        out.connection_status().status,
+        cdk::protocol::ConnectionStatus::Succeeded,
+        "{}",
+        out.describe()
+    );
+    m.read(&config, &["items"]).assert_success();
+    let paths: Vec<String> = server
+        .received_requests()
+        .await
+        .unwrap_or_default()
+        .iter()
+        .map(|r| r.url.path().to_string())
+        .collect();
+    assert_eq!(paths, vec!["/eu/items", "/us/items"]);
+
+    let reserved = yaml.replace("{region: eu}", "{__airbyte_check_stream_names: [x]}");
+    let out = manifest(&reserved).run().check(&config);
+    let message = out
+        .trace_errors()
+        .first()
+        .map(|e| e.message.clone())
+        .or_else(|| out.connection_status().message.clone())
+        .unwrap_or_default();
+    assert!(
+        message.contains("reserved config key"),
+        "{}",
+        out.describe()
+    );
+}
