@@ -372,8 +372,10 @@ impl PartitionRouter {
                         if !seen.insert(value.to_string()) {
                             continue;
                         }
-                        let mut out = Partition::default();
-                        out.extra_fields = std::mem::take(&mut p.extra_fields);
+                        let mut out = Partition {
+                            extra_fields: std::mem::take(&mut p.extra_fields),
+                            ..Default::default()
+                        };
                         out.extra_fields.extend(std::mem::take(&mut p.values));
                         out.values.insert(field.clone(), value);
                         if tx.send(Ok(out)).await.is_err() {
