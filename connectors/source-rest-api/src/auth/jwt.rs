@@ -312,6 +312,9 @@ fn decrypt_pem(pem: &str, passphrase: &str) -> Result<String> {
             "JwtAuthenticator: the passphrase-protected secret key cannot be decrypted: {e}"
         ))
     };
+    if pem.contains("Proc-Type: 4,ENCRYPTED") {
+        return legacy_pem(pem, passphrase).map_err(|e| bad(&e));
+    }
     let (label, doc) = pkcs8::SecretDocument::from_pem(pem.trim()).map_err(|e| bad(&e))?;
     if label != "ENCRYPTED PRIVATE KEY" {
         return Err(bad(&format!(
@@ -325,6 +328,94 @@ fn decrypt_pem(pem: &str, passphrase: &str) -> Result<String> {
         .map_err(|e| bad(&e))?;
     cdk::secrets::register(&out);
     Ok(out.to_string())
+}
+
+/// An OpenSSL "traditional" encrypted PEM (`Proc-Type: 4,ENCRYPTED`, `DEK-Info:
+/// <cipher>,<iv>`): the key from the passphrase by `EVP_BytesToKey` (MD5, one round, the IV's
+/// first 8 bytes as salt), the body decrypted in CBC mode, the same PEM label without headers.
+fn legacy_pem(pem: &str, passphrase: &str) -> std::result::Result<String, String> {
+    use base64::Engine as _;
+    use cbc::cipher::{BlockModeDecrypt, KeyIvInit, block_padding::Pkcs7};
+    use md5::Digest as _;
+    let label = pem
+        .lines()
+        .find_map(|l| l.strip_prefix("-----BEGIN ")?.strip_suffix("-----"))
+        .ok_or("no PEM label")?
+        .to_string();
+    let dek = pem
+        .lines()
+        .find_map(|l| l.strip_prefix("DEK-Info:"))
+        .ok_or("no DEK-Info header")?;
+    let (cipher, iv_hex) = dek
+        .trim()
+        .split_once(',')
+        .ok_or("a malformed DEK-Info header")?;
+    let iv: Vec<u8> = (0..iv_hex.len() / 2)
+        .map(|i| u8::from_str_radix(&iv_hex[2 * i..2 * i + 2], 16))
+        .collect::<std::result::Result<_, _>>()
+        .map_err(|e| format!("a malformed DEK-Info IV: {e}"))?;
+    let key_len = match cipher {
+        "AES-128-CBC" => 16,
+        "AES-192-CBC" => 24,
+        "AES-256-CBC" => 32,
+        "DES-EDE3-CBC" => 24,
+        other => {
+            return Err(format!(
+                "the PEM cipher '{other}' is not supported (AES-128/192/256-CBC, DES-EDE3-CBC)"
+            ));
+        }
+    };
+    let salt = iv.get(..8).ok_or("a DEK-Info IV shorter than 8 bytes")?;
+    let mut key = Vec::new();
+    let mut prev: Vec<u8> = Vec::new();
+    while key.len() < key_len {
+        let mut h = md5::Md5::new();
+        h.update(&prev);
+        h.update(passphrase.as_bytes());
+        h.update(salt);
+        prev = h.finalize().to_vec();
+        key.extend_from_slice(&prev);
+    }
+    key.truncate(key_len);
+    let body: String = pem
+        .lines()
+        .filter(|l| !l.starts_with("-----") && !l.contains(':') && !l.trim().is_empty())
+        .collect();
+    let mut data = base64::engine::general_purpose::STANDARD
+        .decode(body.trim())
+        .map_err(|e| format!("the PEM body is not base64: {e}"))?;
+    let wrong = |_| "the passphrase is wrong or the key is damaged".to_string();
+    let plain = match cipher {
+        "AES-128-CBC" => cbc::Decryptor::<aes::Aes128>::new_from_slices(&key, &iv)
+            .map_err(|e| e.to_string())?
+            .decrypt_padded::<Pkcs7>(&mut data)
+            .map_err(wrong)?
+            .to_vec(),
+        "AES-192-CBC" => cbc::Decryptor::<aes::Aes192>::new_from_slices(&key, &iv)
+            .map_err(|e| e.to_string())?
+            .decrypt_padded::<Pkcs7>(&mut data)
+            .map_err(wrong)?
+            .to_vec(),
+        "AES-256-CBC" => cbc::Decryptor::<aes::Aes256>::new_from_slices(&key, &iv)
+            .map_err(|e| e.to_string())?
+            .decrypt_padded::<Pkcs7>(&mut data)
+            .map_err(wrong)?
+            .to_vec(),
+        _ => cbc::Decryptor::<des::TdesEde3>::new_from_slices(&key, &iv)
+            .map_err(|e| e.to_string())?
+            .decrypt_padded::<Pkcs7>(&mut data)
+            .map_err(wrong)?
+            .to_vec(),
+    };
+    let encoded = base64::engine::general_purpose::STANDARD.encode(&plain);
+    let mut out = format!("-----BEGIN {label}-----\n");
+    for chunk in encoded.as_bytes().chunks(64) {
+        out.push_str(std::str::from_utf8(chunk).map_err(|e| e.to_string())?);
+        out.push('\n');
+    }
+    out.push_str(&format!("-----END {label}-----\n"));
+    cdk::secrets::register(&out);
+    Ok(out)
 }
 
 #[async_trait]

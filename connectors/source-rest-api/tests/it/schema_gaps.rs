@@ -230,6 +230,21 @@ async fn jwt_passphrase_decrypts_an_encrypted_pkcs8_key() {
     .claims;
     assert_eq!(claims["iss"], "me");
 
+    // An OpenSSL traditional encrypted PEM (`Proc-Type: 4,ENCRYPTED`, AES-256-CBC).
+    let tokens = jwt_tokens(
+        "RS256",
+        &fixture("jwt_test_rsa_legacy.pem"),
+        "  passphrase: \"{{ config['pass'] }}\"",
+        json!({"pass": "open-sesame"}),
+    )
+    .await;
+    decode::<Value>(
+        &tokens[0],
+        &DecodingKey::from_rsa_pem(public.as_bytes()).unwrap(),
+        &Validation::new(Algorithm::RS256),
+    )
+    .expect("the legacy-encrypted key signs");
+
     // A wrong passphrase is a config error naming the decryption.
     let server = MockServer::start().await;
     serve(&server, "/items", json_response(json!({"data": []}))).await;
