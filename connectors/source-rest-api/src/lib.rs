@@ -223,7 +223,10 @@ impl SourceRestApi {
     fn streams_of(d: &Declarative) -> Vec<Arc<dyn Stream>> {
         d.streams
             .iter()
-            .map(|s| Arc::new(DeclarativeStream(s.clone())) as Arc<dyn Stream>)
+            .map(|s| {
+                let group = d.groups.get(&s.name).cloned();
+                Arc::new(DeclarativeStream(s.clone(), group)) as Arc<dyn Stream>
+            })
             .collect()
     }
 }

@@ -269,6 +269,25 @@ impl PartitionRouter {
         Ok(router)
     }
 
+    /// The names of the parent streams this router reads, and of their parents.
+    pub fn ancestors(&self, out: &mut Vec<String>) {
+        match self {
+            PartitionRouter::List { .. } => {}
+            PartitionRouter::Substream(parents) => {
+                for p in parents {
+                    out.push(p.stream.name.clone());
+                    if let Some(r) = &p.stream.retriever.router {
+                        r.ancestors(out);
+                    }
+                }
+            }
+            PartitionRouter::Product(rs) | PartitionRouter::Union { routers: rs, .. } => {
+                rs.iter().for_each(|r| r.ancestors(out))
+            }
+            PartitionRouter::Grouping { inner, .. } => inner.ancestors(out),
+        }
+    }
+
     /// The partition fields a router is known to emit.
     fn emitted_fields(&self) -> Vec<&str> {
         match self {

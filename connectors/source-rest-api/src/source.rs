@@ -13,8 +13,9 @@ use crate::manifest::{Build, Node};
 use crate::stream::StreamDef;
 
 /// Manifest keys read here or deliberately without effect.
-const TOP_LEVEL: [&str; 13] = [
+const TOP_LEVEL: [&str; 14] = [
     crate::dynamic::GENERATED,
+    "stream_groups",
     "type",
     "version",
     "check",
@@ -39,6 +40,8 @@ pub struct Declarative {
     /// What `check` reads besides `check_streams`.
     pub check: Check,
     pub concurrency: usize,
+    /// `stream_groups`: the lock a stream holds while it is read, shared by its group.
+    pub groups: std::collections::HashMap<String, Arc<tokio::sync::Mutex<()>>>,
 }
 
 /// `CheckStream`'s `dynamic_streams_check_configs`, or a `CheckDynamicStream`.
@@ -165,12 +168,14 @@ impl Declarative {
                 }
             }
         };
+        let groups = stream_groups(top.get("stream_groups"), &streams)?;
         c.finish()?;
         Ok(Self {
             streams,
             check_streams,
             check,
             concurrency,
+            groups,
         })
     }
 
@@ -236,6 +241,63 @@ pub fn check_overrides(manifest: &Value, config: &Value) -> Result<Value> {
     let mut out = config.clone();
     if let Value::Object(m) = &mut out {
         m.extend(overrides.clone());
+    }
+    Ok(out)
+}
+
+/// `stream_groups` (`StreamGroup`s with `BlockSimultaneousSyncsAction`): one lock per group,
+/// by stream name; a stream may not share a group with one of its parents.
+fn stream_groups(
+    groups: Option<&Value>,
+    streams: &[Arc<StreamDef>],
+) -> Result<std::collections::HashMap<String, Arc<tokio::sync::Mutex<()>>>> {
+    let mut out = std::collections::HashMap::new();
+    let mut group_of = std::collections::HashMap::new();
+    let Some(Value::Object(groups)) = groups else {
+        return Ok(out);
+    };
+    for (group, cfg) in groups {
+        let action = cfg
+            .get("action")
+            .and_then(|a| a.get("type"))
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        if action != "BlockSimultaneousSyncsAction" {
+            return Err(crate::manifest::unsupported_type(
+                action,
+                &format!("/stream_groups/{group}/action"),
+                &["BlockSimultaneousSyncsAction"],
+            ));
+        }
+        let lock = Arc::new(tokio::sync::Mutex::new(()));
+        for s in cfg
+            .get("streams")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            if let Some(name) = s
+                .get("name")
+                .and_then(Value::as_str)
+                .filter(|n| !n.is_empty())
+            {
+                out.insert(name.to_string(), lock.clone());
+                group_of.insert(name.to_string(), group.clone());
+            }
+        }
+    }
+    for s in streams {
+        let (Some(group), Some(router)) = (group_of.get(&s.name), &s.retriever.router) else {
+            continue;
+        };
+        let mut ancestors = Vec::new();
+        router.ancestors(&mut ancestors);
+        if let Some(parent) = ancestors.iter().find(|a| group_of.get(*a) == Some(group)) {
+            return Err(Error::config(format!(
+                "Stream '{}' and its parent stream '{parent}' are both in group '{group}'. A child stream must not share a group with its parent to avoid deadlock.",
+                s.name
+            )));
+        }
     }
     Ok(out)
 }

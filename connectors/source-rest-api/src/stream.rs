@@ -267,7 +267,11 @@ fn primary_key(v: Option<Value>) -> std::result::Result<Vec<Vec<String>>, String
 }
 
 /// A stream as the read driver sees it.
-pub struct DeclarativeStream(pub Arc<StreamDef>);
+pub struct DeclarativeStream(
+    pub Arc<StreamDef>,
+    /// The lock of its `stream_groups` group, held while it is read.
+    pub Option<Arc<tokio::sync::Mutex<()>>>,
+);
 
 #[async_trait]
 impl cdk::Stream for DeclarativeStream {
@@ -292,6 +296,10 @@ impl cdk::Stream for DeclarativeStream {
     }
 
     async fn read(&self, ctx: &ReadContext, out: &mut RecordWriter) -> Result<()> {
+        let _group = match &self.1 {
+            Some(lock) => Some(lock.lock().await),
+            None => None,
+        };
         let stream = crate::delegating::pick(&self.0, ctx.state.as_ref());
         let incremental = ctx.is_incremental() && stream.cursor.is_some();
         let mut keeper = None;

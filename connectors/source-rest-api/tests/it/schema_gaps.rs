@@ -1068,3 +1068,39 @@ async fn check_config_overrides_apply_to_the_check_only() {
         out.describe()
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn stream_groups_block_simultaneous_reads() {
+    let server = MockServer::start().await;
+    let times = Arc::new(std::sync::Mutex::new(Vec::new()));
+    for path in ["/items", "/others"] {
+        let t = times.clone();
+        serve(&server, path, move |_: &Request| {
+            t.lock().unwrap().push(std::time::Instant::now());
+            json_response(json!({"data": [{"id": 1}]}))
+                .set_delay(std::time::Duration::from_millis(400))
+        })
+        .await;
+    }
+    let base = one_stream("/items", "", "", "");
+    let start = base.find("  - type: DeclarativeStream").unwrap();
+    let second = base[start..]
+        .replace("name: items", "name: others")
+        .replace("path: /items", "path: /others");
+    let yaml = format!(
+        "{base}{second}stream_groups:\n  shared:\n    streams:\n      - {{type: DeclarativeStream, name: items}}\n      - {{type: DeclarativeStream, name: others}}\n    action: {{type: BlockSimultaneousSyncsAction}}\n"
+    );
+    let out = manifest(&yaml).read(&config_for(&server), &["items", "others"]);
+    out.assert_success();
+    assert_eq!(
+        out.records_of("items").len() + out.records_of("others").len(),
+        2
+    );
+    let mut at = times.lock().unwrap().clone();
+    at.sort();
+    assert_eq!(at.len(), 2);
+    assert!(
+        at[1] - at[0] >= std::time::Duration::from_millis(400),
+        "{at:?}"
+    );
+}
