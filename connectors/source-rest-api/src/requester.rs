@@ -36,6 +36,9 @@ pub struct Requester {
     error_handler: ErrorHandler,
     timeouts: Timeouts,
     build: Build,
+    /// Why this requester's requests are refused (a component the engine does not implement,
+    /// refused when a request is made so that spec and discover still work).
+    pub refused: Option<String>,
 }
 
 #[derive(Debug)]
@@ -99,6 +102,18 @@ impl Requester {
             Some(n) => auth::decode(n, b)?,
             None => auth::none(),
         };
+        let refused = match c.get("request_parameters") {
+            Some(Value::Object(m))
+                if m.values()
+                    .any(|v| v.get("type").and_then(Value::as_str) == Some("QueryProperties")) =>
+            {
+                Some(format!(
+                    "{}: QueryProperties in request_parameters is not supported (property lists, chunking and merging records by key are not implemented)",
+                    c.at()
+                ))
+            }
+            _ => None,
+        };
         let params = c.opt_structure(b, "request_parameters")?;
         let headers = c.opt_structure(b, "request_headers")?;
         let mut body = None;
@@ -148,6 +163,7 @@ impl Requester {
             error_handler,
             timeouts,
             build: b.clone(),
+            refused,
         })
     }
 
@@ -238,6 +254,9 @@ impl Requester {
 
     /// Sends the call; `None` when the error handler says to ignore the response.
     pub async fn send(&self, call: &Call<'_>) -> Result<Option<Response>> {
+        if let Some(why) = &self.refused {
+            return Err(cdk::Error::config(why.clone()));
+        }
         let started = Instant::now();
         let mut attempt: u32 = 0;
         let mut refreshed = false;

@@ -62,6 +62,7 @@ impl StreamDef {
         if name.is_empty() {
             return Err(c.error("the stream has no name"));
         }
+        let file_uploader = c.get("file_uploader").is_some_and(|f| !f.is_null());
         let primary_key = primary_key(c.get("primary_key")).map_err(|e| c.error(e))?;
         let transformations = c
             .children("transformations")?
@@ -108,7 +109,13 @@ impl StreamDef {
             .get("record_selector")
             .and_then(|s| s.get("record_filter").cloned())
             .is_some_and(|f| !f.is_null());
-        let requester = Requester::decode(r.required_child("requester")?, b)?;
+        let mut requester = Requester::decode(r.required_child("requester")?, b)?;
+        if file_uploader {
+            // Refused when the stream is read; spec and discover still work.
+            requester.refused = Some(format!(
+                "stream '{name}': file_uploader is not supported (this engine emits records, not files)"
+            ));
+        }
         let mut selector =
             RecordSelector::decode(r.required_child("record_selector")?, b, transformations)?;
         selector.set_schema(&schema);

@@ -1104,3 +1104,32 @@ async fn stream_groups_block_simultaneous_reads() {
         "{at:?}"
     );
 }
+
+#[test]
+fn what_is_still_refused_is_named_when_read() {
+    let check = |yaml: &str| {
+        let m = manifest(yaml);
+        let config = json!({"base_url": "http://127.0.0.1:9"});
+        // Discover still works, as airbyte-cdk's discover does.
+        assert_eq!(m.run().discover(&config).catalog().streams.len(), 1);
+        let out = m.run().check(&config);
+        out.connection_status().message.clone().unwrap_or_default()
+    };
+    let query = one_stream(
+        "/items",
+        "request_parameters:\n  fields: {type: QueryProperties, property_list: [a, b]}",
+        "",
+        "",
+    );
+    let message = check(&query);
+    assert!(
+        message.contains("QueryProperties in request_parameters is not supported"),
+        "{message}"
+    );
+    let files = one_stream("/items", "", "", "file_uploader: {type: FileUploader}");
+    let message = check(&files);
+    assert!(
+        message.contains("file_uploader is not supported"),
+        "{message}"
+    );
+}
