@@ -413,62 +413,14 @@ mod tests {
               {"type": "RemoveFields", "field_pointers": [["b", "**"]]}]}]})
     }
 
-    /// Every path to a value of `v`.
-    fn paths(v: &Value, here: Vec<String>, out: &mut Vec<Vec<String>>) {
-        out.push(here.clone());
-        match v {
-            Value::Object(m) => m.iter().for_each(|(k, c)| {
-                let mut p = here.clone();
-                p.push(k.clone());
-                paths(c, p, out);
-            }),
-            Value::Array(a) => a.iter().enumerate().for_each(|(i, c)| {
-                let mut p = here.clone();
-                p.push(i.to_string());
-                paths(c, p, out);
-            }),
-            _ => {}
-        }
-    }
-
-    fn at<'v>(v: &'v mut Value, path: &[String]) -> Option<&'v mut Value> {
-        path.iter().try_fold(v, |v, k| match v {
-            Value::Object(m) => m.get_mut(k),
-            Value::Array(a) => a.get_mut(k.parse::<usize>().ok()?),
-            _ => None,
-        })
-    }
-
-    fn replacement() -> impl Strategy<Value = Value> {
-        prop_oneof![
-            Just(Value::Null),
-            any::<bool>().prop_map(Value::Bool),
-            any::<i64>().prop_map(Value::from),
-            any::<f64>().prop_map(Value::from),
-            "\\PC{0,12}".prop_map(Value::String),
-            "\\{\\{ [a-z_\\[\\]'\\.]{0,12} \\}\\}".prop_map(Value::String),
-            Just(json!([])),
-            Just(json!({})),
-            Just(json!(["é", 1])),
-            Just(json!({"type": "NoSuchThing"})),
-        ]
-    }
-
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(512))]
 
         /// Any value anywhere in a manifest: it loads or is refused, never a panic.
         #[test]
-        fn mutated_manifests_load_or_fail(picks in prop::collection::vec((any::<prop::sample::Index>(), replacement()), 1..4)) {
+        fn mutated_manifests_load_or_fail(picks in prop::collection::vec((any::<prop::sample::Index>(), crate::mutate::replacement()), 1..4)) {
             let mut m = base();
-            for (index, value) in picks {
-                let mut all = Vec::new();
-                paths(&m, Vec::new(), &mut all);
-                let path = index.get(&all).clone();
-                if let Some(slot) = at(&mut m, &path) {
-                    *slot = value;
-                }
-            }
+            crate::mutate::mutate(&mut m, picks);
             let config = json!({"base_url": "http://127.0.0.1:9", "k": "ü", "start": "2024-01-01"});
             let _ = Declarative::decode(&m, &config, None);
             let _ = crate::source::manifest_spec(&m);
