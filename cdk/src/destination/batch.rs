@@ -113,6 +113,22 @@ impl Batch {
         self.text.len()
     }
 
+    /// Keeps the first `at` records and returns the others as a new batch.
+    pub(crate) fn split_off(&mut self, at: usize) -> Batch {
+        let mut rest = Batch::recycled();
+        if at >= self.records.len() {
+            return rest;
+        }
+        let start = at.checked_sub(1).map_or(0, |i| self.records[i].end);
+        rest.text.push_str(&self.text[start..]);
+        rest.records.extend(self.records.drain(at..).map(|mut e| {
+            e.end -= start;
+            e
+        }));
+        self.text.truncate(start);
+        rest
+    }
+
     /// The records, in the order they were added.
     pub fn iter(&self) -> impl Iterator<Item = RecordRef<'_>> {
         let mut start = 0;
@@ -138,6 +154,32 @@ pub(crate) fn boxed_meta(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn split_off_keeps_the_head_and_returns_the_tail() {
+        let texts = [r#"{"a":1}"#, r#"{"bb":22}"#, r#"{"ccc":"é"}"#];
+        for at in 0..=4 {
+            let mut head = Batch::default();
+            for (i, t) in texts.iter().enumerate() {
+                head.push(t, i as i64, None);
+            }
+            let tail = head.split_off(at);
+            let data = |b: &Batch| -> Vec<(String, i64)> {
+                b.iter()
+                    .map(|r| (r.data.to_string(), r.emitted_at))
+                    .collect()
+            };
+            let all: Vec<(String, i64)> = texts
+                .iter()
+                .enumerate()
+                .map(|(i, t)| (t.to_string(), i as i64))
+                .collect();
+            let cut = at.min(texts.len());
+            assert_eq!(data(&head), all[..cut].to_vec(), "at {at}");
+            assert_eq!(data(&tail), all[cut..].to_vec(), "at {at}");
+            assert_eq!(head.data_bytes() + tail.data_bytes(), texts.concat().len());
+        }
+    }
 
     #[test]
     fn iterates_in_order() {

@@ -155,6 +155,8 @@ struct StreamBuf {
     batch: Batch,
     dirty: bool,
     since_state: u64,
+    /// The batch's first records that came before the last pending state.
+    before_state: usize,
 }
 
 struct Loader<'a, W> {
@@ -168,9 +170,13 @@ struct Loader<'a, W> {
     /// The streams of the current commit round (kept to reuse its allocation).
     to_commit: Vec<StreamId>,
     pending: Vec<AirbyteStateMessage>,
-    /// Records arrived after the last pending state: a commit on time would make them durable
-    /// with no state to acknowledge them, so a resumed sync would write them twice.
+    /// Records arrived after the last pending state: a commit on time cuts the batches at the
+    /// state, since records made durable with no state to acknowledge them would be written
+    /// twice by a resumed sync.
     records_after_state: bool,
+    /// Some of them already went to the writer (a full batch): no cut is possible then, and
+    /// the next state commits.
+    written_after_state: bool,
     since_global_state: u64,
     bytes_since_commit: usize,
     last_commit: Instant,
@@ -197,12 +203,14 @@ impl<'a, W: BatchWriter> Loader<'a, W> {
                     batch: Batch::default(),
                     dirty: false,
                     since_state: 0,
+                    before_state: 0,
                 })
                 .collect(),
             opened: 0,
             to_commit: Vec::new(),
             pending: Vec::new(),
             records_after_state: false,
+            written_after_state: false,
             since_global_state: 0,
             bytes_since_commit: 0,
             last_commit: Instant::now(),
@@ -399,6 +407,8 @@ impl<'a, W: BatchWriter> Loader<'a, W> {
         if batch.len() >= self.options.batch_records
             || batch.data_bytes() >= self.options.batch_bytes
         {
+            stream.before_state = 0;
+            self.written_after_state |= !self.pending.is_empty();
             self.write_batch(id).await?;
         }
         Ok(())
@@ -426,19 +436,37 @@ impl<'a, W: BatchWriter> Loader<'a, W> {
         state.destination_stats = Some(AirbyteStateStats::records(count));
         self.pending.push(state);
         self.records_after_state = false;
+        self.written_after_state = false;
+        for stream in &mut self.streams {
+            stream.before_state = stream.batch.len();
+        }
         if self.commit_due() {
             self.commit_all().await?;
         }
         Ok(())
     }
 
-    /// A quiet input still gets its states acknowledged on time, but only when the buffered
-    /// records end at a state (the next state commits otherwise).
+    /// A quiet input still gets its states acknowledged on time: what came before the last
+    /// state is committed, what came after stays in the batches.
     async fn commit_on_time(&mut self) -> Result<()> {
-        if self.commit_due() && !self.records_after_state {
-            self.commit_all().await?;
+        if !self.commit_due() {
+            return Ok(());
         }
-        Ok(())
+        if !self.records_after_state {
+            return self.commit_all().await;
+        }
+        if self.written_after_state {
+            return Ok(()); // the next state commits
+        }
+        for id in 0..self.streams.len() {
+            let stream = &mut self.streams[id];
+            let after = stream
+                .batch
+                .split_off(std::mem::take(&mut stream.before_state));
+            self.write_batch(id).await?;
+            self.streams[id].batch = after;
+        }
+        self.commit_written().await
     }
 
     fn commit_due(&self) -> bool {
@@ -462,6 +490,11 @@ impl<'a, W: BatchWriter> Loader<'a, W> {
         for id in 0..self.streams.len() {
             self.write_batch(id).await?;
         }
+        self.commit_written().await
+    }
+
+    /// Commits what went to the writer, then echoes the pending states in order.
+    async fn commit_written(&mut self) -> Result<()> {
         let mut to_commit = std::mem::take(&mut self.to_commit);
         to_commit.clear();
         for (id, stream) in self.streams.iter_mut().enumerate() {

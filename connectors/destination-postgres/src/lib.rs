@@ -76,6 +76,16 @@ impl Destination for DestinationPostgres {
             let second = connector.connect(connect::Purpose::Sync).await?;
             writer = writer.with_second_connection(second);
         }
+        if copy_streams() > 1
+            && !config.disable_type_dedupe
+            && catalog
+                .streams
+                .iter()
+                .any(|s| s.destination_sync_mode == DestinationSyncMode::AppendDedup)
+        {
+            let dedup = connector.connect(connect::Purpose::Sync).await?;
+            writer = writer.with_dedup_connection(dedup);
+        }
         load(
             input,
             catalog,
@@ -88,8 +98,8 @@ impl Destination for DestinationPostgres {
     }
 }
 
-/// COPY connections for streams without a stage: `DESTINATION_POSTGRES_COPY_STREAMS` (1 or
-/// 2), else 2.
+/// COPY connections for streams without a stage, and for the keys of dedup streams (split by
+/// a hash of the key): `DESTINATION_POSTGRES_COPY_STREAMS` (1 or 2), else 2.
 fn copy_streams() -> usize {
     std::env::var("DESTINATION_POSTGRES_COPY_STREAMS")
         .ok()

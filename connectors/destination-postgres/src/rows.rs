@@ -43,10 +43,36 @@ impl TableOut {
     }
 }
 
-/// Encodes one stream's records for its tables: the main table, then child tables.
+/// Encoded rows of one table as `(lane, table, plain, rows)`: `plain` rows leave
+/// `_airbyte_meta` to its default.
+pub type Chunk = (usize, usize, bool, Bytes);
+
+/// What [`Rows::take_all`] hands over.
+pub struct Taken {
+    /// In lane then table order, the rows without the meta column first.
+    pub chunks: Vec<Chunk>,
+    /// Records encoded per lane.
+    pub records: [u64; 2],
+    /// When split, the hashes of their keys per lane (equal keys hash alike).
+    pub keys: [Vec<u64>; 2],
+}
+
+/// Encodes one stream's records for its tables: the main table, then child tables. With a
+/// [split](Rows::with_split), each record (with its child rows) goes to one of two lanes by a
+/// hash of its primary key, so rows of one key always take the same lane.
 pub struct Rows {
     layout: Option<StreamLayout>,
-    tables: Vec<TableOut>,
+    /// Per lane (one, or two when split), per table.
+    lanes: Vec<Vec<TableOut>>,
+    /// The lane of the record being encoded.
+    lane: usize,
+    /// Records encoded per lane since the last [`take_all`](Rows::take_all).
+    lane_records: [u64; 2],
+    /// The key hashes of those records, per lane, when split.
+    lane_keys: [Vec<u64>; 2],
+    /// The main table's key columns (indexes into its cells), when records are split.
+    split: Option<Vec<usize>>,
+    format: Format,
     sync_id: String,
     plain_meta: String,
     generation: i64,
@@ -71,16 +97,24 @@ impl Rows {
     ) -> Self {
         let plain_meta = Self::plain_meta(sync_id);
         let sync_id = sync_id.map_or("null".to_string(), |s| s.to_string());
-        Self {
-            layout,
-            tables: omit_meta
+        let tables = || {
+            omit_meta
                 .iter()
                 .map(|&omit_meta| TableOut {
                     plain: Encoder::new(format),
                     full: Encoder::new(format),
                     omit_meta,
                 })
-                .collect(),
+                .collect()
+        };
+        Self {
+            layout,
+            lanes: vec![tables()],
+            lane: 0,
+            lane_records: [0; 2],
+            lane_keys: [Vec::new(), Vec::new()],
+            split: None,
+            format,
             plain_meta,
             sync_id,
             generation,
@@ -97,6 +131,24 @@ impl Rows {
         self
     }
 
+    /// Splits records over two lanes by a hash of the main table's cells `key` (the primary
+    /// key's columns), when `key` is given.
+    pub fn with_split(mut self, key: Option<Vec<usize>>) -> Self {
+        if key.is_some() && self.lanes.len() == 1 {
+            let second = self.lanes[0]
+                .iter()
+                .map(|t| TableOut {
+                    plain: Encoder::new(self.format),
+                    full: Encoder::new(self.format),
+                    omit_meta: t.omit_meta,
+                })
+                .collect();
+            self.lanes.push(second);
+        }
+        self.split = key;
+        self
+    }
+
     /// `_airbyte_meta` of a row without changes in this sync.
     pub fn plain_meta(sync_id: Option<i64>) -> String {
         let sync_id = sync_id.map_or("null".to_string(), |s| s.to_string());
@@ -105,29 +157,57 @@ impl Rows {
 
     /// Encoded rows of table `t` since the last call: those without the meta column, then
     /// those with it.
-    fn take(&mut self, t: usize) -> [Option<Bytes>; 2] {
-        let out = &mut self.tables[t];
+    fn take(&mut self, lane: usize, t: usize) -> [Option<Bytes>; 2] {
+        let out = &mut self.lanes[lane][t];
         [&mut out.plain, &mut out.full].map(|e| (!e.is_empty()).then(|| e.take()))
     }
 
-    /// Every table's encoded rows since the last call, as `(table, plain, rows)` in table
-    /// order, the rows without the meta column first.
-    pub fn take_all(&mut self) -> Vec<(usize, bool, Bytes)> {
+    /// Every table's encoded rows since the last call, with the records and key hashes
+    /// behind them.
+    pub fn take_all(&mut self) -> Taken {
         let mut out = Vec::new();
-        for t in 0..self.tables.len() {
-            let [plain, full] = self.take(t);
-            out.extend(plain.map(|b| (t, true, b)));
-            out.extend(full.map(|b| (t, false, b)));
+        for lane in 0..self.lanes.len() {
+            for t in 0..self.lanes[lane].len() {
+                let [plain, full] = self.take(lane, t);
+                out.extend(plain.map(|b| (lane, t, true, b)));
+                out.extend(full.map(|b| (lane, t, false, b)));
+            }
         }
-        out
+        let keys = [
+            std::mem::take(&mut self.lane_keys[0]),
+            std::mem::take(&mut self.lane_keys[1]),
+        ];
+        Taken {
+            chunks: out,
+            records: std::mem::take(&mut self.lane_records),
+            keys,
+        }
+    }
+
+    /// Sets the lane of a record whose main-table cells are `cells` (noting its key's hash
+    /// when split), and counts the record there.
+    fn pick_lane(&mut self, cells: &[Cell<'_>]) {
+        self.lane = 0;
+        if let Some(key) = &self.split {
+            let mut hasher = std::hash::DefaultHasher::new();
+            for &i in key {
+                value::hash_key_cell(cells.get(i), &mut hasher);
+            }
+            let hash = std::hash::Hasher::finish(&hasher);
+            self.lane = (hash & 1) as usize;
+            self.lane_keys[self.lane].push(hash);
+        }
+        self.lane_records[self.lane] += 1;
     }
 
     pub fn encode(&mut self, batch: &Batch) -> Result<()> {
         let Some(layout) = self.layout.take() else {
+            self.lane = 0;
             for record in batch.iter() {
                 let mut id_buf = [0u8; 36];
                 let raw_id = self.ids.next(&mut id_buf);
                 self.raw_row(0, raw_id, record);
+                self.lane_records[0] += 1;
             }
             return Ok(());
         };
@@ -170,9 +250,10 @@ impl Rows {
                 }
             }
             build_meta(&mut self.meta, &self.sync_id, record.meta, &changes);
+            self.pick_lane(&cells);
             let plain = is_plain(&changes, record.meta);
             let meta = if plain { &self.plain_meta } else { &self.meta };
-            let (e, meta) = self.tables[0].pick(plain, meta);
+            let (e, meta) = self.lanes[self.lane][0].pick(plain, meta);
             write_row(
                 e,
                 raw_id,
@@ -230,7 +311,7 @@ impl Rows {
             build_meta(&mut self.meta, &self.sync_id, None, &changes);
             let plain = changes.is_empty();
             let meta = if plain { &self.plain_meta } else { &self.meta };
-            let (e, meta) = self.tables[1 + child].pick(plain, meta);
+            let (e, meta) = self.lanes[self.lane][1 + child].pick(plain, meta);
             write_row(
                 e,
                 parent.raw_id,
@@ -254,7 +335,7 @@ impl Rows {
         build_meta(&mut self.meta, &self.sync_id, record.meta, &[]);
         let plain = is_plain(&[], record.meta);
         let meta = if plain { &self.plain_meta } else { &self.meta };
-        let (e, meta) = self.tables[t].pick(plain, meta);
+        let (e, meta) = self.lanes[self.lane][t].pick(plain, meta);
         e.row_start(5 + usize::from(meta.is_some()));
         meta_columns(e, raw_id, record.emitted_at, meta, self.generation);
         e.null();

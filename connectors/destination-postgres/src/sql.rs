@@ -149,12 +149,22 @@ pub const MERGE_SETTINGS: &str = "SET LOCAL work_mem = '256MB'; SET LOCAL jit = 
 
 /// One statement merging `stage` into `target`: the latest staged row per key (by cursor, then
 /// `_airbyte_extracted_at`) replaces an older target row or is inserted; CDC deletes remove
-/// the key. Each staged row looks its key up once; only keys already present are joined with
-/// the target again.
-pub fn upsert(target: &TableName, stage: &str, columns: &[String], dedup: &Dedup) -> String {
+/// the key. Each latest row looks its key up once, through the key index (a scalar subquery
+/// with LIMIT is never planned as a hash of the whole target, which an `EXISTS` can be: a merge
+/// then costs in proportion to the staged rows, not to the table); only keys already present
+/// are joined with the target again. `distinct`: the staged keys are known to be distinct, so
+/// every staged row is the latest of its key (no sort of the stage).
+pub fn upsert(
+    target: &TableName,
+    stage: &str,
+    columns: &[String],
+    dedup: &Dedup,
+    distinct: bool,
+) -> String {
     let t = target.sql();
     let s = "deduped_source";
     let present = "_airbyte_merge_present";
+    let latest = "_airbyte_latest";
     let cols: Vec<String> = columns.iter().map(|c| quote(c)).collect();
     let pk: Vec<String> = dedup.primary_key.iter().map(|c| quote(c)).collect();
     let pk_match_with = |other: &str| {
@@ -164,7 +174,6 @@ pub fn upsert(target: &TableName, stage: &str, columns: &[String], dedup: &Dedup
             .join(" AND ")
     };
     let pk_match = pk_match_with(s);
-    let stage = quote(stage);
     let extracted = quote("_airbyte_extracted_at");
     let (order, newer) = match &dedup.cursor {
         Some(cursor) => {
@@ -203,13 +212,23 @@ pub fn upsert(target: &TableName, stage: &str, columns: &[String], dedup: &Dedup
         .collect::<Vec<_>>()
         .join(", ");
     let col_list = cols.join(", ");
+    let stage = quote(stage);
+    let latest_rows = if distinct {
+        stage
+    } else {
+        format!(
+            "(SELECT DISTINCT ON ({}) {col_list} FROM {stage} ORDER BY {}, {order})",
+            pk.join(", "),
+            pk.join(", ")
+        )
+    };
     format!(
-        "WITH {s} AS MATERIALIZED (\n  SELECT DISTINCT ON ({pk}) {col_list}, EXISTS (SELECT 1 FROM {t} WHERE {stage_match}) AS {present} FROM {stage} ORDER BY {pk}, {order}\n),\n\
+        "WITH {s} AS MATERIALIZED (\n  SELECT {col_list}, (SELECT true FROM {t} WHERE {latest_match} LIMIT 1) IS NOT NULL AS {present} \
+         FROM {latest_rows} AS {latest}\n),\n\
          {delete_cte}\
          updates AS (\n  UPDATE {t} SET {assignments} FROM {s} WHERE {s}.{present} AND {pk_match}{not_deleted} AND ({newer})\n)\n\
          INSERT INTO {t} ({col_list}) SELECT {col_list} FROM {s} WHERE NOT {s}.{present}{not_deleted}",
-        pk = pk.join(", "),
-        stage_match = pk_match_with(&stage),
+        latest_match = pk_match_with(latest),
     )
 }
 
@@ -287,6 +306,10 @@ pub fn index_name(table: &TableName, suffix: &str) -> String {
     derived(&table.name, suffix)
 }
 
+/// Room for the sorts of the indexes made after loading (a sort that fits in memory builds a
+/// million-row index in about half the time of one spilling to disk at the default 64MB).
+pub const INDEX_SETTINGS: &str = "SET maintenance_work_mem = '256MB'";
+
 pub fn create_index(table: &TableName, suffix: &str, columns: &[String]) -> String {
     let columns: Vec<String> = columns.iter().map(|c| quote(c)).collect();
     format!(
@@ -323,8 +346,34 @@ mod tests {
                 cursor: Some("updated_at".into()),
                 cdc_delete: Some("_ab_cdc_deleted_at".into()),
             },
+            false,
         );
         insta::assert_snapshot!(sql);
+    }
+
+    #[test]
+    fn upsert_of_distinct_keys_reads_the_stage_as_it_is() {
+        let t = TableName::new("public", "users");
+        let dedup = Dedup {
+            primary_key: vec!["id".into()],
+            cursor: None,
+            cdc_delete: None,
+        };
+        let columns = ["_airbyte_raw_id".into(), "id".into()];
+        let sql = upsert(&t, "stage_0", &columns, &dedup, true);
+        assert!(
+            sql.contains(" FROM \"stage_0\" AS _airbyte_latest\n"),
+            "{sql}"
+        );
+        assert!(!sql.contains("DISTINCT ON"), "{sql}");
+        let sorted = upsert(&t, "stage_0", &columns, &dedup, false);
+        assert!(
+            sorted.contains(
+                "FROM (SELECT DISTINCT ON (\"id\") \"_airbyte_raw_id\", \"id\" FROM \"stage_0\" \
+                 ORDER BY \"id\", \"_airbyte_extracted_at\" DESC) AS _airbyte_latest"
+            ),
+            "{sorted}"
+        );
     }
 
     #[test]

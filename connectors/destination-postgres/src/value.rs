@@ -39,6 +39,29 @@ pub enum Cell<'a> {
     Json(Cow<'a, str>),
 }
 
+/// Feeds a key cell to `hasher` such that cells PostgreSQL holds equal hash alike, for the
+/// types a [split](crate::rows::Rows::with_split) allows (see [`splits_by_key`]): text by its
+/// bytes (the default collation is deterministic), the others by their binary value. A
+/// missing cell hashes as NULL.
+pub fn hash_key_cell(cell: Option<&Cell<'_>>, hasher: &mut impl std::hash::Hasher) {
+    use std::hash::Hash;
+    match cell.unwrap_or(&Cell::Null) {
+        Cell::Null => 0u8.hash(hasher),
+        Cell::Text(t) | Cell::Json(t) => (1u8, t.as_ref()).hash(hasher),
+        Cell::Num(d) => (2u8, d.text).hash(hasher),
+        Cell::Int(v) | Cell::Time(v) | Cell::Timestamp(v) => (3u8, v).hash(hasher),
+        Cell::Bool(b) => (4u8, b).hash(hasher),
+        Cell::Date(d) => (5u8, d).hash(hasher),
+        Cell::TimeTz(t, z) => (6u8, t, z).hash(hasher),
+    }
+}
+
+/// Whether rows can be split by hashes of keys of this type: not decimals (`1.0` = `1.00`,
+/// and an older `numeric(38,9)` column rounds) nor JSON.
+pub fn splits_by_key(ty: PgType) -> bool {
+    !matches!(ty, PgType::Decimal | PgType::Jsonb)
+}
+
 /// Converts the JSON value `raw` for `column`. `Err` carries the reason it was nulled.
 pub fn coerce<'a>(column: &Column, raw: &'a RawValue) -> Result<Cell<'a>, ChangeReason> {
     let text = raw.get();

@@ -297,6 +297,18 @@ impl DatetimeCursor {
         }
     }
 
+    /// Whether a partition's first slice, starting at `first`, leaves a gap after `sync_start`:
+    /// it starts more than one cursor unit (`cursor_granularity`, else a millisecond) later, as
+    /// a slice clamped up to the next period does. airbyte-cdk's state then stays at
+    /// `sync_start`: the slices read never join the interval the state stands for.
+    pub fn leaves_gap(&self, sync_start: Dt, first: Dt) -> bool {
+        let next = match self.granularity.is_zero() {
+            true => sync_start.checked_add_signed(chrono::TimeDelta::milliseconds(1)),
+            false => Some(self.granularity.add_to(&sync_start)),
+        };
+        next.is_some_and(|n| first > n)
+    }
+
     /// The intervals from `sync_start` (minus the lookback window) to `end`.
     pub fn intervals(&self, sync_start: Dt, end: Dt) -> Vec<Interval> {
         let mut start = match &self.lookback {

@@ -136,9 +136,10 @@ impl ParentRead {
         id: u64,
         partition: &Map<String, Value>,
         sync_start: Option<crate::interpolation::datetime::Dt>,
+        gap: bool,
     ) {
         if let Some(s) = sync_start {
-            self.keeper.slice_started(id, partition, s);
+            self.keeper.slice_started(id, partition, s, gap);
         }
     }
 

@@ -25,6 +25,8 @@ pub mod infer;
 pub mod interpolation;
 pub mod manifest;
 pub mod migration;
+#[cfg(test)]
+mod mutate;
 pub mod normalize;
 pub mod paginator;
 pub mod partition;

@@ -519,9 +519,10 @@ impl ParentConfig {
                     id,
                     partition,
                     sync_start,
+                    gap,
                 } => {
                     if let Some(t) = tracking.as_mut() {
-                        t.slice(id, &partition, sync_start);
+                        t.slice(id, &partition, sync_start, gap);
                     }
                     slices.insert(id, partition);
                 }

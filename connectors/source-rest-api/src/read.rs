@@ -45,6 +45,8 @@ pub enum Msg {
         id: u64,
         partition: Arc<Map<String, Value>>,
         sync_start: Option<Dt>,
+        /// The partition's first slice starts after a gap (`DatetimeCursor::leaves_gap`).
+        gap: bool,
     },
     Page {
         id: u64,
@@ -160,6 +162,10 @@ async fn produce(plan: &Plan, tx: &mpsc::Sender<Msg>) -> cdk::Result<()> {
             }
             _ => (vec![None], None),
         };
+        let gap = match (&stream.cursor, sync_start, intervals.first()) {
+            (Some(c), Some(s), Some(Some(first))) => c.leaves_gap(s, first.start),
+            _ => false,
+        };
         for interval in intervals {
             let mut injections = p.injections.clone();
             if let (Some(i), Some(c)) = (&interval, &stream.cursor) {
@@ -182,6 +188,7 @@ async fn produce(plan: &Plan, tx: &mpsc::Sender<Msg>) -> cdk::Result<()> {
                 id,
                 partition: partition.clone(),
                 sync_start,
+                gap,
             };
             if tx.send(msg).await.is_err() {
                 return Ok(());

@@ -21,6 +21,9 @@ struct Tracker {
     advanced: bool,
     /// Slices not yet folded into `value`, in order: (id, done, latest record cursor).
     open: Vec<(u64, bool, Option<Dt>)>,
+    /// The first slice started after a gap (a clamped slice): as in airbyte-cdk, the cursor
+    /// stays where the partition started.
+    gap: bool,
 }
 
 impl Tracker {
@@ -28,6 +31,7 @@ impl Tracker {
         while let Some((_, true, max)) = self.open.first().copied() {
             if let Some(m) = max
                 && m > self.value
+                && !self.gap
             {
                 self.value = m;
             }
@@ -152,7 +156,15 @@ impl StateKeeper {
         }
     }
 
-    pub fn slice_started(&mut self, id: u64, partition: &Map<String, Value>, sync_start: Dt) {
+    /// A slice of `partition` starts; `gap` as `Msg::Slice` has it (used by a partition's
+    /// first slice).
+    pub fn slice_started(
+        &mut self,
+        id: u64,
+        partition: &Map<String, Value>,
+        sync_start: Dt,
+        gap: bool,
+    ) {
         let pv = Value::Object(partition.clone());
         let key = partition_key(&pv);
         let tracker = self.trackers.entry(key.clone()).or_insert_with(|| {
@@ -162,6 +174,7 @@ impl StateKeeper {
                 value: sync_start,
                 advanced: false,
                 open: Vec::new(),
+                gap,
             }
         });
         tracker.open.push((id, false, None));

@@ -69,7 +69,7 @@ impl StreamDef {
             .into_iter()
             .map(|n| Transformation::decode(n, b))
             .collect::<Result<Vec<_>>>()?;
-        let cursor = match c.child("incremental_sync") {
+        let mut cursor = match c.child("incremental_sync") {
             Some(n) => {
                 let mut cursor = DatetimeCursor::decode(n, b)?;
                 cursor.use_catalog_field(&name, b.catalog_cursors.get(&name))?;
@@ -128,6 +128,18 @@ impl StreamDef {
             },
             None => None,
         };
+        if cursor.as_ref().is_some_and(|c| c.count) && router.is_some() {
+            return Err(c.error(
+                "an IncrementingCountCursor with a partition router is not supported (airbyte-cdk \
+                 refuses it too)",
+            ));
+        }
+        // As in airbyte-cdk, the partitions of a GroupingPartitionRouter share one cursor.
+        if let (Some(c), Some(PartitionRouter::Grouping { .. })) =
+            (cursor.as_mut(), router.as_deref())
+        {
+            c.global_substream = true;
+        }
         let actions = {
             let cx = crate::actions::Context {
                 stream: &name,
@@ -352,9 +364,10 @@ impl cdk::Stream for DeclarativeStream {
                     id,
                     partition,
                     sync_start,
+                    gap,
                 } => {
                     if let (Some(k), Some(s)) = (keeper.as_mut(), sync_start) {
-                        k.slice_started(id, &partition, s);
+                        k.slice_started(id, &partition, s, gap);
                     }
                     floors.insert(id, sync_start);
                 }
@@ -463,62 +476,14 @@ mod tests {
               {"type": "RemoveFields", "field_pointers": [["b", "**"]]}]}]})
     }
 
-    /// Every path to a value of `v`.
-    fn paths(v: &Value, here: Vec<String>, out: &mut Vec<Vec<String>>) {
-        out.push(here.clone());
-        match v {
-            Value::Object(m) => m.iter().for_each(|(k, c)| {
-                let mut p = here.clone();
-                p.push(k.clone());
-                paths(c, p, out);
-            }),
-            Value::Array(a) => a.iter().enumerate().for_each(|(i, c)| {
-                let mut p = here.clone();
-                p.push(i.to_string());
-                paths(c, p, out);
-            }),
-            _ => {}
-        }
-    }
-
-    fn at<'v>(v: &'v mut Value, path: &[String]) -> Option<&'v mut Value> {
-        path.iter().try_fold(v, |v, k| match v {
-            Value::Object(m) => m.get_mut(k),
-            Value::Array(a) => a.get_mut(k.parse::<usize>().ok()?),
-            _ => None,
-        })
-    }
-
-    fn replacement() -> impl Strategy<Value = Value> {
-        prop_oneof![
-            Just(Value::Null),
-            any::<bool>().prop_map(Value::Bool),
-            any::<i64>().prop_map(Value::from),
-            any::<f64>().prop_map(Value::from),
-            "\\PC{0,12}".prop_map(Value::String),
-            "\\{\\{ [a-z_\\[\\]'\\.]{0,12} \\}\\}".prop_map(Value::String),
-            Just(json!([])),
-            Just(json!({})),
-            Just(json!(["é", 1])),
-            Just(json!({"type": "NoSuchThing"})),
-        ]
-    }
-
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(512))]
 
         /// Any value anywhere in a manifest: it loads or is refused, never a panic.
         #[test]
-        fn mutated_manifests_load_or_fail(picks in prop::collection::vec((any::<prop::sample::Index>(), replacement()), 1..4)) {
+        fn mutated_manifests_load_or_fail(picks in prop::collection::vec((any::<prop::sample::Index>(), crate::mutate::replacement()), 1..4)) {
             let mut m = base();
-            for (index, value) in picks {
-                let mut all = Vec::new();
-                paths(&m, Vec::new(), &mut all);
-                let path = index.get(&all).clone();
-                if let Some(slot) = at(&mut m, &path) {
-                    *slot = value;
-                }
-            }
+            crate::mutate::mutate(&mut m, picks);
             let config = json!({"base_url": "http://127.0.0.1:9", "k": "ü", "start": "2024-01-01"});
             let _ = Declarative::decode(&m, &config, None);
             let _ = crate::source::manifest_spec(&m);

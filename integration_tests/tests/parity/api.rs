@@ -338,5 +338,6 @@ pub async fn start(variant: Variant) -> MockServer {
         .mount(&server)
         .await;
     crate::async_job::mount(&server).await;
+    crate::components_api::mount(&server).await;
     server
 }

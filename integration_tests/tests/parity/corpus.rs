@@ -110,7 +110,7 @@ fn ours(path: &Path, config: &Value, dir: &Path) -> Answers {
 }
 
 /// The catalog's streams by name, so their order does not matter.
-fn by_name(catalog: &Value) -> BTreeMap<String, Value> {
+pub(crate) fn by_name(catalog: &Value) -> BTreeMap<String, Value> {
     catalog["streams"]
         .as_array()
         .into_iter()
@@ -136,7 +136,7 @@ const FALSE_IS_ABSENT: [&str; 4] = [
 
 /// `value` without the [`FALSE_IS_ABSENT`] keys that are `false`, at the top of it or of each
 /// catalog stream.
-fn plain(mut value: Value) -> Value {
+pub(crate) fn plain(mut value: Value) -> Value {
     let strip = |v: &mut Value| {
         if let Some(m) = v.as_object_mut() {
             m.retain(|k, v| !(FALSE_IS_ABSENT.contains(&k.as_str()) && *v == Value::Bool(false)));

@@ -7,6 +7,8 @@
 mod actions;
 mod api;
 mod async_job;
+mod components;
+mod components_api;
 mod corpus;
 mod engines;
 mod reads;

@@ -105,7 +105,55 @@ const THEIR_STATE_ONLY: &[(&str, &str, &str)] = &[
         "lookback_window",
         "per-partition cursor: airbyte-cdk records the seconds since the previous sync",
     ),
+    (
+        "members",
+        "lookback_window",
+        "per-partition cursor: airbyte-cdk records the seconds since the previous sync",
+    ),
+    (
+        "legacy_members",
+        "lookback_window",
+        "per-partition cursor: airbyte-cdk records the seconds since the previous sync",
+    ),
+    (
+        "legacy_members",
+        "parent_state",
+        "per-partition cursor: airbyte-cdk writes the (empty) parent state",
+    ),
+    (
+        "notes",
+        "parent_state",
+        "global substream cursor: airbyte-cdk writes the (empty) parent state",
+    ),
 ];
+
+/// Keys of a stream's state both engines write with a measured time, compared by presence
+/// only.
+const TIMINGS: &[(&str, &str, &str)] = &[
+    (
+        "notes",
+        "lookback_window",
+        "global substream cursor: the seconds the sync took, as each engine timed it",
+    ),
+    (
+        "notes_since_teams",
+        "lookback_window",
+        "global substream cursor: the seconds the sync took, as each engine timed it",
+    ),
+    (
+        "batches_since",
+        "lookback_window",
+        "grouped partitions share a global cursor: the seconds the sync took",
+    ),
+];
+
+/// Incremental streams whose state does not move in either engine, so that the second read
+/// reads as much as the first, with why.
+const STATE_STAYS: &[(&str, &str)] = &[(
+    "daily",
+    "clamped to days from 10:00: the first slice starts at the next midnight, a gap after the \
+     start that airbyte-cdk's state never closes",
+)];
 
 /// Where two outcomes differ, as readable lines; `THEIR_STATE_ONLY` keys aside.
 fn differences(ours: &Outcome, theirs: &Outcome) -> Vec<String> {
@@ -141,6 +189,14 @@ fn differences(ours: &Outcome, theirs: &Outcome) -> Vec<String> {
         let ours_has = ours.states.get(*stream).and_then(|s| s.get(key)).is_some();
         if !ours_has && let Some(Value::Object(s)) = their_states.get_mut(*stream) {
             s.remove(*key);
+        }
+    }
+    for (stream, key, _) in TIMINGS {
+        let ours_value = ours.states.get(*stream).and_then(|s| s.get(key)).cloned();
+        if let (Some(v), Some(Value::Object(s))) = (ours_value, their_states.get_mut(*stream))
+            && s.contains_key(*key)
+        {
+            s.insert(key.to_string(), v);
         }
     }
     let states = |s: &BTreeMap<String, Value>| serde_json::to_value(s).expect("json");
@@ -219,11 +275,26 @@ pub async fn parity(
     variant: Variant,
     streams: &[Configured<'_>],
 ) -> BTreeMap<String, Vec<String>> {
+    parity_with(manifest, variant, streams, json!({}), None).await
+}
+
+/// `parity` with `extra` keys added to the config, and the first reads starting from `state`
+/// (a `--state` file's content) when given.
+pub async fn parity_with(
+    manifest: &str,
+    variant: Variant,
+    streams: &[Configured<'_>],
+    extra: Value,
+    state: Option<Value>,
+) -> BTreeMap<String, Vec<String>> {
     engines::venv();
     let server = api::start(variant).await;
     let dir = tempfile::tempdir().expect("temp dir");
-    let config = json!({"base_url": server.uri(), "api_key": API_KEY, "token": TOKEN,
+    let mut config = json!({"base_url": server.uri(), "api_key": API_KEY, "token": TOKEN,
                         "start_date": "2024-01-01T00:00:00Z", "kind": "click"});
+    if let (Some(config), Value::Object(extra)) = (config.as_object_mut(), extra) {
+        config.extend(extra);
+    }
     let read = Read {
         manifest: engines::fixtures().join("manifests").join(manifest),
         config: write_json(dir.path(), "config.json", &config),
@@ -233,7 +304,7 @@ pub async fn parity(
     let name = manifest.to_string();
     let (first, resumed) = tokio::task::spawn_blocking(move || {
         let manifest = name;
-        let (ours, theirs) = read.both(None, None, "first");
+        let (ours, theirs) = read.both(state.as_ref(), state.as_ref(), "first");
         let d = differences(&ours, &theirs);
         assert!(
             d.is_empty(),
@@ -259,7 +330,7 @@ pub async fn parity(
         let (before, after) = (count(&first.records, name), count(&ours.records, name));
         assert!(before > 0, "{manifest}: no records of {name}");
         // The state was applied: an incremental stream reads less the second time.
-        if cursor.is_some() {
+        if cursor.is_some() && !STATE_STAYS.iter().any(|(s, _)| s == name) {
             assert!(
                 after < before,
                 "{manifest}: {name} read {after} records from its state, {before} at first"

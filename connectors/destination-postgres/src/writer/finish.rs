@@ -4,6 +4,7 @@
 use cdk::Result;
 
 use super::PgWriter;
+use crate::connect::pg_error;
 use crate::sql;
 
 impl PgWriter {
@@ -23,14 +24,54 @@ impl PgWriter {
         }
     }
 
+    /// Makes the stream's indexes; with a second connection (its transaction committed by
+    /// now), every other one is built there at the same time.
     pub(super) async fn create_indexes(&self, id: usize) -> Result<()> {
+        let mut statements: Vec<String> = Vec::new();
         for table in &self.streams[id].tables {
+            // Those made at open exist by now (renamed with a swapped-in table).
             for (suffix, columns) in &table.indexes {
-                self.execute(&sql::create_index(&table.target, suffix, columns))
-                    .await?;
+                if !table.open_indexes.contains(suffix) {
+                    statements.push(sql::create_index(&table.target, suffix, columns));
+                }
             }
         }
-        Ok(())
+        let other_connection = self.dedup_lane.is_some() || self.second.is_some();
+        let theirs: Vec<String> = match other_connection {
+            true => (1..statements.len())
+                .step_by(2)
+                .map(|i| statements[i].clone())
+                .collect(),
+            false => Vec::new(),
+        };
+        let mine: Vec<&String> = match other_connection {
+            true => statements.iter().step_by(2).collect(),
+            false => statements.iter().collect(),
+        };
+        let first = async {
+            if let Err(e) = self.execute(sql::INDEX_SETTINGS).await {
+                tracing::debug!("cannot size the index builds' memory: {e}");
+            }
+            for statement in mine {
+                self.execute(statement).await?;
+            }
+            Ok(())
+        };
+        let other = async {
+            if theirs.is_empty() {
+                return Ok(());
+            }
+            let script = format!("{};\n{}", sql::INDEX_SETTINGS, theirs.join(";\n"));
+            tracing::debug!(sql = script, "executing on the second connection");
+            match (&self.dedup_lane, &self.second) {
+                (Some(lane), _) => lane.execute(script, "cannot create an index").await,
+                (None, Some(second)) => {
+                    second.client.batch_execute(&script).await.map_err(pg_error)
+                }
+                (None, None) => Ok(()),
+            }
+        };
+        tokio::try_join!(first, other).map(|_| ())
     }
 
     /// Replaces each target table with its loaded tmp table, in one transaction.

@@ -42,7 +42,7 @@ impl PgWriter {
 
     /// Sends a job's rows into COPY on the second connection.
     pub(super) async fn send_second(&mut self, id: usize, encoded: Encoded) -> Result<()> {
-        for (t, plain, data) in encoded.chunks {
+        for (_, t, plain, data) in encoded.chunks {
             let open = matches!(
                 self.second.as_ref().and_then(|l| l.copy.as_ref()),
                 Some(c) if c.stream == id && c.table == t && c.plain == plain

@@ -92,10 +92,20 @@ impl PgWriter {
         if self.takes_second_lane(id) {
             return self.send_second(id, encoded).await;
         }
-        for (t, plain, data) in encoded.chunks {
-            self.send(id, t, plain, data).await?;
+        for (lane, t, plain, data) in encoded.chunks {
+            if lane == 1 {
+                self.send_dedup_lane(id, t, plain, data).await?;
+            } else {
+                self.send(id, t, plain, data).await?;
+            }
         }
-        self.merge_if_due(id, encoded.records).await
+        let [first, second] = encoded.records;
+        let stream = &mut self.streams[id];
+        for (window, keys) in stream.windows.iter_mut().zip(&encoded.keys) {
+            window.add(keys);
+        }
+        self.merge_dedup_lane_if_due(id, second).await?;
+        self.merge_if_due(id, first).await
     }
 
     pub(super) async fn finish_copy(&mut self) -> Result<()> {
@@ -117,6 +127,7 @@ impl PgWriter {
 
     pub(super) async fn rollback(&mut self) {
         self.rollback_second().await;
+        self.rollback_dedup_lane().await;
         // Dropping an unfinished COPY aborts it; a running encoding job or merge is left to
         // end (the ROLLBACK follows it on the connection).
         self.copy = None;

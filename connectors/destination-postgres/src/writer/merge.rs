@@ -1,7 +1,10 @@
 //! Dedup merges: the staged rows of a stream go into its table by one set-based upsert
 //! ([`sql::upsert`]). A stream merges every [`merge_every`] staged records on its own, in the
 //! background (the server merges while the next rows are encoded), and once more at commit;
-//! all of it inside the commit's one transaction.
+//! all of it inside the commit's transaction of the connection that staged the rows (the
+//! first one, or the [dedup lane](super::dedup_lane) for its half of the keys).
+
+use std::collections::HashSet;
 
 use cdk::{Error, Result};
 
@@ -17,10 +20,54 @@ pub(super) fn merge_every() -> u64 {
         .unwrap_or(50_000)
 }
 
+/// Key hashes a [`KeyWindow`] keeps at most; past them it assumes repeated keys.
+const WINDOW_KEYS: usize = 1 << 20;
+
+/// The key hashes of a split stream's rows staged on one lane since its last merge: when no
+/// hash repeats, no two staged rows share a key (equal keys hash alike), and the merge skips
+/// picking the latest row per key (a sort of the whole stage).
+#[derive(Default)]
+pub(super) struct KeyWindow {
+    keys: HashSet<u64>,
+    repeated: bool,
+}
+
+impl KeyWindow {
+    /// Notes staged rows' key hashes.
+    pub fn add(&mut self, hashes: &[u64]) {
+        if self.repeated {
+            return;
+        }
+        for &hash in hashes {
+            if !self.keys.insert(hash) || self.keys.len() > WINDOW_KEYS {
+                self.repeated = true;
+                self.keys = HashSet::new();
+                return;
+            }
+        }
+    }
+
+    /// Whether the staged rows have distinct keys (known only for split streams, whose
+    /// `split` is true); empties the window for the next merge.
+    pub fn take_distinct(&mut self, split: bool) -> bool {
+        let distinct = split && !self.repeated;
+        self.keys.clear();
+        self.repeated = false;
+        distinct
+    }
+}
+
 impl PgWriter {
-    /// The script merging stream `id`'s stages into its tables; `empty_stages` also empties
-    /// them for more rows in the same transaction.
-    fn merge_script(&self, id: usize, empty_stages: bool) -> Option<String> {
+    /// The script merging stream `id`'s stages on `lane` into its tables; `empty_stages`
+    /// also empties them for more rows in the same transaction.
+    pub(super) fn merge_script(
+        &mut self,
+        id: usize,
+        lane: usize,
+        empty_stages: bool,
+    ) -> Option<String> {
+        let stream = &mut self.streams[id];
+        let distinct = stream.windows[lane].take_distinct(stream.split);
         let stream = &self.streams[id];
         let dedup = stream.dedup.as_ref()?;
         let main = &stream.tables[0];
@@ -34,7 +81,13 @@ impl PgWriter {
                 &dedup.primary_key,
             ));
         }
-        script.push(sql::upsert(&main.load_into, stage, &main.columns, dedup));
+        script.push(sql::upsert(
+            &main.load_into,
+            stage,
+            &main.columns,
+            dedup,
+            distinct,
+        ));
         for child in children {
             script.push(sql::replace_children(
                 &main.load_into,
@@ -55,7 +108,7 @@ impl PgWriter {
 
     /// Merges staged rows of stream `id` into its table (inside the open transaction).
     pub(super) async fn merge(&mut self, id: usize) -> Result<()> {
-        let Some(script) = self.merge_script(id, false) else {
+        let Some(script) = self.merge_script(id, 0, false) else {
             return Ok(());
         };
         let descriptor = self.streams[id].descriptor.clone();
@@ -77,7 +130,7 @@ impl PgWriter {
         }
         self.streams[id].since_merge = 0;
         self.finish_copy().await?;
-        let Some(script) = self.merge_script(id, true) else {
+        let Some(script) = self.merge_script(id, 0, true) else {
             return Ok(());
         };
         let descriptor = self.streams[id].descriptor.clone();

@@ -1,16 +1,19 @@
 //! The [`BatchWriter`]: opens each stream in three steps ([`plan`] its tables, [`create`]
 //! them, [`prepare_copy`]), encodes each batch on a blocking thread while the loader decodes
-//! the next one, streams the rows into COPY on one connection inside one transaction
-//! ([`load`]), runs the dedup upserts and COMMITs on `commit`, and swaps overwritten tables in
-//! on a successful `close` ([`finish`]).
+//! the next one, streams the rows into COPY inside one transaction per connection ([`load`];
+//! a second connection takes every other batch of streams without a stage ([`lane`]) and half
+//! of the keys of dedup streams ([`dedup_lane`])), runs the dedup upserts and COMMITs on
+//! `commit`, and swaps overwritten tables in on a successful `close` ([`finish`]).
 
 mod create;
+mod dedup_lane;
 mod finish;
 mod lane;
 mod load;
 mod merge;
 mod plan;
 mod prepare_copy;
+mod split;
 
 use std::collections::HashMap;
 use std::pin::Pin;
@@ -49,6 +52,8 @@ pub struct PgWriter {
     merge_every: u64,
     /// The second connection, when there is one, and which one takes the next job.
     second: Option<lane::Lane>,
+    /// The connection taking half of each dedup stream's keys, when there is one.
+    dedup_lane: Option<dedup_lane::DedupLane>,
     alternate: bool,
     safe_cast_ready: bool,
     /// Whether the session's temporary-table buffers were sized for the dedup stages.
@@ -59,11 +64,8 @@ pub struct PgWriter {
 /// An encoding job: it hands back the stream's [`Rows`] with the rows it encoded.
 type Encoding = tokio::task::JoinHandle<(StreamId, Rows, Result<Encoded>)>;
 
-/// Rows encoded from a batch of `records` records, as `(table, plain, rows)`.
-struct Encoded {
-    records: u64,
-    chunks: Vec<(usize, bool, Bytes)>,
-}
+/// Rows encoded from a batch, with the records per lane and, when split, their key hashes.
+type Encoded = crate::rows::Taken;
 
 struct OpenCopy {
     stream: usize,
@@ -109,6 +111,8 @@ struct Table {
     /// The final table, or `tmp` when overwriting.
     load_into: TableName,
     columns: Vec<String>,
+    /// The columns as created (a dedup lane creates its own stage with them).
+    stage_columns: Vec<crate::sql::ColumnDef>,
     copy_sql: String,
     /// COPY without `_airbyte_meta`, when the loaded table defaults it to this sync's plain
     /// meta (tables this sync created: PostgreSQL then parses no JSON for most rows).
@@ -131,8 +135,16 @@ struct StreamWriter {
     /// How many child tables follow the main table in `tables`.
     children: usize,
     staged: bool,
-    /// Records sent into the stage since its last merge.
+    /// Whether the stream's records are split over the dedup lane.
+    split: bool,
+    /// Whether rows went to the dedup lane's stage since its last commit.
+    staged_second: bool,
+    /// Records sent into the stage since its last merge, on the first connection and on the
+    /// dedup lane.
     since_merge: u64,
+    since_merge_second: u64,
+    /// The keys staged since the last merge, per lane (known for split streams only).
+    windows: [merge::KeyWindow; 2],
     records: u64,
 }
 
@@ -151,6 +163,7 @@ impl PgWriter {
             held_bytes: 0,
             merge_every: merge::merge_every(),
             second: None,
+            dedup_lane: None,
             alternate: false,
             safe_cast_ready: false,
             stages_sized: false,
@@ -161,6 +174,12 @@ impl PgWriter {
     /// Loads rows of streams without a stage over `client` too (see [`lane`]).
     pub fn with_second_connection(mut self, client: Client) -> Self {
         self.second = Some(lane::Lane::new(client));
+        self
+    }
+
+    /// Splits each dedup stream's records by key over `client` too (see [`dedup_lane`]).
+    pub fn with_dedup_connection(mut self, client: Client) -> Self {
+        self.dedup_lane = Some(dedup_lane::DedupLane::spawn(client, self.format));
         self
     }
 
@@ -215,11 +234,19 @@ impl BatchWriter for PgWriter {
             ready.push(self.prepare_copy(table, created, &plain_meta).await?);
         }
         let omit_meta: Vec<bool> = ready.iter().map(|t| t.copy_plain_sql.is_some()).collect();
+        let split = match (&self.dedup_lane, &dedup, &layout) {
+            (Some(_), Some(dedup), Some(layout)) => split::split_key(dedup, layout),
+            _ => None,
+        };
+        if split.is_some() {
+            self.open_dedup_lane(&ready, &plain_meta).await?;
+        }
         tracing::info!(
             stream = %descriptor,
             table = %ready[0].target,
             replace = plan.mode.replaces(),
             dedup = dedup.is_some(),
+            split = split.is_some(),
             raw = layout.is_none(),
             "stream ready"
         );
@@ -229,12 +256,17 @@ impl BatchWriter for PgWriter {
             tables: ready,
             rows: Some(
                 Rows::new(layout, self.format, stream.sync_id, generation, &omit_meta)
-                    .with_raw_table(raw_table),
+                    .with_raw_table(raw_table)
+                    .with_split(split.clone()),
             ),
             dedup,
             children,
             staged: false,
+            split: split.is_some(),
+            staged_second: false,
             since_merge: 0,
+            since_merge_second: 0,
+            windows: Default::default(),
             records: 0,
         });
         Ok(())
@@ -254,10 +286,7 @@ impl BatchWriter for PgWriter {
             .take()
             .ok_or_else(|| Error::system("the row encoder of a stream was lost"))?;
         self.encoding = Some(tokio::task::spawn_blocking(move || {
-            let encoded = rows.encode(&batch).map(|()| Encoded {
-                records: batch.len() as u64,
-                chunks: rows.take_all(),
-            });
+            let encoded = rows.encode(&batch).map(|()| rows.take_all());
             (id, rows, encoded)
         }));
         self.send_encoded(previous).await
@@ -268,20 +297,24 @@ impl BatchWriter for PgWriter {
     async fn commit(&mut self, _streams: &[StreamId]) -> Result<()> {
         let last = self.encoded().await?;
         self.send_encoded(last).await?;
+        // The dedup lane merges and commits while the first connection does.
+        let lane = self.commit_dedup_lane().await?;
         self.wait_merge().await?;
         self.commit_second().await?;
-        if !self.in_tx {
-            return Ok(());
-        }
-        self.finish_copy().await?;
-        for id in 0..self.streams.len() {
-            if std::mem::take(&mut self.streams[id].staged) {
-                self.merge(id).await?;
+        if self.in_tx {
+            self.finish_copy().await?;
+            for id in 0..self.streams.len() {
+                if std::mem::take(&mut self.streams[id].staged) {
+                    self.merge(id).await?;
+                }
             }
+            self.execute("COMMIT").await?;
+            self.in_tx = false;
         }
-        self.execute("COMMIT").await?;
-        self.in_tx = false;
-        Ok(())
+        match lane {
+            Some(lane) => dedup_lane::committed(lane).await,
+            None => Ok(()),
+        }
     }
 
     async fn close(&mut self, id: StreamId, outcome: Outcome) -> Result<()> {

@@ -51,6 +51,7 @@ impl PgWriter {
             tmp: table.tmp,
             stage: table.stage,
             load_into,
+            stage_columns: table.columns,
             columns,
             indexes,
             open_indexes,

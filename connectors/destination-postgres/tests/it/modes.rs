@@ -363,9 +363,25 @@ async fn append_over_two_connections_loads_every_row_once() {
     }
 }
 
+/// The distinct transaction ids that wrote the rows of `public.<table>` (one per connection
+/// that loaded it in one commit).
+async fn writers(db: &TestDatabase, table: &str) -> i64 {
+    let client = db.connect().await;
+    let sql = format!("SELECT count(DISTINCT xmin::text) FROM public.\"{table}\"");
+    client.query_one(&sql, &[]).await.unwrap().get(0)
+}
+
 #[tokio::test]
 async fn dedup_merges_in_the_background_keep_the_latest_row_per_key() {
-    let (db, config) = database("dedup_chunks").await;
+    for streams in ["2", "1"] {
+        dedup_merges_keep_the_latest_row_per_key(streams).await;
+    }
+}
+
+/// Over one connection, or two splitting the keys by hash: the same result, and with two,
+/// each connection loaded part of the keys in its own transaction.
+async fn dedup_merges_keep_the_latest_row_per_key(streams: &str) {
+    let (db, config) = database(&format!("dedup_chunks_{streams}")).await;
     let schema = json!({"properties": {"id": {"type": "integer"}, "seq": {"type": "integer"},
         "name": {"type": "string"},
         "_ab_cdc_deleted_at": {"type": ["null", "string"], "format": "date-time"}}});
@@ -391,18 +407,117 @@ async fn dedup_merges_in_the_background_keep_the_latest_row_per_key() {
     lines.push(state("k", 1));
     let run = Run::new(BIN)
         .env("DESTINATION_POSTGRES_MERGE_EVERY", "1")
+        .env("DESTINATION_POSTGRES_COPY_STREAMS", streams)
         .stdin_lines(&lines)
         .write(&config, &cat);
     run.assert_success();
     assert_eq!(run.states().len(), 1);
-    let rows = rows(&db, "public", "k", "id").await;
-    assert_eq!(rows.len(), 4900, "one row per key, deleted keys gone");
-    for row in &rows {
+    let now = rows(&db, "public", "k", "id").await;
+    assert_eq!(now.len(), 4900, "one row per key, deleted keys gone");
+    for row in &now {
         let id = row["id"].as_i64().unwrap();
         assert!(id >= 100, "key {id} was deleted");
         assert_eq!(row["seq"].as_i64().unwrap(), 20_000 + id, "{row}");
         assert_eq!(row["name"], json!(format!("v{}", 20_000 + id)));
     }
+    let expected = if streams == "2" { 2 } else { 1 };
+    assert_eq!(writers(&db, "k").await, expected, "{streams} connection(s)");
+
+    // A second sync, in loader batches of distinct keys (merged without a sort): each key
+    // gets an older version (ignored) and 5,100 keys are new; then every key gets a newer
+    // version, out of order; then keys 200..300 are deleted and key 0 comes back.
+    let mut lines: Vec<String> = (100..5000)
+        .map(|k| record("k", json!({"id": k, "seq": 1, "name": "older"})))
+        .collect();
+    lines.extend((5000..10_100).map(|k| record("k", json!({"id": k, "seq": 1, "name": "new"}))));
+    assert_eq!(lines.len(), 10_000, "one loader batch");
+    lines.extend(
+        (100..10_100)
+            .rev()
+            .map(|k| record("k", json!({"id": k, "seq": 50_000 + k, "name": "newer"}))),
+    );
+    lines.extend((200..300).map(|k| {
+        record(
+            "k",
+            json!({"id": k, "seq": 60_000, "_ab_cdc_deleted_at": "2024-02-01T00:00:00Z"}),
+        )
+    }));
+    lines.push(record("k", json!({"id": 0, "seq": 70_000, "name": "back"})));
+    lines.push(state("k", 2));
+    let run = Run::new(BIN)
+        .env("DESTINATION_POSTGRES_MERGE_EVERY", "7")
+        .env("DESTINATION_POSTGRES_COPY_STREAMS", streams)
+        .stdin_lines(&lines)
+        .write(&config, &cat);
+    run.assert_success();
+    let now = rows(&db, "public", "k", "id").await;
+    let ids: Vec<i64> = now.iter().map(|r| r["id"].as_i64().unwrap()).collect();
+    let expected: Vec<i64> = std::iter::once(0)
+        .chain(100..200)
+        .chain(300..10_100)
+        .collect();
+    assert_eq!(ids, expected, "one row per key");
+    assert_eq!(now[0]["name"], "back");
+    for row in &now[1..] {
+        let id = row["id"].as_i64().unwrap();
+        assert_eq!(row["seq"].as_i64().unwrap(), 50_000 + id, "{row}");
+        assert_eq!(row["name"], "newer");
+    }
+}
+
+#[tokio::test]
+async fn dedup_state_is_acknowledged_only_after_both_connections_commit() {
+    let (db, config) = database("dedup_lanes_fail").await;
+    let cat = catalog("k", simple_schema(), "append_dedup", 1, 0);
+    // The first sync creates the table; then key 4242 is refused by the table (whichever
+    // connection merges it fails; the other one may commit its half, unacknowledged).
+    let first: Vec<String> = (0..3000)
+        .map(|k| record("k", json!({"id": k, "seq": 1, "name": "a"})))
+        .chain(std::iter::once(state("k", 1)))
+        .collect();
+    Run::new(BIN)
+        .stdin_lines(&first)
+        .write(&config, &cat)
+        .assert_success();
+    let client = db.connect().await;
+    client
+        .batch_execute("ALTER TABLE public.k ADD CONSTRAINT no_4242 CHECK (id <> 4242)")
+        .await
+        .unwrap();
+    let second: Vec<String> = (3000..6000)
+        .map(|k| record("k", json!({"id": k, "seq": 2, "name": "b"})))
+        .chain((0..100).map(|k| record("k", json!({"id": k, "seq": 2, "name": "b"}))))
+        .chain(std::iter::once(state("k", 2)))
+        .collect();
+    let run = Run::new(BIN)
+        .env("DESTINATION_POSTGRES_MERGE_EVERY", "500")
+        .stdin_lines(&second)
+        .write(&config, &cat);
+    run.assert_failure();
+    assert!(
+        run.states().is_empty(),
+        "no state acknowledged: {:?}",
+        run.states()
+    );
+
+    // The retry of the same records (the key allowed again) stores each key once.
+    client
+        .batch_execute("ALTER TABLE public.k DROP CONSTRAINT no_4242")
+        .await
+        .unwrap();
+    Run::new(BIN)
+        .stdin_lines(&second)
+        .write(&config, &cat)
+        .assert_success();
+    let row = client
+        .query_one(
+            "SELECT count(*), count(DISTINCT id), count(*) FILTER (WHERE name = 'b') FROM public.k",
+            &[],
+        )
+        .await
+        .unwrap();
+    let counts: (i64, i64, i64) = (row.get(0), row.get(1), row.get(2));
+    assert_eq!(counts, (6000, 6000, 3100));
 }
 
 #[tokio::test]

@@ -97,6 +97,67 @@ async fn grouping_partition_router_batches_partitions() {
     );
 }
 
+/// As in airbyte-cdk, the batches of a GroupingPartitionRouter share one (global) cursor: the
+/// state has no per-partition entries, and every batch resumes from the global cursor.
+#[tokio::test(flavor = "multi_thread")]
+async fn grouped_partitions_share_a_global_cursor() {
+    let server = MockServer::start().await;
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let s = seen.clone();
+    serve(&server, "/items", move |r: &Request| {
+        let ids = query(r, "ids").unwrap_or_default();
+        let since = query(r, "since").unwrap_or_default();
+        s.lock().unwrap().push(format!("{ids}@{since}"));
+        let data: Vec<Value> = ids
+            .split(',')
+            .map(|i| {
+                let n: i64 = i.trim_start_matches('k').parse().unwrap();
+                json!({"id": n, "updated_at": format!("2024-01-0{n}T00:00:00Z")})
+            })
+            .filter(|r| r["updated_at"].as_str().unwrap() >= since.as_str())
+            .collect();
+        json_response(json!({ "data": data }))
+    })
+    .await;
+    let router = r#"partition_router:
+  type: GroupingPartitionRouter
+  group_size: 2
+  underlying_partition_router:
+    type: ListPartitionRouter
+    cursor_field: key
+    values: [k1, k2, k3]"#;
+    let cursor = r#"incremental_sync:
+  type: DatetimeBasedCursor
+  cursor_field: updated_at
+  datetime_format: "%Y-%m-%dT%H:%M:%SZ"
+  start_datetime: "2024-01-01T00:00:00Z"
+  start_time_option: {type: RequestOption, inject_into: request_parameter, field_name: since}"#;
+    let m = manifest(&one_stream(
+        "/items",
+        "request_parameters:\n  ids: \"{{ stream_partition['key'] | join(',') }}\"",
+        router,
+        cursor,
+    ));
+    let config = config_for(&server);
+    let out = m.read_incremental(&config, &["items"], None);
+    out.assert_success();
+    let last = states(&out, "items").pop().unwrap();
+    assert_eq!(last["use_global_cursor"], json!(true), "{last}");
+    assert_eq!(last["state"], json!({"updated_at": "2024-01-03T00:00:00Z"}));
+    assert!(last.get("states").is_none(), "{last}");
+
+    seen.lock().unwrap().clear();
+    let again = m.read_incremental(&config, &["items"], Some(&out.final_state()));
+    again.assert_success();
+    let mut requests = seen.lock().unwrap().clone();
+    requests.sort();
+    assert_eq!(
+        requests,
+        vec!["k1,k2@2024-01-03T00:00:00Z", "k3@2024-01-03T00:00:00Z"]
+    );
+    assert_eq!(ids(&again, "items"), vec![3]);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn jwt_authenticator_signs_each_request() {
     use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode, decode_header};
@@ -517,6 +578,71 @@ async fn clamping_aligns_slices_to_days() {
     );
 }
 
+/// A first slice clamped up to the next midnight leaves a gap after the start: airbyte-cdk's
+/// state stays at the start (its slices never join the interval the state stands for), and so
+/// does ours; from a start on a day boundary the state follows the records.
+#[tokio::test(flavor = "multi_thread")]
+async fn clamping_gap_after_the_start_keeps_the_state() {
+    let server = MockServer::start().await;
+    serve(&server, "/items", |r: &Request| {
+        let (from, to) = (
+            query(r, "from").unwrap_or_default(),
+            query(r, "to").unwrap_or_default(),
+        );
+        let data: Vec<Value> = (1..=4)
+            .map(|d| json!({"id": d, "updated_at": format!("2024-01-0{d}T06:00:00Z")}))
+            .filter(|i| {
+                let at = i["updated_at"].as_str().unwrap();
+                from.as_str() <= at && at <= to.as_str()
+            })
+            .collect();
+        json_response(json!({ "data": data }))
+    })
+    .await;
+    let cursor = |start: &str| {
+        format!(
+            r#"incremental_sync:
+  type: DatetimeBasedCursor
+  cursor_field: updated_at
+  datetime_format: "%Y-%m-%dT%H:%M:%SZ"
+  start_datetime: "{start}"
+  end_datetime: "2024-01-04T12:00:00Z"
+  step: P1D
+  cursor_granularity: PT1S
+  clamping: {{target: DAY}}
+  start_time_option: {{type: RequestOption, inject_into: request_parameter, field_name: from}}
+  end_time_option: {{type: RequestOption, inject_into: request_parameter, field_name: to}}"#
+        )
+    };
+    let config = config_for(&server);
+    let gapped = manifest(&one_stream(
+        "/items",
+        "",
+        "",
+        &cursor("2024-01-01T10:00:00Z"),
+    ));
+    let out = gapped.read_incremental(&config, &["items"], None);
+    out.assert_success();
+    assert_eq!(ids(&out, "items").len(), 2, "days 2 and 3");
+    assert_eq!(
+        states(&out, "items").last().unwrap(),
+        &json!({"updated_at": "2024-01-01T10:00:00Z"})
+    );
+    let aligned = manifest(&one_stream(
+        "/items",
+        "",
+        "",
+        &cursor("2024-01-01T00:00:00Z"),
+    ));
+    let out = aligned.read_incremental(&config, &["items"], None);
+    out.assert_success();
+    assert_eq!(ids(&out, "items").len(), 3, "days 1 to 3");
+    assert_eq!(
+        states(&out, "items").last().unwrap(),
+        &json!({"updated_at": "2024-01-03T06:00:00Z"})
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn record_expander_emits_nested_items() {
     let server = MockServer::start().await;
@@ -628,6 +754,17 @@ async fn incrementing_count_cursor_keeps_the_largest_id() {
     assert!(ids(&again, "items").is_empty());
     assert_eq!(*seen.lock().unwrap(), vec![0, 7]);
     assert_eq!(states(&again, "items").last().unwrap(), &json!({"id": 7}));
+
+    // With a partition router it is refused, as airbyte-cdk refuses it.
+    let router = "partition_router: {type: ListPartitionRouter, cursor_field: k, values: [a, b]}";
+    let partitioned = manifest(&one_stream("/items", "", router, cursor));
+    let out = partitioned.read(&config, &["items"]);
+    let (message, _) = trace_error(&out);
+    assert!(
+        message.contains("an IncrementingCountCursor with a partition router is not supported")
+            && message.contains("/streams/0"),
+        "{message}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
