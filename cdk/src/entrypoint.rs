@@ -87,6 +87,9 @@ pub struct CliOptions {
     pub debug: bool,
     /// `--manifest-path`: a low-code manifest to run (source-rest-api).
     pub manifest_path: Option<PathBuf>,
+    /// `--config` of `check`, `discover` and `read`: a connector may migrate the file before the
+    /// kit reads it (source-rest-api's `config_migrations`).
+    pub config_path: Option<PathBuf>,
 }
 
 /// Runs a source binary; returns the process exit code.
@@ -180,6 +183,11 @@ async fn source_command<S: Source>(mut source: S, cli: Cli, out: Output) -> Resu
     let options = |extra: &Extra| CliOptions {
         debug: cli.debug,
         manifest_path: extra.manifest_path.clone(),
+        config_path: None,
+    };
+    let with_config = |extra: &Extra, config: &PathBuf| CliOptions {
+        config_path: Some(config.clone()),
+        ..options(extra)
     };
     match &cli.command {
         Command::Spec { extra } => {
@@ -189,7 +197,7 @@ async fn source_command<S: Source>(mut source: S, cli: Cli, out: Output) -> Resu
             });
         }
         Command::Check { config, extra } => {
-            source.configure(&options(extra))?;
+            source.configure(&with_config(extra, config))?;
             let spec = source.spec().connection_specification;
             let result = match config::load::<S::Config>(config, &spec) {
                 Ok((config, _)) => source.check(&config).await,
@@ -198,7 +206,7 @@ async fn source_command<S: Source>(mut source: S, cli: Cli, out: Output) -> Resu
             return check_result(&out, result);
         }
         Command::Discover { config, extra } => {
-            source.configure(&options(extra))?;
+            source.configure(&with_config(extra, config))?;
             let (config, _) =
                 config::load::<S::Config>(config, &source.spec().connection_specification)?;
             let catalog = source.discover(&config).await?;
@@ -210,7 +218,7 @@ async fn source_command<S: Source>(mut source: S, cli: Cli, out: Output) -> Resu
             state,
             extra,
         } => {
-            source.configure(&options(extra))?;
+            source.configure(&with_config(extra, config))?;
             let (config, _) =
                 config::load::<S::Config>(config, &source.spec().connection_specification)?;
             let catalog = read_catalog(catalog)?;

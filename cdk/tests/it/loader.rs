@@ -470,38 +470,49 @@ impl Read for Paused {
 }
 
 /// The writes and commits of a load whose input pauses between `parts`, committing on a
-/// 20 ms timer, on this task and on decode threads.
+/// 20 ms timer (with `batch_records` per batch when given).
+async fn commits_around_pauses_with(
+    parts: &[&[String]],
+    decode_threads: usize,
+    batch_records: Option<usize>,
+) -> Vec<String> {
+    let parts = parts
+        .iter()
+        .map(|lines| lines.iter().map(|l| format!("{l}\n")).collect::<String>())
+        .map(String::into_bytes)
+        .collect();
+    let mut w = Recorder::default();
+    let defaults = LoaderOptions::default();
+    let options = LoaderOptions {
+        commit_interval: std::time::Duration::from_millis(20),
+        decode_threads,
+        batch_records: batch_records.unwrap_or(defaults.batch_records),
+        ..defaults
+    };
+    let out = Captured::default();
+    let input = Input::new(Paused(parts, false));
+    load(
+        input,
+        &catalog(&["a"]),
+        DEFAULT_MODES,
+        &mut w,
+        options,
+        &out.output(),
+    )
+    .await
+    .unwrap();
+    let events = w.events.lock().unwrap();
+    let kept = events
+        .iter()
+        .filter(|e| e.starts_with("write") || e.starts_with("commit"));
+    kept.cloned().collect()
+}
+
+/// [`commits_around_pauses_with`] on this task and on decode threads.
 async fn commits_around_pauses(parts: &[&[String]]) -> Vec<Vec<String>> {
     let mut seen = Vec::new();
     for decode_threads in [0, 2] {
-        let parts = parts
-            .iter()
-            .map(|lines| lines.iter().map(|l| format!("{l}\n")).collect::<String>())
-            .map(String::into_bytes)
-            .collect();
-        let mut w = Recorder::default();
-        let options = LoaderOptions {
-            commit_interval: std::time::Duration::from_millis(20),
-            decode_threads,
-            ..LoaderOptions::default()
-        };
-        let out = Captured::default();
-        let input = Input::new(Paused(parts, false));
-        load(
-            input,
-            &catalog(&["a"]),
-            DEFAULT_MODES,
-            &mut w,
-            options,
-            &out.output(),
-        )
-        .await
-        .unwrap();
-        let events = w.events.lock().unwrap();
-        let kept = events
-            .iter()
-            .filter(|e| e.starts_with("write") || e.starts_with("commit"));
-        seen.push(kept.cloned().collect());
+        seen.push(commits_around_pauses_with(parts, decode_threads, None).await);
     }
     seen
 }
@@ -541,36 +552,6 @@ async fn records_already_written_past_the_state_wait_for_the_next_state() {
         record("a", 2),
         record("a", 3),
     ];
-    let mut w = Recorder::default();
-    let options = LoaderOptions {
-        commit_interval: std::time::Duration::from_millis(20),
-        batch_records: 2,
-        decode_threads: 0,
-        ..LoaderOptions::default()
-    };
-    let parts = [&first[..], &[state("a", 2)]]
-        .iter()
-        .map(|lines| lines.iter().map(|l| format!("{l}\n")).collect::<String>())
-        .map(String::into_bytes)
-        .collect();
-    let out = Captured::default();
-    load(
-        Input::new(Paused(parts, false)),
-        &catalog(&["a"]),
-        DEFAULT_MODES,
-        &mut w,
-        options,
-        &out.output(),
-    )
-    .await
-    .unwrap();
-    let events: Vec<String> = w
-        .events
-        .lock()
-        .unwrap()
-        .iter()
-        .filter(|e| e.starts_with("write") || e.starts_with("commit"))
-        .cloned()
-        .collect();
+    let events = commits_around_pauses_with(&[&first, &[state("a", 2)]], 0, Some(2)).await;
     assert_eq!(events, ["write 0 [1,2]", "write 0 [3]", "commit 0"]);
 }

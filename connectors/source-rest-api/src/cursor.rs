@@ -40,6 +40,10 @@ pub struct DatetimeCursor {
     pub data_feed: bool,
     /// An `IncrementingCountCursor` ([`count`]): values are integers held as epoch seconds.
     pub count: bool,
+    /// `allow_catalog_defined_cursor_field`: the configured catalog's cursor field replaces
+    /// `cursor_field` ([`Self::use_catalog_field`]), and discover says the cursor is not
+    /// source-defined.
+    pub catalog_defined: bool,
 }
 
 #[derive(Debug)]
@@ -143,9 +147,7 @@ impl DatetimeCursor {
         if c.type_name == "IncrementingCountCursor" {
             return Self::decode_count(c, b);
         }
-        if c.bool_or("allow_catalog_defined_cursor_field", false)? {
-            return Err(c.error("allow_catalog_defined_cursor_field: true is not supported"));
-        }
+        let catalog_defined = c.bool_or("allow_catalog_defined_cursor_field", false)?;
         let global_substream = c.bool_or("global_substream_cursor", false)?;
         let cursor_field = c
             .template(b, "cursor_field")?
@@ -210,7 +212,25 @@ impl DatetimeCursor {
             clamping,
             data_feed,
             count: false,
+            catalog_defined,
         })
+    }
+
+    /// With `allow_catalog_defined_cursor_field`, the cursor field the configured catalog
+    /// picked for `stream` (a missing, empty or `[""]` one keeps the manifest's).
+    pub fn use_catalog_field(&mut self, stream: &str, picked: Option<&Vec<String>>) -> Result<()> {
+        let Some(picked) =
+            picked.filter(|p| self.catalog_defined && p.first().is_some_and(|f| !f.is_empty()))
+        else {
+            return Ok(());
+        };
+        if picked.len() > 1 {
+            return Err(cdk::Error::config(format!(
+                "The `{stream}` stream does not support nested cursor_field. Please specify only a single cursor_field for the stream in the configured catalog."
+            )));
+        }
+        self.cursor_field = picked[0].clone();
+        Ok(())
     }
 
     /// Whether a data feed's page, ending with `last`, reached records older than `interval`

@@ -34,6 +34,10 @@ struct Mapping {
     condition: Option<Template>,
 }
 
+/// The key under which [`expand`] lists the streams each dynamic stream definition generated
+/// (by definition name, `dynamic_stream_<index>` without one).
+pub const GENERATED: &str = "__generated_dynamic_streams";
+
 /// The manifest with its dynamic streams resolved into `streams` (unchanged without any).
 pub async fn expand(manifest: &Value, config: &Value, base_dir: Option<PathBuf>) -> Result<Value> {
     let defs = match manifest.get("dynamic_streams") {
@@ -64,7 +68,14 @@ pub async fn expand(manifest: &Value, config: &Value, base_dir: Option<PathBuf>)
         })
         .unwrap_or_default();
     let mut resolved = Vec::new();
+    // Which streams each definition generated, for `dynamic_streams_check_configs`.
+    let mut generated = Map::new();
     for (i, def) in defs.iter().enumerate() {
+        let def_name = def
+            .get("name")
+            .and_then(Value::as_str)
+            .map_or_else(|| format!("dynamic_stream_{i}"), str::to_string);
+        let mut of_def = Vec::new();
         let node = Node {
             value: def,
             path: format!("/dynamic_streams/{i}"),
@@ -85,12 +96,15 @@ pub async fn expand(manifest: &Value, config: &Value, base_dir: Option<PathBuf>)
                     "dynamic streams give the stream name '{name}' twice"
                 )));
             }
-            names.push(name);
+            names.push(name.clone());
+            of_def.push(Value::String(name));
             resolved.push(stream);
         }
+        generated.insert(def_name, Value::Array(of_def));
     }
     if let Some(o) = out.as_object_mut() {
         o.remove("dynamic_streams");
+        o.insert(GENERATED.into(), Value::Object(generated));
         let streams = o.entry("streams").or_insert_with(|| json!([]));
         if let Some(list) = streams.as_array_mut() {
             list.extend(resolved);

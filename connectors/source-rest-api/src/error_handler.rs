@@ -88,14 +88,21 @@ pub enum Backoff {
         regex: Option<regex::Regex>,
         min_wait: Option<f64>,
     },
+    /// `WaitTimeFromResponse`: seconds from an expression over `response` (the JSON body,
+    /// `{}` when it is not JSON) and `headers`.
+    WaitTimeFromResponse {
+        wait: crate::interpolation::Template,
+        max: Option<f64>,
+    },
 }
 
 const HANDLERS: [&str; 2] = ["DefaultErrorHandler", "CompositeErrorHandler"];
-const BACKOFFS: [&str; 4] = [
+const BACKOFFS: [&str; 5] = [
     "ExponentialBackoffStrategy",
     "ConstantBackoffStrategy",
     "WaitTimeFromHeader",
     "WaitUntilTimeFromHeader",
+    "WaitTimeFromResponse",
 ];
 
 impl Default for ErrorHandler {
@@ -224,9 +231,14 @@ impl ErrorHandler {
 
     /// Seconds to wait before retry number `attempt` (1 for the first retry): the first
     /// strategy that has an answer, else `Retry-After`, else 5·2^(attempt-1) as Airbyte does.
-    pub fn backoff_seconds(&self, headers: &[(String, String)], attempt: u32) -> Result<f64> {
+    pub fn backoff_seconds(
+        &self,
+        headers: &[(String, String)],
+        body: &[u8],
+        attempt: u32,
+    ) -> Result<f64> {
         for s in self.strategies() {
-            if let Some(wait) = s.seconds(headers, attempt)? {
+            if let Some(wait) = s.seconds(headers, body, attempt)? {
                 return Ok(wait.max(0.0));
             }
         }
@@ -376,6 +388,10 @@ impl Backoff {
                 regex: regex(&mut c)?,
                 max: number_field(&mut c, b, "max_waiting_time_in_seconds")?,
             },
+            "WaitTimeFromResponse" => Backoff::WaitTimeFromResponse {
+                wait: c.template(b, "wait_time_in_seconds")?,
+                max: number_field(&mut c, b, "max_waiting_time_in_seconds")?,
+            },
             _ => Backoff::WaitUntilTimeFromHeader {
                 header: c.str("header")?,
                 regex: regex(&mut c)?,
@@ -391,8 +407,27 @@ impl Backoff {
         Ok(s)
     }
 
-    fn seconds(&self, headers: &[(String, String)], attempt: u32) -> Result<Option<f64>> {
+    fn seconds(
+        &self,
+        headers: &[(String, String)],
+        body: &[u8],
+        attempt: u32,
+    ) -> Result<Option<f64>> {
         Ok(match self {
+            Backoff::WaitTimeFromResponse { wait, max } => {
+                let Some(wait) = wait_from_response(wait, headers, body) else {
+                    return Ok(None);
+                };
+                if let Some(max) = max
+                    && wait >= *max
+                {
+                    return Err(cdk::Error::transient(format!(
+                        "The rate limit wait time is longer than the connector is allowed to \
+                         wait: {wait} s, the maximum being {max} s (max_waiting_time_in_seconds)"
+                    )));
+                }
+                Some(wait)
+            }
             Backoff::Exponential { factor } => Some(factor * 2f64.powi(attempt.min(16) as i32)),
             Backoff::Constant { seconds, jitter } => Some(seconds + jitter * pseudo_random()),
             Backoff::WaitTimeFromHeader { header, regex, max } => {
@@ -424,6 +459,48 @@ impl Backoff {
             }),
         })
     }
+}
+
+/// airbyte-cdk's `WaitTimeFromResponse`: `None` (the next strategy decides) when the
+/// expression fails on this response or gives no positive, finite number.
+fn wait_from_response(
+    wait: &crate::interpolation::Template,
+    headers: &[(String, String)],
+    body: &[u8],
+) -> Option<f64> {
+    let response: Value =
+        serde_json::from_slice(body).unwrap_or_else(|_| Value::Object(Default::default()));
+    let vars = Vars::new()
+        .with("response", crate::interpolation::to_mj(&response))
+        .with(
+            "headers",
+            minijinja::Value::from_object(crate::interpolation::Headers::new(headers.to_vec())),
+        );
+    let value = match wait.eval(&vars) {
+        Ok(v) => v,
+        Err(e) => {
+            tracing::warn!(
+                "WaitTimeFromResponse: `wait_time_in_seconds` could not be evaluated on this response ({}); deferring to the next backoff strategy",
+                e.message
+            );
+            return None;
+        }
+    };
+    let seconds = match value {
+        Value::Null => return None,
+        Value::Number(n) => n.as_f64(),
+        Value::String(s) if s.trim().is_empty() => return None,
+        Value::String(s) => s.trim().parse::<f64>().ok(),
+        _ => None,
+    };
+    let Some(seconds) = seconds else {
+        tracing::warn!(
+            "WaitTimeFromResponse: `wait_time_in_seconds` resolved to a non-numeric value; deferring to the next backoff strategy"
+        );
+        return None;
+    };
+    // A zero wait is no answer for airbyte-cdk's error handler either.
+    (seconds.is_finite() && seconds > 0.0).then_some(seconds)
 }
 
 fn header_value<'h>(headers: &'h [(String, String)], name: &str) -> Option<&'h str> {
@@ -503,8 +580,8 @@ mod tests {
         assert_eq!(retry_after(&h("Wed, 21 Oct 2015 07:28:00 GMT")), Some(0.0));
         assert_eq!(retry_after(&[]), None);
         let handler = ErrorHandler::default();
-        assert_eq!(handler.backoff_seconds(&h("2"), 1).unwrap(), 2.0);
-        assert_eq!(handler.backoff_seconds(&[], 1).unwrap(), 5.0);
-        assert_eq!(handler.backoff_seconds(&[], 3).unwrap(), 20.0);
+        assert_eq!(handler.backoff_seconds(&h("2"), &[], 1).unwrap(), 2.0);
+        assert_eq!(handler.backoff_seconds(&[], &[], 1).unwrap(), 5.0);
+        assert_eq!(handler.backoff_seconds(&[], &[], 3).unwrap(), 20.0);
     }
 }

@@ -5,8 +5,12 @@
 //! puts the parent (without the expanded list) under each item's own fields, and
 //! `on_no_records: emit_parent` keeps a parent without items. Items that are not objects stay
 //! as they are, or become `{"value": item}` when parent context is added.
-//! `truncated_list_retriever` is refused; `truncation_indicator_path` only logs a warning.
+//! When the field at `truncation_indicator_path` is truthy, `truncated_list_retriever` (a
+//! `SimpleRetriever`) fetches the complete list, one read per truncated record with the record
+//! as `stream_slice['parent_record']`; without a retriever, or when it returns nothing, the
+//! embedded items are expanded (with a warning once per stream).
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use cdk::{Error, Result};
@@ -23,7 +27,10 @@ pub struct RecordExpander {
     merge_parent: bool,
     parent_fields: Vec<ParentField>,
     truncation_indicator: Vec<Template>,
+    /// `truncated_list_retriever`, read as a stream of its own.
+    retriever: Option<Arc<crate::stream::StreamDef>>,
     warned: AtomicBool,
+    warned_incomplete: AtomicBool,
 }
 
 #[derive(Debug)]
@@ -61,10 +68,19 @@ impl RecordExpander {
         let mut c = node.component(Some("RecordExpander"))?;
         c.expect(&["RecordExpander"])?;
         let path = templates(&mut c, b, "expand_records_from_field")?;
-        if c.has("truncated_list_retriever") {
-            return Err(c.error("truncated_list_retriever is not supported"));
-        }
         let truncation_indicator = templates(&mut c, b, "truncation_indicator_path")?;
+        let retriever = match c.child("truncated_list_retriever") {
+            Some(n) if !n.value.is_null() => {
+                if truncation_indicator.is_empty() {
+                    return Err(c.error(
+                        "`truncation_indicator_path` is required when `truncated_list_retriever` is configured",
+                    ));
+                }
+                reject_globs(&c, &evaluated(&path)?, "expand_records_from_field")?;
+                Some(Arc::new(list_retriever(n, b)?))
+            }
+            _ => None,
+        };
         reject_globs(
             &c,
             &evaluated(&truncation_indicator)?,
@@ -105,8 +121,75 @@ impl RecordExpander {
             merge_parent,
             parent_fields,
             truncation_indicator,
+            retriever,
             warned: AtomicBool::new(false),
+            warned_incomplete: AtomicBool::new(false),
         })
+    }
+
+    /// Whether a `truncated_list_retriever` may fetch lists (then [`Self::expand_fetching`]
+    /// must be used).
+    pub fn fetches(&self) -> bool {
+        self.retriever.is_some()
+    }
+
+    /// [`Self::expand`], fetching the complete list of a truncated record first.
+    pub async fn expand_fetching(&self, parent: Value, out: &mut Vec<Value>) -> Result<()> {
+        let Some(stream) = &self.retriever else {
+            return self.expand(parent, out);
+        };
+        if !parent.is_object() || self.path.is_empty() || !self.is_truncated(&parent)? {
+            return self.expand(parent, out);
+        }
+        let fetched = fetch(stream, &parent).await?;
+        self.warn_if_incomplete(&parent, fetched.len())?;
+        if fetched.is_empty() {
+            return self.expand_embedded(parent, out);
+        }
+        let path = evaluated(&self.path)?;
+        let merge_base = self.merge_parent.then(|| without_lists(&parent, &path));
+        for item in fetched {
+            self.push_item(&parent, item, merge_base.as_ref(), out)?;
+        }
+        Ok(())
+    }
+
+    fn is_truncated(&self, parent: &Value) -> Result<bool> {
+        if self.truncation_indicator.is_empty() {
+            return Ok(false);
+        }
+        let path = evaluated(&self.truncation_indicator)?;
+        Ok(lookup(parent, &path).is_some_and(crate::interpolation::truthy))
+    }
+
+    /// The integer `total_count` next to the truncation indicator.
+    fn total_count(&self, parent: &Value) -> Result<Option<u64>> {
+        let mut path = evaluated(&self.truncation_indicator)?;
+        if path.pop().is_none() {
+            return Ok(None);
+        }
+        path.push("total_count".into());
+        Ok(lookup(parent, &path).and_then(Value::as_u64))
+    }
+
+    fn warn_if_incomplete(&self, parent: &Value, fetched: usize) -> Result<()> {
+        let Some(total) = self.total_count(parent)? else {
+            return Ok(());
+        };
+        if fetched as u64 >= total || self.warned_incomplete.swap(true, Ordering::Relaxed) {
+            return Ok(());
+        }
+        let fallback = if fetched == 0 {
+            " The embedded items were expanded as a fallback."
+        } else {
+            ""
+        };
+        tracing::warn!(
+            "the truncated_list_retriever for the nested list at {:?} returned {fetched} record(s) but the total_count field next to {:?} reports {total}, so the fetched list is still incomplete.{fallback} Check that the retriever has a paginator and that its request matches the complete-list endpoint (warned once per stream)",
+            evaluated(&self.path)?,
+            evaluated(&self.truncation_indicator)?
+        );
+        Ok(())
     }
 
     fn carries_parent(&self) -> bool {
@@ -119,8 +202,18 @@ impl RecordExpander {
             out.push(parent);
             return Ok(());
         }
-        let path = evaluated(&self.path)?;
+        if self.retriever.is_some() && self.is_truncated(&parent)? {
+            return Err(Error::config(
+                "truncated_list_retriever: a truncated record cannot be fetched from an AsyncRetriever's records",
+            ));
+        }
         self.warn_if_truncated(&parent)?;
+        self.expand_embedded(parent, out)
+    }
+
+    /// The records of the lists embedded in `parent`.
+    fn expand_embedded(&self, parent: Value, out: &mut Vec<Value>) -> Result<()> {
+        let path = evaluated(&self.path)?;
         let mut lists = Vec::new();
         values(&parent, &path, &mut lists);
         let lists: Vec<&Vec<Value>> = lists.into_iter().filter_map(Value::as_array).collect();
@@ -128,21 +221,31 @@ impl RecordExpander {
         let merge_base = self.merge_parent.then(|| without_lists(&parent, &path));
         for list in lists {
             for item in list {
-                match item {
-                    Value::Object(o) => {
-                        out.push(self.with_parent(&parent, o.clone(), merge_base.as_ref())?)
-                    }
-                    other if self.carries_parent() => {
-                        let mut m = Map::new();
-                        m.insert("value".into(), other.clone());
-                        out.push(self.with_parent(&parent, m, merge_base.as_ref())?);
-                    }
-                    other => out.push(other.clone()),
-                }
+                self.push_item(&parent, item.clone(), merge_base.as_ref(), out)?;
             }
         }
         if count == 0 && self.emit_parent {
             out.push(parent);
+        }
+        Ok(())
+    }
+
+    /// One item of the list, with the parent context configured.
+    fn push_item(
+        &self,
+        parent: &Value,
+        item: Value,
+        merge_base: Option<&Value>,
+        out: &mut Vec<Value>,
+    ) -> Result<()> {
+        match item {
+            Value::Object(o) => out.push(self.with_parent(parent, o, merge_base)?),
+            other if self.carries_parent() => {
+                let mut m = Map::new();
+                m.insert("value".into(), other);
+                out.push(self.with_parent(parent, m, merge_base)?);
+            }
+            other => out.push(other),
         }
         Ok(())
     }
@@ -186,6 +289,62 @@ impl RecordExpander {
         }
         Ok(())
     }
+}
+
+/// `truncated_list_retriever` as a stream named `record_expander_truncated_list`, with the
+/// `$parameters` of the enclosing components.
+fn list_retriever(n: Node<'_>, b: &Build) -> Result<crate::stream::StreamDef> {
+    let ty = n
+        .value
+        .get("type")
+        .and_then(Value::as_str)
+        .unwrap_or("SimpleRetriever");
+    if ty != "SimpleRetriever" {
+        return Err(crate::manifest::unsupported_type(
+            ty,
+            n.at(),
+            &["SimpleRetriever"],
+        ));
+    }
+    for option in ["partition_router", "pagination_reset"] {
+        if n.value.get(option).is_some_and(|v| !v.is_null()) {
+            return Err(Error::config(format!(
+                "`{option}` is not supported on `truncated_list_retriever` (at {})",
+                n.at()
+            )));
+        }
+    }
+    let mut retriever = n.value.clone();
+    if let Value::Object(m) = &mut retriever {
+        m.entry("type").or_insert_with(|| "SimpleRetriever".into());
+    }
+    let def = serde_json::json!({"type": "DeclarativeStream", "name": "record_expander_truncated_list",
+        "retriever": retriever, "$parameters": Value::Object(n.params.clone())});
+    crate::stream::StreamDef::decode(
+        Node {
+            value: &def,
+            path: n.path.clone(),
+            params: Map::new(),
+        },
+        b,
+    )
+}
+
+/// Every record the retriever reads with `parent` as `stream_slice['parent_record']`.
+async fn fetch(stream: &Arc<crate::stream::StreamDef>, parent: &Value) -> Result<Vec<Value>> {
+    let mut partition = Map::new();
+    partition.insert("parent_record".into(), parent.clone());
+    let (tx, mut rx) = tokio::sync::mpsc::channel(8);
+    let _guard = crate::read::spawn_partition(stream.clone(), partition, tx);
+    let mut out = Vec::new();
+    while let Some(msg) = rx.recv().await {
+        match msg {
+            crate::read::Msg::Page { records, .. } => out.extend(records.into_values()?),
+            crate::read::Msg::Failed(e) => return Err(e),
+            _ => {}
+        }
+    }
+    Ok(out)
 }
 
 /// dpath's `values`: every value at `path` (`*` matches any key or index).

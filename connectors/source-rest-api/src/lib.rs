@@ -10,11 +10,13 @@ pub mod async_job;
 pub mod auth;
 pub mod budget;
 pub mod config;
+pub mod config_rules;
 pub mod cursor;
 pub mod decoder;
 pub mod delegating;
 pub mod dependency;
 pub mod dynamic;
+pub mod dynamic_schema;
 pub mod error_handler;
 pub mod expander;
 pub mod grouping;
@@ -23,6 +25,8 @@ pub mod infer;
 pub mod interpolation;
 pub mod manifest;
 pub mod migration;
+#[cfg(test)]
+mod mutate;
 pub mod normalize;
 pub mod paginator;
 pub mod partition;
@@ -60,6 +64,9 @@ struct Loaded {
     base_dir: Option<PathBuf>,
     /// The simple form's endpoints whose schema discover infers from their first page.
     infer: Vec<String>,
+    /// The config the manifest runs with: after its `config_normalization_rules`
+    /// transformations (set by [`SourceRestApi::resolved`]).
+    config: Value,
 }
 
 impl SourceRestApi {
@@ -82,6 +89,7 @@ impl SourceRestApi {
             manifest: resolved,
             base_dir: path.parent().map(|p| p.to_path_buf()),
             infer: Vec::new(),
+            config: Value::Null,
         });
         Ok(())
     }
@@ -105,6 +113,7 @@ impl SourceRestApi {
                 manifest: resolved,
                 base_dir: None,
                 infer: Vec::new(),
+                config: Value::Null,
             });
         }
         let simple = SimpleConfig::from_config(config)?;
@@ -117,27 +126,79 @@ impl SourceRestApi {
                 .filter(|e| e.infers_schema())
                 .map(|e| e.name.clone())
                 .collect(),
+            config: Value::Null,
         })
     }
 
-    /// The manifest to run for `config`, its dynamic streams resolved.
+    /// The manifest to run for `config`, with the config its `config_normalization_rules`
+    /// transform and validate, and its dynamic streams resolved.
     async fn resolved(&self, config: &Value) -> Result<Loaded> {
         let mut loaded = self.loaded(config)?;
+        loaded.config = config.clone();
+        if let Some(rules) = config_rules::of(&loaded.manifest) {
+            config_rules::transform(rules, &mut loaded.config)?;
+            config_rules::validate(rules, &loaded.config)?;
+        }
         loaded.manifest =
-            dynamic::expand(&loaded.manifest, config, loaded.base_dir.clone()).await?;
+            dynamic::expand(&loaded.manifest, &loaded.config, loaded.base_dir.clone()).await?;
         Ok(loaded)
+    }
+
+    /// Applies the manifest's `config_migrations` to the config file: when they change it,
+    /// the file is rewritten and the new config announced in a CONTROL message, as
+    /// airbyte-cdk does before the config is read.
+    fn migrate_config_file(&self, path: &std::path::Path) -> Result<()> {
+        let Ok(text) = std::fs::read_to_string(path) else {
+            return Ok(());
+        };
+        let Ok(mut config) = serde_json::from_str::<Value>(&text) else {
+            return Ok(());
+        };
+        let injected;
+        let manifest = match (&self.manifest, config.get(INJECTED_MANIFEST)) {
+            (Some(m), _) => &m.manifest,
+            (None, Some(m)) => {
+                injected = manifest::refs::resolve(m)?;
+                &injected
+            }
+            (None, None) => return Ok(()),
+        };
+        let Some(rules) = config_rules::of(manifest) else {
+            return Ok(());
+        };
+        let rules = rules.clone();
+        if !config_rules::migrate(&rules, &mut config)? {
+            return Ok(());
+        }
+        std::fs::write(path, serde_json::to_vec(&config)?).map_err(|e| {
+            Error::system(format!(
+                "cannot write the migrated config to {}: {e}",
+                path.display()
+            ))
+        })?;
+        if let Value::Object(map) = config {
+            cdk::output::global().config_update(map);
+        }
+        Ok(())
     }
 
     async fn declarative(&self, config: &Value) -> Result<Declarative> {
         let loaded = self.resolved(config).await?;
-        Declarative::decode(&loaded.manifest, config, loaded.base_dir)
+        Declarative::decode(&loaded.manifest, &loaded.config, loaded.base_dir)
     }
 
     /// The streams with their schemas, those of the simple form without one inferred from
     /// their first page.
     async fn discovered(&self, config: &Value) -> Result<Declarative> {
         let mut loaded = self.resolved(config).await?;
-        let d = Declarative::decode(&loaded.manifest, config, loaded.base_dir.clone())?;
+        loaded.manifest = dynamic_schema::resolve(
+            &loaded.manifest,
+            &loaded.config,
+            loaded.base_dir.clone(),
+            None,
+        )
+        .await?;
+        let d = Declarative::decode(&loaded.manifest, &loaded.config, loaded.base_dir.clone())?;
         if loaded.infer.is_empty() {
             return Ok(d);
         }
@@ -158,13 +219,16 @@ impl SourceRestApi {
                 m["schema_loader"]["schema"] = schema;
             }
         }
-        Declarative::decode(&loaded.manifest, config, loaded.base_dir)
+        Declarative::decode(&loaded.manifest, &loaded.config, loaded.base_dir)
     }
 
     fn streams_of(d: &Declarative) -> Vec<Arc<dyn Stream>> {
         d.streams
             .iter()
-            .map(|s| Arc::new(DeclarativeStream(s.clone())) as Arc<dyn Stream>)
+            .map(|s| {
+                let group = d.groups.get(&s.name).cloned();
+                Arc::new(DeclarativeStream(s.clone(), group)) as Arc<dyn Stream>
+            })
             .collect()
     }
 }
@@ -187,14 +251,19 @@ impl Source for SourceRestApi {
     }
 
     fn configure(&mut self, options: &CliOptions) -> Result<()> {
-        match &options.manifest_path {
-            Some(path) => self.load(path),
+        if let Some(path) = &options.manifest_path {
+            self.load(path)?;
+        }
+        match &options.config_path {
+            Some(path) => self.migrate_config_file(path),
             None => Ok(()),
         }
     }
 
     async fn check(&self, config: &Value) -> Result<()> {
-        let d = self.declarative(config).await?;
+        let loaded = self.resolved(config).await?;
+        let config = source::check_overrides(&loaded.manifest, &loaded.config)?;
+        let d = Declarative::decode(&loaded.manifest, &config, loaded.base_dir)?;
         d.check().await
     }
 
@@ -225,7 +294,30 @@ impl Source for SourceRestApi {
         state: &InputState,
         output: &Output,
     ) -> Result<()> {
-        let d = self.declarative(config).await?;
+        let mut loaded = self.resolved(config).await?;
+        let selected = catalog
+            .streams
+            .iter()
+            .map(|s| s.stream.name.clone())
+            .collect();
+        loaded.manifest = dynamic_schema::resolve(
+            &loaded.manifest,
+            &loaded.config,
+            loaded.base_dir.clone(),
+            Some(&selected),
+        )
+        .await?;
+        let cursors = catalog
+            .streams
+            .iter()
+            .filter_map(|s| Some((s.stream.name.clone(), s.cursor_field.clone()?)))
+            .collect();
+        let d = Declarative::decode_for_read(
+            &loaded.manifest,
+            &loaded.config,
+            loaded.base_dir,
+            cursors,
+        )?;
         let options = ReadOptions {
             checkpoint_interval: u64::MAX,
             max_concurrent_streams: d.concurrency,

@@ -127,9 +127,9 @@ impl Paginator {
                 inject_first: s.bool_or("inject_on_first_request", false)?,
             },
             _ => {
-                if s.has("decoder") {
-                    return Err(s.error("a decoder on the pagination strategy is not supported"));
-                }
+                // airbyte-cdk 7.39.1's CursorPagination defines no `decoder`: one written there
+                // is ignored (with the debug line of any unknown field) and the response is
+                // read with the retriever's decoder.
                 let (value, stop) = (
                     s.template(b, "cursor_value")?,
                     s.opt_template(b, "stop_condition")?,

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use cdk::Result;
+use cdk::{Error, Result};
 use serde_json::{Map, Value};
 use tokio::sync::mpsc;
 
@@ -33,6 +33,12 @@ pub enum PartitionRouter {
     },
     Substream(Vec<ParentConfig>),
     Product(Vec<PartitionRouter>),
+    /// `UnionPartitionRouter`: the partitions of its routers, each value of `field` once,
+    /// normalized to `{field: value}` (the rest of a partition moves to its extra fields).
+    Union {
+        field: String,
+        routers: Vec<PartitionRouter>,
+    },
     /// `GroupingPartitionRouter`: the underlying router's partitions in batches.
     Grouping {
         inner: Box<PartitionRouter>,
@@ -48,17 +54,29 @@ pub struct ParentConfig {
     partition_field: String,
     option: Option<Arc<RequestOption>>,
     extra_fields: Vec<Vec<String>>,
+    /// `lazy_read_pointer`: where each parent record embeds the child's first page.
+    lazy_pointer: Vec<String>,
     /// `incremental_dependency`: the parent is read from its state kept in the child's.
     dependency: Option<Arc<ParentDependency>>,
 }
 
-const SUPPORTED: [&str; 3] = [
+/// The extra field holding the child's first page embedded in a parent record.
+pub const LAZY_RESPONSE: &str = "child_response";
+
+const SUPPORTED: [&str; 4] = [
     "ListPartitionRouter",
     "SubstreamPartitionRouter",
     "GroupingPartitionRouter",
+    "UnionPartitionRouter",
 ];
 
 impl PartitionRouter {
+    /// A `SubstreamPartitionRouter` with a `lazy_read_pointer`: on a first sync the child
+    /// reads its first page from each parent record (airbyte-cdk's `LazySimpleRetriever`).
+    pub fn reads_lazily(&self) -> bool {
+        matches!(self, Self::Substream(parents) if parents.iter().any(|p| !p.lazy_pointer.is_empty()))
+    }
+
     pub fn decode(node: Node<'_>, b: &Build) -> Result<Self> {
         if let Value::Array(items) = node.value {
             let routers = items
@@ -118,10 +136,20 @@ impl PartitionRouter {
                     let mut p = n.component(Some("ParentStreamConfig"))?;
                     p.expect(&["ParentStreamConfig"])?;
                     let incremental_dependency = p.bool_or("incremental_dependency", false)?;
-                    if p.string_list("lazy_read_pointer")?
-                        .is_some_and(|l| !l.is_empty())
-                    {
-                        return Err(p.error("lazy_read_pointer is not supported"));
+                    let lazy_pointer: Vec<String> = p
+                        .string_list("lazy_read_pointer")?
+                        .unwrap_or_default()
+                        .iter()
+                        .map(|s| {
+                            Ok(p.template_of(b, "lazy_read_pointer", s)?
+                                .eval_str(&vars)?
+                                .unwrap_or_default())
+                        })
+                        .collect::<Result<_>>()?;
+                    if lazy_pointer.iter().any(|s| s.contains('*')) {
+                        return Err(p.error(
+                            "the '*' wildcard in 'lazy_read_pointer' is not supported — only direct paths are allowed",
+                        ));
                     }
                     let stream = Arc::new(StreamDef::decode(p.required_child("stream")?, b)?);
                     let parent_key = p
@@ -173,6 +201,7 @@ impl PartitionRouter {
                         partition_field,
                         option: option.map(Arc::new),
                         extra_fields,
+                        lazy_pointer,
                     });
                 }
                 if parents.is_empty() {
@@ -199,10 +228,77 @@ impl PartitionRouter {
                     deduplicate: c.bool_or("deduplicate", true)?,
                 }
             }
+            "UnionPartitionRouter" => {
+                let field = c
+                    .template(b, "partition_field")?
+                    .eval_str(&vars)?
+                    .ok_or_else(|| c.error("partition_field evaluated to an empty value"))?;
+                let routers = c
+                    .children("partition_routers")?
+                    .into_iter()
+                    .map(|n| Self::decode(n, b))
+                    .collect::<Result<Vec<_>>>()?;
+                if routers.len() < 2 {
+                    return Err(
+                        c.error("UnionPartitionRouter needs at least 2 child partition routers")
+                    );
+                }
+                for r in &routers {
+                    if let Some(other) = r.emitted_fields().into_iter().find(|f| *f != field) {
+                        return Err(c.error(format!(
+                            "UnionPartitionRouter expects all child partition routers to emit the partition field '{field}', but a child emits '{other}'"
+                        )));
+                    }
+                    if matches!(
+                        r,
+                        PartitionRouter::Grouping { .. } | PartitionRouter::Product(_)
+                    ) {
+                        return Err(c.error("a UnionPartitionRouter's children must each emit one scalar partition field (no GroupingPartitionRouter or list of routers)"));
+                    }
+                    if r.has_request_option() {
+                        return Err(
+                            c.error("Request options are not supported for UnionPartitionRouter.")
+                        );
+                    }
+                }
+                PartitionRouter::Union { field, routers }
+            }
             other => return Err(unsupported_type(other, c.at(), &SUPPORTED)),
         };
         c.finish()?;
         Ok(router)
+    }
+
+    /// The names of the parent streams this router reads, and of their parents.
+    pub fn ancestors(&self, out: &mut Vec<String>) {
+        match self {
+            PartitionRouter::List { .. } => {}
+            PartitionRouter::Substream(parents) => {
+                for p in parents {
+                    out.push(p.stream.name.clone());
+                    if let Some(r) = &p.stream.retriever.router {
+                        r.ancestors(out);
+                    }
+                }
+            }
+            PartitionRouter::Product(rs) | PartitionRouter::Union { routers: rs, .. } => {
+                rs.iter().for_each(|r| r.ancestors(out))
+            }
+            PartitionRouter::Grouping { inner, .. } => inner.ancestors(out),
+        }
+    }
+
+    /// The partition fields a router is known to emit.
+    fn emitted_fields(&self) -> Vec<&str> {
+        match self {
+            PartitionRouter::List { field, .. } | PartitionRouter::Union { field, .. } => {
+                vec![field]
+            }
+            PartitionRouter::Substream(parents) => {
+                parents.iter().map(|p| p.partition_field.as_str()).collect()
+            }
+            _ => Vec::new(),
+        }
     }
 
     /// Whether partitions inject a request option (which a grouping cannot).
@@ -212,6 +308,9 @@ impl PartitionRouter {
             PartitionRouter::Substream(parents) => parents.iter().any(|p| p.option.is_some()),
             PartitionRouter::Product(rs) => rs.iter().any(|r| r.has_request_option()),
             PartitionRouter::Grouping { inner, .. } => inner.has_request_option(),
+            PartitionRouter::Union { routers, .. } => {
+                routers.iter().any(|r| r.has_request_option())
+            }
         }
     }
 
@@ -225,6 +324,9 @@ impl PartitionRouter {
                 .collect(),
             PartitionRouter::Product(rs) => rs.iter().flat_map(|r| r.dependencies()).collect(),
             PartitionRouter::Grouping { inner, .. } => inner.dependencies(),
+            PartitionRouter::Union { routers, .. } => {
+                routers.iter().flat_map(|r| r.dependencies()).collect()
+            }
         }
     }
 
@@ -266,6 +368,39 @@ impl PartitionRouter {
             PartitionRouter::Substream(parents) => {
                 for parent in parents {
                     parent.produce(concurrency, tx).await?;
+                }
+                Ok(())
+            }
+            PartitionRouter::Union { field, routers } => {
+                let mut seen = std::collections::HashSet::new();
+                for r in routers {
+                    let mut rx = Arc::new(clone_router(r)).partitions(concurrency);
+                    while let Some(p) = rx.recv().await {
+                        let mut p = p?;
+                        let Some(value) = p.values.remove(field) else {
+                            return Err(Error::config(format!(
+                                "UnionPartitionRouter expects all child partition routers to emit the partition field '{field}'. Got {}",
+                                Value::Object(p.values)
+                            )));
+                        };
+                        if value.is_array() || value.is_object() {
+                            return Err(Error::config(format!(
+                                "UnionPartitionRouter can only deduplicate hashable partition values. Got unhashable value {value} for partition field '{field}'."
+                            )));
+                        }
+                        if !seen.insert(value.to_string()) {
+                            continue;
+                        }
+                        let mut out = Partition {
+                            extra_fields: std::mem::take(&mut p.extra_fields),
+                            ..Default::default()
+                        };
+                        out.extra_fields.extend(std::mem::take(&mut p.values));
+                        out.values.insert(field.clone(), value);
+                        if tx.send(Ok(out)).await.is_err() {
+                            return Ok(());
+                        }
+                    }
                 }
                 Ok(())
             }
@@ -330,6 +465,7 @@ fn clone_router(r: &PartitionRouter) -> PartitionRouter {
                     partition_field: p.partition_field.clone(),
                     option: p.option.clone(),
                     extra_fields: p.extra_fields.clone(),
+                    lazy_pointer: p.lazy_pointer.clone(),
                     dependency: p.dependency.clone(),
                 })
                 .collect(),
@@ -337,6 +473,10 @@ fn clone_router(r: &PartitionRouter) -> PartitionRouter {
         PartitionRouter::Product(rs) => {
             PartitionRouter::Product(rs.iter().map(clone_router).collect())
         }
+        PartitionRouter::Union { field, routers } => PartitionRouter::Union {
+            field: field.clone(),
+            routers: routers.iter().map(clone_router).collect(),
+        },
         PartitionRouter::Grouping {
             inner,
             size,
@@ -415,6 +555,14 @@ impl ParentConfig {
                             .insert("parent_slice".into(), Value::Object(parent_slice.clone()));
                         if let Some(o) = &self.option {
                             p.injections.push((o.clone(), value.clone()));
+                        }
+                        if !self.lazy_pointer.is_empty() {
+                            let embedded =
+                                self.lazy_pointer.iter().try_fold(&record, |v, k| v.get(k));
+                            p.extra_fields.insert(
+                                LAZY_RESPONSE.into(),
+                                embedded.cloned().unwrap_or(Value::Array(Vec::new())),
+                            );
                         }
                         for path in &self.extra_fields {
                             if let Some(v) = path.iter().try_fold(&record, |v, k| v.get(k)) {

@@ -111,6 +111,26 @@ pub fn spawn(plan: Plan, tx: mpsc::Sender<Msg>) -> Guard {
     }))
 }
 
+/// Reads one slice of `stream` with `partition` as its partition (no cursor interval).
+pub fn spawn_partition(
+    stream: Arc<StreamDef>,
+    partition: Map<String, Value>,
+    tx: mpsc::Sender<Msg>,
+) -> Guard {
+    Guard(tokio::spawn(async move {
+        let slice = Slice {
+            partition: Arc::new(partition),
+            interval: None,
+            injections: Vec::new(),
+            extra_fields: Map::new(),
+            floor: None,
+        };
+        if let Err(e) = read_slice(&stream, &slice, None, 0, &tx, false).await {
+            let _ = tx.send(Msg::Failed(e)).await;
+        }
+    }))
+}
+
 async fn produce(plan: &Plan, tx: &mpsc::Sender<Msg>) -> cdk::Result<()> {
     let stream = &plan.stream;
     let bounds = match &stream.cursor {
@@ -237,6 +257,11 @@ fn emitted_view(
 
 /// The `stream_state` of a slice: a stream's state as is; of a partitioned state, the cursor
 /// of the slice's partition, else the global cursor; `{}` without state.
+/// No state: absent, null or an empty object.
+fn is_empty_state(s: &Value) -> bool {
+    s.is_null() || s.as_object().is_some_and(|m| m.is_empty())
+}
+
 fn state_of(state: Option<&Value>, partition: &Map<String, Value>) -> Value {
     let Some(state) = state else {
         return Value::Object(Map::new());
@@ -377,6 +402,7 @@ async fn read_window(
     first_page_only: bool,
 ) -> cdk::Result<Pages> {
     let r = &stream.retriever;
+    let state_in = state.as_deref().filter(|s| !is_empty_state(s));
     let state = json_value(Arc::new(state_of(state.as_deref(), &slice.partition)));
     let mut window = slice.clone();
     let mut base_vars = window.vars(stream).with("stream_state", state.clone());
@@ -390,6 +416,20 @@ async fn read_window(
     let mut tracker = Tracker::new(r.actions.reset.as_ref(), stream.cursor.as_ref());
     let mut token = r.paginator.as_ref().and_then(|p| p.initial_token());
     let mut emitted_total = 0usize;
+    // A first sync of a child whose parent embeds its first page reads that page from there.
+    let mut embedded = match (&r.router, &state_in) {
+        (Some(router), None) if router.reads_lazily() => window
+            .extra_fields
+            .get(crate::partition::LAZY_RESPONSE)
+            .map(|v| crate::http::Response {
+                status: 200,
+                headers: Vec::new(),
+                body: serde_json::to_vec(v).unwrap_or_default().into(),
+                url: String::new(),
+                redo: None,
+            }),
+        _ => None,
+    };
     loop {
         let size_override = reducer.as_ref().and_then(Reducer::size_override);
         let mut vars = base_vars.clone();
@@ -413,7 +453,11 @@ async fn read_window(
             path_override: r.paginator.as_ref().and_then(|p| p.path(token.as_ref())),
             notice: Some(&notice),
         };
-        let Some(resp) = r.requester.send(&call).await? else {
+        let sent = match embedded.take() {
+            Some(page) => Some(page),
+            None => r.requester.send(&call).await?,
+        };
+        let Some(resp) = sent else {
             if let Some(rd) = reducer.as_mut() {
                 rd.on_successful_page();
             }
@@ -448,7 +492,7 @@ async fn read_window(
                     token: token.as_ref(),
                 };
                 let (records, next) =
-                    read_page(stream, &window, page, &mut tracker, first_page_only)?;
+                    read_page(stream, &window, page, &mut tracker, first_page_only).await?;
                 emitted_total += records.len();
                 if tx.send(Msg::Page { id, records }).await.is_err() {
                     return Ok(Pages::Stopped);
@@ -498,7 +542,7 @@ struct Page<'a> {
 
 /// The records of a page and the token of the next one (`None` on the last page or when
 /// `pagination_reset`'s limit is reached).
-fn read_page(
+async fn read_page(
     stream: &StreamDef,
     slice: &Slice,
     page: Page<'_>,
@@ -530,10 +574,13 @@ fn read_page(
     } else {
         let mut docs = r.decoder.decode(&resp.body)?;
         let mut records = Vec::new();
+        let mut dropped = 0;
         for doc in docs.iter_mut() {
-            records.extend(r.selector.extract(doc, !needs_response)?);
+            let (found, empty) = r.selector.extract_counting(doc, !needs_response).await?;
+            records.extend(found);
+            dropped += empty;
         }
-        extracted = records.len();
+        extracted = records.len() + dropped;
         let records = r.selector.select(records, &vars)?;
         (
             Records::Values(records),

@@ -36,6 +36,9 @@ pub struct Requester {
     error_handler: ErrorHandler,
     timeouts: Timeouts,
     build: Build,
+    /// Why this requester's requests are refused (a component the engine does not implement,
+    /// refused when a request is made so that spec and discover still work).
+    pub refused: Option<String>,
 }
 
 #[derive(Debug)]
@@ -78,8 +81,38 @@ impl Requester {
             }
         };
         let auth = match c.child("authenticator") {
+            Some(n)
+                if n.value.get("type").and_then(Value::as_str)
+                    == Some("LegacySessionTokenAuthenticator") =>
+            {
+                // airbyte-cdk gives this authenticator the requester's `url_base`.
+                let mut value = n.value.clone();
+                if let (Value::Object(m), Some(base)) = (&mut value, c.get("url_base")) {
+                    m.insert(auth::legacy::API_URL.into(), base);
+                }
+                auth::decode(
+                    crate::manifest::Node {
+                        value: &value,
+                        path: n.path.clone(),
+                        params: n.params.clone(),
+                    },
+                    b,
+                )?
+            }
             Some(n) => auth::decode(n, b)?,
             None => auth::none(),
+        };
+        let refused = match c.get("request_parameters") {
+            Some(Value::Object(m))
+                if m.values()
+                    .any(|v| v.get("type").and_then(Value::as_str) == Some("QueryProperties")) =>
+            {
+                Some(format!(
+                    "{}: QueryProperties in request_parameters is not supported (property lists, chunking and merging records by key are not implemented)",
+                    c.at()
+                ))
+            }
+            _ => None,
         };
         let params = c.opt_structure(b, "request_parameters")?;
         let headers = c.opt_structure(b, "request_headers")?;
@@ -130,6 +163,7 @@ impl Requester {
             error_handler,
             timeouts,
             build: b.clone(),
+            refused,
         })
     }
 
@@ -220,6 +254,9 @@ impl Requester {
 
     /// Sends the call; `None` when the error handler says to ignore the response.
     pub async fn send(&self, call: &Call<'_>) -> Result<Option<Response>> {
+        if let Some(why) = &self.refused {
+            return Err(cdk::Error::config(why.clone()));
+        }
         let started = Instant::now();
         let mut attempt: u32 = 0;
         let mut refreshed = false;
@@ -323,7 +360,9 @@ impl Requester {
                             format!("gave up after {attempt} attempts: {}", describe()),
                         ));
                     }
-                    let wait = self.error_handler.backoff_seconds(&headers, attempt)?;
+                    let wait = self
+                        .error_handler
+                        .backoff_seconds(&headers, &body, attempt)?;
                     if started.elapsed().as_secs_f64() + wait > MAX_RETRY_TIME.as_secs_f64() {
                         return Err(failure(
                             resolution.failure_type,
@@ -419,8 +458,32 @@ fn decode_request_body(node: Node<'_>, b: &Build) -> Result<Body> {
         "RequestBodyJsonObject",
         "RequestBodyUrlEncodedForm",
         "RequestBodyPlainText",
+        "RequestBodyGraphQL",
     ])?;
     let body = match c.type_name.as_str() {
+        // airbyte-cdk sends the `RequestBodyGraphQlQuery` as a JSON body: `query` (by default
+        // an empty query) and any other fields, nulls left out.
+        "RequestBodyGraphQL" => {
+            let mut value = match c.get("value") {
+                Some(Value::Object(m)) => m,
+                None | Some(Value::Null) => serde_json::Map::new(),
+                Some(other) => {
+                    return Err(c.error(format!("'value' must be a mapping, got {other}")));
+                }
+            };
+            value.retain(|_, v| !v.is_null());
+            value
+                .entry("query")
+                .or_insert_with(|| Value::String("query {\n    \n}".into()));
+            Body::Json(
+                crate::interpolation::Structure::new(
+                    &b.interp,
+                    &Value::Object(value),
+                    &c.params_value(),
+                )
+                .map_err(|e| c.error(format!("'value': {e}")))?,
+            )
+        }
         "RequestBodyJsonObject" => Body::Json(
             c.opt_structure(b, "value")?
                 .ok_or_else(|| c.error("the field 'value' is required"))?,

@@ -20,7 +20,15 @@ pub fn decode(node: Option<Node<'_>>, b: &Build, stream: &str) -> Result<Value> 
         return Ok(open_schema());
     };
     let mut c = node.component(Some("JsonFileSchemaLoader"))?;
-    c.expect(&["InlineSchemaLoader", "JsonFileSchemaLoader"])?;
+    c.expect(&[
+        "InlineSchemaLoader",
+        "JsonFileSchemaLoader",
+        "DynamicSchemaLoader",
+    ])?;
+    if c.type_name == "DynamicSchemaLoader" {
+        // Resolved by `dynamic_schema::resolve` where the schema is needed; open elsewhere.
+        return Ok(open_schema());
+    }
     let schema = if c.type_name == "InlineSchemaLoader" {
         match c.get("schema") {
             None | Some(Value::Null) => open_schema(),

@@ -19,27 +19,30 @@ pub struct RecordSelector {
     normalizer: Option<crate::normalize::Normalizer>,
     /// `record_expander` of the extractor.
     expander: Option<crate::expander::RecordExpander>,
+    /// A `CombinedExtractor` in place of the `DpathExtractor`: its sub-extractors, as
+    /// selectors that only extract.
+    combined: Option<Combined>,
+    /// False for a `CombinedExtractor`'s sub-extractors: records are checked once combined
+    /// (after `skip_empty_records` dropped the empty ones).
+    check_objects: bool,
 }
+
+#[derive(Debug)]
+struct Combined {
+    first_match: bool,
+    skip_empty: bool,
+    parts: Vec<RecordSelector>,
+}
+
+type Counted = (Vec<Value>, usize);
+type CountedFuture<'a> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<Counted>> + Send + 'a>>;
 
 impl RecordSelector {
     pub fn decode(node: Node<'_>, b: &Build, transformations: Vec<Transformation>) -> Result<Self> {
         let mut c = node.component(Some("RecordSelector"))?;
         c.expect(&["RecordSelector"])?;
-        let mut e = c
-            .required_child("extractor")?
-            .component(Some("DpathExtractor"))?;
-        e.expect(&["DpathExtractor"])?;
-        let expander = e
-            .child("record_expander")
-            .map(|n| crate::expander::RecordExpander::decode(n, b))
-            .transpose()?;
-        let field_path = e
-            .string_list("field_path")?
-            .ok_or_else(|| e.error("the field 'field_path' is required"))?
-            .iter()
-            .map(|p| e.template_of(b, "field_path", p))
-            .collect::<Result<Vec<_>>>()?;
-        e.finish()?;
+        let extractor = Self::decode_extractor(c.required_child("extractor")?, b)?;
         let filter = match c.child("record_filter") {
             None => None,
             Some(n) => {
@@ -68,14 +71,142 @@ impl RecordSelector {
         let transform_before_filtering = c.bool_or("transform_before_filtering", false)?;
         c.finish()?;
         Ok(Self {
-            field_path,
             filter,
             transformations,
             transform_before_filtering,
             normalize,
-            normalizer: None,
-            expander,
+            ..extractor
         })
+    }
+
+    /// A selector that only extracts: a `DpathExtractor` or a `CombinedExtractor`.
+    fn decode_extractor(node: Node<'_>, b: &Build) -> Result<Self> {
+        let mut e = node.component(Some("DpathExtractor"))?;
+        e.expect(&["DpathExtractor", "CombinedExtractor"])?;
+        let mut out = Self {
+            field_path: Vec::new(),
+            filter: None,
+            transformations: Vec::new(),
+            transform_before_filtering: false,
+            normalize: false,
+            normalizer: None,
+            expander: None,
+            combined: None,
+            check_objects: true,
+        };
+        if e.type_name == "CombinedExtractor" {
+            let first_match = match e.opt_str("mode")?.as_deref() {
+                None | Some("union") => false,
+                Some("first_match") => true,
+                Some(other) => {
+                    return Err(
+                        e.error(format!("mode must be union or first_match, got '{other}'"))
+                    );
+                }
+            };
+            let parts = e
+                .children("extractors")?
+                .into_iter()
+                .map(|n| {
+                    let mut part = Self::decode_extractor(n, b)?;
+                    part.check_objects = false;
+                    Ok(part)
+                })
+                .collect::<Result<Vec<_>>>()?;
+            if parts.is_empty() {
+                return Err(e.error("'extractors' needs at least one extractor"));
+            }
+            out.combined = Some(Combined {
+                first_match,
+                skip_empty: e.bool_or("skip_empty_records", false)?,
+                parts,
+            });
+            e.finish()?;
+            return Ok(out);
+        }
+        out.expander = e
+            .child("record_expander")
+            .map(|n| crate::expander::RecordExpander::decode(n, b))
+            .transpose()?;
+        out.field_path = e
+            .string_list("field_path")?
+            .ok_or_else(|| e.error("the field 'field_path' is required"))?
+            .iter()
+            .map(|p| e.template_of(b, "field_path", p))
+            .collect::<Result<Vec<_>>>()?;
+        e.finish()?;
+        Ok(out)
+    }
+
+    /// The records of `doc` and how many empty records a `CombinedExtractor` dropped (which
+    /// airbyte-cdk still counts in the page's size), truncated lists fetched.
+    pub fn extract_counting<'a>(&'a self, doc: &'a mut Value, take: bool) -> CountedFuture<'a> {
+        Box::pin(async move {
+            let Some(c) = &self.combined else {
+                return Ok((self.extract_fetching(doc, take).await?, 0));
+            };
+            let mut out = Vec::new();
+            let mut dropped_all = 0;
+            for part in &c.parts {
+                let (mut records, mut dropped) = part.extract_counting(doc, false).await?;
+                if c.skip_empty {
+                    let before = records.len();
+                    records.retain(crate::interpolation::truthy);
+                    dropped += before - records.len();
+                    if before > records.len() {
+                        tracing::warn!(
+                            "CombinedExtractor dropped {} empty record(s) because `skip_empty_records` is enabled",
+                            before - records.len()
+                        );
+                    }
+                }
+                if c.first_match {
+                    if !records.is_empty() {
+                        out = records;
+                        dropped_all = dropped;
+                        break;
+                    }
+                } else {
+                    out.extend(records);
+                    dropped_all += dropped;
+                }
+            }
+            if self.check_objects {
+                self.objects_only(&out)?;
+            }
+            Ok((out, dropped_all))
+        })
+    }
+
+    /// [`Self::extract_counting`] without fetching truncated lists.
+    fn extract_combined(&self, c: &Combined, doc: &mut Value) -> Result<Counted> {
+        let mut out = Vec::new();
+        let mut dropped_all = 0;
+        for part in &c.parts {
+            let (mut records, mut dropped) = match &part.combined {
+                Some(inner) => part.extract_combined(inner, doc)?,
+                None => (part.extract(doc, false)?, 0),
+            };
+            if c.skip_empty {
+                let before = records.len();
+                records.retain(crate::interpolation::truthy);
+                dropped += before - records.len();
+            }
+            if c.first_match {
+                if !records.is_empty() {
+                    out = records;
+                    dropped_all = dropped;
+                    break;
+                }
+            } else {
+                out.extend(records);
+                dropped_all += dropped;
+            }
+        }
+        if self.check_objects {
+            self.objects_only(&out)?;
+        }
+        Ok((out, dropped_all))
     }
 
     /// Gives the selector the stream's schema, which `schema_normalization: Default` casts
@@ -95,8 +226,46 @@ impl RecordSelector {
             .collect()
     }
 
+    /// [`Self::extract`], with the complete lists of truncated records fetched by the
+    /// expander's `truncated_list_retriever`.
+    pub async fn extract_fetching(&self, doc: &mut Value, take: bool) -> Result<Vec<Value>> {
+        let Some(x) = self.expander.as_ref().filter(|x| x.fetches()) else {
+            return self.extract(doc, take);
+        };
+        let mut out = Vec::new();
+        for r in self.extract_unexpanded(doc, take)? {
+            x.expand_fetching(r, &mut out).await?;
+        }
+        if self.check_objects {
+            self.objects_only(&out)?;
+        }
+        Ok(out)
+    }
+
     /// The records in `doc`. With `take`, they are moved out of `doc` instead of copied.
     pub fn extract(&self, doc: &mut Value, take: bool) -> Result<Vec<Value>> {
+        if let Some(c) = &self.combined {
+            return Ok(self.extract_combined(c, doc)?.0);
+        }
+        let extracted = self.extract_unexpanded(doc, take)?;
+        let extracted = match &self.expander {
+            None => extracted,
+            Some(x) => {
+                let mut out = Vec::with_capacity(extracted.len());
+                for r in extracted {
+                    x.expand(r, &mut out)?;
+                }
+                out
+            }
+        };
+        if self.check_objects {
+            self.objects_only(&extracted)?;
+        }
+        Ok(extracted)
+    }
+
+    /// The values at `field_path`, before any `record_expander`.
+    fn extract_unexpanded(&self, doc: &mut Value, take: bool) -> Result<Vec<Value>> {
         let path = self.path()?;
         let extracted: Vec<Value> = if path.iter().any(|p| p == "*") {
             let mut found = Vec::new();
@@ -118,17 +287,13 @@ impl RecordSelector {
                 other => vec![other],
             }
         };
-        let extracted = match &self.expander {
-            None => extracted,
-            Some(x) => {
-                let mut out = Vec::with_capacity(extracted.len());
-                for r in extracted {
-                    x.expand(r, &mut out)?;
-                }
-                out
-            }
-        };
-        for r in &extracted {
+        Ok(extracted)
+    }
+
+    /// An error for a record that is not an object.
+    fn objects_only(&self, extracted: &[Value]) -> Result<()> {
+        let path = self.path()?;
+        for r in extracted {
             if !r.is_object() {
                 return Err(Error::system(format!(
                     "a record at field_path {path:?} is not an object: {}",
@@ -136,7 +301,7 @@ impl RecordSelector {
                 )));
             }
         }
-        Ok(extracted)
+        Ok(())
     }
 
     /// Filters and transforms records (in Airbyte's order unless `transform_before_filtering`).
@@ -196,6 +361,11 @@ fn lookup_mut<'v>(v: &'v mut Value, path: &[String]) -> Option<&'v mut Value> {
 }
 
 /// dpath's `values`: every value matching a path with `*` segments.
+/// dpath's `values` for a path with `*` segments (for other components).
+pub fn glob_values<'v>(v: &'v Value, path: &[String], out: &mut Vec<&'v Value>) {
+    glob(v, path, out)
+}
+
 fn glob<'v>(v: &'v Value, path: &[String], out: &mut Vec<&'v Value>) {
     let Some((head, rest)) = path.split_first() else {
         out.push(v);
@@ -323,6 +493,7 @@ impl RecordSelector {
             && self.transformations.is_empty()
             && self.normalizer.is_none()
             && self.expander.is_none()
+            && self.combined.is_none()
             && self.field_path.iter().all(|t| t.source() != "*")
     }
 

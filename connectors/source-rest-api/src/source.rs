@@ -13,7 +13,9 @@ use crate::manifest::{Build, Node};
 use crate::stream::StreamDef;
 
 /// Manifest keys read here or deliberately without effect.
-const TOP_LEVEL: [&str; 12] = [
+const TOP_LEVEL: [&str; 14] = [
+    crate::dynamic::GENERATED,
+    "stream_groups",
     "type",
     "version",
     "check",
@@ -35,12 +37,38 @@ pub const DEFAULT_CONCURRENCY: usize = 2;
 pub struct Declarative {
     pub streams: Vec<Arc<StreamDef>>,
     pub check_streams: Vec<String>,
+    /// What `check` reads besides `check_streams`.
+    pub check: Check,
     pub concurrency: usize,
+    /// `stream_groups`: the lock a stream holds while it is read, shared by its group.
+    pub groups: std::collections::HashMap<String, Arc<tokio::sync::Mutex<()>>>,
+}
+
+/// `CheckStream`'s `dynamic_streams_check_configs`, or a `CheckDynamicStream`.
+#[derive(Debug, Default)]
+pub struct Check {
+    /// Per dynamic stream definition: the streams it generated (`None`: no such definition)
+    /// and how many of them to read (all without a count).
+    pub dynamic: Vec<(String, Option<Vec<String>>, Option<usize>)>,
+    /// `CheckDynamicStream`: the first streams, static then dynamic, to read; with
+    /// `use_check_availability: false` only that there are streams.
+    pub first: Option<(usize, bool)>,
 }
 
 impl Declarative {
     /// Decodes a `$ref`-resolved manifest for `config`.
     pub fn decode(manifest: &Value, config: &Value, base_dir: Option<PathBuf>) -> Result<Self> {
+        Self::decode_for_read(manifest, config, base_dir, Default::default())
+    }
+
+    /// [`Self::decode`] for a read whose configured catalog picked `catalog_cursors` (cursor
+    /// field by stream name).
+    pub fn decode_for_read(
+        manifest: &Value,
+        config: &Value,
+        base_dir: Option<PathBuf>,
+        catalog_cursors: std::collections::HashMap<String, Vec<String>>,
+    ) -> Result<Self> {
         let Value::Object(top) = manifest else {
             return Err(Error::config("the manifest must be a mapping"));
         };
@@ -61,6 +89,7 @@ impl Declarative {
         }
         let concurrency = concurrency(manifest, config)?;
         let mut b = Build::new(config, base_dir, concurrency);
+        b.catalog_cursors = Arc::new(catalog_cursors);
         let slots = crate::async_job::job_slots(top.get("max_concurrent_async_job_count"), &b);
         b.job_slots = Arc::new(tokio::sync::Semaphore::new(slots));
         let root = Node::root(manifest);
@@ -81,7 +110,7 @@ impl Declarative {
             spec_of(n)?;
         }
         let mut streams = Vec::new();
-        for n in c.children("streams")? {
+        for n in stream_nodes(c.children("streams")?, &b)? {
             let mut s = StreamDef::decode(n, &b)?;
             s.set_concurrency(concurrency);
             if streams.iter().any(|x: &Arc<StreamDef>| x.name == s.name) {
@@ -92,39 +121,80 @@ impl Declarative {
         if streams.is_empty() {
             return Err(Error::config("the manifest defines no streams"));
         }
+        let mut check = Check::default();
         let check_streams = match c.child("check") {
             None => Vec::new(),
             Some(n) => {
                 let mut k = n.component(Some("CheckStream"))?;
-                k.expect(&["CheckStream"])?;
-                let names = k.string_list("stream_names")?.unwrap_or_default();
-                if k.has("config_overrides") || k.has("dynamic_streams_check_configs") {
-                    return Err(k.error("only stream_names is supported"));
-                }
-                for name in &names {
-                    if !streams.iter().any(|s| &s.name == name) {
-                        return Err(k.error(format!("'{name}' is not a stream of this manifest")));
+                k.expect(&["CheckStream", "CheckDynamicStream"])?;
+                // Applied to the config before decoding (`check_overrides`).
+                k.ignore(&["config_overrides"]);
+                if k.type_name == "CheckDynamicStream" {
+                    let count = k
+                        .opt_i64("stream_count")?
+                        .ok_or_else(|| k.error("'stream_count' is required"))?;
+                    let availability = k.bool_or("use_check_availability", true)?;
+                    k.finish()?;
+                    check.first = Some((count.max(0) as usize, availability));
+                    Vec::new()
+                } else {
+                    let names = k.string_list("stream_names")?.unwrap_or_default();
+                    let generated = top.get(crate::dynamic::GENERATED);
+                    for d in k.children("dynamic_streams_check_configs")? {
+                        let mut d = d.component(Some("DynamicStreamCheckConfig"))?;
+                        let name = d.str("dynamic_stream_name")?;
+                        let count = d.opt_i64("stream_count")?.map(|n| n.max(0) as usize);
+                        d.finish()?;
+                        let of_def = generated
+                            .and_then(|g| g.get(&name))
+                            .and_then(Value::as_array)
+                            .map(|a| {
+                                a.iter()
+                                    .filter_map(Value::as_str)
+                                    .map(str::to_string)
+                                    .collect()
+                            });
+                        check.dynamic.push((name, of_def, count));
                     }
+                    for name in &names {
+                        if !streams.iter().any(|s| &s.name == name) {
+                            return Err(
+                                k.error(format!("'{name}' is not a stream of this manifest"))
+                            );
+                        }
+                    }
+                    k.finish()?;
+                    names
                 }
-                k.finish()?;
-                names
             }
         };
+        let groups = stream_groups(top.get("stream_groups"), &streams)?;
         c.finish()?;
         Ok(Self {
             streams,
             check_streams,
+            check,
             concurrency,
+            groups,
         })
     }
 
     /// Reads the first page of every check stream.
     pub async fn check(&self) -> Result<()> {
-        let names: Vec<&String> = if self.check_streams.is_empty() {
-            self.streams.iter().map(|s| &s.name).take(1).collect()
-        } else {
-            self.check_streams.iter().collect()
+        let mut names: Vec<&String> = match self.check.first {
+            Some((_, false)) => return Ok(()),
+            Some((n, true)) => self.streams.iter().map(|s| &s.name).take(n).collect(),
+            None if self.check_streams.is_empty() && self.check.dynamic.is_empty() => {
+                self.streams.iter().map(|s| &s.name).take(1).collect()
+            }
+            None => self.check_streams.iter().collect(),
         };
+        for (def, generated, count) in &self.check.dynamic {
+            let generated = generated.as_ref().ok_or_else(|| {
+                Error::config(format!("Dynamic stream {def} is not found in manifest."))
+            })?;
+            names.extend(generated.iter().take(count.unwrap_or(usize::MAX)));
+        }
         for name in names {
             let stream = self
                 .streams
@@ -137,6 +207,119 @@ impl Declarative {
         }
         Ok(())
     }
+}
+
+/// The config a check runs with: the check component's `config_overrides` laid over it, one
+/// level deep, values as written, as airbyte-cdk overlays them.
+pub fn check_overrides(manifest: &Value, config: &Value) -> Result<Value> {
+    let Some(Value::Object(overrides)) = manifest
+        .get("check")
+        .and_then(|c| c.get("config_overrides"))
+    else {
+        return Ok(config.clone());
+    };
+    if overrides.is_empty() {
+        return Ok(config.clone());
+    }
+    let reserved: Vec<&String> = overrides
+        .keys()
+        .filter(|k| k.starts_with("__airbyte"))
+        .collect();
+    if !reserved.is_empty() {
+        return Err(Error::system(format!(
+            "This connector's manifest is invalid: its check component overrides the reserved config key(s) {reserved:?}. Keys prefixed with `__airbyte` belong to the platform, not to the connector's spec."
+        )));
+    }
+    if manifest.to_string().contains("\"refresh_token_updater\"") {
+        return Err(Error::system(
+            "This connector's manifest is invalid: `config_overrides` cannot be used by a manifest that declares a `refresh_token_updater` (a token refresh during check would persist the overridden config)",
+        ));
+    }
+    let mut keys: Vec<&String> = overrides.keys().collect();
+    keys.sort();
+    tracing::info!("overriding config keys for the check operation: {keys:?}");
+    let mut out = config.clone();
+    if let Value::Object(m) = &mut out {
+        m.extend(overrides.clone());
+    }
+    Ok(out)
+}
+
+/// `stream_groups` (`StreamGroup`s with `BlockSimultaneousSyncsAction`): one lock per group,
+/// by stream name; a stream may not share a group with one of its parents.
+fn stream_groups(
+    groups: Option<&Value>,
+    streams: &[Arc<StreamDef>],
+) -> Result<std::collections::HashMap<String, Arc<tokio::sync::Mutex<()>>>> {
+    let mut out = std::collections::HashMap::new();
+    let mut group_of = std::collections::HashMap::new();
+    let Some(Value::Object(groups)) = groups else {
+        return Ok(out);
+    };
+    for (group, cfg) in groups {
+        let action = cfg
+            .get("action")
+            .and_then(|a| a.get("type"))
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        if action != "BlockSimultaneousSyncsAction" {
+            return Err(crate::manifest::unsupported_type(
+                action,
+                &format!("/stream_groups/{group}/action"),
+                &["BlockSimultaneousSyncsAction"],
+            ));
+        }
+        let lock = Arc::new(tokio::sync::Mutex::new(()));
+        for s in cfg
+            .get("streams")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            if let Some(name) = s
+                .get("name")
+                .and_then(Value::as_str)
+                .filter(|n| !n.is_empty())
+            {
+                out.insert(name.to_string(), lock.clone());
+                group_of.insert(name.to_string(), group.clone());
+            }
+        }
+    }
+    for s in streams {
+        let (Some(group), Some(router)) = (group_of.get(&s.name), &s.retriever.router) else {
+            continue;
+        };
+        let mut ancestors = Vec::new();
+        router.ancestors(&mut ancestors);
+        if let Some(parent) = ancestors.iter().find(|a| group_of.get(*a) == Some(group)) {
+            return Err(Error::config(format!(
+                "Stream '{}' and its parent stream '{parent}' are both in group '{group}'. A child stream must not share a group with its parent to avoid deadlock.",
+                s.name
+            )));
+        }
+    }
+    Ok(out)
+}
+
+/// The stream definitions of `streams`, those of a `ConditionalStreams` whose `condition`
+/// holds for the config in its place.
+fn stream_nodes<'a>(nodes: Vec<Node<'a>>, b: &Build) -> Result<Vec<Node<'a>>> {
+    let mut out = Vec::new();
+    for n in nodes {
+        if n.value.get("type").and_then(Value::as_str) != Some("ConditionalStreams") {
+            out.push(n);
+            continue;
+        }
+        let mut c = n.component(Some("ConditionalStreams"))?;
+        let condition = c.template(b, "condition")?;
+        let streams = c.children("streams")?;
+        c.finish()?;
+        if condition.eval_bool(&Vars::new())? {
+            out.extend(streams);
+        }
+    }
+    Ok(out)
 }
 
 /// `concurrency_level`: `default_concurrency` (a number or a template), capped by
@@ -188,8 +371,8 @@ fn spec_of(node: Node<'_>) -> Result<ConnectorSpecification> {
     };
     let documentation_url = c.opt_str("documentation_url")?;
     let advanced_auth = c.get("advanced_auth");
-    if c.has("config_normalization_rules") {
-        return Err(c.error("config_normalization_rules are not supported"));
+    if let Some(rules) = c.get("config_normalization_rules") {
+        crate::config_rules::check(&rules)?;
     }
     c.finish()?;
     let mut spec = ConnectorSpecification::new(connection_specification);

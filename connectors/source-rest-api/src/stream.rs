@@ -62,6 +62,7 @@ impl StreamDef {
         if name.is_empty() {
             return Err(c.error("the stream has no name"));
         }
+        let file_uploader = c.get("file_uploader").is_some_and(|f| !f.is_null());
         let primary_key = primary_key(c.get("primary_key")).map_err(|e| c.error(e))?;
         let transformations = c
             .children("transformations")?
@@ -69,7 +70,11 @@ impl StreamDef {
             .map(|n| Transformation::decode(n, b))
             .collect::<Result<Vec<_>>>()?;
         let mut cursor = match c.child("incremental_sync") {
-            Some(n) => Some(DatetimeCursor::decode(n, b)?),
+            Some(n) => {
+                let mut cursor = DatetimeCursor::decode(n, b)?;
+                cursor.use_catalog_field(&name, b.catalog_cursors.get(&name))?;
+                Some(cursor)
+            }
             None => None,
         };
         let migrations =
@@ -104,7 +109,13 @@ impl StreamDef {
             .get("record_selector")
             .and_then(|s| s.get("record_filter").cloned())
             .is_some_and(|f| !f.is_null());
-        let requester = Requester::decode(r.required_child("requester")?, b)?;
+        let mut requester = Requester::decode(r.required_child("requester")?, b)?;
+        if file_uploader {
+            // Refused when the stream is read; spec and discover still work.
+            requester.refused = Some(format!(
+                "stream '{name}': file_uploader is not supported (this engine emits records, not files)"
+            ));
+        }
         let mut selector =
             RecordSelector::decode(r.required_child("record_selector")?, b, transformations)?;
         selector.set_schema(&schema);
@@ -139,6 +150,10 @@ impl StreamDef {
             };
             crate::actions::Actions::decode(&mut r, b, &cx)?
         };
+        if router.as_ref().is_some_and(|r| r.reads_lazily()) {
+            lazy_checks(&name, &requester, &actions, cursor.as_ref(), &decoder)
+                .map_err(|e| r.error(e))?;
+        }
         let ignore_slicer_on_paginated = r.bool_or(
             "ignore_stream_slicer_parameters_on_paginated_requests",
             false,
@@ -205,6 +220,42 @@ impl StreamDef {
     }
 }
 
+/// What airbyte-cdk refuses with a parent stream read lazily. It checks the cursor and the
+/// decoder only on a first sync; they are checked here whatever the state.
+fn lazy_checks(
+    name: &str,
+    requester: &Requester,
+    actions: &crate::actions::Actions,
+    cursor: Option<&DatetimeCursor>,
+    decoder: &Decoder,
+) -> std::result::Result<(), String> {
+    use crate::error_handler::Action;
+    if actions.page_size.is_some() || requester.uses_action(Action::ReducePageSize) {
+        return Err(format!(
+            "`page_size_reduction` and the REDUCE_PAGE_SIZE response action are not supported when reading a parent stream lazily. Remove either the page size reduction or the parent stream's `lazy_read_pointer` for stream {name}."
+        ));
+    }
+    if actions.window.is_some() || requester.uses_action(Action::SplitRequestWindow) {
+        return Err(format!(
+            "`request_window_splitting` and the SPLIT_REQUEST_WINDOW response action are not supported when reading a parent stream lazily. Remove either the request window splitting or the parent stream's `lazy_read_pointer` for stream {name}."
+        ));
+    }
+    if let Some(c) = cursor {
+        if c.count {
+            return Err("LazySimpleRetriever only supports DatetimeBasedCursor. Found: IncrementingCountCursor.".into());
+        }
+        if c.granularity().is_some() {
+            return Err(format!(
+                "Found more that one slice per parent. LazySimpleRetriever only supports single slice read for stream - {name}."
+            ));
+        }
+    }
+    if *decoder != Decoder::Json {
+        return Err("LazySimpleRetriever only supports JsonDecoder.".into());
+    }
+    Ok(())
+}
+
 /// `primary_key`: a name, a list of names (a composite key) or a list of paths.
 fn primary_key(v: Option<Value>) -> std::result::Result<Vec<Vec<String>>, String> {
     Ok(match v {
@@ -235,7 +286,11 @@ fn primary_key(v: Option<Value>) -> std::result::Result<Vec<Vec<String>>, String
 }
 
 /// A stream as the read driver sees it.
-pub struct DeclarativeStream(pub Arc<StreamDef>);
+pub struct DeclarativeStream(
+    pub Arc<StreamDef>,
+    /// The lock of its `stream_groups` group, held while it is read.
+    pub Option<Arc<tokio::sync::Mutex<()>>>,
+);
 
 #[async_trait]
 impl cdk::Stream for DeclarativeStream {
@@ -255,7 +310,15 @@ impl cdk::Stream for DeclarativeStream {
         self.0.cursor.as_ref().map(|c| vec![c.cursor_field.clone()])
     }
 
+    fn source_defined_cursor(&self) -> bool {
+        self.0.cursor.as_ref().is_some_and(|c| !c.catalog_defined)
+    }
+
     async fn read(&self, ctx: &ReadContext, out: &mut RecordWriter) -> Result<()> {
+        let _group = match &self.1 {
+            Some(lock) => Some(lock.lock().await),
+            None => None,
+        };
         let stream = crate::delegating::pick(&self.0, ctx.state.as_ref());
         let incremental = ctx.is_incremental() && stream.cursor.is_some();
         let mut keeper = None;
@@ -413,62 +476,14 @@ mod tests {
               {"type": "RemoveFields", "field_pointers": [["b", "**"]]}]}]})
     }
 
-    /// Every path to a value of `v`.
-    fn paths(v: &Value, here: Vec<String>, out: &mut Vec<Vec<String>>) {
-        out.push(here.clone());
-        match v {
-            Value::Object(m) => m.iter().for_each(|(k, c)| {
-                let mut p = here.clone();
-                p.push(k.clone());
-                paths(c, p, out);
-            }),
-            Value::Array(a) => a.iter().enumerate().for_each(|(i, c)| {
-                let mut p = here.clone();
-                p.push(i.to_string());
-                paths(c, p, out);
-            }),
-            _ => {}
-        }
-    }
-
-    fn at<'v>(v: &'v mut Value, path: &[String]) -> Option<&'v mut Value> {
-        path.iter().try_fold(v, |v, k| match v {
-            Value::Object(m) => m.get_mut(k),
-            Value::Array(a) => a.get_mut(k.parse::<usize>().ok()?),
-            _ => None,
-        })
-    }
-
-    fn replacement() -> impl Strategy<Value = Value> {
-        prop_oneof![
-            Just(Value::Null),
-            any::<bool>().prop_map(Value::Bool),
-            any::<i64>().prop_map(Value::from),
-            any::<f64>().prop_map(Value::from),
-            "\\PC{0,12}".prop_map(Value::String),
-            "\\{\\{ [a-z_\\[\\]'\\.]{0,12} \\}\\}".prop_map(Value::String),
-            Just(json!([])),
-            Just(json!({})),
-            Just(json!(["é", 1])),
-            Just(json!({"type": "NoSuchThing"})),
-        ]
-    }
-
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(512))]
 
         /// Any value anywhere in a manifest: it loads or is refused, never a panic.
         #[test]
-        fn mutated_manifests_load_or_fail(picks in prop::collection::vec((any::<prop::sample::Index>(), replacement()), 1..4)) {
+        fn mutated_manifests_load_or_fail(picks in prop::collection::vec((any::<prop::sample::Index>(), crate::mutate::replacement()), 1..4)) {
             let mut m = base();
-            for (index, value) in picks {
-                let mut all = Vec::new();
-                paths(&m, Vec::new(), &mut all);
-                let path = index.get(&all).clone();
-                if let Some(slot) = at(&mut m, &path) {
-                    *slot = value;
-                }
-            }
+            crate::mutate::mutate(&mut m, picks);
             let config = json!({"base_url": "http://127.0.0.1:9", "k": "ü", "start": "2024-01-01"});
             let _ = Declarative::decode(&m, &config, None);
             let _ = crate::source::manifest_spec(&m);

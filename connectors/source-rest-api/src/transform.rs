@@ -1,6 +1,9 @@
 //! Record transformations: `AddFields` (values and paths interpolated, `value_type`,
 //! `condition`), `RemoveFields` (pointers with `*` and `**`, `condition` on the property),
-//! `KeysToLower` and `KeysReplace`.
+//! `KeysToLower`, `KeysReplace`, and the reshaping ones of [`reshape`]: `KeysToSnakeCase`,
+//! `FlattenFields`, `DpathFlattenFields`.
+
+mod reshape;
 
 use cdk::Result;
 use serde_json::{Map, Value};
@@ -22,6 +25,18 @@ pub enum Transformation {
     KeysReplace {
         old: Template,
         new: Template,
+    },
+    KeysToSnakeCase,
+    FlattenFields {
+        flatten_lists: bool,
+    },
+    DpathFlattenFields {
+        /// Evaluated with the config when the manifest loads.
+        path: Vec<String>,
+        prefix: Option<String>,
+        suffix: Option<String>,
+        replace_record: bool,
+        delete_origin_value: bool,
     },
 }
 
@@ -48,7 +63,15 @@ enum ValueType {
     Boolean,
 }
 
-const SUPPORTED: [&str; 4] = ["AddFields", "RemoveFields", "KeysToLower", "KeysReplace"];
+const SUPPORTED: [&str; 7] = [
+    "AddFields",
+    "RemoveFields",
+    "KeysToLower",
+    "KeysReplace",
+    "KeysToSnakeCase",
+    "FlattenFields",
+    "DpathFlattenFields",
+];
 
 impl Transformation {
     pub fn decode(node: Node<'_>, b: &Build) -> Result<Self> {
@@ -132,6 +155,45 @@ impl Transformation {
                 }
             }
             "KeysToLower" => Transformation::KeysToLower,
+            "KeysToSnakeCase" => Transformation::KeysToSnakeCase,
+            "FlattenFields" => Transformation::FlattenFields {
+                flatten_lists: c.bool_or("flatten_lists", true)?,
+            },
+            "DpathFlattenFields" => {
+                let vars = Vars::new();
+                let path = c
+                    .string_list("field_path")?
+                    .ok_or_else(|| c.error("'field_path' is required"))?
+                    .iter()
+                    .map(|p| {
+                        Ok(c.template_of(b, "field_path", p)?
+                            .eval_str(&vars)?
+                            .unwrap_or_default())
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                let (mut prefix, mut suffix) = (None, None);
+                if let Some(n) = c.child("key_transformation") {
+                    let mut k = n.component(Some("KeyTransformation"))?;
+                    prefix = k
+                        .opt_template(b, "prefix")?
+                        .map(|t| t.eval_str(&vars))
+                        .transpose()?
+                        .flatten();
+                    suffix = k
+                        .opt_template(b, "suffix")?
+                        .map(|t| t.eval_str(&vars))
+                        .transpose()?
+                        .flatten();
+                    k.finish()?;
+                }
+                Transformation::DpathFlattenFields {
+                    path,
+                    prefix,
+                    suffix,
+                    replace_record: c.bool_or("replace_record", false)?,
+                    delete_origin_value: c.bool_or("delete_origin_value", false)?,
+                }
+            }
             "KeysReplace" => Transformation::KeysReplace {
                 old: c.template(b, "old")?,
                 new: c.template(b, "new")?,
@@ -193,6 +255,24 @@ impl Transformation {
                     replace_keys(record, &old, &new);
                 }
             }
+            Transformation::KeysToSnakeCase => reshape::keys_to_snake_case(record),
+            Transformation::FlattenFields { flatten_lists } => {
+                reshape::flatten(record, *flatten_lists)
+            }
+            Transformation::DpathFlattenFields {
+                path,
+                prefix,
+                suffix,
+                replace_record,
+                delete_origin_value,
+            } => reshape::dpath_flatten(
+                record,
+                path,
+                prefix.as_deref(),
+                suffix.as_deref(),
+                *replace_record,
+                *delete_origin_value,
+            ),
         }
         Ok(())
     }

@@ -324,44 +324,6 @@ mod tests {
               "partition_router": {"type": "ListPartitionRouter", "cursor_field": "k", "values": ["a", "b"]}}}]})
     }
 
-    fn paths(v: &Value, here: Vec<String>, out: &mut Vec<Vec<String>>) {
-        out.push(here.clone());
-        let mut child = |k: String, c: &Value| {
-            let mut p = here.clone();
-            p.push(k);
-            paths(c, p, out);
-        };
-        match v {
-            Value::Object(m) => m.iter().for_each(|(k, c)| child(k.clone(), c)),
-            Value::Array(a) => a
-                .iter()
-                .enumerate()
-                .for_each(|(i, c)| child(i.to_string(), c)),
-            _ => {}
-        }
-    }
-
-    fn at<'v>(v: &'v mut Value, path: &[String]) -> Option<&'v mut Value> {
-        path.iter().try_fold(v, |v, k| match v {
-            Value::Object(m) => m.get_mut(k),
-            Value::Array(a) => a.get_mut(k.parse::<usize>().ok()?),
-            _ => None,
-        })
-    }
-
-    fn replacement() -> impl Strategy<Value = Value> {
-        prop_oneof![
-            Just(Value::Null),
-            any::<bool>().prop_map(Value::Bool),
-            any::<i64>().prop_map(Value::from),
-            "\\PC{0,12}".prop_map(Value::String),
-            "\\{\\{ [a-z_\\[\\]'\\.]{0,12} \\}\\}".prop_map(Value::String),
-            Just(json!([])),
-            Just(json!({})),
-            Just(json!({"type": "NoSuchThing"})),
-        ]
-    }
-
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(256))]
 
@@ -369,17 +331,10 @@ mod tests {
         /// panic.
         #[test]
         fn mutated_async_manifests_load_or_fail(
-            picks in prop::collection::vec((any::<prop::sample::Index>(), replacement()), 1..4)
+            picks in prop::collection::vec((any::<prop::sample::Index>(), crate::mutate::replacement()), 1..4)
         ) {
             let mut m = base();
-            for (index, value) in picks {
-                let mut all = Vec::new();
-                paths(&m, Vec::new(), &mut all);
-                let path = index.get(&all).clone();
-                if let Some(slot) = at(&mut m, &path) {
-                    *slot = value;
-                }
-            }
+            crate::mutate::mutate(&mut m, picks);
             let config = json!({"base_url": "http://127.0.0.1:9", "minutes": "x"});
             let _ = Declarative::decode(&m, &config, None);
         }

@@ -1,5 +1,6 @@
 //! `JwtAuthenticator`: a JSON Web Token signed for every request (HMAC, RSA, RSA-PSS, ECDSA
-//! P-256/P-384 or EdDSA), with Airbyte's claims — `iat`, `nbf` now, `exp` now plus
+//! P-256/P-384/P-521/secp256k1 or Ed25519), from a PEM key (PKCS#8, encrypted PKCS#8 with
+//! `passphrase`, SEC1 for ECDSA), with Airbyte's claims — `iat`, `nbf` now, `exp` now plus
 //! `token_duration` — and headers (`typ: JWT` unless set), injected as the `Authorization`
 //! header unless `request_option` says otherwise. A token is reused for half its lifetime (at
 //! most five minutes).
@@ -15,10 +16,36 @@ use crate::interpolation::{Structure, Template, Vars};
 use crate::manifest::{Build, Component};
 use crate::request_option::{RequestOption, RequestParts};
 
+/// How a token is signed: by jsonwebtoken, or by the RustCrypto curve it lacks.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Signer {
+    Jwt(Algorithm),
+    /// ES256K: ECDSA on secp256k1 with SHA-256.
+    Es256k,
+    /// ES512: ECDSA on P-521 with SHA-512.
+    Es512,
+}
+
+/// The ECDSA signing key of curve crate `$curve` from PKCS#8 or SEC1 (`EC PRIVATE KEY`) PEM.
+macro_rules! ec_signing_key {
+    ($curve:ident, $pem:expr) => {{
+        use $curve::pkcs8::DecodePrivateKey as _;
+        let pem = $pem.trim();
+        if pem.contains("BEGIN EC PRIVATE KEY") {
+            $curve::SecretKey::from_sec1_pem(pem)
+                .map(|k| $curve::ecdsa::SigningKey::from(&k))
+                .map_err(|e| e.to_string())
+        } else {
+            $curve::ecdsa::SigningKey::from_pkcs8_pem(pem).map_err(|e| e.to_string())
+        }
+    }};
+}
+
 #[derive(Debug)]
 pub struct Jwt {
     secret_key: Template,
-    algorithm: Algorithm,
+    passphrase: Option<Template>,
+    algorithm: Signer,
     algorithm_name: String,
     base64_encode_secret_key: bool,
     token_duration: Option<i64>,
@@ -40,8 +67,10 @@ pub struct Jwt {
 const RESERVED_HEADERS: [&str; 4] = ["kid", "alg", "typ", "cty"];
 const RESERVED_CLAIMS: [&str; 6] = ["iss", "sub", "aud", "iat", "exp", "nbf"];
 
-fn algorithm(name: &str) -> Option<Algorithm> {
-    Some(match name {
+fn algorithm(name: &str) -> Option<Signer> {
+    Some(Signer::Jwt(match name {
+        "ES256K" => return Some(Signer::Es256k),
+        "ES512" => return Some(Signer::Es512),
         "HS256" => Algorithm::HS256,
         "HS384" => Algorithm::HS384,
         "HS512" => Algorithm::HS512,
@@ -55,7 +84,7 @@ fn algorithm(name: &str) -> Option<Algorithm> {
         "PS512" => Algorithm::PS512,
         "EdDSA" => Algorithm::EdDSA,
         _ => return None,
-    })
+    }))
 }
 
 /// The optional template fields of a `JwtHeaders`/`JwtPayload` object.
@@ -83,14 +112,10 @@ impl Jwt {
         let algorithm_name = c.str("algorithm")?;
         let algorithm = algorithm(&algorithm_name).ok_or_else(|| {
             c.error(format!(
-                "the algorithm '{algorithm_name}' is not supported (HS256/384/512, RS256/384/512, PS256/384/512, ES256, ES384, EdDSA)"
+                "the algorithm '{algorithm_name}' is not supported (HS256/384/512, RS256/384/512, PS256/384/512, ES256, ES256K, ES384, ES512, EdDSA)"
             ))
         })?;
-        if c.opt_str("passphrase")?.is_some_and(|p| !p.is_empty()) {
-            return Err(c.error(
-                "a passphrase-protected private key is not supported; give the key unencrypted in PKCS#8 PEM",
-            ));
-        }
+        let passphrase = c.opt_template(b, "passphrase")?;
         let base64_encode_secret_key = match c.get("base64_encode_secret_key") {
             None | Some(Value::Null) => false,
             Some(Value::Bool(v)) => v,
@@ -126,6 +151,7 @@ impl Jwt {
         };
         Ok(Self {
             secret_key,
+            passphrase,
             algorithm,
             algorithm_name,
             base64_encode_secret_key,
@@ -194,14 +220,31 @@ impl Jwt {
         Ok(p)
     }
 
-    fn key(&self, vars: &Vars) -> Result<EncodingKey> {
+    /// The secret key as configured: decrypted when a `passphrase` evaluates to a value (then
+    /// a PKCS#8 PEM), else base64-encoded when `base64_encode_secret_key` says so.
+    fn secret(&self, vars: &Vars) -> Result<String> {
         let secret = self.secret_key.eval_str(vars)?.unwrap_or_default();
-        let secret = if self.base64_encode_secret_key {
+        if let Some(p) = &self.passphrase
+            && let Some(pass) = p.eval_str(vars)?.filter(|p| !p.is_empty())
+        {
+            return decrypt_pem(&secret, &pass);
+        }
+        Ok(if self.base64_encode_secret_key {
             base64::engine::general_purpose::STANDARD.encode(secret.as_bytes())
         } else {
             secret
-        };
-        let key = match self.algorithm {
+        })
+    }
+
+    fn key_error(&self, e: impl std::fmt::Display) -> Error {
+        Error::config(format!(
+            "JwtAuthenticator: the secret key cannot be used for {}: {e}",
+            self.algorithm_name
+        ))
+    }
+
+    fn key(&self, secret: &str, algorithm: Algorithm) -> Result<EncodingKey> {
+        let key = match algorithm {
             Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512 => {
                 EncodingKey::from_secret(secret.as_bytes())
             }
@@ -209,12 +252,32 @@ impl Jwt {
             Algorithm::EdDSA => EncodingKey::from_ed_pem(secret.as_bytes()),
             _ => EncodingKey::from_rsa_pem(secret.as_bytes()),
         };
-        key.map_err(|e| {
-            Error::config(format!(
-                "JwtAuthenticator: the secret key cannot be used for {}: {e}",
-                self.algorithm_name
-            ))
-        })
+        key.map_err(|e| self.key_error(e))
+    }
+
+    /// The JWS signature of `message`, base64url-encoded.
+    fn sign(&self, message: &[u8], vars: &Vars) -> Result<String> {
+        let secret = self.secret(vars)?;
+        let raw = match self.algorithm {
+            Signer::Jwt(a) => {
+                return jsonwebtoken::crypto::sign(message, &self.key(&secret, a)?, a).map_err(
+                    |e| Error::config(format!("JwtAuthenticator: failed to sign the token: {e}")),
+                );
+            }
+            Signer::Es256k => {
+                use k256::ecdsa::signature::Signer as _;
+                let key = ec_signing_key!(k256, secret).map_err(|e| self.key_error(e))?;
+                let sig: k256::ecdsa::Signature = key.sign(message);
+                sig.to_vec()
+            }
+            Signer::Es512 => {
+                use p521::ecdsa::signature::Signer as _;
+                let key = ec_signing_key!(p521, secret).map_err(|e| self.key_error(e))?;
+                let sig: p521::ecdsa::Signature = key.sign(message);
+                sig.to_vec()
+            }
+        };
+        Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw))
     }
 
     /// A token signed now.
@@ -229,11 +292,7 @@ impl Jwt {
             b64(&self.headers(&vars)?)?,
             b64(&self.payload(&vars, now)?)?
         );
-        let signature =
-            jsonwebtoken::crypto::sign(message.as_bytes(), &self.key(&vars)?, self.algorithm)
-                .map_err(|e| {
-                    Error::config(format!("JwtAuthenticator: failed to sign the token: {e}"))
-                })?;
+        let signature = self.sign(message.as_bytes(), &vars)?;
         let token = format!("{message}.{signature}");
         cdk::secrets::register(&token);
         match &self.header_prefix {
@@ -244,6 +303,119 @@ impl Jwt {
             None => Ok(token),
         }
     }
+}
+
+/// An `ENCRYPTED PRIVATE KEY` PEM decrypted with `passphrase`, as a `PRIVATE KEY` PEM.
+fn decrypt_pem(pem: &str, passphrase: &str) -> Result<String> {
+    let bad = |e: &dyn std::fmt::Display| {
+        Error::config(format!(
+            "JwtAuthenticator: the passphrase-protected secret key cannot be decrypted: {e}"
+        ))
+    };
+    if pem.contains("Proc-Type: 4,ENCRYPTED") {
+        return legacy_pem(pem, passphrase).map_err(|e| bad(&e));
+    }
+    let (label, doc) = pkcs8::SecretDocument::from_pem(pem.trim()).map_err(|e| bad(&e))?;
+    if label != "ENCRYPTED PRIVATE KEY" {
+        return Err(bad(&format!(
+            "a passphrase was given but the key is not an encrypted PKCS#8 key (its PEM label is '{label}', expected 'ENCRYPTED PRIVATE KEY')"
+        )));
+    }
+    let info = pkcs8::EncryptedPrivateKeyInfoRef::try_from(doc.as_bytes()).map_err(|e| bad(&e))?;
+    let plain = info.decrypt(passphrase.as_bytes()).map_err(|e| bad(&e))?;
+    let out = plain
+        .to_pem("PRIVATE KEY", pkcs8::LineEnding::LF)
+        .map_err(|e| bad(&e))?;
+    cdk::secrets::register(&out);
+    Ok(out.to_string())
+}
+
+/// An OpenSSL "traditional" encrypted PEM (`Proc-Type: 4,ENCRYPTED`, `DEK-Info:
+/// <cipher>,<iv>`): the key from the passphrase by `EVP_BytesToKey` (MD5, one round, the IV's
+/// first 8 bytes as salt), the body decrypted in CBC mode, the same PEM label without headers.
+fn legacy_pem(pem: &str, passphrase: &str) -> std::result::Result<String, String> {
+    use base64::Engine as _;
+    use cbc::cipher::{BlockModeDecrypt, KeyIvInit, block_padding::Pkcs7};
+    use md5::Digest as _;
+    let label = pem
+        .lines()
+        .find_map(|l| l.strip_prefix("-----BEGIN ")?.strip_suffix("-----"))
+        .ok_or("no PEM label")?
+        .to_string();
+    let dek = pem
+        .lines()
+        .find_map(|l| l.strip_prefix("DEK-Info:"))
+        .ok_or("no DEK-Info header")?;
+    let (cipher, iv_hex) = dek
+        .trim()
+        .split_once(',')
+        .ok_or("a malformed DEK-Info header")?;
+    let iv: Vec<u8> = (0..iv_hex.len() / 2)
+        .map(|i| u8::from_str_radix(&iv_hex[2 * i..2 * i + 2], 16))
+        .collect::<std::result::Result<_, _>>()
+        .map_err(|e| format!("a malformed DEK-Info IV: {e}"))?;
+    let key_len = match cipher {
+        "AES-128-CBC" => 16,
+        "AES-192-CBC" => 24,
+        "AES-256-CBC" => 32,
+        "DES-EDE3-CBC" => 24,
+        other => {
+            return Err(format!(
+                "the PEM cipher '{other}' is not supported (AES-128/192/256-CBC, DES-EDE3-CBC)"
+            ));
+        }
+    };
+    let salt = iv.get(..8).ok_or("a DEK-Info IV shorter than 8 bytes")?;
+    let mut key = Vec::new();
+    let mut prev: Vec<u8> = Vec::new();
+    while key.len() < key_len {
+        let mut h = md5::Md5::new();
+        h.update(&prev);
+        h.update(passphrase.as_bytes());
+        h.update(salt);
+        prev = h.finalize().to_vec();
+        key.extend_from_slice(&prev);
+    }
+    key.truncate(key_len);
+    let body: String = pem
+        .lines()
+        .filter(|l| !l.starts_with("-----") && !l.contains(':') && !l.trim().is_empty())
+        .collect();
+    let mut data = base64::engine::general_purpose::STANDARD
+        .decode(body.trim())
+        .map_err(|e| format!("the PEM body is not base64: {e}"))?;
+    let wrong = |_| "the passphrase is wrong or the key is damaged".to_string();
+    let plain = match cipher {
+        "AES-128-CBC" => cbc::Decryptor::<aes::Aes128>::new_from_slices(&key, &iv)
+            .map_err(|e| e.to_string())?
+            .decrypt_padded::<Pkcs7>(&mut data)
+            .map_err(wrong)?
+            .to_vec(),
+        "AES-192-CBC" => cbc::Decryptor::<aes::Aes192>::new_from_slices(&key, &iv)
+            .map_err(|e| e.to_string())?
+            .decrypt_padded::<Pkcs7>(&mut data)
+            .map_err(wrong)?
+            .to_vec(),
+        "AES-256-CBC" => cbc::Decryptor::<aes::Aes256>::new_from_slices(&key, &iv)
+            .map_err(|e| e.to_string())?
+            .decrypt_padded::<Pkcs7>(&mut data)
+            .map_err(wrong)?
+            .to_vec(),
+        _ => cbc::Decryptor::<des::TdesEde3>::new_from_slices(&key, &iv)
+            .map_err(|e| e.to_string())?
+            .decrypt_padded::<Pkcs7>(&mut data)
+            .map_err(wrong)?
+            .to_vec(),
+    };
+    let encoded = base64::engine::general_purpose::STANDARD.encode(&plain);
+    let mut out = format!("-----BEGIN {label}-----\n");
+    for chunk in encoded.as_bytes().chunks(64) {
+        out.push_str(std::str::from_utf8(chunk).map_err(|e| e.to_string())?);
+        out.push('\n');
+    }
+    out.push_str(&format!("-----END {label}-----\n"));
+    cdk::secrets::register(&out);
+    Ok(out)
 }
 
 #[async_trait]

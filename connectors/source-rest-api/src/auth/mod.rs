@@ -5,6 +5,7 @@
 //! a config value.
 
 mod jwt;
+pub mod legacy;
 mod oauth;
 mod selective;
 mod session;
@@ -29,7 +30,8 @@ pub trait Authenticator: Send + Sync + std::fmt::Debug {
     async fn invalidate(&self) {}
 }
 
-const SUPPORTED: [&str; 8] = [
+const SUPPORTED: [&str; 9] = [
+    "LegacySessionTokenAuthenticator",
     "NoAuth",
     "ApiKeyAuthenticator",
     "BearerAuthenticator",
@@ -51,7 +53,7 @@ pub fn decode(node: Node<'_>, b: &Build) -> Result<Arc<dyn Authenticator>> {
     c.expect(&SUPPORTED)?;
     let stateful = matches!(
         c.type_name.as_str(),
-        "OAuthAuthenticator" | "SessionTokenAuthenticator"
+        "OAuthAuthenticator" | "SessionTokenAuthenticator" | "LegacySessionTokenAuthenticator"
     );
     if stateful && let Some(existing) = b.auths.lock().unwrap_or_else(|p| p.into_inner()).get(&key)
     {
@@ -84,6 +86,7 @@ pub fn decode(node: Node<'_>, b: &Build) -> Result<Arc<dyn Authenticator>> {
         "OAuthAuthenticator" => Arc::new(oauth::OAuth::decode(&mut c, b)?),
         "SessionTokenAuthenticator" => Arc::new(session::Session::decode(&mut c, b)?),
         "JwtAuthenticator" => Arc::new(jwt::Jwt::decode(&mut c, b)?),
+        "LegacySessionTokenAuthenticator" => Arc::new(legacy::Legacy::decode(&mut c, b)?),
         "SelectiveAuthenticator" => selective::decode(&mut c, b)?,
         other => return Err(unsupported_type(other, c.at(), &SUPPORTED)),
     };

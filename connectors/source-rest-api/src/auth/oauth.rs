@@ -1,7 +1,9 @@
 //! `OAuthAuthenticator`: a bearer access token obtained from a token endpoint (refresh-token or
 //! client-credentials grant) and refreshed when it expires. With `refresh_token_updater` the
 //! refresh token is single-use: each new one is written into the config, announced in a CONTROL
-//! message (so the platform stores it) and masked in all output.
+//! message (so the platform stores it) and masked in all output. With `use_profile_assertion`,
+//! the token request is the JWT-bearer grant: `grant_type` and an `assertion` signed by the
+//! `profile_assertion` `JwtAuthenticator`, nothing else.
 
 use std::time::Duration;
 
@@ -36,8 +38,46 @@ pub struct OAuth {
     headers: Option<Structure>,
     as_query: bool,
     updater: Option<Updater>,
+    /// `profile_assertion` when `use_profile_assertion` is true.
+    assertion: Option<super::jwt::Jwt>,
     state: Mutex<TokenState>,
     build: Build,
+}
+
+/// The grant type of the profile assertion flow (RFC 7523).
+const JWT_BEARER: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
+
+/// `profile_assertion`, when `use_profile_assertion` evaluates to true.
+fn profile_assertion(c: &mut Component<'_>, b: &Build) -> Result<Option<super::jwt::Jwt>> {
+    let used = match c.get("use_profile_assertion") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(v)) => v,
+        Some(Value::String(s)) => c
+            .template_of(b, "use_profile_assertion", &s)?
+            .eval_bool(&Vars::new())?,
+        Some(other) => {
+            return Err(c.error(format!(
+                "'use_profile_assertion' must be true or false, got {other}"
+            )));
+        }
+    };
+    let jwt = match c.child("profile_assertion") {
+        Some(n) if !n.value.is_null() => {
+            let mut j = n.component(Some("JwtAuthenticator"))?;
+            j.expect(&["JwtAuthenticator"])?;
+            let jwt = super::jwt::Jwt::decode(&mut j, b)?;
+            j.finish()?;
+            Some(jwt)
+        }
+        _ => None,
+    };
+    match (used, jwt) {
+        (false, _) => Ok(None),
+        (true, None) => Err(c.error(
+            "'profile_assertion' is required when using the profile assertion flow (use_profile_assertion)",
+        )),
+        (true, jwt) => Ok(jwt),
+    }
 }
 
 #[derive(Debug)]
@@ -87,10 +127,7 @@ fn set_path(v: &mut Value, path: &[String], new: Value) {
 
 impl OAuth {
     pub fn decode(c: &mut Component<'_>, b: &Build) -> Result<Self> {
-        c.ignore(&["use_profile_assertion"]);
-        if c.has("profile_assertion") {
-            return Err(c.error("profile_assertion is not supported"));
-        }
+        let assertion = profile_assertion(c, b)?;
         let name = |c: &mut Component<'_>, k: &str, d: &str| -> Result<String> {
             Ok(c.opt_str(k)?.unwrap_or_else(|| d.to_string()))
         };
@@ -155,6 +192,8 @@ impl OAuth {
             headers: c.opt_structure(b, "refresh_request_headers")?,
             as_query: c.bool_or("send_refresh_request_as_query_params", false)?,
             endpoint,
+            // airbyte-cdk's single-use refresh token authenticator has no assertion flow.
+            assertion: if updater.is_some() { None } else { assertion },
             updater,
             state: Mutex::new(TokenState::default()),
             build: b.clone(),
@@ -220,36 +259,16 @@ impl OAuth {
         let url = endpoint
             .eval_str(&vars)?
             .ok_or_else(|| Error::config("token_refresh_endpoint evaluated to an empty value"))?;
-        let grant_type = self
-            .grant_type
-            .eval_str(&vars)?
-            .unwrap_or_else(|| "refresh_token".into());
-        let mut fields: Vec<(String, String)> =
-            vec![(self.grant_type_name.clone(), grant_type.clone())];
-        for (name, t) in [
-            (&self.client_id_name, &self.client_id),
-            (&self.client_secret_name, &self.client_secret),
-        ] {
-            if let Some(v) = t.as_ref().map(|t| t.eval_str(&vars)).transpose()?.flatten() {
-                fields.push((name.clone(), v));
-            }
-        }
-        if grant_type == "refresh_token" {
-            let token = self
-                .current_refresh_token(state)?
-                .ok_or_else(|| Error::config("no refresh token is configured for OAuth"))?;
-            fields.push((self.refresh_token_name.clone(), token));
-        }
-        for s in &self.scopes {
-            fields.push(("scopes".into(), s.clone()));
-        }
-        if let Some(body) = &self.body {
-            for (k, v) in body.eval_strings(&vars)? {
-                if !fields.iter().any(|(x, _)| *x == k) {
-                    fields.push((k, v));
-                }
-            }
-        }
+        let fields = match &self.assertion {
+            Some(jwt) => vec![
+                (self.grant_type_name.clone(), JWT_BEARER.to_string()),
+                (
+                    "assertion".into(),
+                    jwt.token(chrono::Utc::now().timestamp())?,
+                ),
+            ],
+            None => self.refresh_fields(state, &vars)?,
+        };
         let mut parts = RequestParts::default();
         if self.as_query {
             parts.params = fields;
@@ -362,6 +381,42 @@ impl OAuth {
         }
         tracing::info!("obtained a new OAuth access token");
         Ok(())
+    }
+
+    /// The standard fields of a token request: grant type, client credentials, refresh token,
+    /// scopes and `refresh_request_body`.
+    fn refresh_fields(&self, state: &TokenState, vars: &Vars) -> Result<Vec<(String, String)>> {
+        let grant_type = self
+            .grant_type
+            .eval_str(vars)?
+            .unwrap_or_else(|| "refresh_token".into());
+        let mut fields: Vec<(String, String)> =
+            vec![(self.grant_type_name.clone(), grant_type.clone())];
+        for (name, t) in [
+            (&self.client_id_name, &self.client_id),
+            (&self.client_secret_name, &self.client_secret),
+        ] {
+            if let Some(v) = t.as_ref().map(|t| t.eval_str(vars)).transpose()?.flatten() {
+                fields.push((name.clone(), v));
+            }
+        }
+        if grant_type == "refresh_token" {
+            let token = self
+                .current_refresh_token(state)?
+                .ok_or_else(|| Error::config("no refresh token is configured for OAuth"))?;
+            fields.push((self.refresh_token_name.clone(), token));
+        }
+        for s in &self.scopes {
+            fields.push(("scopes".into(), s.clone()));
+        }
+        if let Some(body) = &self.body {
+            for (k, v) in body.eval_strings(vars)? {
+                if !fields.iter().any(|(x, _)| *x == k) {
+                    fields.push((k, v));
+                }
+            }
+        }
+        Ok(fields)
     }
 }
 

@@ -49,9 +49,7 @@ impl DatetimeCursor {
             .child("start_value_option")
             .map(|n| RequestOption::decode(n, b))
             .transpose()?;
-        if c.bool_or("allow_catalog_defined_cursor_field", false)? {
-            return Err(c.error("allow_catalog_defined_cursor_field: true is not supported"));
-        }
+        let catalog_defined = c.bool_or("allow_catalog_defined_cursor_field", false)?;
         let start_template = c.template_of(b, "start_value", &start.to_string())?;
         c.finish()?;
         let format = "%s".to_string();
@@ -78,6 +76,7 @@ impl DatetimeCursor {
             global_substream: false,
             clamping: None,
             data_feed: false,
+            catalog_defined,
             count: true,
         })
     }

@@ -29,6 +29,9 @@ pub struct Build {
     pub auths: Arc<Mutex<HashMap<String, Arc<dyn Authenticator>>>>,
     /// How many `AsyncRetriever` jobs of the source may run at once.
     pub job_slots: Arc<tokio::sync::Semaphore>,
+    /// The cursor fields the configured catalog picked, by stream (for a read), which cursors
+    /// with `allow_catalog_defined_cursor_field` use.
+    pub catalog_cursors: Arc<HashMap<String, Vec<String>>>,
 }
 
 impl Build {
@@ -40,6 +43,7 @@ impl Build {
             config: Arc::new(Mutex::new(config.clone())),
             auths: Arc::new(Mutex::new(HashMap::new())),
             job_slots: Arc::new(tokio::sync::Semaphore::new(1)),
+            catalog_cursors: Arc::new(HashMap::new()),
         }
     }
 }

@@ -12,6 +12,7 @@ mod incremental;
 mod language;
 mod loading;
 mod pagination;
+mod schema_gaps;
 mod simple;
 mod substreams;
 mod transforms;
