@@ -466,6 +466,16 @@ async fn read_window(
             if let Some(rd) = reducer.as_mut() {
                 rd.on_successful_page();
             }
+            // The last chunk ignored: the earlier chunks' records still come, and the page is
+            // the last one, as in airbyte-cdk.
+            if let Some((qp, prior)) = chunked
+                && !prior.is_empty()
+            {
+                let records = Records::Values(qp.merge(prior));
+                if tx.send(Msg::Page { id, records }).await.is_err() {
+                    return Ok(Pages::Stopped);
+                }
+            }
             break;
         };
         match &resp.redo {

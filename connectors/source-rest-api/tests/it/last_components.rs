@@ -249,3 +249,45 @@ async fn properties_from_endpoint_are_read_once_selected_by_the_catalog_and_chun
         ]
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_ignored_last_chunk_keeps_the_earlier_chunks_records_and_ends_the_read() {
+    let server = MockServer::start().await;
+    serve(&server, "/contacts", |r: &Request| {
+        if query(r, "properties").as_deref() == Some("id,c") {
+            ResponseTemplate::new(404)
+        } else {
+            contacts(r)
+        }
+    })
+    .await;
+    let params = r#"request_parameters:
+  properties:
+    type: QueryProperties
+    property_list: [a, b, c]
+    always_include_properties: [id]
+    property_chunking: {type: PropertyChunking, property_limit_type: property_count, property_limit: 2}
+error_handler:
+  type: DefaultErrorHandler
+  response_filters:
+    - {type: HttpResponseFilter, action: IGNORE, http_codes: [404]}"#;
+    let yaml = one_stream("/contacts", params, PAGINATOR, "");
+    let out = manifest(&yaml).read(&config_for(&server), &["items"]);
+    out.assert_success();
+    let s = |v: &str| Some(v.to_string());
+    assert_eq!(
+        requests_of(&server).await,
+        vec![
+            ("/contacts".into(), s("id,a,b"), None),
+            ("/contacts".into(), s("id,c"), None),
+        ]
+    );
+    assert_eq!(
+        out.records_of("items"),
+        vec![
+            &json!({"a": 0, "b": 0}),
+            &json!({"id": "1", "a": 11, "b": 12, "nested": {"x": 1}}),
+            &json!({"id": "2", "a": 21, "b": 22}),
+        ]
+    );
+}
