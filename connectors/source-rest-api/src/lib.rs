@@ -30,6 +30,7 @@ mod mutate;
 pub mod normalize;
 pub mod paginator;
 pub mod partition;
+pub mod query_properties;
 pub mod read;
 pub mod request_option;
 pub mod requester;
@@ -312,11 +313,17 @@ impl Source for SourceRestApi {
             .iter()
             .filter_map(|s| Some((s.stream.name.clone(), s.cursor_field.clone()?)))
             .collect();
-        let d = Declarative::decode_for_read(
+        let schemas = catalog
+            .streams
+            .iter()
+            .map(|s| (s.stream.name.clone(), s.stream.json_schema.clone()))
+            .collect();
+        let d = Declarative::decode_for_catalog(
             &loaded.manifest,
             &loaded.config,
             loaded.base_dir,
             cursors,
+            schemas,
         )?;
         let options = ReadOptions {
             checkpoint_interval: u64::MAX,

@@ -19,6 +19,7 @@ use crate::interpolation::datetime::Dt;
 use crate::interpolation::{Headers, Vars, json_value, to_mj};
 use crate::paginator::LastPage;
 use crate::partition::Partition;
+use crate::query_properties::QueryProperties;
 use crate::request_option::RequestParts;
 use crate::requester::Call;
 use crate::selector::Records;
@@ -453,13 +454,27 @@ async fn read_window(
             path_override: r.paginator.as_ref().and_then(|p| p.path(token.as_ref())),
             notice: Some(&notice),
         };
-        let sent = match embedded.take() {
-            Some(page) => Some(page),
-            None => r.requester.send(&call).await?,
+        let (sent, chunked) = match (embedded.take(), &r.requester.query_properties) {
+            (Some(page), _) => (Some(page), None),
+            (None, None) => (r.requester.send(&call).await?, None),
+            (None, Some(qp)) => {
+                let (sent, prior) = send_chunks(stream, qp, &call).await?;
+                (sent, Some((qp, prior)))
+            }
         };
         let Some(resp) = sent else {
             if let Some(rd) = reducer.as_mut() {
                 rd.on_successful_page();
+            }
+            // The last chunk ignored: the earlier chunks' records still come, and the page is
+            // the last one, as in airbyte-cdk.
+            if let Some((qp, prior)) = chunked
+                && !prior.is_empty()
+            {
+                let records = Records::Values(qp.merge(prior));
+                if tx.send(Msg::Page { id, records }).await.is_err() {
+                    return Ok(Pages::Stopped);
+                }
             }
             break;
         };
@@ -490,6 +505,7 @@ async fn read_window(
                     resp,
                     size_override,
                     token: token.as_ref(),
+                    chunked,
                 };
                 let (records, next) =
                     read_page(stream, &window, page, &mut tracker, first_page_only).await?;
@@ -538,6 +554,55 @@ struct Page<'a> {
     resp: crate::http::Response,
     size_override: Option<i64>,
     token: Option<&'a Value>,
+    /// With `QueryProperties`: the component and the records of the page's earlier chunks
+    /// (this response is the last chunk's).
+    chunked: Option<(&'a QueryProperties, Vec<Value>)>,
+}
+
+/// Sends one request per chunk of query properties. Returns the last chunk's response (or the
+/// first one the read must act on) and the records of the chunks before it.
+async fn send_chunks(
+    stream: &StreamDef,
+    qp: &QueryProperties,
+    call: &Call<'_>,
+) -> cdk::Result<(Option<crate::http::Response>, Vec<Value>)> {
+    let r = &stream.retriever;
+    let chunks = qp.chunks(r.requester.catalog_schema(&stream.name)).await?;
+    let mut prior = Vec::new();
+    for (i, chunk) in chunks.iter().enumerate() {
+        let mut extra = call.extra.clone();
+        extra.params.retain(|(k, _)| *k != qp.key);
+        extra.params.insert(0, (qp.key.clone(), chunk.join(",")));
+        let one = Call {
+            vars: call.vars,
+            extra,
+            path_override: call.path_override.clone(),
+            notice: call.notice,
+        };
+        let sent = r.requester.send(&one).await?;
+        let is_last = i + 1 == chunks.len();
+        match sent {
+            Some(resp) if resp.redo.is_some() || is_last => return Ok((Some(resp), prior)),
+            Some(resp) => prior.extend(chunk_records(stream, &resp, call.vars).await?),
+            None => {}
+        }
+    }
+    Ok((None, prior))
+}
+
+/// The records of one chunk's response, selected and transformed.
+async fn chunk_records(
+    stream: &StreamDef,
+    resp: &crate::http::Response,
+    vars: &Vars,
+) -> cdk::Result<Vec<Value>> {
+    let r = &stream.retriever;
+    let mut records = Vec::new();
+    for doc in r.decoder.decode(&resp.body)?.iter_mut() {
+        let (found, _) = r.selector.extract_counting(doc, true).await?;
+        records.extend(found);
+    }
+    r.selector.select(records, vars)
 }
 
 /// The records of a page and the token of the next one (`None` on the last page or when
@@ -586,6 +651,13 @@ async fn read_page(
             Records::Values(records),
             docs.into_iter().next().unwrap_or(Value::Null),
         )
+    };
+    let records = match page.chunked {
+        Some((qp, mut prior)) => {
+            prior.extend(records.into_values()?);
+            Records::Values(qp.merge(prior))
+        }
+        None => records,
     };
     let paginates = r.paginator.is_some() && !first_page_only;
     let (emitted, last) = match paginates {

@@ -15,6 +15,7 @@ use crate::error_handler::{Action, ErrorHandler, Seen};
 use crate::http::{Method, Prepared, Redo, Response, Timeouts};
 use crate::interpolation::{Headers, Structure, Template, Vars, json_value};
 use crate::manifest::{Build, Node};
+use crate::query_properties::QueryProperties;
 use crate::request_option::RequestParts;
 
 /// Longest total wait on retries of one request (Airbyte's `max_time`).
@@ -39,6 +40,8 @@ pub struct Requester {
     /// Why this requester's requests are refused (a component the engine does not implement,
     /// refused when a request is made so that spec and discover still work).
     pub refused: Option<String>,
+    /// The `QueryProperties` of `request_parameters`, sent by the read as one request per chunk.
+    pub query_properties: Option<QueryProperties>,
 }
 
 #[derive(Debug)]
@@ -102,19 +105,7 @@ impl Requester {
             Some(n) => auth::decode(n, b)?,
             None => auth::none(),
         };
-        let refused = match c.get("request_parameters") {
-            Some(Value::Object(m))
-                if m.values()
-                    .any(|v| v.get("type").and_then(Value::as_str) == Some("QueryProperties")) =>
-            {
-                Some(format!(
-                    "{}: QueryProperties in request_parameters is not supported (property lists, chunking and merging records by key are not implemented)",
-                    c.at()
-                ))
-            }
-            _ => None,
-        };
-        let params = c.opt_structure(b, "request_parameters")?;
+        let (query_properties, params) = query_params(&mut c, b)?;
         let headers = c.opt_structure(b, "request_headers")?;
         let mut body = None;
         if let Some(s) = c.opt_structure(b, "request_body_json")? {
@@ -163,8 +154,14 @@ impl Requester {
             error_handler,
             timeouts,
             build: b.clone(),
-            refused,
+            refused: None,
+            query_properties,
         })
+    }
+
+    /// The configured catalog's JSON schema of `stream` (a read only).
+    pub fn catalog_schema(&self, stream: &str) -> Option<&Value> {
+        self.build.catalog_schemas.get(stream)
     }
 
     /// The URL for this call.
@@ -496,6 +493,41 @@ fn decode_request_body(node: Node<'_>, b: &Build) -> Result<Body> {
     };
     c.finish()?;
     Ok(body)
+}
+
+/// `request_parameters` without its `QueryProperties` (decoded apart; at most one).
+fn query_params(
+    c: &mut crate::manifest::Component<'_>,
+    b: &Build,
+) -> Result<(Option<QueryProperties>, Option<Structure>)> {
+    let Some(Value::Object(mut m)) = c.get("request_parameters") else {
+        return Ok((None, c.opt_structure(b, "request_parameters")?));
+    };
+    let keys: Vec<String> = m
+        .iter()
+        .filter(|(_, v)| v.get("type").and_then(Value::as_str) == Some("QueryProperties"))
+        .map(|(k, _)| k.clone())
+        .collect();
+    let key = match keys.as_slice() {
+        [] => return Ok((None, c.opt_structure(b, "request_parameters")?)),
+        [k] => k.clone(),
+        more => {
+            return Err(c.error(format!(
+                "request_parameters only supports one QueryProperties field, found {}",
+                more.len()
+            )));
+        }
+    };
+    let value = m.remove(&key).unwrap_or(Value::Null);
+    let node = Node {
+        value: &value,
+        path: format!("{}/request_parameters/{key}", c.at()),
+        params: c.params().clone(),
+    };
+    let qp = QueryProperties::decode(&key, node, b)?;
+    let params = Structure::new(&b.interp, &Value::Object(m), &c.params_value())
+        .map_err(|e| c.error(format!("'request_parameters': {e}")))?;
+    Ok((Some(qp), Some(params)))
 }
 
 #[cfg(test)]

@@ -69,6 +69,24 @@ impl Declarative {
         base_dir: Option<PathBuf>,
         catalog_cursors: std::collections::HashMap<String, Vec<String>>,
     ) -> Result<Self> {
+        Self::decode_for_catalog(
+            manifest,
+            config,
+            base_dir,
+            catalog_cursors,
+            Default::default(),
+        )
+    }
+
+    /// [`Self::decode_for_read`] knowing the configured catalog's JSON schemas by stream name
+    /// (`JsonSchemaPropertySelector` selects query properties from them).
+    pub fn decode_for_catalog(
+        manifest: &Value,
+        config: &Value,
+        base_dir: Option<PathBuf>,
+        catalog_cursors: std::collections::HashMap<String, Vec<String>>,
+        catalog_schemas: std::collections::HashMap<String, Value>,
+    ) -> Result<Self> {
         let Value::Object(top) = manifest else {
             return Err(Error::config("the manifest must be a mapping"));
         };
@@ -90,6 +108,7 @@ impl Declarative {
         let concurrency = concurrency(manifest, config)?;
         let mut b = Build::new(config, base_dir, concurrency);
         b.catalog_cursors = Arc::new(catalog_cursors);
+        b.catalog_schemas = Arc::new(catalog_schemas);
         let slots = crate::async_job::job_slots(top.get("max_concurrent_async_job_count"), &b);
         b.job_slots = Arc::new(tokio::sync::Semaphore::new(slots));
         let root = Node::root(manifest);

@@ -32,6 +32,9 @@ pub struct Build {
     /// The cursor fields the configured catalog picked, by stream (for a read), which cursors
     /// with `allow_catalog_defined_cursor_field` use.
     pub catalog_cursors: Arc<HashMap<String, Vec<String>>>,
+    /// The JSON schemas of the configured catalog's streams, by name (for a read), which
+    /// `JsonSchemaPropertySelector` narrows query properties to.
+    pub catalog_schemas: Arc<HashMap<String, Value>>,
 }
 
 impl Build {
@@ -44,6 +47,7 @@ impl Build {
             auths: Arc::new(Mutex::new(HashMap::new())),
             job_slots: Arc::new(tokio::sync::Semaphore::new(1)),
             catalog_cursors: Arc::new(HashMap::new()),
+            catalog_schemas: Arc::new(HashMap::new()),
         }
     }
 }

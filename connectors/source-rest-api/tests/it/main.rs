@@ -10,6 +10,7 @@ mod errors;
 mod filtered_pages;
 mod incremental;
 mod language;
+mod last_components;
 mod loading;
 mod pagination;
 mod schema_gaps;

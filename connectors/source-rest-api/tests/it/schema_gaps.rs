@@ -1115,17 +1115,6 @@ fn what_is_still_refused_is_named_when_read() {
         let out = m.run().check(&config);
         out.connection_status().message.clone().unwrap_or_default()
     };
-    let query = one_stream(
-        "/items",
-        "request_parameters:\n  fields: {type: QueryProperties, property_list: [a, b]}",
-        "",
-        "",
-    );
-    let message = check(&query);
-    assert!(
-        message.contains("QueryProperties in request_parameters is not supported"),
-        "{message}"
-    );
     let files = one_stream("/items", "", "", "file_uploader: {type: FileUploader}");
     let message = check(&files);
     assert!(
