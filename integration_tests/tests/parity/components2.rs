@@ -1,0 +1,104 @@
+//! Parity cases of the components source-rest-api gained after `components.rs`: each manifest
+//! groups a few (see its header) and reads the endpoints of `components2_api.rs`, through
+//! `reads::parity_with`.
+
+use std::collections::BTreeMap;
+
+use serde_json::json;
+
+use crate::api::Variant;
+use crate::components2_api::key;
+use crate::reads::{count, parity_with};
+
+/// Asserts the number of records of each stream.
+fn counts(records: &BTreeMap<String, Vec<String>>, expected: &[(&str, usize)]) {
+    for (stream, n) in expected {
+        assert_eq!(
+            count(records, stream),
+            *n,
+            "records of {stream}: {records:#?}"
+        );
+    }
+}
+
+/// KeysToSnakeCase, DpathFlattenFields, FlattenFields, CombinedExtractor, UnionPartitionRouter,
+/// RequestBodyGraphQL, WaitTimeFromResponse, ConditionalStreams,
+/// LegacySessionTokenAuthenticator, DynamicSchemaLoader, allow_catalog_defined_cursor_field,
+/// stream_groups.
+#[tokio::test(flavor = "multi_thread")]
+async fn shapes_extractors_routers_bodies_waits_sessions_schemas() {
+    let records = parity_with(
+        "shapes.yaml",
+        Variant::Standard,
+        &[
+            ("profiles", None),
+            ("mixed", None),
+            ("first_found", None),
+            ("repo_issues", None),
+            ("gql", None),
+            ("patient", None),
+            ("extra", None),
+            ("sessioned", None),
+            ("described", None),
+            ("touched", Some("touched_at")),
+        ],
+        json!({"owner": "acme", "extra": true, "user": "ada", "pass": "secret"}),
+        None,
+    )
+    .await;
+    // Repo b comes from both routers and is read once.
+    counts(
+        &records,
+        &[
+            ("profiles", 2),
+            ("mixed", 3),
+            ("first_found", 2),
+            ("repo_issues", 3 * 2),
+            ("gql", 2),
+            ("patient", 3),
+            ("extra", 1),
+            ("sessioned", 2),
+            ("described", 2),
+            ("touched", 6),
+        ],
+    );
+    // Keys snake-cased (`HTTPCode` is one word to airbyte-cdk's tokenizer: `httpcode`), `attrs`
+    // flattened with its prefix, the rest flattened with dots (numbers as the harness compares
+    // them, floats).
+    let profile = &records["profiles"];
+    let wanted = [
+        r#""user_name":"a""#,
+        r#""meta.httpcode":200.0"#,
+        r#""attr_y":2.0"#,
+        r#""tags.1":"q""#,
+    ];
+    assert!(
+        wanted.iter().all(|w| profile.iter().any(|p| p.contains(w))),
+        "{profile:#?}"
+    );
+}
+
+/// JwtAuthenticator with ES256K, ES512 and a passphrase-protected RSA key; OAuth's
+/// profile_assertion.
+#[tokio::test(flavor = "multi_thread")]
+async fn keys_ec_jwts_passphrase_profile_assertion() {
+    let keys = json!({"k256": key("secp256k1.pem"), "p521": key("p521.pem"),
+                      "rsa": key("rsa_encrypted.pem")});
+    let records = parity_with(
+        "keys.yaml",
+        Variant::Standard,
+        &[
+            ("k256", None),
+            ("p521", None),
+            ("rsa", None),
+            ("granted", None),
+        ],
+        json!({"keys": keys, "passphrase": "open-sesame", "assertion_key": "assertion-key"}),
+        None,
+    )
+    .await;
+    counts(
+        &records,
+        &[("k256", 2), ("p521", 1), ("rsa", 3), ("granted", 1)],
+    );
+}
