@@ -341,5 +341,6 @@ pub async fn start(variant: Variant) -> MockServer {
     crate::components_api::mount(&server).await;
     crate::components2_api::mount(&server).await;
     crate::components2_api::mount_keys(&server).await;
+    crate::components2_api::mount_nested(&server).await;
     server
 }

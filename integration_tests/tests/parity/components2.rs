@@ -102,3 +102,19 @@ async fn keys_ec_jwts_passphrase_profile_assertion() {
         &[("k256", 2), ("p521", 1), ("rsa", 3), ("granted", 1)],
     );
 }
+
+/// RecordExpander's truncated_list_retriever, lazy_read_pointer, config_normalization_rules.
+#[tokio::test(flavor = "multi_thread")]
+async fn nested_truncated_lists_lazy_children_config_rules() {
+    let records = parity_with(
+        "nested.yaml",
+        Variant::Standard,
+        &[("order_lines", None), ("issues", None)],
+        json!({"old_key": "migrated-key", "api_key": null, "filters": r#"{"status": "open"}"#}),
+        None,
+    )
+    .await;
+    // Order 1's two lines and order 4's one as embedded; orders 2 (three lines, two pages) and
+    // 3 (one line) read again from their endpoint.
+    counts(&records, &[("order_lines", 2 + 3 + 1 + 1), ("issues", 3)]);
+}

@@ -312,3 +312,101 @@ pub async fn mount_keys(server: &MockServer) {
         .mount(server)
         .await;
 }
+
+/// `/nested/orders`: orders whose embedded `lines` list is cut (`has_more`) for orders 2 and 3.
+fn nested_orders() -> Value {
+    let line = |o: i64, n: i64| json!({"sku": format!("o{o}-l{n}"), "qty": n});
+    json!({"data": [
+        {"id": 1, "lines": {"data": [line(1, 1), line(1, 2)], "has_more": false}},
+        {"id": 2, "lines": {"data": [line(2, 1)], "has_more": true}},
+        {"id": 3, "lines": {"data": [], "has_more": true}},
+        {"id": 4, "lines": {"data": [line(4, 1)]}},
+    ]})
+}
+
+/// `/nested/orders/{id}/lines?after`: the whole list of an order, two lines a page.
+fn order_lines(req: &Request) -> ResponseTemplate {
+    let order: i64 = req
+        .url
+        .path()
+        .split('/')
+        .nth(4)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let after: usize = req
+        .url
+        .query_pairs()
+        .find(|(k, _)| k == "after")
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(0);
+    let total = if order == 2 { 3 } else { 1 };
+    let lines: Vec<Value> = (after + 1..=total.min(after + 2))
+        .map(|n| json!({"sku": format!("o{order}-l{n}"), "qty": n, "fetched": true}))
+        .collect();
+    let next = (after + 2 < total).then(|| (after + 2).to_string());
+    ResponseTemplate::new(200).set_body_json(json!({"data": lines, "next": next}))
+}
+
+/// `/nested/projects`: projects embedding the first page of their issues (p3 none).
+fn projects() -> Value {
+    json!({"data": [
+        {"id": "p1", "issues": {"data": [{"id": 1}], "next": "c2"}},
+        {"id": "p2", "issues": {"data": [{"id": 3}], "next": null}},
+        {"id": "p3"},
+    ]})
+}
+
+/// Mounts the endpoints of `nested.yaml` (under `/nested`) on `server`; each requires the
+/// `X-Key` the config migration moved to `api_key`.
+pub async fn mount_nested(server: &MockServer) {
+    let keyed = |req: &Request| header(req, "x-key").as_deref() == Some("migrated-key");
+    Mock::given(matchers::path("/nested/v2/orders"))
+        .respond_with(move |req: &Request| match keyed(req) {
+            true => ResponseTemplate::new(200).set_body_json(nested_orders()),
+            false => error(401, "no key"),
+        })
+        .mount(server)
+        .await;
+    Mock::given(matchers::path_regex(r"^/nested/v2/orders/\d+/lines$"))
+        .respond_with(move |req: &Request| match keyed(req) {
+            true => order_lines(req),
+            false => error(401, "no key"),
+        })
+        .mount(server)
+        .await;
+    Mock::given(matchers::path("/nested/v2/projects"))
+        .respond_with(move |req: &Request| match keyed(req) {
+            true => ResponseTemplate::new(200).set_body_json(projects()),
+            false => error(401, "no key"),
+        })
+        .mount(server)
+        .await;
+    // airbyte-cdk reads the first pages from here too once the stream has a state (its lazy
+    // retriever serves the first sync only).
+    Mock::given(matchers::path_regex(r"^/nested/v2/projects/p\d/issues$"))
+        .respond_with(move |req: &Request| {
+            let after = req.url.query_pairs().find(|(k, _)| k == "after");
+            let project = req
+                .url
+                .path()
+                .split('/')
+                .nth(4)
+                .unwrap_or_default()
+                .to_string();
+            let page = match (
+                project.as_str(),
+                after.map(|(_, v)| v.into_owned()).as_deref(),
+            ) {
+                ("p1", None) => json!({"data": [{"id": 1}], "next": "c2"}),
+                ("p1", Some("c2")) => json!({"data": [{"id": 2}], "next": null}),
+                ("p2", None) => json!({"data": [{"id": 3}], "next": null}),
+                _ => json!({"data": [], "next": null}),
+            };
+            match keyed(req) {
+                true => ResponseTemplate::new(200).set_body_json(page),
+                false => error(401, "no key"),
+            }
+        })
+        .mount(server)
+        .await;
+}
