@@ -3,11 +3,13 @@
 //! `reads::parity_with`.
 
 use std::collections::BTreeMap;
+use std::process::Command;
 
 use serde_json::json;
 
-use crate::api::Variant;
+use crate::api::{self, Variant};
 use crate::components2_api::key;
+use crate::engines::{self, run, write_json};
 use crate::reads::{count, parity_with};
 
 /// Asserts the number of records of each stream.
@@ -117,4 +119,70 @@ async fn nested_truncated_lists_lazy_children_config_rules() {
     // Order 1's two lines and order 4's one as embedded; orders 2 (three lines, two pages) and
     // 3 (one line) read again from their endpoint.
     counts(&records, &[("order_lines", 2 + 3 + 1 + 1), ("issues", 3)]);
+}
+
+/// The status `check` gives with `manifest` and `config` (the base URL added), from each engine
+/// (ours, theirs), with the message.
+async fn checks(manifest: String, config: serde_json::Value) -> [(String, String); 2] {
+    let venv = engines::venv();
+    let server = api::start(Variant::Standard).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut config = config;
+    config["base_url"] = json!(server.uri());
+    let config = write_json(dir.path(), "config.json", &config);
+    let path = dir.path().join("manifest.yaml");
+    std::fs::write(&path, manifest).expect("write the manifest");
+    let out = tokio::task::spawn_blocking(move || {
+        [
+            engines::ours(),
+            venv.join("bin/source-declarative-manifest"),
+        ]
+        .map(|program| {
+            let mut cmd = Command::new(&program);
+            cmd.arg("check").arg("--config").arg(&config);
+            cmd.arg("--manifest-path").arg(&path);
+            let msgs = run(cmd).unwrap_or_else(|e| panic!("{} check: {e}", program.display()));
+            let status = msgs
+                .iter()
+                .find(|m| m["type"] == "CONNECTION_STATUS")
+                .map(|m| m["connectionStatus"].clone())
+                .expect("a connection status");
+            (
+                status["status"].as_str().unwrap_or_default().to_string(),
+                status["message"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+    })
+    .await
+    .expect("the checks");
+    drop(server);
+    out
+}
+
+/// CheckDynamicStream: the first `stream_count` streams (here all dynamic: alpha and beta from
+/// the API, then the config's sheets) are read; the fourth, `broken`, is refused by the API.
+#[tokio::test(flavor = "multi_thread")]
+async fn check_dynamic_stream_reads_the_first_streams() {
+    let path = engines::fixtures().join("manifests/live/dynamic.yaml");
+    let yaml = std::fs::read_to_string(&path).expect("the dynamic manifest");
+    let config =
+        json!({"sheets": [{"name": "gamma", "table": 3}, {"name": "broken", "table": 404}]});
+    for (count, expected) in [(3, "SUCCEEDED"), (4, "FAILED")] {
+        let check = format!("check:\n  type: CheckDynamicStream\n  stream_count: {count}\n");
+        let manifest = yaml.replacen(
+            "check:\n  type: CheckStream\n  stream_names: [alpha]\n",
+            &check,
+            1,
+        );
+        assert!(
+            manifest.contains("CheckDynamicStream"),
+            "the check was replaced"
+        );
+        let [ours, theirs] = checks(manifest, config.clone()).await;
+        assert_eq!(
+            ours.0, theirs.0,
+            "stream_count {count}: ours {ours:?}, theirs {theirs:?}"
+        );
+        assert_eq!(ours.0, expected, "stream_count {count}: {ours:?}");
+    }
 }

@@ -96,6 +96,12 @@ fn touched(req: &Request) -> ResponseTemplate {
 
 /// Mounts the endpoints of the second component cases on `server`.
 pub async fn mount(server: &MockServer) {
+    // Table 404 of the dynamic streams refuses its reader (ahead of `components_api`'s tables).
+    Mock::given(matchers::path("/tables/404/rows"))
+        .respond_with(error(401, "table 404 is not yours"))
+        .with_priority(1)
+        .mount(server)
+        .await;
     mount_json(server, "/shapes/profiles", json!({"data": profiles()})).await;
     mount_json(
         server,
