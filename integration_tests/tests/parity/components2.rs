@@ -9,7 +9,8 @@ use serde_json::json;
 
 use crate::api::{self, Variant};
 use crate::components2_api::key;
-use crate::engines::{self, run, write_json};
+use crate::corpus::{by_name, plain};
+use crate::engines::{self, diff, run, write_json};
 use crate::reads::{count, parity_with};
 
 /// Asserts the number of records of each stream.
@@ -30,7 +31,7 @@ fn counts(records: &BTreeMap<String, Vec<String>>, expected: &[(&str, usize)]) {
 #[tokio::test(flavor = "multi_thread")]
 async fn shapes_extractors_routers_bodies_waits_sessions_schemas() {
     let records = parity_with(
-        "shapes.yaml",
+        "live/shapes.yaml",
         Variant::Standard,
         &[
             ("profiles", None),
@@ -185,4 +186,52 @@ async fn check_dynamic_stream_reads_the_first_streams() {
         );
         assert_eq!(ours.0, expected, "stream_count {count}: {ours:?}");
     }
+}
+
+/// The catalog of `live/shapes.yaml` (the DynamicSchemaLoader's schema read from the API, the
+/// ConditionalStreams kept or dropped), from each engine (ours, theirs).
+#[tokio::test(flavor = "multi_thread")]
+async fn shapes_discover_as_airbyte() {
+    let venv = engines::venv();
+    let server = api::start(Variant::Standard).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = json!({"base_url": server.uri(), "token": "t", "start_date": "2024-01-01T00:00:00Z",
+                        "owner": "acme", "extra": true, "user": "ada", "pass": "secret"});
+    let config = write_json(dir.path(), "config.json", &config);
+    let manifest = engines::fixtures().join("manifests/live/shapes.yaml");
+    let catalogs = tokio::task::spawn_blocking(move || {
+        [
+            engines::ours(),
+            venv.join("bin/source-declarative-manifest"),
+        ]
+        .map(|program| {
+            let mut cmd = Command::new(&program);
+            cmd.arg("discover").arg("--config").arg(&config);
+            cmd.arg("--manifest-path").arg(&manifest);
+            let msgs = run(cmd).unwrap_or_else(|e| panic!("{} discover: {e}", program.display()));
+            let catalog = msgs
+                .iter()
+                .find(|m| m["type"] == "CATALOG")
+                .map(|m| m["catalog"].clone())
+                .expect("a catalog");
+            serde_json::to_value(by_name(&plain(catalog))).expect("json")
+        })
+    })
+    .await
+    .expect("the discovers");
+    drop(server);
+    let [ours, theirs] = catalogs;
+    assert!(
+        ours.get("extra").is_some() && ours.get("hidden").is_none(),
+        "{ours:#}"
+    );
+    let described = &ours["described"]["json_schema"]["properties"];
+    assert_eq!(
+        described["tags"]["items"],
+        json!({"type": ["null", "string"]}),
+        "{ours:#}"
+    );
+    let mut out = Vec::new();
+    diff("catalog", &ours, &theirs, &mut out);
+    assert!(out.is_empty(), "the catalogs differ:\n{}", out.join("\n"));
 }
