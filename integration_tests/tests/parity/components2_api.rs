@@ -37,6 +37,8 @@ fn profiles() -> Value {
         {"id": 1, "UserName": "a", "Meta": {"CreatedAt": "t", "HTTPCode": 200},
          "attrs": {"x": 1, "y": 2}, "tags": ["p", "q"]},
         {"id": 2, "userID": "b", "first name": "c", "last-name": "d", "already_snake": true,
+         "Ünïcode Kéy": 1, "2FA": 2, "ABCDef": 3, "a__b": 4, "some.key": 5, "camelCase123Abc": 6,
+         "__private": 7, "trailing_": 8, "mixed-Case_key Name": 9,
          "attrs": {"x": 3}, "tags": []},
     ])
 }
