@@ -35,6 +35,9 @@ async fn shapes_extractors_routers_bodies_waits_sessions_schemas() {
         Variant::Standard,
         &[
             ("profiles", None),
+            ("profiles_kept", None),
+            ("metas", None),
+            ("paged_mixed", None),
             ("mixed", None),
             ("first_found", None),
             ("repo_issues", None),
@@ -54,6 +57,9 @@ async fn shapes_extractors_routers_bodies_waits_sessions_schemas() {
         &records,
         &[
             ("profiles", 2),
+            ("profiles_kept", 2),
+            ("metas", 2),
+            ("paged_mixed", 2),
             ("mixed", 3),
             ("first_found", 2),
             ("repo_issues", 3 * 2),

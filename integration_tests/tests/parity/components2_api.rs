@@ -111,6 +111,18 @@ pub async fn mount(server: &MockServer) {
         json!({"issues": [{"id": 1}], "pulls": [{"id": 2}, {"id": 3}], "empty": []}),
     )
     .await;
+    Mock::given(matchers::path("/shapes/paged"))
+        .respond_with(|req: &Request| {
+            let offset = req.url.query_pairs().find(|(k, _)| k == "offset");
+            let body = match offset.map(|(_, v)| v.into_owned()).as_deref() {
+                None => json!({"data": [null, {"id": 4}]}),
+                Some("2") => json!({"data": [{"id": 5}]}),
+                Some(other) => json!({"error": format!("offset {other}")}),
+            };
+            ResponseTemplate::new(200).set_body_json(body)
+        })
+        .mount(server)
+        .await;
     mount_json(
         server,
         "/shapes/repos",
