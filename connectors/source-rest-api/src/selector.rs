@@ -209,6 +209,14 @@ impl RecordSelector {
         Ok((out, dropped_all))
     }
 
+    /// Whether a `union` `CombinedExtractor` is anywhere in the extractor's tree (its record
+    /// count is then the sum of its parts', which an `OffsetIncrement` cannot count pages by).
+    pub fn has_union(&self) -> bool {
+        self.combined
+            .as_ref()
+            .is_some_and(|c| !c.first_match || c.parts.iter().any(Self::has_union))
+    }
+
     /// Gives the selector the stream's schema, which `schema_normalization: Default` casts
     /// records to.
     pub fn set_schema(&mut self, schema: &Value) {

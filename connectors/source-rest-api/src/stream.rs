@@ -120,6 +120,13 @@ impl StreamDef {
             RecordSelector::decode(r.required_child("record_selector")?, b, transformations)?;
         selector.set_schema(&schema);
         let paginator = Paginator::decode(r.child("paginator"), b)?;
+        let offset = paginator.as_ref().map(|p| p.shape().strategy) == Some("OffsetIncrement");
+        if offset && selector.has_union() {
+            // As airbyte-cdk refuses it: the offset would move by the records of all the parts.
+            return Err(r.error(
+                "CombinedExtractor mode \"union\" is not supported with an OffsetIncrement paginator",
+            ));
+        }
         let decoder = Decoder::decode_node(r.child("decoder"))?;
         let router = match r.child("partition_router") {
             Some(n) => match n.value {

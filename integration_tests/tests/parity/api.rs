@@ -339,5 +339,8 @@ pub async fn start(variant: Variant) -> MockServer {
         .await;
     crate::async_job::mount(&server).await;
     crate::components_api::mount(&server).await;
+    crate::components2_api::mount(&server).await;
+    crate::components2_api::mount_keys(&server).await;
+    crate::components2_api::mount_nested(&server).await;
     server
 }

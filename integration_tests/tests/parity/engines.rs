@@ -85,6 +85,17 @@ pub fn run(mut cmd: Command) -> Result<Vec<Value>, String> {
         .iter()
         .find(|m| m["type"] == "TRACE" && m["trace"]["type"] == "ERROR");
     match error {
+        // `CDK_PARITY_TRACE=1` adds the engine's internal message and stack trace.
+        Some(e) if std::env::var_os("CDK_PARITY_TRACE").is_some() => Err(format!(
+            "{}\n{}\n{}",
+            e["trace"]["error"]["message"].as_str().unwrap_or_default(),
+            e["trace"]["error"]["internal_message"]
+                .as_str()
+                .unwrap_or_default(),
+            e["trace"]["error"]["stack_trace"]
+                .as_str()
+                .unwrap_or_default()
+        )),
         Some(e) => Err(e["trace"]["error"]["message"]
             .as_str()
             .unwrap_or_default()

@@ -8,6 +8,8 @@ mod actions;
 mod api;
 mod async_job;
 mod components;
+mod components2;
+mod components2_api;
 mod components_api;
 mod corpus;
 mod engines;

@@ -848,7 +848,7 @@ async fn combined_extractor_unions_or_takes_the_first_match() {
   page_token_option: {type: RequestOption, inject_into: request_parameter, field_name: offset}
   pagination_strategy: {type: OffsetIncrement, page_size: 2}"#;
     let skipping = combined(
-        "union",
+        "first_match",
         &dpath("[data]"),
         "          skip_empty_records: true\n",
     );
@@ -856,6 +856,25 @@ async fn combined_extractor_unions_or_takes_the_first_match() {
         read_ids(&config_for(&server), &yaml("/paged", skipping, paginator)),
         vec![4, 5]
     );
+
+    // A union (nested too) under an OffsetIncrement is refused, as airbyte-cdk refuses it: the
+    // offset would move by the records of all the parts.
+    let nested = "            - type: CombinedExtractor\n              extractors: [{type: DpathExtractor, field_path: [data]}]\n";
+    for parts in [dpath("[data]"), nested.to_string()] {
+        for mode in ["union", "first_match"] {
+            if mode == "first_match" && !parts.contains("CombinedExtractor") {
+                continue;
+            }
+            let union = yaml("/paged", combined(mode, &parts, ""), paginator);
+            let out = manifest(&union).read(&config_for(&server), &["items"]);
+            let (message, failure) = trace_error(&out);
+            assert!(
+                message.contains("mode \"union\" is not supported with an OffsetIncrement"),
+                "{mode} {parts}: {message}"
+            );
+            assert_eq!(failure, Some(FailureType::ConfigError));
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
