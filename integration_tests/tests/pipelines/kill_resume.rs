@@ -35,21 +35,30 @@ impl Rng {
     }
 }
 
-/// The pid of `cdk`'s child process running `name`, if there is one now.
+/// The pid of `cdk`'s child process running `name`'s `read` or `write` (not its `check`), if
+/// there is one now.
 fn child_named(parent: u32, name: &str) -> Option<i32> {
     let comm: String = name.chars().take(15).collect();
+    let verb = if name.starts_with("source") {
+        "read"
+    } else {
+        "write"
+    };
     std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
         let pid: i32 = e.file_name().to_str()?.parse().ok()?;
         let stat = std::fs::read_to_string(e.path().join("stat")).ok()?;
         let (head, tail) = stat.rsplit_once(") ")?;
         let ppid: u32 = tail.split(' ').nth(1)?.parse().ok()?;
-        (ppid == parent && head.ends_with(&format!("({comm}"))).then_some(pid)
+        let cmdline = std::fs::read(e.path().join("cmdline")).ok()?;
+        let running = cmdline.split(|b| *b == 0).any(|arg| arg == verb.as_bytes());
+        (ppid == parent && head.ends_with(&format!("({comm}")) && running).then_some(pid)
     })
 }
 
-/// One job; when `kill` names a connector, it is killed after a random number of
-/// acknowledged states and a random delay (if the job has not ended by then). The
-/// destinations commit every 5 ms (destination-jsonl: at each state, its own setting).
+/// One job; when `kill` names a connector, it is killed once it has run for a while: after
+/// a random number of acknowledged states, or a random time, whichever comes first, then a
+/// random delay (if the job has not ended by then). The destinations commit every 5 ms
+/// (destination-jsonl: at each state, its own setting).
 async fn job(file: &Path, state_dir: &Path, kill: Option<(&str, i32)>, rng: &mut Rng) {
     let mut cmd = tokio::process::Command::new(bin("cdk"));
     if !file
@@ -73,12 +82,19 @@ async fn job(file: &Path, state_dir: &Path, kill: Option<(&str, i32)>, rng: &mut
     let pid = child.id().unwrap();
     if let Some((name, signal)) = kill {
         let acks = 1 + rng.below(3);
+        let patience = Duration::from_millis(100 + rng.below(500));
         let delay = Duration::from_millis(rng.below(20));
-        let mut seen = 0;
+        let (mut seen, mut running_since) = (0, None);
         while seen < acks && child.try_wait().unwrap().is_none() {
             let now = std::fs::read_to_string(&state).unwrap_or_default();
             if now != last {
                 (seen, last) = (seen + 1, now);
+            }
+            if running_since.is_none() && child_named(pid, name).is_some() {
+                running_since = Some(std::time::Instant::now());
+            }
+            if running_since.is_some_and(|t| t.elapsed() >= patience) {
+                break;
             }
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
