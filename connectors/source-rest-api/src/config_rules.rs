@@ -107,7 +107,7 @@ pub fn validate(rules: &Value, config: &Value) -> Result<()> {
                     return Err(error("DpathValidator: field path is empty"));
                 }
                 let mut found = Vec::new();
-                values(config, &path, &mut found);
+                crate::selector::glob_values(config, &path, &mut found);
                 if found.is_empty() {
                     tracing::info!("validation skipped: the config has no value at {path:?}");
                 }
@@ -335,29 +335,6 @@ fn remove(config: &mut Value, path: &[String]) {
         Value::Array(a) => {
             if let Some(slot) = last.parse::<usize>().ok().and_then(|i| a.get_mut(i)) {
                 *slot = Value::Null;
-            }
-        }
-        _ => {}
-    }
-}
-
-/// dpath's `values` (`*` matches any key or index); a plain path gives at most one value.
-fn values<'v>(v: &'v Value, path: &[String], out: &mut Vec<&'v Value>) {
-    let Some((head, rest)) = path.split_first() else {
-        out.push(v);
-        return;
-    };
-    match v {
-        Value::Object(m) if head == "*" => m.values().for_each(|c| values(c, rest, out)),
-        Value::Object(m) => {
-            if let Some(c) = m.get(head) {
-                values(c, rest, out);
-            }
-        }
-        Value::Array(a) if head == "*" => a.iter().for_each(|c| values(c, rest, out)),
-        Value::Array(a) => {
-            if let Some(c) = head.parse::<usize>().ok().and_then(|i| a.get(i)) {
-                values(c, rest, out);
             }
         }
         _ => {}

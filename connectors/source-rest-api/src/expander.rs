@@ -215,7 +215,7 @@ impl RecordExpander {
     fn expand_embedded(&self, parent: Value, out: &mut Vec<Value>) -> Result<()> {
         let path = evaluated(&self.path)?;
         let mut lists = Vec::new();
-        values(&parent, &path, &mut lists);
+        crate::selector::glob_values(&parent, &path, &mut lists);
         let lists: Vec<&Vec<Value>> = lists.into_iter().filter_map(Value::as_array).collect();
         let count: usize = lists.iter().map(|l| l.len()).sum();
         let merge_base = self.merge_parent.then(|| without_lists(&parent, &path));
@@ -345,29 +345,6 @@ async fn fetch(stream: &Arc<crate::stream::StreamDef>, parent: &Value) -> Result
         }
     }
     Ok(out)
-}
-
-/// dpath's `values`: every value at `path` (`*` matches any key or index).
-fn values<'v>(v: &'v Value, path: &[String], out: &mut Vec<&'v Value>) {
-    let Some((head, rest)) = path.split_first() else {
-        out.push(v);
-        return;
-    };
-    match v {
-        Value::Object(m) if head == "*" => m.values().for_each(|c| values(c, rest, out)),
-        Value::Object(m) => {
-            if let Some(c) = m.get(head) {
-                values(c, rest, out);
-            }
-        }
-        Value::Array(a) if head == "*" => a.iter().for_each(|c| values(c, rest, out)),
-        Value::Array(a) => {
-            if let Some(c) = head.parse::<usize>().ok().and_then(|i| a.get(i)) {
-                values(c, rest, out);
-            }
-        }
-        _ => {}
-    }
 }
 
 /// The parent without the lists at `path` (other values there are kept).
