@@ -69,21 +69,29 @@ impl<'a> Scan<'a> {
     /// `{`, then `f` for each key until the closing `}` (which it consumes).
     fn members(&mut self, mut f: impl FnMut(&mut Self, &'a str) -> Option<()>) -> Option<()> {
         self.eat(b'{')?;
+        self.items(b'}', |s| {
+            let key = s.plain_string()?;
+            s.eat(b':')?;
+            s.space();
+            f(s, key)
+        })
+    }
+
+    /// The items of an object or array whose opening bracket was consumed, each read by
+    /// `item`, separated by commas, up to `close` (which it consumes).
+    fn items(&mut self, close: u8, mut item: impl FnMut(&mut Self) -> Option<()>) -> Option<()> {
         self.space();
-        if self.peek()? == b'}' {
+        if self.peek()? == close {
             self.at += 1;
             return Some(());
         }
         loop {
             self.space();
-            let key = self.plain_string()?;
-            self.eat(b':')?;
-            self.space();
-            f(self, key)?;
+            item(self)?;
             self.space();
             match self.peek()? {
                 b',' => self.at += 1,
-                b'}' => {
+                c if c == close => {
                     self.at += 1;
                     return Some(());
                 }
@@ -225,52 +233,20 @@ impl<'a> Scan<'a> {
     /// An object in `data`: its keys may have escapes.
     fn object(&mut self, depth: usize) -> Option<()> {
         self.at += 1; // {
-        self.space();
-        if self.peek()? == b'}' {
-            self.at += 1;
-            return Some(());
-        }
-        loop {
-            self.space();
-            if self.peek()? != b'"' {
+        self.items(b'}', |s| {
+            if s.peek()? != b'"' {
                 return None;
             }
-            self.string()?;
-            self.eat(b':')?;
-            self.space();
-            self.value(depth)?;
-            self.space();
-            match self.peek()? {
-                b',' => self.at += 1,
-                b'}' => {
-                    self.at += 1;
-                    return Some(());
-                }
-                _ => return None,
-            }
-        }
+            s.string()?;
+            s.eat(b':')?;
+            s.space();
+            s.value(depth)
+        })
     }
 
     fn array(&mut self, depth: usize) -> Option<()> {
         self.at += 1; // [
-        self.space();
-        if self.peek()? == b']' {
-            self.at += 1;
-            return Some(());
-        }
-        loop {
-            self.space();
-            self.value(depth)?;
-            self.space();
-            match self.peek()? {
-                b',' => self.at += 1,
-                b']' => {
-                    self.at += 1;
-                    return Some(());
-                }
-                _ => return None,
-            }
-        }
+        self.items(b']', |s| s.value(depth))
     }
 
     /// A string with any escapes; `\u` escapes of surrogates are left to serde_json.
