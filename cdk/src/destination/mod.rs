@@ -4,6 +4,7 @@
 
 mod batch;
 mod decode;
+pub mod fields;
 mod loader;
 mod plan;
 mod stop;

@@ -1,37 +1,31 @@
-//! Reads a record's JSON text once, putting a borrowed raw value into the slot of each column
-//! it has (nested objects followed in flattened mode, arrays of objects set aside for child
+//! Reads a record's JSON text once, putting the raw text of each value into the slot of its
+//! column (nested objects followed in flattened mode, arrays of objects set aside for child
 //! tables). Fields the schema doesn't know are skipped.
 
-use std::borrow::Cow;
-use std::fmt;
-
+use cdk::destination::fields::Walker;
 use cdk::protocol::ChangeReason;
-use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
-use serde_json::value::RawValue;
 
 use crate::schema::{Fields, Node};
 
 /// The values found in one record (or one child item).
 #[derive(Debug, Default)]
 pub struct Parsed<'a> {
-    /// One slot per column of the table; `None` when the record has no such field.
-    pub slots: Vec<Option<&'a RawValue>>,
+    /// One slot per column of the table: a value's JSON text, `None` when the record has no
+    /// such field.
+    pub slots: Vec<Option<&'a str>>,
     /// `(child table, array value)` for each array-of-objects field.
-    pub children: Vec<(usize, &'a RawValue)>,
+    pub children: Vec<(usize, &'a str)>,
     /// Dotted paths of nested objects that were not objects.
     pub bad_objects: Vec<String>,
-    /// The field entry found at each key position of the previous record: records of a
-    /// stream usually list their keys in the same order, so most lookups are one comparison.
-    order: Vec<usize>,
+    /// The top level's walker, which remembers the order of the previous record's keys.
+    walker: Walker,
 }
 
 impl<'a> Parsed<'a> {
     pub fn new(columns: usize) -> Self {
         Self {
             slots: vec![None; columns],
-            children: Vec::new(),
-            bad_objects: Vec::new(),
-            order: Vec::new(),
+            ..Self::default()
         }
     }
 
@@ -40,13 +34,34 @@ impl<'a> Parsed<'a> {
         self.slots.iter_mut().for_each(|s| *s = None);
         self.children.clear();
         self.bad_objects.clear();
-        let mut de = serde_json::Deserializer::from_str(data);
-        Fill {
-            fields,
-            out: self,
-            top: true,
+        let mut walker = std::mem::take(&mut self.walker);
+        let filled = self.fill_object(&mut walker, data, fields);
+        self.walker = walker;
+        filled
+    }
+
+    fn fill_object(
+        &mut self,
+        walker: &mut Walker,
+        data: &'a str,
+        fields: &Fields,
+    ) -> Result<(), serde_json::Error> {
+        let mut objects: Vec<(&Fields, &'a str)> = Vec::new();
+        let (slots, children) = (&mut self.slots, &mut self.children);
+        walker.walk(data, &fields.keys, |at, raw| match &fields.nodes[at] {
+            Node::Leaf(column) => slots[*column] = Some(raw),
+            Node::Child(table) => children.push((*table, raw)),
+            Node::Object(inner) => objects.push((inner, raw)),
+        })?;
+        // Nested objects (flattened mode) are rare enough for a walker each.
+        for (inner, raw) in objects {
+            match raw.as_bytes().first() {
+                Some(b'{') => self.fill_object(&mut Walker::default(), raw, inner)?,
+                Some(b'n') => {}
+                _ => self.bad_objects.push(inner.path.clone()),
+            }
         }
-        .deserialize(&mut de)
+        Ok(())
     }
 
     /// Replaces `changes` with one typecast change per nested object that was not an object.
@@ -57,108 +72,6 @@ impl<'a> Parsed<'a> {
                 .drain(..)
                 .map(|f| (f, ChangeReason::DestinationTypecastError)),
         );
-    }
-}
-
-struct Fill<'s, 'a> {
-    fields: &'s Fields,
-    out: &'s mut Parsed<'a>,
-    /// Whether this is the record's top level (whose key order is remembered).
-    top: bool,
-}
-
-impl<'de> DeserializeSeed<'de> for Fill<'_, 'de> {
-    type Value = ();
-
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
-        deserializer.deserialize_map(self)
-    }
-}
-
-impl<'de> Visitor<'de> for Fill<'_, 'de> {
-    type Value = ();
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a JSON object")
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        let entries = &self.fields.entries;
-        let mut position = 0;
-        while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
-            let guess = if self.top {
-                self.out.order.get(position).copied()
-            } else {
-                Some(position)
-            };
-            let at = match guess.and_then(|g| entries.get(g).map(|e| (g, e))) {
-                Some((g, (name, _))) if *name == *key => Some(g),
-                _ => self.fields.index.get(&*key).copied(),
-            };
-            if self.top {
-                let remembered = at.unwrap_or(usize::MAX);
-                match self.out.order.get_mut(position) {
-                    Some(slot) => *slot = remembered,
-                    None => self.out.order.push(remembered),
-                }
-            }
-            position += 1;
-            let Some(at) = at else {
-                map.next_value::<IgnoredAny>()?;
-                continue;
-            };
-            let raw: &'de RawValue = map.next_value()?;
-            match &entries[at].1 {
-                Node::Leaf(column) => self.out.slots[*column] = Some(raw),
-                Node::Child(table) => self.out.children.push((*table, raw)),
-                Node::Object(inner) => match raw.get().as_bytes().first() {
-                    Some(b'{') => {
-                        let mut de = serde_json::Deserializer::from_str(raw.get());
-                        Fill {
-                            fields: inner,
-                            out: &mut *self.out,
-                            top: false,
-                        }
-                        .deserialize(&mut de)
-                        .map_err(de::Error::custom)?;
-                    }
-                    Some(b'n') => {}
-                    _ => self.out.bad_objects.push(inner.path.clone()),
-                },
-            }
-        }
-        Ok(())
-    }
-}
-
-/// An object key, borrowed from the input unless it has escapes.
-struct Key<'de>(Cow<'de, str>);
-
-impl<'de> de::Deserialize<'de> for Key<'de> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_str(KeyVisitor)
-    }
-}
-
-struct KeyVisitor;
-
-impl<'de> Visitor<'de> for KeyVisitor {
-    type Value = Key<'de>;
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a string key")
-    }
-
-    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Key<'de>, E> {
-        Ok(Key(Cow::Borrowed(v)))
-    }
-
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<Key<'de>, E> {
-        Ok(Key(Cow::Owned(v.to_string())))
-    }
-
-    fn visit_string<E: de::Error>(self, v: String) -> Result<Key<'de>, E> {
-        Ok(Key(Cow::Owned(v)))
     }
 }
 
@@ -185,15 +98,15 @@ mod tests {
             .column_of(&["contact".into(), "email".into()])
             .unwrap();
         let id = l.main.column_of(&["id".into()]).unwrap();
-        assert_eq!(p.slots[email].map(RawValue::get), Some("\"a@b\""));
-        assert_eq!(p.slots[id].map(RawValue::get), Some("7"));
+        assert_eq!(p.slots[email], Some("\"a@b\""));
+        assert_eq!(p.slots[id], Some("7"));
         assert_eq!(p.children.len(), 1);
-        assert_eq!(p.children[0].1.get(), r#"[{"city": "NY"}]"#);
+        assert_eq!(p.children[0].1, r#"[{"city": "NY"}]"#);
 
         p.fill(r#"{"contact": 5, "id": null}"#, &l.main.fields)
             .unwrap();
         assert_eq!(p.bad_objects, ["contact"]);
-        assert_eq!(p.slots[id].map(RawValue::get), Some("null"));
+        assert_eq!(p.slots[id], Some("null"));
         assert!(p.fill("[1]", &l.main.fields).is_err());
     }
 }

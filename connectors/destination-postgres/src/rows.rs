@@ -244,7 +244,7 @@ impl Rows {
                 &mut changes,
             );
             for (child, array) in &parsed.children {
-                if !matches!(array.get().as_bytes().first(), Some(b'[' | b'n')) {
+                if !matches!(array.as_bytes().first(), Some(b'[' | b'n')) {
                     let field = layout.children[*child].field.clone();
                     changes.push((field, ChangeReason::DestinationTypecastError));
                 }
@@ -282,12 +282,11 @@ impl Rows {
         &mut self,
         layout: &StreamLayout,
         child: usize,
-        array: &'a RawValue,
+        text: &'a str,
         parsed: &mut Parsed<'a>,
         parent: &Parent<'_>,
     ) -> Result<()> {
         let table = &layout.children[child];
-        let text = array.get();
         if !text.starts_with('[') {
             // null, or not an array (noted on the parent row).
             return Ok(());
@@ -397,7 +396,7 @@ fn now_pg_micros() -> i64 {
 /// hashid and `_airbyte_normalized_at`.
 fn coerce_all<'a>(
     layout: &Layout,
-    slots: &[Option<&'a RawValue>],
+    slots: &[Option<&'a str>],
     fixed: (&str, i64),
     cells: &mut Vec<Cell<'a>>,
     changes: &mut Vec<(String, ChangeReason)>,

@@ -2,8 +2,7 @@
 //! with `normalization: flattened` — prefixed columns for nested objects and child tables for
 //! arrays of objects.
 
-use std::collections::HashMap;
-
+use cdk::destination::fields::Lookup;
 use cdk::protocol::{AirbyteType, Properties};
 use serde_json::Value;
 
@@ -89,16 +88,10 @@ pub struct Column {
 pub struct Fields {
     /// The dotted path of the object these fields belong to (empty at the top).
     pub path: String,
-    /// `(key, node)` in schema order.
-    pub entries: Vec<(String, Node)>,
-    pub index: HashMap<String, usize>,
-}
-
-impl Fields {
-    fn push(&mut self, key: &str, node: Node) {
-        self.index.insert(key.to_string(), self.entries.len());
-        self.entries.push((key.to_string(), node));
-    }
+    /// The keys, in schema order.
+    pub keys: Lookup,
+    /// What each key's value becomes.
+    pub nodes: Vec<Node>,
 }
 
 #[derive(Debug, Clone)]
@@ -127,8 +120,8 @@ impl Layout {
     pub fn column_of(&self, path: &[String]) -> Option<usize> {
         let mut fields = &self.fields;
         for (i, key) in path.iter().enumerate() {
-            let &at = fields.index.get(key)?;
-            match &fields.entries[at].1 {
+            let at = fields.keys.position(key)?;
+            match &fields.nodes[at] {
                 Node::Leaf(c) if i + 1 == path.len() => return Some(*c),
                 Node::Object(inner) => fields = inner,
                 _ => return None,
@@ -233,9 +226,11 @@ impl Builder {
         namer: &mut ColumnNamer,
         top: bool,
     ) -> Fields {
-        let mut fields = Fields {
-            path: path.to_string(),
-            ..Fields::default()
+        let mut keys = Vec::new();
+        let mut nodes = Vec::new();
+        let mut push = |key: &str, node| {
+            keys.push(key.to_string());
+            nodes.push(node);
         };
         for (key, ty) in properties {
             let column_base = format!("{prefix}{key}");
@@ -256,7 +251,7 @@ impl Builder {
                         namer,
                         top,
                     );
-                    fields.push(key, Node::Object(nested));
+                    push(key, Node::Object(nested));
                     continue;
                 }
                 if top
@@ -265,7 +260,7 @@ impl Builder {
                     && !inner.is_empty()
                 {
                     let index = self.child(&column_base, &field, inner);
-                    fields.push(key, Node::Child(index));
+                    push(key, Node::Child(index));
                     continue;
                 }
             }
@@ -277,9 +272,13 @@ impl Builder {
                 ty: pg,
                 json,
             });
-            fields.push(key, Node::Leaf(index));
+            push(key, Node::Leaf(index));
         }
-        fields
+        Fields {
+            path: path.to_string(),
+            keys: Lookup::new(keys),
+            nodes,
+        }
     }
 
     fn child(&mut self, column_base: &str, field: &str, items: &[(String, AirbyteType)]) -> usize {
@@ -328,6 +327,7 @@ pub fn pg_type(ty: &AirbyteType) -> (PgType, JsonKind) {
 mod tests {
     use super::*;
     use serde_json::json;
+    use std::collections::HashMap;
 
     fn types(schema: Value) -> Vec<(String, PgType)> {
         layout("t", &schema, false)

@@ -4,7 +4,6 @@
 use std::borrow::Cow;
 
 use cdk::protocol::ChangeReason;
-use serde_json::value::RawValue;
 
 use crate::schema::{Column, JsonKind, PgType};
 
@@ -63,8 +62,7 @@ pub fn splits_by_key(ty: PgType) -> bool {
 }
 
 /// Converts the JSON value `raw` for `column`. `Err` carries the reason it was nulled.
-pub fn coerce<'a>(column: &Column, raw: &'a RawValue) -> Result<Cell<'a>, ChangeReason> {
-    let text = raw.get();
+pub fn coerce<'a>(column: &Column, text: &'a str) -> Result<Cell<'a>, ChangeReason> {
     let first = text.as_bytes().first().copied().unwrap_or(b'n');
     if first == b'n' {
         return Ok(Cell::Null);
@@ -590,10 +588,12 @@ mod tests {
         }
     }
 
+    use serde_json::value::RawValue;
+
     fn c(ty: PgType, json: &str) -> Result<Cell<'static>, ChangeReason> {
         let raw: Box<RawValue> = serde_json::from_str(json).unwrap();
         let raw: &'static RawValue = Box::leak(raw);
-        coerce(&col(ty), raw)
+        coerce(&col(ty), raw.get())
     }
 
     use ChangeReason::{DestinationFieldSizeLimitation as Size, DestinationTypecastError as Cast};
@@ -643,8 +643,7 @@ mod tests {
             json: JsonKind::Object,
             ..col(PgType::Jsonb)
         };
-        let raw: Box<RawValue> = serde_json::from_str("[1]").unwrap();
-        assert_eq!(coerce(&obj, &raw), Err(Cast));
+        assert_eq!(coerce(&obj, "[1]"), Err(Cast));
         assert_eq!(
             strip_nul_escapes("{\"a\":\"x\\u0000y\\\\u0000\"}"),
             "{\"a\":\"xy\\\\u0000\"}"

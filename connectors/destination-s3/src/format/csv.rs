@@ -6,10 +6,10 @@ use cdk::destination::Batch;
 use cdk::{Error, Result};
 
 use super::columns::{Column, string};
-use super::fields::{Lookup, Walker};
 use super::meta::{self, RawIds, write_meta_json};
 use super::{Encoder, Out, StreamFormat, io_error};
 use crate::config::Flattening;
+use cdk::destination::fields::{Lookup, Walker};
 use std::sync::Arc;
 
 pub struct CsvEncoder {

@@ -4,7 +4,6 @@
 mod background;
 pub mod columns;
 mod csv;
-mod fields;
 mod gzip;
 mod jsonl;
 pub mod meta;
@@ -22,7 +21,7 @@ use crate::config::{Format, TextCompression};
 use crate::upload::Sink;
 use columns::Column;
 
-pub use fields::Lookup;
+pub use cdk::destination::fields::Lookup;
 
 /// Writes the records of one object.
 pub trait Encoder: Send {

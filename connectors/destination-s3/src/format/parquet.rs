@@ -26,12 +26,12 @@ use parquet::schema::types::ColumnPath;
 
 use super::background::BackgroundWriter;
 use super::columns::{Cell, Column, ColumnType, cell};
-use super::fields::{Lookup, Walker};
 use super::meta::{self, RawIds};
 use super::spill::SpillFactory;
 use super::{Encoder, StreamFormat};
 use crate::config::{ParquetCodec, ParquetOptions};
 use crate::upload::Sink;
+use cdk::destination::fields::{Lookup, Walker};
 
 pub struct ParquetEncoder {
     writer: Writer,

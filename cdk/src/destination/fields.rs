@@ -1,5 +1,6 @@
 //! Walks the top-level fields of a record's JSON text without building a tree: each field's
-//! name is looked up among the stream's columns and its value handed on as raw JSON text.
+//! name is looked up among the destination's columns and its value handed on as raw JSON
+//! text (what a destination that maps fields to columns or cells does with every record).
 //!
 //! Record data reaches a destination already checked as JSON by the loader, so a plain scan
 //! of its structure finds the fields (no number or string is decoded but keys with escapes);
@@ -12,7 +13,7 @@ use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
 /// Column names and their positions.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Lookup {
     names: Vec<String>,
     index: HashMap<String, usize>,
@@ -21,6 +22,7 @@ pub struct Lookup {
 }
 
 impl Lookup {
+    /// A lookup of `names`, each at its position in the list.
     pub fn new(names: impl IntoIterator<Item = String>) -> Self {
         let names: Vec<String> = names.into_iter().collect();
         let index = names
@@ -46,6 +48,11 @@ impl Lookup {
         let len = name.len();
         (self.plain[guess] && rest.get(len) == Some(&b'"') && &rest[..len] == name)
             .then_some(len + 1)
+    }
+
+    /// The position of the column called `key`.
+    pub fn position(&self, key: &str) -> Option<usize> {
+        self.index.get(key).copied()
     }
 
     /// The column called `key`; `guess` is tried first.
