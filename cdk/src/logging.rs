@@ -53,6 +53,11 @@ struct LineVisitor {
 
 impl LineVisitor {
     fn push(&mut self, field: &Field, value: &dyn std::fmt::Display) {
+        // Events bridged from the `log` crate carry its metadata (`log.target`, `log.file`, …):
+        // build-machine paths that mean nothing to a user.
+        if field.name().starts_with("log.") {
+            return;
+        }
         if field.name() == "message" {
             let rest = std::mem::take(&mut self.line);
             let _ = write!(self.line, "{value}");

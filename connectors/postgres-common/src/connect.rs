@@ -18,7 +18,7 @@ use cdk::{Error, Result, RetryPolicy, Secret};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_postgres::config::SslMode as PgSslMode;
 use tokio_postgres::tls::{MakeTlsConnect, TlsConnect};
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::{AsyncMessage, Client, NoTls};
 
 use crate::errors::{io_kind, pg_error};
 use crate::params::JdbcParams;
@@ -299,15 +299,26 @@ impl Connector {
 }
 
 /// Runs a connection's driver as a task (out of the generic async fn, which the compiler
-/// cannot prove `Send` for every lifetime).
-fn spawn<S, T>(connection: tokio_postgres::Connection<S, T>)
+/// cannot prove `Send` for every lifetime). The server's notices ("schema … already exists,
+/// skipping") are DEBUG lines, not the driver's INFO ones.
+fn spawn<S, T>(mut connection: tokio_postgres::Connection<S, T>)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     tokio::spawn(async move {
-        if let Err(e) = connection.await {
-            tracing::debug!(error = %e, "postgres connection closed with an error");
+        loop {
+            match std::future::poll_fn(|cx| connection.poll_message(cx)).await {
+                Some(Ok(AsyncMessage::Notice(notice))) => {
+                    tracing::debug!("server {}: {}", notice.severity(), notice.message());
+                }
+                Some(Ok(_)) => {}
+                Some(Err(e)) => {
+                    tracing::debug!(error = %e, "postgres connection closed with an error");
+                    break;
+                }
+                None => break,
+            }
         }
     });
 }

@@ -3,7 +3,7 @@
 use cdk::testing::Run;
 use serde_json::json;
 
-use super::{BIN, database};
+use super::{BIN, catalog, database, record, simple_schema, state};
 
 #[test]
 fn spec_matches_snapshot() {
@@ -99,4 +99,47 @@ async fn the_fixture_catalog_and_messages_load() {
             "{table}"
         );
     }
+}
+
+/// The server's notices (a second sync's "already exists, skipping") are DEBUG lines, and no
+/// LOG line carries the `log` crate's metadata (build-machine source paths).
+#[tokio::test]
+async fn server_notices_are_debug_lines_without_source_paths() {
+    let (_db, config) = database("notices").await;
+    let catalog = catalog("people", simple_schema(), "append", 1, 0);
+    let lines = vec![
+        record("people", json!({"id": 1, "name": "a"})),
+        state("people", 1),
+    ];
+    for _ in 0..2 {
+        Run::new(BIN)
+            .stdin_lines(&lines)
+            .write(&config, &catalog)
+            .assert_success();
+    }
+    let out = Run::new(BIN)
+        .env("LOG_LEVEL", "debug")
+        .stdin_lines(&lines)
+        .write(&config, &catalog);
+    out.assert_success();
+    let logs = out.logs();
+    let notices: Vec<_> = logs
+        .iter()
+        .filter(|l| l.message.contains("already exists"))
+        .collect();
+    assert!(!notices.is_empty(), "{}", out.describe());
+    for notice in notices {
+        assert_eq!(
+            serde_json::to_value(notice.level).unwrap(),
+            json!("DEBUG"),
+            "{}",
+            notice.message
+        );
+    }
+    assert!(
+        logs.iter()
+            .all(|l| !l.message.contains("log.file") && !l.message.contains(".cargo/registry")),
+        "{}",
+        out.describe()
+    );
 }
