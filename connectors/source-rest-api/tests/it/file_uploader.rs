@@ -345,3 +345,44 @@ fn what_airbyte_refuses_with_a_file_uploader_is_refused() {
         "{message}"
     );
 }
+
+#[test]
+fn page_size_reduction_is_refused_with_a_file_uploader() {
+    let config = json!({"base_url": "http://127.0.0.1:9", "api_key": "k"});
+    let handler = r#"error_handler:
+  type: DefaultErrorHandler
+  response_filters:
+    - {type: HttpResponseFilter, action: REDUCE_PAGE_SIZE, http_codes: [413]}"#;
+    let paginator = r#"paginator:
+  type: DefaultPaginator
+  pagination_strategy: {type: OffsetIncrement, page_size: 40}
+  page_token_option: {type: RequestOption, inject_into: request_parameter, field_name: offset}
+  page_size_option: {type: RequestOption, inject_into: request_parameter, field_name: limit}
+page_size_reduction: {type: PageSizeReduction, backoff_seconds: 0}"#;
+    let uploader = UPLOADER
+        .lines()
+        .map(|l| format!("  {l}"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let with_files = one_stream(
+        "/items",
+        handler,
+        paginator,
+        &format!("file_uploader:\n{uploader}"),
+    );
+    // Without the uploader the same stream loads.
+    let without = one_stream("/items", handler, paginator, "");
+    manifest(&without)
+        .run()
+        .discover(&config)
+        .assert_success();
+    let out = manifest(&with_files).run().discover(&config);
+    out.assert_failure();
+    let (message, _) = trace_error(&out);
+    assert!(
+        message.contains(
+            "`page_size_reduction` cannot be used together with a `file_uploader` on stream items"
+        ),
+        "{message}"
+    );
+}
