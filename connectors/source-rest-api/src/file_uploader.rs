@@ -72,7 +72,9 @@ impl FileUploader {
         let name = self.file_name(stream, record)?;
         let relative = relative_path(stream, &name)?;
         let full = staging_directory().join(&relative);
-        let size = write_file(&full, &body).await.map_err(|e| e.for_file(stream))?;
+        let size = write_file(&full, &body)
+            .await
+            .map_err(|e| e.for_file(stream))?;
         tracing::info!(stream, file = %full.display(), relative = %relative, bytes = size,
             "file uploaded");
         Ok(AirbyteRecordMessageFileReference {

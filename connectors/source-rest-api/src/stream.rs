@@ -11,8 +11,8 @@ use tokio::sync::mpsc;
 
 use crate::cursor::DatetimeCursor;
 use crate::decoder::Decoder;
-use crate::file_uploader::FileUploader;
 use crate::dependency::with_parent_state;
+use crate::file_uploader::FileUploader;
 use crate::interpolation::datetime::Dt;
 use crate::manifest::{Build, Node, unsupported_type};
 use crate::paginator::Paginator;
@@ -411,7 +411,10 @@ impl cdk::Stream for DeclarativeStream {
                     let floor = floors.get(&id).copied().flatten();
                     let mut keep = |r: &RecordRef<'_>| {
                         if let (Some(k), Some(cursor)) = (keeper.as_mut(), &stream.cursor) {
-                            match r.field(&cursor.cursor_field).and_then(|v| cursor.parse_value(&v)) {
+                            match r
+                                .field(&cursor.cursor_field)
+                                .and_then(|v| cursor.parse_value(&v))
+                            {
                                 Some(dt) => {
                                     if client_side_drops(cursor, floor, dt) {
                                         return false;
@@ -430,7 +433,11 @@ impl cdk::Stream for DeclarativeStream {
                     };
                     match &stream.file_uploader {
                         None => records.for_each(|r| {
-                            if keep(&r) { write_record(out, r) } else { Ok(()) }
+                            if keep(&r) {
+                                write_record(out, r)
+                            } else {
+                                Ok(())
+                            }
                         })?,
                         Some(uploader) => {
                             for mut record in records.into_values()? {

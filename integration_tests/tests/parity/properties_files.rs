@@ -135,9 +135,14 @@ async fn query_properties_endpoint_chunking_merging() {
     // Four deals merged from their chunks, and the deal without an id once per chunk of the
     // first page: 3 chunks of two properties; 4 of at most nine characters.
     assert_eq!(count(&records, "deals"), 4 + 3, "{records:#?}");
-    assert_eq!(count(&records, "deals_by_characters"), 4 + 4, "{records:#?}");
+    assert_eq!(
+        count(&records, "deals_by_characters"),
+        4 + 4,
+        "{records:#?}"
+    );
     assert_eq!(count(&records, "deals_static"), 5, "{records:#?}");
-    let merged = r#"{"a":10.0,"b":11.0,"c":12.0,"d":13.0,"e":14.0,"id":"1","nested":{"x":1.0,"y":-1.0}}"#;
+    let merged =
+        r#"{"a":10.0,"b":11.0,"c":12.0,"d":13.0,"e":14.0,"id":"1","nested":{"x":1.0,"y":-1.0}}"#;
     assert!(records["deals"].iter().any(|r| r == merged), "{records:#?}");
 }
 
@@ -147,7 +152,8 @@ async fn query_properties_endpoint_chunking_merging() {
 async fn query_properties_selected_from_the_catalog() {
     let api = server().await;
     let dir = tempfile::tempdir().expect("temp dir");
-    let schema = json!({"type": "object", "properties": {"ID": {}, "A": {}, "C": {}, "Nested": {}}});
+    let schema =
+        json!({"type": "object", "properties": {"ID": {}, "A": {}, "C": {}, "Nested": {}}});
     let catalog = full_refresh(&[("deals_selected", schema)]);
     let config = json!({"base_url": api.uri()});
     let (ours, theirs) = read_both("query_properties.yaml", &config, &catalog, dir.path()).await;
@@ -162,7 +168,10 @@ async fn query_properties_selected_from_the_catalog() {
             .any(|r| r == r#"{"a":10.0,"c":12.0,"id":"1","nested":{"x":1.0}}"#),
         "{selected:#?}"
     );
-    assert!(!selected.iter().any(|r| r.contains(r#""b""#)), "{selected:#?}");
+    assert!(
+        !selected.iter().any(|r| r.contains(r#""b""#)),
+        "{selected:#?}"
+    );
 }
 
 /// What a read says of each record's file: (stream, id) → the relative path (a UUID file name
@@ -227,4 +236,50 @@ async fn file_uploader_downloads_the_same_files() {
         assert_eq!(content, &file_body(key.1), "{path}");
         assert_eq!(*size, content.len() as i64, "{path}");
     }
+}
+
+/// Discover marks both streams of `files.yaml` `is_file_based`, in both engines.
+#[tokio::test(flavor = "multi_thread")]
+async fn file_based_streams_discover_as_airbyte() {
+    let venv = engines::venv();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = write_json(
+        dir.path(),
+        "config.json",
+        &json!({"base_url": "http://127.0.0.1:9", "api_key": FILES_KEY}),
+    );
+    let manifest = engines::fixtures().join("manifests/files.yaml");
+    let file_based = tokio::task::spawn_blocking(move || {
+        [
+            engines::ours(),
+            venv.join("bin/source-declarative-manifest"),
+        ]
+        .map(|program| {
+            let mut cmd = Command::new(&program);
+            cmd.arg("discover").arg("--config").arg(&config);
+            cmd.arg("--manifest-path").arg(&manifest);
+            let msgs = run(cmd).unwrap_or_else(|e| panic!("{} discover: {e}", program.display()));
+            let catalog = msgs
+                .iter()
+                .find(|m| m["type"] == "CATALOG")
+                .expect("a catalog");
+            catalog["catalog"]["streams"]
+                .as_array()
+                .expect("streams")
+                .iter()
+                .map(|s| (s["name"].clone(), s["is_file_based"].clone()))
+                .collect::<Vec<_>>()
+        })
+    })
+    .await
+    .expect("the discovers");
+    let [ours, theirs] = file_based;
+    assert_eq!(ours, theirs);
+    assert_eq!(
+        ours,
+        vec![
+            (json!("documents"), json!(true)),
+            (json!("attachments"), json!(true))
+        ]
+    );
 }

@@ -225,7 +225,9 @@ file_extractor: {type: DpathExtractor, field_path: [ignored]}
     for r in records {
         let file = r.file_reference.as_ref().expect("a file reference");
         let relative = file.source_file_relative_path.as_deref().unwrap();
-        let name = relative.strip_prefix("docs/").expect("under the stream's name");
+        let name = relative
+            .strip_prefix("docs/")
+            .expect("under the stream's name");
         assert_eq!(name.len(), 36, "a UUID: {name}");
         assert!(name.chars().all(|c| c.is_ascii_hexdigit() || c == '-'));
         assert!(names.insert(name.to_string()), "names differ");
@@ -267,7 +269,12 @@ async fn a_failed_download_fails_the_stream_saying_which_file() {
     let staging = tempfile::tempdir().unwrap();
     // Without the API key, /files/3 answers 401.
     let uploader = UPLOADER.replace("  authenticator:", "  unused_authenticator:");
-    let out = read_with_staging(&docs_manifest(&uploader), &server, staging.path(), &["docs"]);
+    let out = read_with_staging(
+        &docs_manifest(&uploader),
+        &server,
+        staging.path(),
+        &["docs"],
+    );
     out.assert_failure();
     let (message, kind) = trace_error(&out);
     assert!(
@@ -290,7 +297,12 @@ async fn a_record_without_a_download_target_is_an_error() {
     let server = document_server().await;
     let staging = tempfile::tempdir().unwrap();
     let uploader = UPLOADER.replace("field_path: [url]", "field_path: [missing]");
-    let out = read_with_staging(&docs_manifest(&uploader), &server, staging.path(), &["docs"]);
+    let out = read_with_staging(
+        &docs_manifest(&uploader),
+        &server,
+        staging.path(),
+        &["docs"],
+    );
     out.assert_failure();
     let (message, _) = trace_error(&out);
     assert!(
@@ -298,7 +310,12 @@ async fn a_record_without_a_download_target_is_an_error() {
         "{message}"
     );
     let uploader = UPLOADER.replace("field_path: [url]", "field_path: [id]");
-    let out = read_with_staging(&docs_manifest(&uploader), &server, staging.path(), &["docs"]);
+    let out = read_with_staging(
+        &docs_manifest(&uploader),
+        &server,
+        staging.path(),
+        &["docs"],
+    );
     out.assert_failure();
     let (message, _) = trace_error(&out);
     assert!(
@@ -309,7 +326,12 @@ async fn a_record_without_a_download_target_is_an_error() {
         "\"{{ record.id }}/{{ record.name }}/\"",
         "\"../{{ record.name }}\"",
     );
-    let out = read_with_staging(&docs_manifest(&uploader), &server, staging.path(), &["docs"]);
+    let out = read_with_staging(
+        &docs_manifest(&uploader),
+        &server,
+        staging.path(),
+        &["docs"],
+    );
     out.assert_failure();
     let (message, _) = trace_error(&out);
     assert!(message.contains("'..' is not allowed"), "{message}");
@@ -372,10 +394,7 @@ page_size_reduction: {type: PageSizeReduction, backoff_seconds: 0}"#;
     );
     // Without the uploader the same stream loads.
     let without = one_stream("/items", handler, paginator, "");
-    manifest(&without)
-        .run()
-        .discover(&config)
-        .assert_success();
+    manifest(&without).run().discover(&config).assert_success();
     let out = manifest(&with_files).run().discover(&config);
     out.assert_failure();
     let (message, _) = trace_error(&out);
