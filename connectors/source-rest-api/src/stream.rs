@@ -193,9 +193,20 @@ impl StreamDef {
         })
     }
 
-    /// Reads the first page of the first slice, to see the stream works.
+    /// Reads the first page of the first slice, to see the stream works. With a
+    /// `file_uploader`, the first record's file is downloaded too, as airbyte-cdk's check
+    /// reads the first record through its uploader.
     pub async fn check(self: &Arc<Self>) -> Result<()> {
-        self.first_page_records().await.map(drop)
+        let pages = self.first_page_records().await?;
+        if let Some(uploader) = &self.file_uploader
+            && let Some(mut first) = pages
+                .iter()
+                .find_map(|p| p.get(0).transpose())
+                .transpose()?
+        {
+            uploader.upload(&self.name, &mut first).await?;
+        }
+        Ok(())
     }
 
     /// The records of the first page of the first slice (for schema detection).

@@ -405,3 +405,35 @@ page_size_reduction: {type: PageSizeReduction, backoff_seconds: 0}"#;
         "{message}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn check_downloads_the_first_record_s_file_as_airbyte_does() {
+    let server = document_server().await;
+    let staging = tempfile::tempdir().unwrap();
+    let run = |uploader: &str| {
+        manifest(&docs_manifest(uploader))
+            .run()
+            .env(
+                "AIRBYTE_STAGING_DIRECTORY",
+                &staging.path().display().to_string(),
+            )
+            .check(&config_for(&server))
+    };
+    let out = run(UPLOADER);
+    assert_eq!(
+        out.connection_status().status,
+        cdk::protocol::ConnectionStatus::Succeeded,
+        "{}",
+        out.describe()
+    );
+    assert_eq!(walk(staging.path()), 1, "only the first record's file");
+    let first = staging.path().join("docs/1/a.txt");
+    assert_eq!(std::fs::read(first).unwrap(), b"first file\n");
+    // A record without a download target fails the check, saying so.
+    let refused = UPLOADER.replace("field_path: [url]", "field_path: [missing_url]");
+    let out = run(&refused);
+    let status = out.connection_status();
+    assert_eq!(status.status, cdk::protocol::ConnectionStatus::Failed);
+    let message = status.message.clone().unwrap_or_default();
+    assert!(message.contains("found no download target"), "{message}");
+}
