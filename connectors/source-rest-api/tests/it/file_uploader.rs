@@ -437,3 +437,32 @@ async fn check_downloads_the_first_record_s_file_as_airbyte_does() {
     let message = status.message.clone().unwrap_or_default();
     assert!(message.contains("found no download target"), "{message}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_ignored_error_response_is_written_as_the_file_as_airbyte_does() {
+    let server = document_server().await;
+    let staging = tempfile::tempdir().unwrap();
+    // Without the API key /files/3 answers 401, which this error handler ignores.
+    let uploader = UPLOADER.replace(
+        "  authenticator:",
+        "  error_handler:\n    type: DefaultErrorHandler\n    response_filters:\n      - {type: HttpResponseFilter, action: IGNORE, http_codes: [401]}\n  unused_authenticator:",
+    );
+    let out = read_with_staging(
+        &docs_manifest(&uploader),
+        &server,
+        staging.path(),
+        &["docs"],
+    );
+    out.assert_success();
+    let records = record_messages(&out, "docs");
+    assert_eq!(records.len(), 3, "{}", out.describe());
+    let third = staging.path().join("docs/3/c.csv");
+    assert_eq!(std::fs::read(&third).unwrap(), b"no key");
+    assert_eq!(
+        records[2]
+            .file_reference
+            .as_ref()
+            .and_then(|f| f.file_size_bytes),
+        Some(6)
+    );
+}
