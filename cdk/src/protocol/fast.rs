@@ -148,6 +148,25 @@ mod tests {
         }
     }
 
+    /// A record carrying a `file_reference` (file-based streams): the direct reading takes it
+    /// and skips the key, as serde_json does.
+    #[test]
+    fn records_with_a_file_reference_read_the_same_either_way() {
+        let line = r#"{"type":"RECORD","record":{"stream":"docs","data":{"id":1},"emitted_at":7,"file_reference":{"staging_file_url":"/staging/files/docs/a.pdf","source_file_relative_path":"docs/a.pdf","file_size_bytes":12}}}"#;
+        let fast = super::super::scan::record(line).expect("the direct reading takes it");
+        assert_eq!(fast.data.get(), r#"{"id":1}"#);
+        assert_eq!(fast.emitted_at, 7);
+        agrees(line).unwrap();
+        // With the key first and an unknown key inside: still read.
+        let line = r#"{"type":"RECORD","record":{"file_reference":{"x":[1,{"y":null}],"file_size_bytes":1},"stream":"docs","data":{},"emitted_at":1}}"#;
+        assert!(super::super::scan::record(line).is_some());
+        agrees(line).unwrap();
+        // A broken file_reference is left to serde_json, which refuses the line.
+        let line = r#"{"type":"RECORD","record":{"stream":"docs","data":{},"emitted_at":1,"file_reference":{"a":}}}"#;
+        assert!(super::super::scan::record(line).is_none());
+        assert!(decode_line(line.as_bytes()).is_err());
+    }
+
     #[test]
     fn other_types_decode_fully_and_unknown_types_are_kept() {
         let state = br#"{"type":"STATE","state":{"type":"STREAM","stream":{"stream_descriptor":{"name":"s"}}}}"#;

@@ -140,6 +140,12 @@ pub trait Stream: Send + Sync + 'static {
         false
     }
 
+    /// True when each record comes with a file (sent with
+    /// [`RecordWriter::record_with_file`]); discover then marks the stream `is_file_based`.
+    fn is_file_based(&self) -> bool {
+        false
+    }
+
     /// What this read is expected to produce, for progress estimates (an ESTIMATE trace
     /// before the first record).
     async fn estimate(&self, _ctx: &ReadContext) -> Option<Estimate> {
@@ -170,6 +176,7 @@ pub trait Stream: Send + Sync + 'static {
         stream.default_cursor_field = self.default_cursor_field();
         stream.source_defined_cursor = Some(self.source_defined_cursor());
         stream.is_resumable = Some(self.is_resumable());
+        stream.is_file_based = self.is_file_based().then_some(true);
         stream
     }
 }

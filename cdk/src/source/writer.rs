@@ -117,6 +117,44 @@ impl RecordWriter {
         self.end_record(changes)
     }
 
+    /// Emits a record that comes with a file (a file-based stream): its data, and in
+    /// `file_reference` where the file was staged. Records without a file take
+    /// [`Self::record`] or [`Self::record_json`].
+    pub fn record_with_file<T: Serialize + ?Sized>(
+        &mut self,
+        data: &T,
+        file: &AirbyteRecordMessageFileReference,
+    ) -> Result<()> {
+        self.begin_record();
+        let start = self.buf.len() - self.prefix.len();
+        let written = serde_json::to_writer(&mut self.buf, data).and_then(|()| {
+            self.buf.extend_from_slice(br#","file_reference":"#);
+            serde_json::to_writer(&mut self.buf, file)
+        });
+        if let Err(e) = written {
+            self.buf.truncate(start);
+            return Err(Error::system(format!(
+                "stream '{}': a record could not be serialised: {e}",
+                self.descriptor
+            )));
+        }
+        self.end_record(&[])
+    }
+
+    /// [`Self::record_with_file`] for record data that is JSON the source built itself.
+    pub fn record_json_with_file(
+        &mut self,
+        json: TrustedJson<'_>,
+        file: &AirbyteRecordMessageFileReference,
+    ) -> Result<()> {
+        self.begin_record();
+        self.buf.extend_from_slice(json.0);
+        self.buf.extend_from_slice(br#","file_reference":"#);
+        // A struct of strings and an integer serialises infallibly.
+        let _ = serde_json::to_writer(&mut self.buf, file);
+        self.end_record(&[])
+    }
+
     /// Emits a record, then a state from `state` when one is due: the usual loop body of a
     /// stream that reads in cursor order.
     pub fn record_with_state<T: Serialize + ?Sized>(

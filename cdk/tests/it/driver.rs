@@ -501,3 +501,58 @@ async fn global_states_follow_the_records_of_every_stream() {
         "STARTED, RUNNING and COMPLETE for each stream"
     );
 }
+
+/// A record with a file: `file_reference` beside the data, valid by the protocol's schema, read
+/// back the same by the full decoder and by a destination's line decoder (which skips it).
+#[test]
+fn records_with_files_carry_their_file_reference() {
+    let out = Captured::default();
+    let file = AirbyteRecordMessageFileReference {
+        staging_file_url: Some("/staging/files/docs/a \"b\".pdf".into()),
+        source_file_relative_path: Some("docs/a \"b\".pdf".into()),
+        file_size_bytes: Some(12),
+    };
+    {
+        let mut w = RecordWriter::new(out.output(), StreamDescriptor::new("docs", None), 100);
+        w.record_with_file(&json!({"id": 1}), &file).unwrap();
+        w.record_json_with_file(cdk::TrustedJson::new(br#"{"id":2}"#), &file)
+            .unwrap();
+        w.record(&json!({"id": 3})).unwrap();
+        w.flush();
+    }
+    let text = out.text();
+    let records: Vec<&str> = text.lines().filter(|l| l.contains("RECORD")).collect();
+    assert_eq!(records.len(), 3, "{text}");
+    assert!(
+        records[0].contains(r#""file_reference":{"staging_file_url":"/staging/files/docs/a \"b\".pdf","source_file_relative_path":"docs/a \"b\".pdf","file_size_bytes":12}"#),
+        "{}",
+        records[0]
+    );
+    assert!(!records[2].contains("file_reference"), "{}", records[2]);
+    let schema = cdk::testing::protocol_schema();
+    for (i, line) in records.iter().enumerate() {
+        let value: Value = serde_json::from_str(line).unwrap();
+        if let Some(schema) = schema {
+            schema.validate_message(&value).unwrap();
+        }
+        let AirbyteMessage::Record { record } = serde_json::from_str(line).unwrap() else {
+            panic!("not a record: {line}");
+        };
+        assert_eq!(record.data, json!({"id": i + 1}));
+        let expected = (i < 2).then(|| file.clone());
+        assert_eq!(record.file_reference, expected, "{line}");
+        match decode_line(line.as_bytes()).unwrap() {
+            InputLine::Record(r) => {
+                assert_eq!(r.stream, "docs");
+                assert_eq!(r.data.get(), format!(r#"{{"id":{}}}"#, i + 1));
+            }
+            other => panic!("{line}: {other:?}"),
+        }
+    }
+    // The schema rejects a file_reference of the wrong shape: the check above can fail.
+    if let Some(schema) = schema {
+        let bad = json!({"type": "RECORD", "record": {"stream": "docs", "data": {}, "emitted_at": 1,
+            "file_reference": {"file_size_bytes": "12"}}});
+        assert!(schema.validate_message(&bad).is_err());
+    }
+}

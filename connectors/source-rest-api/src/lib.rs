@@ -19,6 +19,7 @@ pub mod dynamic;
 pub mod dynamic_schema;
 pub mod error_handler;
 pub mod expander;
+pub mod file_uploader;
 pub mod grouping;
 pub mod http;
 pub mod infer;

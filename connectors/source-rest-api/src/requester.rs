@@ -251,6 +251,17 @@ impl Requester {
 
     /// Sends the call; `None` when the error handler says to ignore the response.
     pub async fn send(&self, call: &Call<'_>) -> Result<Option<Response>> {
+        self.send_inner(call, false).await
+    }
+
+    /// Sends the call; a response the error handler says to ignore is returned all the same
+    /// (as airbyte-cdk's `send_request` returns it); `None` only for an ignored transport
+    /// error.
+    pub async fn send_keeping_ignored(&self, call: &Call<'_>) -> Result<Option<Response>> {
+        self.send_inner(call, true).await
+    }
+
+    async fn send_inner(&self, call: &Call<'_>, keep_ignored: bool) -> Result<Option<Response>> {
         if let Some(why) = &self.refused {
             return Err(cdk::Error::config(why.clone()));
         }
@@ -336,7 +347,7 @@ impl Requester {
                 }
                 Action::Ignore => {
                     tracing::info!(url = %redact_url(&req.url), %status, "ignoring the response as the error handler says");
-                    return Ok(None);
+                    return Ok(if keep_ignored { sent.ok() } else { None });
                 }
                 Action::Fail => return Err(failure(resolution.failure_type, describe())),
                 Action::RefreshTokenThenRetry if !refreshed => {

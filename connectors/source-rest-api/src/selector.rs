@@ -79,6 +79,14 @@ impl RecordSelector {
         })
     }
 
+    /// An extractor of values of any type, not only records: a `DpathExtractor` or a
+    /// `CombinedExtractor` applied to a record (a `FileUploader`'s `download_target_extractor`).
+    pub fn decode_value_extractor(node: Node<'_>, b: &Build) -> Result<Self> {
+        let mut out = Self::decode_extractor(node, b)?;
+        out.check_objects = false;
+        Ok(out)
+    }
+
     /// A selector that only extracts: a `DpathExtractor` or a `CombinedExtractor`.
     fn decode_extractor(node: Node<'_>, b: &Build) -> Result<Self> {
         let mut e = node.component(Some("DpathExtractor"))?;

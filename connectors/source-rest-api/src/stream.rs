@@ -12,6 +12,7 @@ use tokio::sync::mpsc;
 use crate::cursor::DatetimeCursor;
 use crate::decoder::Decoder;
 use crate::dependency::with_parent_state;
+use crate::file_uploader::FileUploader;
 use crate::interpolation::datetime::Dt;
 use crate::manifest::{Build, Node, unsupported_type};
 use crate::paginator::Paginator;
@@ -35,6 +36,8 @@ pub struct StreamDef {
     pub migrations: Vec<crate::migration::StateMigration>,
     /// A `StateDelegatingStream`'s incremental stream (this one is its full refresh stream).
     pub delegate: Option<crate::delegating::Delegate>,
+    /// `file_uploader`: each record's file is downloaded and sent with it.
+    pub file_uploader: Option<FileUploader>,
 }
 
 #[derive(Debug)]
@@ -62,7 +65,10 @@ impl StreamDef {
         if name.is_empty() {
             return Err(c.error("the stream has no name"));
         }
-        let file_uploader = c.get("file_uploader").is_some_and(|f| !f.is_null());
+        let file_uploader = c
+            .child("file_uploader")
+            .map(|n| FileUploader::decode(n, b))
+            .transpose()?;
         let primary_key = primary_key(c.get("primary_key")).map_err(|e| c.error(e))?;
         let transformations = c
             .children("transformations")?
@@ -95,6 +101,7 @@ impl StreamDef {
                 concurrency: 1,
                 migrations,
                 delegate: None,
+                file_uploader,
             });
         }
         if r.type_name != "SimpleRetriever" {
@@ -109,13 +116,7 @@ impl StreamDef {
             .get("record_selector")
             .and_then(|s| s.get("record_filter").cloned())
             .is_some_and(|f| !f.is_null());
-        let mut requester = Requester::decode(r.required_child("requester")?, b)?;
-        if file_uploader {
-            // Refused when the stream is read; spec and discover still work.
-            requester.refused = Some(format!(
-                "stream '{name}': file_uploader is not supported (this engine emits records, not files)"
-            ));
-        }
+        let requester = Requester::decode(r.required_child("requester")?, b)?;
         let mut selector =
             RecordSelector::decode(r.required_child("record_selector")?, b, transformations)?;
         selector.set_schema(&schema);
@@ -157,6 +158,9 @@ impl StreamDef {
             };
             crate::actions::Actions::decode(&mut r, b, &cx)?
         };
+        if file_uploader.is_some() {
+            refuse_with_files(&name, &actions)?;
+        }
         if router.as_ref().is_some_and(|r| r.reads_lazily()) {
             lazy_checks(&name, &requester, &actions, cursor.as_ref(), &decoder)
                 .map_err(|e| r.error(e))?;
@@ -185,12 +189,24 @@ impl StreamDef {
             concurrency: 1,
             migrations,
             delegate: None,
+            file_uploader,
         })
     }
 
-    /// Reads the first page of the first slice, to see the stream works.
+    /// Reads the first page of the first slice, to see the stream works. With a
+    /// `file_uploader`, the first record's file is downloaded too, as airbyte-cdk's check
+    /// reads the first record through its uploader.
     pub async fn check(self: &Arc<Self>) -> Result<()> {
-        self.first_page_records().await.map(drop)
+        let pages = self.first_page_records().await?;
+        if let Some(uploader) = &self.file_uploader
+            && let Some(mut first) = pages
+                .iter()
+                .find_map(|p| p.get(0).transpose())
+                .transpose()?
+        {
+            uploader.upload(&self.name, &mut first).await?;
+        }
+        Ok(())
     }
 
     /// The records of the first page of the first slice (for schema detection).
@@ -225,6 +241,26 @@ impl StreamDef {
         }
         Ok(pages)
     }
+}
+
+/// What airbyte-cdk refuses with a `file_uploader`: records already sent with their files
+/// would be sent again when a page or a window is read again.
+fn refuse_with_files(name: &str, actions: &crate::actions::Actions) -> Result<()> {
+    if actions.page_size.is_some() {
+        return Err(cdk::Error::config(format!(
+            "`page_size_reduction` cannot be used together with a `file_uploader` on stream {name}. The \
+             file uploader sends one request per record from inside the page's record generator, so a \
+             reduction asked for halfway through a page would re-emit the records already yielded by it."
+        )));
+    }
+    if actions.window.is_some() {
+        return Err(cdk::Error::config(format!(
+            "`request_window_splitting` cannot be used together with a `file_uploader` on stream {name}. \
+             The file uploader sends one request per record from inside the window's record generator, so \
+             a split requested partway through could re-emit records already yielded by it."
+        )));
+    }
+    Ok(())
 }
 
 /// What airbyte-cdk refuses with a parent stream read lazily. It checks the cursor and the
@@ -321,6 +357,10 @@ impl cdk::Stream for DeclarativeStream {
         self.0.cursor.as_ref().is_some_and(|c| !c.catalog_defined)
     }
 
+    fn is_file_based(&self) -> bool {
+        self.0.file_uploader.is_some()
+    }
+
     async fn read(&self, ctx: &ReadContext, out: &mut RecordWriter) -> Result<()> {
         let _group = match &self.1 {
             Some(lock) => Some(lock.lock().await),
@@ -380,12 +420,15 @@ impl cdk::Stream for DeclarativeStream {
                 }
                 Msg::Page { id, records } => {
                     let floor = floors.get(&id).copied().flatten();
-                    records.for_each(|r| {
+                    let mut keep = |r: &RecordRef<'_>| {
                         if let (Some(k), Some(cursor)) = (keeper.as_mut(), &stream.cursor) {
-                            match r.field(&cursor.cursor_field).and_then(|v| cursor.parse_value(&v)) {
+                            match r
+                                .field(&cursor.cursor_field)
+                                .and_then(|v| cursor.parse_value(&v))
+                            {
                                 Some(dt) => {
                                     if client_side_drops(cursor, floor, dt) {
-                                        return Ok(());
+                                        return false;
                                     }
                                     k.observe(id, dt);
                                 }
@@ -397,8 +440,25 @@ impl cdk::Stream for DeclarativeStream {
                                 None => {}
                             }
                         }
-                        write_record(out, r)
-                    })?;
+                        true
+                    };
+                    match &stream.file_uploader {
+                        None => records.for_each(|r| {
+                            if keep(&r) {
+                                write_record(out, r)
+                            } else {
+                                Ok(())
+                            }
+                        })?,
+                        Some(uploader) => {
+                            for mut record in records.into_values()? {
+                                if keep(&RecordRef::Value(&record)) {
+                                    let file = uploader.upload(&stream.name, &mut record).await?;
+                                    out.record_with_file(&record, &file)?;
+                                }
+                            }
+                        }
+                    }
                 }
                 Msg::Done { id } => {
                     floors.remove(&id);

@@ -13,4 +13,6 @@ mod components2_api;
 mod components_api;
 mod corpus;
 mod engines;
+mod properties_files;
+mod properties_files_api;
 mod reads;

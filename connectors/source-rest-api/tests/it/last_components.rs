@@ -1,6 +1,6 @@
 //! The last components of the manifest language once refused: `QueryProperties` (given or
 //! fetched property lists, chunking, merging by key, selection from the catalog),
-//! `RateLimitedMultipleTokenAuthenticator`, and a stream's `file_uploader`.
+//! `RateLimitedMultipleTokenAuthenticator` (a stream's `file_uploader` is in `file_uploader.rs`).
 
 use super::*;
 

@@ -7,6 +7,7 @@ mod async_retriever;
 mod auth;
 mod components;
 mod errors;
+mod file_uploader;
 mod filtered_pages;
 mod incremental;
 mod language;

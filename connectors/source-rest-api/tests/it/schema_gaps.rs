@@ -1123,21 +1123,3 @@ async fn stream_groups_block_simultaneous_reads() {
         "{at:?}"
     );
 }
-
-#[test]
-fn what_is_still_refused_is_named_when_read() {
-    let check = |yaml: &str| {
-        let m = manifest(yaml);
-        let config = json!({"base_url": "http://127.0.0.1:9"});
-        // Discover still works, as airbyte-cdk's discover does.
-        assert_eq!(m.run().discover(&config).catalog().streams.len(), 1);
-        let out = m.run().check(&config);
-        out.connection_status().message.clone().unwrap_or_default()
-    };
-    let files = one_stream("/items", "", "", "file_uploader: {type: FileUploader}");
-    let message = check(&files);
-    assert!(
-        message.contains("file_uploader is not supported"),
-        "{message}"
-    );
-}
