@@ -1,0 +1,784 @@
+//! `RateLimitedMultipleTokenAuthenticator`: rotates between interchangeable tokens, counting
+//! each token's calls per quota pool (`TokenQuota`), as airbyte-cdk does.
+//!
+//! The pools of every token are read from the `QuotaStatusSource` at the first request (one
+//! request per token). Each request is classified into the first pool whose matchers match it
+//! (else the first pool without matchers, else the first pool), charged to the active token,
+//! and signed with `<auth_method> <token>` in `header`. A spent token makes the next one active;
+//! when every token is spent the request waits for the earliest reset (at least 5 s, within
+//! `max_wait_time`) and the pools are read again, or fails as transient when the reset is too
+//! far. Pools with response headers are reconciled with every response, and a rate-limited
+//! response whose token is spent is retried at once on another token. When every token runs
+//! below its reserve, requests are spread over the time left until the reset.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use cdk::{Error, Result};
+use serde_json::{Value, json};
+
+use super::Authenticator;
+use crate::budget::{Matcher, Request};
+use crate::http::Prepared;
+use crate::interpolation::datetime::{PyDuration, parse_loose};
+use crate::interpolation::literal::py_str;
+use crate::interpolation::{Vars, to_mj};
+use crate::manifest::{Build, Component, Node};
+use crate::request_option::RequestParts;
+use crate::requester::{Call, Requester};
+
+/// Longest proactive throttling delay before one request (seconds).
+const MAX_BUDGET_DELAY: f64 = 10.0;
+/// Shortest wait for a reset when every token is spent (seconds).
+const MIN_EXHAUSTION_WAIT: f64 = 5.0;
+/// How far a response's reset may trail the pool's and still be the current window (seconds).
+const RESET_SKEW_TOLERANCE: f64 = 60.0;
+/// How often a long wait for a reset is logged (seconds).
+const HEARTBEAT: f64 = 60.0;
+
+/// A quota pool (`TokenQuota`).
+#[derive(Debug)]
+struct Quota {
+    name: String,
+    remaining_path: Vec<String>,
+    reset_path: Vec<String>,
+    limit_path: Option<Vec<String>>,
+    matchers: Vec<Matcher>,
+    remaining_header: Option<String>,
+    reset_header: Option<String>,
+    limit_header: Option<String>,
+    exhaustion_codes: Vec<u16>,
+}
+
+impl Quota {
+    fn response_aware(&self) -> bool {
+        self.remaining_header.is_some()
+            || self.reset_header.is_some()
+            || self.limit_header.is_some()
+            || !self.exhaustion_codes.is_empty()
+    }
+}
+
+/// One token's count for one pool.
+#[derive(Debug, Clone)]
+struct Pool {
+    remaining: i64,
+    /// Seconds since the epoch.
+    reset_at: f64,
+    limit: i64,
+    /// False when the status endpoint said quotas are not tracked (`remaining` is then 0).
+    tracked: bool,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    /// Pools by token, then by pool name; empty until the first request.
+    pools: HashMap<String, HashMap<String, Pool>>,
+    /// Index of the active token in the rotation.
+    active: usize,
+    budget_logged: bool,
+    unmatched_logged: bool,
+    untracked_logged: bool,
+}
+
+/// What a request does next: use a token (after a throttling delay) or wait for a reset.
+enum Step {
+    Use(String, Option<f64>),
+    Wait(f64),
+}
+
+/// The authenticator.
+#[derive(Debug)]
+pub struct TokenQuotas {
+    tokens: Vec<String>,
+    quotas: Vec<Quota>,
+    status: Box<Requester>,
+    status_url: String,
+    status_headers: Vec<(String, String)>,
+    auth_method: String,
+    header: String,
+    max_wait: f64,
+    reserve_fraction: f64,
+    min_reserve: f64,
+    state: Mutex<State>,
+    /// Held while the pools are read from the status endpoint; true once they were.
+    seeded: tokio::sync::Mutex<bool>,
+}
+
+fn now_secs() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// Python's `str()` of a template's value, stripped.
+fn eval_text(c: &Component<'_>, b: &Build, key: &str, raw: &str) -> Result<String> {
+    let v = c.template_of(b, key, raw)?.eval(&Vars::new())?;
+    let mut text = String::new();
+    py_str(&to_mj(&v), &mut text);
+    Ok(text.trim().to_string())
+}
+
+/// A string field where an empty value means the default, as airbyte-cdk reads it.
+fn non_empty(c: &mut Component<'_>, key: &str, default: &str) -> Result<String> {
+    Ok(c.opt_str(key)?
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| default.to_string()))
+}
+
+fn codes(c: &mut Component<'_>, key: &str) -> Result<Vec<u16>> {
+    match c.get(key) {
+        None | Some(Value::Null) => Ok(Vec::new()),
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|v| {
+                v.as_u64()
+                    .and_then(|n| u16::try_from(n).ok())
+                    .ok_or_else(|| c.error(format!("'{key}' must list status codes, got {v}")))
+            })
+            .collect(),
+        Some(other) => Err(c.error(format!("'{key}' must be a list, got {other}"))),
+    }
+}
+
+fn decode_tokens(c: &mut Component<'_>, b: &Build) -> Result<Vec<String>> {
+    let delimiter = non_empty(c, "token_delimiter", ",")?;
+    let tokens = match c.get("tokens") {
+        Some(Value::String(s)) => eval_text(c, b, "tokens", &s)?
+            .split(delimiter.as_str())
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .map(String::from)
+            .collect(),
+        Some(Value::Array(items)) => {
+            let mut tokens = Vec::new();
+            for item in items {
+                let raw = match item {
+                    Value::String(s) => s,
+                    other => other.to_string(),
+                };
+                let token = eval_text(c, b, "tokens", &raw)?;
+                if !token.is_empty() {
+                    tokens.push(token);
+                }
+            }
+            tokens
+        }
+        None | Some(Value::Null) => return Err(c.error("the field 'tokens' is required")),
+        Some(other) => {
+            return Err(c.error(format!(
+                "'tokens' must be a string or a list of strings, got {other}"
+            )));
+        }
+    };
+    if tokens.is_empty() {
+        return Err(Error::config(
+            "authentication tokens are missing from the configuration \
+             (the RateLimitedMultipleTokenAuthenticator has no token)",
+        ));
+    }
+    for t in &tokens {
+        cdk::secrets::register(t);
+    }
+    Ok(tokens)
+}
+
+fn decode_quota(node: Node<'_>, b: &Build) -> Result<(Quota, Value)> {
+    let mut c = node.component(Some("TokenQuota"))?;
+    c.expect(&["TokenQuota"])?;
+    let name = c.str("name")?;
+    let path = |c: &mut Component<'_>, key: &str| -> Result<Vec<String>> {
+        c.string_list(key)?
+            .ok_or_else(|| c.error(format!("the field '{key}' is required")))
+    };
+    let remaining_path = path(&mut c, "remaining_path")?;
+    let reset_path = path(&mut c, "reset_path")?;
+    let limit_path = c.string_list("limit_path")?;
+    let nodes = c.children("matchers")?;
+    let raw_matchers: Vec<Value> = nodes.iter().map(|n| n.value.clone()).collect();
+    let matchers = nodes
+        .into_iter()
+        .map(|n| Matcher::decode(n, b))
+        .collect::<Result<Vec<_>>>()?;
+    let remaining_header = c.opt_str("remaining_header")?.filter(|s| !s.is_empty());
+    let reset_header = c.opt_str("reset_header")?.filter(|s| !s.is_empty());
+    let limit_header = c.opt_str("limit_header")?.filter(|s| !s.is_empty());
+    let exhaustion_codes = codes(&mut c, "exhaustion_status_codes")?;
+    c.finish()?;
+    let key = json!([
+        name,
+        remaining_path,
+        reset_path,
+        limit_path,
+        raw_matchers,
+        remaining_header,
+        reset_header,
+        limit_header,
+        exhaustion_codes
+    ]);
+    Ok((
+        Quota {
+            name,
+            remaining_path,
+            reset_path,
+            limit_path,
+            matchers,
+            remaining_header,
+            reset_header,
+            limit_header,
+            exhaustion_codes,
+        },
+        key,
+    ))
+}
+
+/// The requester of the quota status endpoint: its URL and headers come with each call; the
+/// `unavailable_status_codes` are ignored responses, every other failure fails.
+fn status_requester(method: &str, unavailable: &[u16], b: &Build) -> Result<Requester> {
+    let mut v =
+        json!({"type": "HttpRequester", "url_base": "http://localhost", "http_method": method});
+    if !unavailable.is_empty() {
+        v["error_handler"] = json!({"type": "DefaultErrorHandler", "response_filters": [
+            {"type": "HttpResponseFilter", "action": "IGNORE", "http_codes": unavailable}
+        ]});
+    }
+    Requester::decode(Node::root(&v), b)
+}
+
+/// Decodes the authenticator; identical definitions (once evaluated) share one.
+pub fn decode(c: &mut Component<'_>, b: &Build) -> Result<Arc<dyn Authenticator>> {
+    let tokens = decode_tokens(c, b)?;
+    let mut quotas = Vec::new();
+    let mut quota_keys = Vec::new();
+    for n in c.children("quotas")? {
+        let (q, k) = decode_quota(n, b)?;
+        quotas.push(q);
+        quota_keys.push(k);
+    }
+    if quotas.is_empty() {
+        return Err(c.error("quota pool configuration is missing: 'quotas' lists no TokenQuota"));
+    }
+    let mut s = c
+        .required_child("quota_status_source")?
+        .component(Some("QuotaStatusSource"))?;
+    s.expect(&["QuotaStatusSource"])?;
+    let raw_url = s.str("url")?;
+    let status_url = eval_text(&s, b, "url", &raw_url)?;
+    let method = match s.opt_str("http_method")?.as_deref() {
+        None | Some("GET") => "GET",
+        Some("POST") => "POST",
+        Some(other) => {
+            return Err(s.error(format!("http_method must be GET or POST, got '{other}'")));
+        }
+    };
+    let mut status_headers = Vec::new();
+    match s.get("request_headers") {
+        None | Some(Value::Null) => {}
+        Some(Value::Object(m)) => {
+            for (k, v) in m {
+                let raw = match v {
+                    Value::String(t) => t,
+                    other => other.to_string(),
+                };
+                status_headers.push((k.clone(), eval_text(&s, b, "request_headers", &raw)?));
+            }
+        }
+        Some(other) => {
+            return Err(s.error(format!("'request_headers' must be a mapping, got {other}")));
+        }
+    }
+    let mut unavailable = codes(&mut s, "unavailable_status_codes")?;
+    unavailable.sort_unstable();
+    unavailable.dedup();
+    s.finish()?;
+    let auth_method = non_empty(c, "auth_method", "Bearer")?;
+    let header = non_empty(c, "header", "Authorization")?;
+    let raw_wait = non_empty(c, "max_wait_time", "PT2H")?;
+    let wait_text = eval_text(c, b, "max_wait_time", &raw_wait)?;
+    let wait = PyDuration::parse(&wait_text).map_err(|e| c.error(format!("max_wait_time: {e}")))?;
+    if wait.months != 0 {
+        return Err(c.error(format!(
+            "max_wait_time must be a fixed-length ISO 8601 duration (e.g. 'PT2H'); calendar-unit durations like '{wait_text}' are not supported"
+        )));
+    }
+    let max_wait = wait.total_seconds();
+    let reserve_fraction = c.opt_f64("budget_reserve_fraction")?.unwrap_or(0.1);
+    let min_reserve = c.opt_f64("budget_min_reserve")?.unwrap_or(50.0);
+    let key = format!(
+        "RateLimitedMultipleTokenAuthenticator|{}",
+        json!([
+            tokens,
+            quota_keys,
+            status_url,
+            method,
+            status_headers,
+            unavailable,
+            auth_method,
+            header,
+            max_wait,
+            reserve_fraction,
+            min_reserve
+        ])
+    );
+    let mut auths = b.auths.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(existing) = auths.get(&key) {
+        return Ok(existing.clone());
+    }
+    let auth: Arc<dyn Authenticator> = Arc::new(TokenQuotas {
+        status: Box::new(status_requester(method, &unavailable, b)?),
+        tokens,
+        quotas,
+        status_url,
+        status_headers,
+        auth_method,
+        header,
+        max_wait,
+        reserve_fraction,
+        min_reserve,
+        state: Mutex::new(State::default()),
+        seeded: tokio::sync::Mutex::new(false),
+    });
+    auths.insert(key, auth.clone());
+    Ok(auth)
+}
+
+/// A number of calls from the status response, as Python's `int()` reads it.
+fn count(v: &Value) -> Option<i64> {
+    match v {
+        Value::Number(n) => n.as_i64().or_else(|| n.as_f64().map(|f| f.trunc() as i64)),
+        Value::String(s) => s.trim().parse().ok(),
+        Value::Bool(b) => Some(i64::from(*b)),
+        _ => None,
+    }
+}
+
+/// A reset time as airbyte-cdk's `ab_datetime_parse` reads it: epoch seconds (a number or
+/// digits, at most ten) or an ISO 8601 datetime.
+fn reset_time(v: &Value) -> Option<f64> {
+    let epoch = |n: i64| (n >= 0 && n.to_string().len() <= 10).then_some(n as f64);
+    match v {
+        Value::Number(n) => n.as_i64().and_then(epoch),
+        Value::String(s) if !s.is_empty() && s.bytes().all(|c| c.is_ascii_digit()) => {
+            s.parse().ok().and_then(epoch)
+        }
+        Value::String(s) => parse_loose(s)
+            .ok()
+            .map(|dt| dt.timestamp() as f64 + f64::from(dt.timestamp_subsec_micros()) / 1e6),
+        _ => None,
+    }
+}
+
+fn header<'h>(headers: &'h [(String, String)], name: Option<&str>) -> Option<&'h str> {
+    let name = name?;
+    headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
+}
+
+impl TokenQuotas {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The pool a request counts against.
+    fn quota_of(&self, req: &Prepared) -> &Quota {
+        let url = crate::http::build_url(&req.url, &req.parts.params).ok();
+        let matched = url.as_ref().and_then(|url| {
+            let r = Request {
+                method: req.method.as_str(),
+                url,
+                headers: &req.parts.headers,
+            };
+            self.quotas
+                .iter()
+                .find(|q| !q.matchers.is_empty() && q.matchers.iter().any(|m| m.matches(&r)))
+        });
+        if let Some(q) = matched {
+            return q;
+        }
+        if let Some(q) = self.quotas.iter().find(|q| q.matchers.is_empty()) {
+            return q;
+        }
+        let mut state = self.lock();
+        if !state.unmatched_logged {
+            state.unmatched_logged = true;
+            tracing::warn!(
+                url = %crate::requester::redact_url(&req.url),
+                pool = %self.quotas[0].name,
+                "the request matches no quota pool; it counts against the first pool (consider a default pool without matchers)"
+            );
+        }
+        &self.quotas[0]
+    }
+
+    /// The token a request was signed with, when it is one of ours.
+    fn sender(&self, req: &Prepared, state: &State) -> Option<String> {
+        let value = header(&req.parts.headers, Some(&self.header))?;
+        let token = match self.auth_method.as_str() {
+            "" => value.trim(),
+            m => value.strip_prefix(&format!("{m} "))?.trim(),
+        };
+        state.pools.contains_key(token).then(|| token.to_string())
+    }
+
+    /// Reads every token's pools from the status endpoint.
+    async fn fetch(&self, token: &str) -> Result<HashMap<String, Pool>> {
+        let vars = Vars::new();
+        let mut extra = RequestParts::default();
+        for (k, v) in &self.status_headers {
+            extra.set_header(k.clone(), v.clone());
+        }
+        let value = format!("{} {token}", self.auth_method).trim().to_string();
+        extra.set_header(self.header.clone(), value);
+        let call = Call {
+            vars: &vars,
+            extra,
+            path_override: Some(self.status_url.clone()),
+            notice: None,
+        };
+        let sent = self
+            .status
+            .send(&call)
+            .await
+            .map_err(|e| e.context("reading the token quota status failed"))?;
+        let Some(resp) = sent else {
+            return Ok(self
+                .quotas
+                .iter()
+                .map(|q| {
+                    let pool = Pool {
+                        remaining: 0,
+                        reset_at: now_secs(),
+                        limit: 0,
+                        tracked: false,
+                    };
+                    (q.name.clone(), pool)
+                })
+                .collect());
+        };
+        let body: Value = serde_json::from_slice(&resp.body)
+            .map_err(|e| Error::system(format!("the quota status response is not JSON: {e}")))?;
+        let mut pools = HashMap::new();
+        for q in &self.quotas {
+            let at = |path: &[String], what: &str| -> Result<&Value> {
+                path.iter()
+                    .try_fold(&body, |v, k| v.as_object().and_then(|m| m.get(k)))
+                    .ok_or_else(|| {
+                        Error::system(format!(
+                            "the quota status response does not contain the {what} path {path:?} of the token quota '{}'",
+                            q.name
+                        ))
+                    })
+            };
+            let bad = |what: &str, v: &Value| {
+                Error::system(format!(
+                    "the quota status response has no usable {what} for the token quota '{}': {v}",
+                    q.name
+                ))
+            };
+            let remaining_v = at(&q.remaining_path, "remaining")?;
+            let reset_v = at(&q.reset_path, "reset")?;
+            let remaining = count(remaining_v).ok_or_else(|| bad("remaining", remaining_v))?;
+            let reset_at = reset_time(reset_v).ok_or_else(|| bad("reset", reset_v))?;
+            let limit = match &q.limit_path {
+                Some(p) => {
+                    let v = at(p, "limit")?;
+                    count(v).ok_or_else(|| bad("limit", v))?
+                }
+                None => remaining,
+            };
+            pools.insert(
+                q.name.clone(),
+                Pool {
+                    remaining,
+                    reset_at,
+                    limit,
+                    tracked: true,
+                },
+            );
+        }
+        Ok(pools)
+    }
+
+    /// Reads every token's pools and replaces the counts.
+    async fn seed(&self) -> Result<()> {
+        let mut all = HashMap::new();
+        for token in &self.tokens {
+            let pools = self.fetch(token).await?;
+            all.insert(token.clone(), pools);
+        }
+        let mut state = self.lock();
+        let untracked = all
+            .values()
+            .filter(|pools| pools.values().any(|p| !p.tracked))
+            .count();
+        state.pools = all;
+        state.budget_logged = false;
+        if untracked > 0 && !state.untracked_logged {
+            state.untracked_logged = true;
+            tracing::info!(
+                untracked,
+                tokens = state.pools.len(),
+                "the quota status endpoint reports that rate limiting is unavailable: those tokens are used without quota tracking"
+            );
+        }
+        Ok(())
+    }
+
+    async fn ensure_seeded(&self) -> Result<()> {
+        let mut seeded = self.seeded.lock().await;
+        if !*seeded {
+            self.seed().await?;
+            *seeded = true;
+        }
+        Ok(())
+    }
+
+    /// Reads the pools again after a wait, unless another request already did.
+    async fn refresh(&self, quota: &Quota) -> Result<()> {
+        let _guard = self.seeded.lock().await;
+        let still = {
+            let state = self.lock();
+            self.all_spent(&state, &quota.name)
+        };
+        if still { self.seed().await } else { Ok(()) }
+    }
+
+    fn pool<'s>(&self, state: &'s State, token: &str, quota: &str) -> Option<&'s Pool> {
+        state.pools.get(token).and_then(|p| p.get(quota))
+    }
+
+    fn all_spent(&self, state: &State, quota: &str) -> bool {
+        self.tokens.iter().all(|t| {
+            self.pool(state, t, quota)
+                .is_some_and(|p| p.remaining <= 0 && p.tracked)
+        })
+    }
+
+    /// The delay that spreads the last calls until the reset, when every token is in reserve.
+    fn budget_delay(&self, state: &State, quota: &str, active: &str) -> Option<f64> {
+        let pools: Vec<&Pool> = self
+            .tokens
+            .iter()
+            .filter_map(|t| self.pool(state, t, quota))
+            .collect();
+        if pools.iter().any(|p| !p.tracked) {
+            return None;
+        }
+        let reserve = |p: &Pool| self.min_reserve.max(p.limit as f64 * self.reserve_fraction);
+        if !pools.iter().all(|p| p.remaining as f64 <= reserve(p)) {
+            return None;
+        }
+        let to_reset = (self.pool(state, active, quota)?.reset_at - now_secs()).max(0.0);
+        let total: i64 = pools.iter().map(|p| p.remaining.max(0)).sum();
+        if total <= 0 || to_reset <= 0.0 {
+            return None;
+        }
+        Some((to_reset / total as f64).min(MAX_BUDGET_DELAY))
+    }
+
+    /// Charges one call of `quota` to a token and returns the token.
+    async fn acquire(&self, quota: &Quota) -> Result<String> {
+        let mut deadline: Option<Instant> = None;
+        loop {
+            let step = {
+                let mut state = self.lock();
+                let n = self.tokens.len();
+                let token = self.tokens[state.active % n].clone();
+                let pool = state
+                    .pools
+                    .get_mut(&token)
+                    .and_then(|p| p.get_mut(&quota.name))
+                    .ok_or_else(|| Error::system("the token quotas were not read"))?;
+                if !pool.tracked {
+                    // Nothing is counted: the tokens take turns.
+                    state.active = (state.active + 1) % n;
+                    return Ok(token);
+                }
+                if pool.remaining > 0 {
+                    pool.remaining -= 1;
+                    let delay = self.budget_delay(&state, &quota.name, &token);
+                    Step::Use(token, delay)
+                } else if !self.all_spent(&state, &quota.name) {
+                    state.active = (state.active + 1) % n;
+                    continue;
+                } else {
+                    let now = Instant::now();
+                    let end = *deadline.get_or_insert_with(|| {
+                        now + Duration::from_secs_f64(self.max_wait.max(0.0))
+                    });
+                    let budget = end.saturating_duration_since(now).as_secs_f64();
+                    let to_reset = self
+                        .tokens
+                        .iter()
+                        .filter_map(|t| self.pool(&state, t, &quota.name))
+                        .map(|p| p.reset_at - now_secs())
+                        .fold(f64::INFINITY, f64::min);
+                    if budget <= 0.0 || to_reset >= budget {
+                        return Err(Error::transient(format!(
+                            "the rate limit is exceeded for all provided tokens: every token's quota \
+                         '{}' is spent and the next reset is beyond max_wait_time",
+                            quota.name
+                        )));
+                    }
+                    Step::Wait(to_reset.max(MIN_EXHAUSTION_WAIT).min(budget))
+                }
+            };
+            let wait = match step {
+                Step::Use(token, delay) => {
+                    self.throttle(delay, quota).await;
+                    return Ok(token);
+                }
+                Step::Wait(w) => w,
+            };
+            tracing::info!(
+                quota = %quota.name,
+                wait_seconds = wait.round(),
+                "all tokens are exhausted: waiting until the rate limit resets"
+            );
+            sleep_with_heartbeat(wait, &quota.name).await;
+            self.refresh(quota).await?;
+        }
+    }
+
+    async fn throttle(&self, delay: Option<f64>, quota: &Quota) {
+        let Some(delay) = delay.filter(|d| *d >= 0.1) else {
+            return;
+        };
+        {
+            let mut state = self.lock();
+            if !state.budget_logged {
+                state.budget_logged = true;
+                tracing::info!(quota = %quota.name, delay_seconds = delay, "token quotas: throttling requests to spread the calls left until the reset");
+            }
+        }
+        tokio::time::sleep(Duration::from_secs_f64(delay)).await;
+    }
+}
+
+async fn sleep_with_heartbeat(total: f64, quota: &str) {
+    let mut left = total;
+    while left > 0.0 {
+        let chunk = left.min(HEARTBEAT);
+        tokio::time::sleep(Duration::from_secs_f64(chunk)).await;
+        left -= chunk;
+        if left > 0.0 {
+            tracing::info!(
+                quota,
+                left_seconds = left.round(),
+                "rate limit exhausted: waiting for the reset"
+            );
+        }
+    }
+}
+
+#[async_trait]
+impl Authenticator for TokenQuotas {
+    async fn apply(&self, _parts: &mut RequestParts) -> Result<()> {
+        Err(Error::system(
+            "the RateLimitedMultipleTokenAuthenticator signs whole requests only",
+        ))
+    }
+
+    async fn sign(&self, req: &mut Prepared) -> Result<()> {
+        self.ensure_seeded().await?;
+        let quota = self.quota_of(req);
+        let token = self.acquire(quota).await?;
+        let value = format!("{} {token}", self.auth_method).trim().to_string();
+        req.parts.set_header(self.header.clone(), value);
+        Ok(())
+    }
+
+    fn observe(&self, req: &Prepared, status: u16, headers: &[(String, String)]) {
+        let quota = self.quota_of(req);
+        if !quota.response_aware() {
+            return;
+        }
+        let int =
+            |name: Option<&str>| header(headers, name).and_then(|v| v.trim().parse::<i64>().ok());
+        let mut remaining = int(quota.remaining_header.as_deref());
+        if remaining.is_none() && quota.exhaustion_codes.contains(&status) {
+            remaining = Some(0);
+        }
+        let reset = header(headers, quota.reset_header.as_deref())
+            .and_then(|v| reset_time(&Value::String(v.to_string())));
+        let limit = int(quota.limit_header.as_deref());
+        if remaining.is_none() && limit.is_none() && reset.is_none() {
+            return;
+        }
+        let mut state = self.lock();
+        let Some(token) = self.sender(req, &state) else {
+            return;
+        };
+        let Some(pool) = state
+            .pools
+            .get_mut(&token)
+            .and_then(|p| p.get_mut(&quota.name))
+        else {
+            return;
+        };
+        if !pool.tracked {
+            return;
+        }
+        if let Some(l) = limit
+            && l > 0
+            && reset.is_none_or(|r| r >= pool.reset_at)
+        {
+            pool.limit = l;
+        }
+        match (reset, remaining) {
+            (Some(r), _) if r > pool.reset_at => {
+                pool.reset_at = r;
+                pool.remaining = remaining.unwrap_or(pool.limit);
+            }
+            (_, Some(n))
+                if (n <= 0 && quota.exhaustion_codes.contains(&status))
+                    || reset.is_none_or(|r| r >= pool.reset_at - RESET_SKEW_TOLERANCE) =>
+            {
+                pool.remaining = pool.remaining.min(n);
+            }
+            _ => {}
+        }
+    }
+
+    fn has_alternative(&self, req: &Prepared) -> bool {
+        let quota = self.quota_of(req);
+        let state = self.lock();
+        let Some(sender) = self.sender(req, &state) else {
+            return false;
+        };
+        match self.pool(&state, &sender, &quota.name) {
+            Some(p) if p.tracked && p.remaining <= 0 => self.tokens.iter().any(|t| {
+                *t != sender
+                    && self
+                        .pool(&state, t, &quota.name)
+                        .is_some_and(|p| p.remaining > 0)
+            }),
+            _ => false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reset_times_read_as_airbyte_reads_them() {
+        assert_eq!(reset_time(&json!(1_700_000_000)), Some(1_700_000_000.0));
+        assert_eq!(reset_time(&json!("1700000000")), Some(1_700_000_000.0));
+        assert_eq!(reset_time(&json!("17000000000")), None);
+        assert_eq!(reset_time(&json!(-5)), None);
+        assert_eq!(
+            reset_time(&json!("2023-11-14T22:13:20Z")),
+            Some(1_700_000_000.0)
+        );
+        assert_eq!(reset_time(&json!(1.5)), None);
+        assert_eq!(count(&json!("12")), Some(12));
+        assert_eq!(count(&json!(7.9)), Some(7));
+        assert_eq!(count(&Value::Null), None);
+    }
+}
