@@ -14,3 +14,4 @@ mod components_api;
 mod corpus;
 mod engines;
 mod reads;
+mod token_quota;
