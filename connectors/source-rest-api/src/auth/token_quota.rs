@@ -765,6 +765,136 @@ impl Authenticator for TokenQuotas {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::http::Method;
+
+    /// Two tokens `a`, `b` with one pool read from the `X-Left`/`X-Reset`/`X-Limit` headers,
+    /// 429 meaning spent; `a` has 10 of 100 calls left until 1000 s past the epoch, `b` none.
+    fn two_tokens() -> TokenQuotas {
+        let b = Build::new(&json!({}), None, 1);
+        let quota = Quota {
+            name: "core".into(),
+            remaining_path: vec![],
+            reset_path: vec![],
+            limit_path: None,
+            matchers: vec![],
+            remaining_header: Some("X-Left".into()),
+            reset_header: Some("X-Reset".into()),
+            limit_header: Some("X-Limit".into()),
+            exhaustion_codes: vec![429],
+        };
+        let pool = |remaining| Pool {
+            remaining,
+            reset_at: 1000.0,
+            limit: 100,
+            tracked: true,
+        };
+        let mut state = State::default();
+        for (t, n) in [("a", 10), ("b", 0)] {
+            state
+                .pools
+                .insert(t.into(), HashMap::from([("core".to_string(), pool(n))]));
+        }
+        TokenQuotas {
+            tokens: vec!["a".into(), "b".into()],
+            quotas: vec![quota],
+            status: Box::new(status_requester("GET", &[], &b).unwrap()),
+            status_url: String::new(),
+            status_headers: vec![],
+            auth_method: "Bearer".into(),
+            header: "Authorization".into(),
+            max_wait: 7200.0,
+            reserve_fraction: 0.1,
+            min_reserve: 50.0,
+            state: Mutex::new(state),
+            seeded: tokio::sync::Mutex::new(true),
+        }
+    }
+
+    fn signed(by: &str) -> Prepared {
+        let mut parts = RequestParts::default();
+        parts.set_header("Authorization".into(), by.into());
+        Prepared {
+            method: Method::Get,
+            url: "http://h/x".into(),
+            parts,
+        }
+    }
+
+    fn pool_of(q: &TokenQuotas, token: &str) -> (i64, f64, i64) {
+        let state = q.lock();
+        let p = q.pool(&state, token, "core").unwrap();
+        (p.remaining, p.reset_at, p.limit)
+    }
+
+    fn headers(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn responses_reconcile_the_pool_of_the_token_that_sent_them() {
+        let q = two_tokens();
+        let a = signed("Bearer a");
+        // Same window: the count only goes down.
+        q.observe(&a, 200, &headers(&[("X-Left", "20"), ("X-Reset", "1000")]));
+        assert_eq!(pool_of(&q, "a"), (10, 1000.0, 100));
+        q.observe(&a, 200, &headers(&[("x-left", " 7 ")]));
+        assert_eq!(pool_of(&q, "a").0, 7);
+        // A window more than 60 s older is ignored, unless it is a rate limit saying zero.
+        q.observe(&a, 200, &headers(&[("X-Left", "0"), ("X-Reset", "900")]));
+        assert_eq!(pool_of(&q, "a").0, 7);
+        q.observe(&a, 200, &headers(&[("X-Left", "3"), ("X-Reset", "950")]));
+        assert_eq!(pool_of(&q, "a").0, 3);
+        // A later reset is a new window: its count, or the limit without one.
+        q.observe(&a, 200, &headers(&[("X-Reset", "2000"), ("X-Limit", "50")]));
+        assert_eq!(pool_of(&q, "a"), (50, 2000.0, 50));
+        // An older window's limit is not taken.
+        q.observe(&a, 200, &headers(&[("X-Limit", "70"), ("X-Reset", "1500")]));
+        assert_eq!(pool_of(&q, "a").2, 50);
+        // A rate limit without a count spends the pool, even from an older window.
+        q.observe(&a, 429, &headers(&[("X-Reset", "100")]));
+        assert_eq!(pool_of(&q, "a").0, 0);
+        // Requests signed otherwise are not ours.
+        q.observe(&signed("token b"), 200, &headers(&[("X-Reset", "5000")]));
+        q.observe(&signed("Bearer zz"), 200, &headers(&[("X-Reset", "5000")]));
+        assert_eq!(pool_of(&q, "b"), (0, 1000.0, 100));
+    }
+
+    #[test]
+    fn calls_in_reserve_are_spread_until_the_reset() {
+        let q = two_tokens();
+        let set = |token: &str, remaining: i64, reset_in: f64| {
+            let mut state = q.lock();
+            let p = state.pools.get_mut(token).unwrap().get_mut("core").unwrap();
+            p.remaining = remaining;
+            p.reset_at = now_secs() + reset_in;
+        };
+        // 10 calls left in all, below the reserve of 50: 50 s until the reset → 5 s each.
+        set("a", 10, 50.0);
+        let delay = q.budget_delay(&q.lock(), "core", "a").unwrap();
+        assert!((4.9..=5.0).contains(&delay), "{delay}");
+        // Capped at 10 s; none once the reset has passed or above the reserve.
+        set("a", 10, 5000.0);
+        assert_eq!(q.budget_delay(&q.lock(), "core", "a"), Some(10.0));
+        set("a", 10, -1.0);
+        assert_eq!(q.budget_delay(&q.lock(), "core", "a"), None);
+        set("a", 51, 50.0);
+        assert_eq!(q.budget_delay(&q.lock(), "core", "a"), None);
+    }
+
+    #[test]
+    fn a_spent_sender_has_an_alternative_only_when_another_token_has_calls() {
+        let q = two_tokens();
+        // a still has calls: the rejection was not about it.
+        assert!(!q.has_alternative(&signed("Bearer a")));
+        // b is spent and a has calls.
+        assert!(q.has_alternative(&signed("Bearer b")));
+        q.observe(&signed("Bearer a"), 429, &[]);
+        assert!(!q.has_alternative(&signed("Bearer b")));
+        assert!(!q.has_alternative(&signed("Basic b")));
+    }
 
     #[test]
     fn reset_times_read_as_airbyte_reads_them() {
