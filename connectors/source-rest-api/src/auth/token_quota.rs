@@ -197,7 +197,17 @@ fn decode_quota(node: Node<'_>, b: &Build) -> Result<(Quota, Value)> {
     let reset_path = path(&mut c, "reset_path")?;
     let limit_path = c.string_list("limit_path")?;
     let nodes = c.children("matchers")?;
-    let raw_matchers: Vec<Value> = nodes.iter().map(|n| n.value.clone()).collect();
+    // The key of shared definitions leaves `$parameters` aside, as airbyte-cdk's does.
+    let raw_matchers: Vec<Value> = nodes
+        .iter()
+        .map(|n| {
+            let mut v = n.value.clone();
+            if let Value::Object(m) = &mut v {
+                m.remove("$parameters");
+            }
+            v
+        })
+        .collect();
     let matchers = nodes
         .into_iter()
         .map(|n| Matcher::decode(n, b))
@@ -247,6 +257,58 @@ fn status_requester(method: &str, unavailable: &[u16], b: &Build) -> Result<Requ
     Requester::decode(Node::root(&v), b)
 }
 
+/// Where each token's quotas are read (`QuotaStatusSource`), evaluated.
+struct StatusSource {
+    url: String,
+    method: &'static str,
+    headers: Vec<(String, String)>,
+    unavailable: Vec<u16>,
+}
+
+impl StatusSource {
+    fn decode(c: &mut Component<'_>, b: &Build) -> Result<Self> {
+        let mut s = c
+            .required_child("quota_status_source")?
+            .component(Some("QuotaStatusSource"))?;
+        s.expect(&["QuotaStatusSource"])?;
+        let raw_url = s.str("url")?;
+        let status_url = eval_text(&s, b, "url", &raw_url)?;
+        let method = match s.opt_str("http_method")?.as_deref() {
+            None | Some("GET") => "GET",
+            Some("POST") => "POST",
+            Some(other) => {
+                return Err(s.error(format!("http_method must be GET or POST, got '{other}'")));
+            }
+        };
+        let mut status_headers = Vec::new();
+        match s.get("request_headers") {
+            None | Some(Value::Null) => {}
+            Some(Value::Object(m)) => {
+                for (k, v) in m {
+                    let raw = match v {
+                        Value::String(t) => t,
+                        other => other.to_string(),
+                    };
+                    status_headers.push((k.clone(), eval_text(&s, b, "request_headers", &raw)?));
+                }
+            }
+            Some(other) => {
+                return Err(s.error(format!("'request_headers' must be a mapping, got {other}")));
+            }
+        }
+        let mut unavailable = codes(&mut s, "unavailable_status_codes")?;
+        unavailable.sort_unstable();
+        unavailable.dedup();
+        s.finish()?;
+        Ok(StatusSource {
+            url: status_url,
+            method,
+            headers: status_headers,
+            unavailable,
+        })
+    }
+}
+
 /// Decodes the authenticator; identical definitions (once evaluated) share one.
 pub fn decode(c: &mut Component<'_>, b: &Build) -> Result<Arc<dyn Authenticator>> {
     let tokens = decode_tokens(c, b)?;
@@ -260,39 +322,7 @@ pub fn decode(c: &mut Component<'_>, b: &Build) -> Result<Arc<dyn Authenticator>
     if quotas.is_empty() {
         return Err(c.error("quota pool configuration is missing: 'quotas' lists no TokenQuota"));
     }
-    let mut s = c
-        .required_child("quota_status_source")?
-        .component(Some("QuotaStatusSource"))?;
-    s.expect(&["QuotaStatusSource"])?;
-    let raw_url = s.str("url")?;
-    let status_url = eval_text(&s, b, "url", &raw_url)?;
-    let method = match s.opt_str("http_method")?.as_deref() {
-        None | Some("GET") => "GET",
-        Some("POST") => "POST",
-        Some(other) => {
-            return Err(s.error(format!("http_method must be GET or POST, got '{other}'")));
-        }
-    };
-    let mut status_headers = Vec::new();
-    match s.get("request_headers") {
-        None | Some(Value::Null) => {}
-        Some(Value::Object(m)) => {
-            for (k, v) in m {
-                let raw = match v {
-                    Value::String(t) => t,
-                    other => other.to_string(),
-                };
-                status_headers.push((k.clone(), eval_text(&s, b, "request_headers", &raw)?));
-            }
-        }
-        Some(other) => {
-            return Err(s.error(format!("'request_headers' must be a mapping, got {other}")));
-        }
-    }
-    let mut unavailable = codes(&mut s, "unavailable_status_codes")?;
-    unavailable.sort_unstable();
-    unavailable.dedup();
-    s.finish()?;
+    let source = StatusSource::decode(c, b)?;
     let auth_method = non_empty(c, "auth_method", "Bearer")?;
     let header = non_empty(c, "header", "Authorization")?;
     let raw_wait = non_empty(c, "max_wait_time", "PT2H")?;
@@ -311,10 +341,10 @@ pub fn decode(c: &mut Component<'_>, b: &Build) -> Result<Arc<dyn Authenticator>
         json!([
             tokens,
             quota_keys,
-            status_url,
-            method,
-            status_headers,
-            unavailable,
+            source.url,
+            source.method,
+            source.headers,
+            source.unavailable,
             auth_method,
             header,
             max_wait,
@@ -322,16 +352,17 @@ pub fn decode(c: &mut Component<'_>, b: &Build) -> Result<Arc<dyn Authenticator>
             min_reserve
         ])
     );
+    let status = Box::new(status_requester(source.method, &source.unavailable, b)?);
     let mut auths = b.auths.lock().unwrap_or_else(|p| p.into_inner());
     if let Some(existing) = auths.get(&key) {
         return Ok(existing.clone());
     }
     let auth: Arc<dyn Authenticator> = Arc::new(TokenQuotas {
-        status: Box::new(status_requester(method, &unavailable, b)?),
+        status,
         tokens,
         quotas,
-        status_url,
-        status_headers,
+        status_url: source.url,
+        status_headers: source.headers,
         auth_method,
         header,
         max_wait,
@@ -461,11 +492,16 @@ impl TokenQuotas {
         };
         let body: Value = serde_json::from_slice(&resp.body)
             .map_err(|e| Error::system(format!("the quota status response is not JSON: {e}")))?;
+        self.pools_from(&body)
+    }
+
+    /// Each pool's count in a quota status response, at the pool's paths.
+    fn pools_from(&self, body: &Value) -> Result<HashMap<String, Pool>> {
         let mut pools = HashMap::new();
         for q in &self.quotas {
             let at = |path: &[String], what: &str| -> Result<&Value> {
                 path.iter()
-                    .try_fold(&body, |v, k| v.as_object().and_then(|m| m.get(k)))
+                    .try_fold(body, |v, k| v.as_object().and_then(|m| m.get(k)))
                     .ok_or_else(|| {
                         Error::system(format!(
                             "the quota status response does not contain the {what} path {path:?} of the token quota '{}'",
@@ -584,64 +620,80 @@ impl TokenQuotas {
     async fn acquire(&self, quota: &Quota) -> Result<String> {
         let mut deadline: Option<Instant> = None;
         loop {
-            let step = {
-                let mut state = self.lock();
-                let n = self.tokens.len();
-                let token = self.tokens[state.active % n].clone();
-                let pool = state
-                    .pools
-                    .get_mut(&token)
-                    .and_then(|p| p.get_mut(&quota.name))
-                    .ok_or_else(|| Error::system("the token quotas were not read"))?;
-                if !pool.tracked {
-                    // Nothing is counted: the tokens take turns.
-                    state.active = (state.active + 1) % n;
-                    return Ok(token);
-                }
-                if pool.remaining > 0 {
-                    pool.remaining -= 1;
-                    let delay = self.budget_delay(&state, &quota.name, &token);
-                    Step::Use(token, delay)
-                } else if !self.all_spent(&state, &quota.name) {
-                    state.active = (state.active + 1) % n;
-                    continue;
-                } else {
-                    let now = Instant::now();
-                    let end = *deadline.get_or_insert_with(|| {
-                        now + Duration::from_secs_f64(self.max_wait.max(0.0))
-                    });
-                    let budget = end.saturating_duration_since(now).as_secs_f64();
-                    let to_reset = self
-                        .tokens
-                        .iter()
-                        .filter_map(|t| self.pool(&state, t, &quota.name))
-                        .map(|p| p.reset_at - now_secs())
-                        .fold(f64::INFINITY, f64::min);
-                    if budget <= 0.0 || to_reset >= budget {
-                        return Err(Error::transient(format!(
-                            "the rate limit is exceeded for all provided tokens: every token's quota \
-                         '{}' is spent and the next reset is beyond max_wait_time",
-                            quota.name
-                        )));
-                    }
-                    Step::Wait(to_reset.max(MIN_EXHAUSTION_WAIT).min(budget))
-                }
-            };
-            let wait = match step {
+            match self.step(quota, &mut deadline)? {
                 Step::Use(token, delay) => {
                     self.throttle(delay, quota).await;
                     return Ok(token);
                 }
-                Step::Wait(w) => w,
-            };
-            tracing::info!(
-                quota = %quota.name,
-                wait_seconds = wait.round(),
-                "all tokens are exhausted: waiting until the rate limit resets"
-            );
-            sleep_with_heartbeat(wait, &quota.name).await;
-            self.refresh(quota).await?;
+                Step::Wait(wait) => {
+                    tracing::info!(
+                        quota = %quota.name,
+                        wait_seconds = wait.round(),
+                        "all tokens are exhausted: waiting until the rate limit resets"
+                    );
+                    sleep_with_heartbeat(wait, &quota.name).await;
+                    self.refresh(quota).await?;
+                }
+            }
         }
+    }
+
+    /// Picks the token for a call of `quota` (passing over spent ones), or says how long to
+    /// wait when all are spent; `deadline` bounds the waits of one request by `max_wait_time`.
+    fn step(&self, quota: &Quota, deadline: &mut Option<Instant>) -> Result<Step> {
+        let mut state = self.lock();
+        let n = self.tokens.len();
+        loop {
+            let token = self.tokens[state.active % n].clone();
+            let pool = state
+                .pools
+                .get_mut(&token)
+                .and_then(|p| p.get_mut(&quota.name))
+                .ok_or_else(|| Error::system("the token quotas were not read"))?;
+            if !pool.tracked {
+                // Nothing is counted: the tokens take turns.
+                state.active = (state.active + 1) % n;
+                return Ok(Step::Use(token, None));
+            }
+            if pool.remaining > 0 {
+                pool.remaining -= 1;
+                let delay = self.budget_delay(&state, &quota.name, &token);
+                return Ok(Step::Use(token, delay));
+            }
+            if self.all_spent(&state, &quota.name) {
+                return self
+                    .exhaustion_wait(&state, quota, deadline)
+                    .map(Step::Wait);
+            }
+            state.active = (state.active + 1) % n;
+        }
+    }
+
+    /// How long to wait for the earliest reset, or the error when it is beyond the deadline.
+    fn exhaustion_wait(
+        &self,
+        state: &State,
+        quota: &Quota,
+        deadline: &mut Option<Instant>,
+    ) -> Result<f64> {
+        let now = Instant::now();
+        let end =
+            *deadline.get_or_insert_with(|| now + Duration::from_secs_f64(self.max_wait.max(0.0)));
+        let budget = end.saturating_duration_since(now).as_secs_f64();
+        let to_reset = self
+            .tokens
+            .iter()
+            .filter_map(|t| self.pool(state, t, &quota.name))
+            .map(|p| p.reset_at - now_secs())
+            .fold(f64::INFINITY, f64::min);
+        if budget <= 0.0 || to_reset >= budget {
+            return Err(Error::transient(format!(
+                "the rate limit is exceeded for all provided tokens: every token's quota '{}' is \
+                 spent and the next reset is beyond max_wait_time",
+                quota.name
+            )));
+        }
+        Ok(to_reset.max(MIN_EXHAUSTION_WAIT).min(budget))
     }
 
     async fn throttle(&self, delay: Option<f64>, quota: &Quota) {
