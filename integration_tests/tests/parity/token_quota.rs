@@ -3,6 +3,8 @@
 //! which token served each record and gives each token's calls left, so that both engines must
 //! pick the same token for every request.
 
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use cdk::testing::http::{Mock, MockServer, Request, ResponseTemplate, matchers};
@@ -43,15 +45,18 @@ fn signer(req: &Request) -> Option<&'static str> {
     }
 }
 
-fn reset() -> u64 {
+fn epoch_in(secs: u64) -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
-        + 3600
+        + secs
 }
 
+/// The clients (user agent, token) that read the `waiting` quotas already.
+type Seen = Arc<Mutex<HashSet<(String, &'static str)>>>;
+
 /// Each token's quotas, for the stream named by `for`.
-fn status(req: &Request) -> ResponseTemplate {
+fn status(seen: &Seen, req: &Request) -> ResponseTemplate {
     let Some(who) = signer(req) else {
         return ResponseTemplate::new(401).set_body_string("unknown token");
     };
@@ -63,9 +68,29 @@ fn status(req: &Request) -> ResponseTemplate {
         ("rotating", "one") => (2, 0),
         ("searched", "one") => (0, 1),
         ("searched", _) => (0, 10),
+        ("waiting", _) => {
+            let agent = req
+                .headers
+                .get("user-agent")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_string();
+            let first = seen
+                .lock()
+                .map(|mut s| s.insert((agent, who)))
+                .unwrap_or(false);
+            if first {
+                return quotas(0, 0, epoch_in(1));
+            }
+            (5, 0)
+        }
         _ => (100, 0),
     };
-    let reset = reset();
+    quotas(core, search, epoch_in(3600))
+}
+
+/// A quota status body.
+fn quotas(core: i64, search: i64, reset: u64) -> ResponseTemplate {
     ResponseTemplate::new(200).set_body_json(json!({"resources": {
         "core": {"remaining": core, "reset": reset, "limit": 5000},
         "search": {"remaining": search, "reset": reset.to_string(), "limit": 30}
@@ -108,8 +133,9 @@ fn page(stream: &str, req: &Request) -> ResponseTemplate {
 
 async fn start() -> MockServer {
     let server = MockServer::start().await;
+    let seen = Seen::default();
     Mock::given(matchers::path("/quota/rate_limit"))
-        .respond_with(status)
+        .respond_with(move |req: &Request| status(&seen, req))
         .mount(&server)
         .await;
     for (path, stream) in [
@@ -118,6 +144,7 @@ async fn start() -> MockServer {
         ("/quota/reconciled", "reconciled"),
         ("/quota/limited", "limited"),
         ("/quota/untracked", "untracked"),
+        ("/quota/waiting", "waiting"),
     ] {
         Mock::given(matchers::path(path))
             .respond_with(move |req: &Request| page(stream, req))
@@ -147,7 +174,7 @@ fn served(records: &std::collections::BTreeMap<String, Vec<String>>, stream: &st
 
 /// RateLimitedMultipleTokenAuthenticator, TokenQuota, QuotaStatusSource: rotation as quotas run
 /// out, pools matched by path, counts reconciled from a response header, a 429 retried on the
-/// other token, untracked quotas taking turns.
+/// other token, untracked quotas taking turns, a wait for the reset when every token is spent.
 #[tokio::test(flavor = "multi_thread")]
 async fn token_quotas_rotate_match_reconcile_and_retry() {
     let server = start().await;
@@ -160,6 +187,7 @@ async fn token_quotas_rotate_match_reconcile_and_retry() {
             ("reconciled", None),
             ("limited", None),
             ("untracked", None),
+            ("waiting", None),
         ],
         json!({"base_url": server.uri(), "tokens": format!(" {ONE} , {TWO} "),
                "tok_a": ONE, "tok_b": TWO}),
@@ -172,6 +200,7 @@ async fn token_quotas_rotate_match_reconcile_and_retry() {
         ("reconciled", 7),
         ("limited", 3),
         ("untracked", 5),
+        ("waiting", 5),
     ] {
         assert_eq!(
             count(&records, stream),
@@ -198,4 +227,5 @@ async fn token_quotas_rotate_match_reconcile_and_retry() {
     let mut untracked = pages(&[&one, &two, &one]);
     untracked.truncate(5);
     assert_eq!(served(&records, "untracked"), untracked);
+    assert_eq!(served(&records, "waiting"), vec![one.clone(); 5]);
 }
