@@ -6,7 +6,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use cdk::testing::http::{MockServer, Request, ResponseTemplate};
+use cdk::testing::http::{Mock, MockServer, Request, ResponseTemplate, matchers};
 use serde_json::{Value, json};
 
 use crate::*;
@@ -378,4 +378,45 @@ fn definitions_airbyte_refuses_are_refused() {
     let out = manifest(&yaml).run().discover(&base);
     out.assert_failure();
     assert!(trace_error(&out).0.contains("quota"), "{}", out.describe());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_quota_status_is_read_as_its_source_says_inside_a_selective_authenticator() {
+    let server = MockServer::start().await;
+    Mock::given(matchers::path("/rate_limit"))
+        .and(matchers::method("POST"))
+        .and(matchers::header("X-Api-Version", "v-2024"))
+        .and(matchers::header("Authorization", "Bearer t1"))
+        .respond_with(quota_body(5, 3600))
+        .mount(&server)
+        .await;
+    serve(&server, "/items", |req: &Request| {
+        match header_of(req, "authorization").as_str() {
+            "Bearer t1" => json_response(json!({"data": [{"id": 1}]})),
+            _ => ResponseTemplate::new(401),
+        }
+    })
+    .await;
+    let head = r#"tokens: ["{{ config['tokens'] }}"]
+quota_status_source:
+  type: QuotaStatusSource
+  url: "{{ config['base_url'] }}/rate_limit"
+  http_method: POST
+  request_headers: {X-Api-Version: "v-{{ config['version'] }}"}"#;
+    let selective = format!(
+        "type: SelectiveAuthenticator\nauthenticator_selection_path: [mode]\nauthenticators:\n  quotas:\n{}\n  none: {{type: NoAuth}}",
+        indent(&auth_with(head, "", ""), 4)
+    );
+    let yaml = one_stream(
+        "/items",
+        &format!("authenticator:\n{}", indent(&selective, 2)),
+        "",
+        "",
+    );
+    let mut config = config(&server, "t1");
+    config["version"] = json!(2024);
+    config["mode"] = json!("quotas");
+    let out = manifest(&yaml).read(&config, &["items"]);
+    out.assert_success();
+    assert_eq!(ids(&out, "items"), vec![1]);
 }
