@@ -58,8 +58,9 @@ struct Moving {
     log: VecDeque<(Instant, u64)>,
 }
 
+/// An `HttpRequestRegexMatcher` (also what classifies requests into token quota pools).
 #[derive(Debug)]
-struct Matcher {
+pub(crate) struct Matcher {
     method: Option<String>,
     url_base: Option<String>,
     path: Option<regex::Regex>,
@@ -380,7 +381,7 @@ impl Moving {
 }
 
 impl Matcher {
-    fn decode(node: Node<'_>, b: &Build) -> Result<Self> {
+    pub(crate) fn decode(node: Node<'_>, b: &Build) -> Result<Self> {
         let mut c = node.component(Some("HttpRequestRegexMatcher"))?;
         c.expect(&["HttpRequestRegexMatcher"])?;
         let method = c.opt_str("method")?.map(|m| m.to_uppercase());
@@ -419,7 +420,7 @@ impl Matcher {
         })
     }
 
-    fn matches(&self, req: &Request<'_>) -> bool {
+    pub(crate) fn matches(&self, req: &Request<'_>) -> bool {
         if self.method.as_deref().is_some_and(|m| m != req.method) {
             return false;
         }

@@ -21,6 +21,9 @@ use crate::request_option::RequestParts;
 /// Longest total wait on retries of one request (Airbyte's `max_time`).
 const MAX_RETRY_TIME: Duration = Duration::from_secs(600);
 
+/// The wait before retrying a rate-limited request on another token (seconds).
+const TOKEN_ROTATION_WAIT: f64 = 0.1;
+
 /// Called with the expected reset time (ms since the epoch) while waiting on a rate limit.
 pub type RateLimitNotice<'a> = &'a (dyn Fn(Option<i64>) + Send + Sync);
 
@@ -270,10 +273,11 @@ impl Requester {
         let mut refreshed = false;
         loop {
             let mut req = self.prepare(call)?;
-            self.auth.apply(&mut req.parts).await?;
+            self.auth.sign(&mut req).await?;
             let sent = self.build.http.send(&req, self.timeouts).await;
             let (resolution, headers, status, body) = match &sent {
                 Ok(resp) => {
+                    self.auth.observe(&req, resp.status, &resp.headers);
                     let vars = if self.error_handler.needs_vars() {
                         self.filter_vars(resp)
                     } else {
@@ -368,9 +372,14 @@ impl Requester {
                             format!("gave up after {attempt} attempts: {}", describe()),
                         ));
                     }
-                    let wait = self
-                        .error_handler
-                        .backoff_seconds(&headers, &body, attempt)?;
+                    // airbyte-cdk retries a rate-limited request on another token at once,
+                    // without asking the backoff strategies, when the authenticator has one.
+                    let wait = if rate_limited && self.auth.has_alternative(&req) {
+                        TOKEN_ROTATION_WAIT
+                    } else {
+                        self.error_handler
+                            .backoff_seconds(&headers, &body, attempt)?
+                    };
                     if started.elapsed().as_secs_f64() + wait > MAX_RETRY_TIME.as_secs_f64() {
                         return Err(failure(
                             resolution.failure_type,

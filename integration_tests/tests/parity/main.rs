@@ -16,3 +16,4 @@ mod engines;
 mod properties_files;
 mod properties_files_api;
 mod reads;
+mod token_quota;

@@ -2,13 +2,15 @@
 //! `BearerAuthenticator`, `BasicHttpAuthenticator`, and the token-holding
 //! `OAuthAuthenticator` ([`oauth`]) and `SessionTokenAuthenticator` ([`session`]), and
 //! `JwtAuthenticator` ([`jwt`]); `SelectiveAuthenticator` ([`selective`]) picks one of them by
-//! a config value.
+//! a config value; `RateLimitedMultipleTokenAuthenticator` ([`token_quota`]) rotates tokens by
+//! their quotas, which is why an authenticator sees the whole request and every response.
 
 mod jwt;
 pub mod legacy;
 mod oauth;
 mod selective;
 mod session;
+mod token_quota;
 
 use std::sync::Arc;
 
@@ -17,6 +19,7 @@ use base64::Engine as _;
 use cdk::{Error, Result};
 use serde_json::Value;
 
+use crate::http::Prepared;
 use crate::interpolation::{Template, Vars};
 use crate::manifest::{Build, Node, unsupported_type};
 use crate::request_option::{RequestOption, RequestParts};
@@ -28,9 +31,24 @@ pub trait Authenticator: Send + Sync + std::fmt::Debug {
 
     /// Forgets a token so the next request gets a new one (`REFRESH_TOKEN_THEN_RETRY`).
     async fn invalidate(&self) {}
+
+    /// Adds credentials to a whole request, whose method and URL it may depend on. Called
+    /// before every attempt; by default [`Authenticator::apply`] to its parts.
+    async fn sign(&self, req: &mut Prepared) -> Result<()> {
+        self.apply(&mut req.parts).await
+    }
+
+    /// Sees the response to a request it signed (every attempt, before the error handler).
+    fn observe(&self, _req: &Prepared, _status: u16, _headers: &[(String, String)]) {}
+
+    /// True when a rate-limited `req` can be retried at once with another credential instead
+    /// of waiting out the rate limit.
+    fn has_alternative(&self, _req: &Prepared) -> bool {
+        false
+    }
 }
 
-const SUPPORTED: [&str; 9] = [
+const SUPPORTED: [&str; 10] = [
     "LegacySessionTokenAuthenticator",
     "NoAuth",
     "ApiKeyAuthenticator",
@@ -40,6 +58,7 @@ const SUPPORTED: [&str; 9] = [
     "SessionTokenAuthenticator",
     "JwtAuthenticator",
     "SelectiveAuthenticator",
+    "RateLimitedMultipleTokenAuthenticator",
 ];
 
 pub fn none() -> Arc<dyn Authenticator> {
@@ -88,6 +107,7 @@ pub fn decode(node: Node<'_>, b: &Build) -> Result<Arc<dyn Authenticator>> {
         "JwtAuthenticator" => Arc::new(jwt::Jwt::decode(&mut c, b)?),
         "LegacySessionTokenAuthenticator" => Arc::new(legacy::Legacy::decode(&mut c, b)?),
         "SelectiveAuthenticator" => selective::decode(&mut c, b)?,
+        "RateLimitedMultipleTokenAuthenticator" => token_quota::decode(&mut c, b)?,
         other => return Err(unsupported_type(other, c.at(), &SUPPORTED)),
     };
     c.finish()?;

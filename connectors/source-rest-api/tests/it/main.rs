@@ -17,6 +17,7 @@ mod pagination;
 mod schema_gaps;
 mod simple;
 mod substreams;
+mod token_quota;
 mod transforms;
 
 use std::path::PathBuf;
