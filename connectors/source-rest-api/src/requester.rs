@@ -40,9 +40,6 @@ pub struct Requester {
     error_handler: ErrorHandler,
     timeouts: Timeouts,
     build: Build,
-    /// Why this requester's requests are refused (a component the engine does not implement,
-    /// refused when a request is made so that spec and discover still work).
-    pub refused: Option<String>,
     /// The `QueryProperties` of `request_parameters`, sent by the read as one request per chunk.
     pub query_properties: Option<QueryProperties>,
 }
@@ -157,7 +154,6 @@ impl Requester {
             error_handler,
             timeouts,
             build: b.clone(),
-            refused: None,
             query_properties,
         })
     }
@@ -265,9 +261,6 @@ impl Requester {
     }
 
     async fn send_inner(&self, call: &Call<'_>, keep_ignored: bool) -> Result<Option<Response>> {
-        if let Some(why) = &self.refused {
-            return Err(cdk::Error::config(why.clone()));
-        }
         let started = Instant::now();
         let mut attempt: u32 = 0;
         let mut refreshed = false;

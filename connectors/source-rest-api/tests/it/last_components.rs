@@ -1,6 +1,6 @@
-//! The last components of the manifest language once refused: `QueryProperties` (given or
-//! fetched property lists, chunking, merging by key, selection from the catalog),
-//! `RateLimitedMultipleTokenAuthenticator` (a stream's `file_uploader` is in `file_uploader.rs`).
+//! `QueryProperties`, one of the last components of the manifest language once refused: given
+//! or fetched property lists, chunking, merging by key, selection from the catalog (the others
+//! have their own files: `token_quota.rs`, `file_uploader.rs`).
 
 use super::*;
 
