@@ -127,6 +127,13 @@ pub async fn load<W: BatchWriter>(
     {
         options.commit_interval = Duration::from_millis(ms);
     }
+    // And its size twin: acknowledge states at least every this many MiB of input.
+    if let Some(mib) = std::env::var("CDK_COMMIT_MB")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+    {
+        options.commit_bytes = mib.max(1) << 20;
+    }
     // And one to decode on the loader's task only.
     if let Some(threads) = std::env::var(decode::THREADS_VAR)
         .ok()

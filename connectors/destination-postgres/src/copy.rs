@@ -78,7 +78,11 @@ impl Encoder {
 
     /// The encoded rows so far, leaving the encoder empty.
     pub fn take(&mut self) -> Bytes {
-        self.buf.split().freeze()
+        let rows = self.buf.split().freeze();
+        // The next batch is likely as large: room for it at once spares growing (and
+        // copying) the buffer step by step.
+        self.buf.reserve(rows.len());
+        rows
     }
 
     pub fn row_start(&mut self, columns: usize) {

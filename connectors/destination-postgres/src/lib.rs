@@ -15,6 +15,20 @@ mod value;
 mod writer;
 
 use cdk::destination::{Input, LoaderOptions, load};
+
+/// States are acknowledged (after a commit) every this many bytes of input (or 15 s): each
+/// commit drains both COPY streams, so fewer of them keep the server busy. With a dedup
+/// stream, the kit's 64 MiB: rows encoded while a merge runs are held until the commit.
+fn commit_bytes(catalog: &ConfiguredAirbyteCatalog) -> usize {
+    let dedups = catalog
+        .streams
+        .iter()
+        .any(|s| s.destination_sync_mode == DestinationSyncMode::AppendDedup);
+    match dedups {
+        true => LoaderOptions::default().commit_bytes,
+        false => 256 << 20,
+    }
+}
 use cdk::protocol::*;
 use cdk::{Destination, Error, Output, Result};
 
@@ -91,7 +105,10 @@ impl Destination for DestinationPostgres {
             catalog,
             &self.supported_sync_modes(),
             &mut writer,
-            LoaderOptions::default(),
+            LoaderOptions {
+                commit_bytes: commit_bytes(catalog),
+                ..LoaderOptions::default()
+            },
             output,
         )
         .await
