@@ -8,16 +8,20 @@ use std::sync::Mutex;
 
 use crate::protocol::AirbyteRecordMessageMeta;
 
-/// Records of one stream: their `data` texts in one buffer, plus offsets and metadata.
+/// Records of one stream: their `data` texts in one buffer, plus offsets and metadata, and
+/// where each record's top-level fields lie when the loader's decoding found them.
 #[derive(Debug, Default)]
 pub struct Batch {
     text: String,
     records: Vec<Entry>,
+    fields: Vec<[u32; 4]>,
 }
 
 #[derive(Debug)]
 struct Entry {
     end: usize,
+    /// The end of its fields in `fields`; `None` when they were not noted.
+    fields_end: Option<usize>,
     emitted_at: i64,
     meta: Option<Box<AirbyteRecordMessageMeta>>,
 }
@@ -27,13 +31,17 @@ struct Entry {
 pub struct RecordRef<'a> {
     /// The record's `data`, a JSON object's text exactly as received.
     pub data: &'a str,
+    /// Where each top-level field of `data` lies, as the loader's decoding found them (key
+    /// start and end without its quotes, value start and end; the keys have no escapes), so
+    /// that a destination need not scan `data` again; `None` when they were not noted.
+    pub fields: Option<&'a [[u32; 4]]>,
     /// Epoch milliseconds.
     pub emitted_at: i64,
     /// Changes the source made to the record.
     pub meta: Option<&'a AirbyteRecordMessageMeta>,
 }
 
-type Spare = Mutex<Vec<(String, Vec<Entry>)>>;
+type Spare = Mutex<Vec<(String, Vec<Entry>, Vec<[u32; 4]>)>>;
 
 /// Spare buffers: a few batches' worth (a writer may hold some while the loader fills more).
 static SPARE: Spare = Mutex::new(Vec::new());
@@ -53,7 +61,11 @@ impl Batch {
 
     fn from_spare(spare: &Spare) -> Self {
         match spare.lock().ok().and_then(|mut spare| spare.pop()) {
-            Some((text, records)) => Self { text, records },
+            Some((text, records, fields)) => Self {
+                text,
+                records,
+                fields,
+            },
             None => Self::default(),
         }
     }
@@ -67,9 +79,11 @@ impl Batch {
         {
             let mut text = std::mem::take(&mut self.text);
             let mut records = std::mem::take(&mut self.records);
+            let mut fields = std::mem::take(&mut self.fields);
             text.clear();
             records.clear();
-            spare.push((text, records));
+            fields.clear();
+            spare.push((text, records, fields));
         }
     }
 
@@ -80,19 +94,26 @@ impl Batch {
         emitted_at: i64,
         meta: Option<AirbyteRecordMessageMeta>,
     ) {
-        self.push_boxed(data, emitted_at, boxed_meta(meta));
+        self.push_boxed(data, None, emitted_at, boxed_meta(meta));
     }
 
-    /// [`push`](Self::push) with the metadata already through [`boxed_meta`].
+    /// [`push`](Self::push) with the metadata already through [`boxed_meta`], and where the
+    /// fields of `data` lie when known.
     pub(crate) fn push_boxed(
         &mut self,
         data: &str,
+        fields: Option<&[[u32; 4]]>,
         emitted_at: i64,
         meta: Option<Box<AirbyteRecordMessageMeta>>,
     ) {
         self.text.push_str(data);
+        let fields_end = fields.map(|fields| {
+            self.fields.extend_from_slice(fields);
+            self.fields.len()
+        });
         self.records.push(Entry {
             end: self.text.len(),
+            fields_end,
             emitted_at,
             meta,
         });
@@ -120,23 +141,42 @@ impl Batch {
             return rest;
         }
         let start = at.checked_sub(1).map_or(0, |i| self.records[i].end);
+        let fields_start = self.fields_start(at);
         rest.text.push_str(&self.text[start..]);
+        rest.fields.extend_from_slice(&self.fields[fields_start..]);
         rest.records.extend(self.records.drain(at..).map(|mut e| {
             e.end -= start;
+            e.fields_end = e.fields_end.map(|end| end - fields_start);
             e
         }));
         self.text.truncate(start);
+        self.fields.truncate(fields_start);
         rest
+    }
+
+    /// Where the fields of record `at` start in `fields`.
+    fn fields_start(&self, at: usize) -> usize {
+        self.records[..at]
+            .iter()
+            .rev()
+            .find_map(|e| e.fields_end)
+            .unwrap_or(0)
     }
 
     /// The records, in the order they were added.
     pub fn iter(&self) -> impl Iterator<Item = RecordRef<'_>> {
-        let mut start = 0;
+        let (mut start, mut fields_start) = (0, 0);
         self.records.iter().map(move |e| {
             let data = &self.text[start..e.end];
             start = e.end;
+            let fields = e.fields_end.map(|end| {
+                let fields = &self.fields[fields_start..end];
+                fields_start = end;
+                fields
+            });
             RecordRef {
                 data,
+                fields,
                 emitted_at: e.emitted_at,
                 meta: e.meta.as_deref(),
             }
@@ -159,20 +199,29 @@ mod tests {
     fn split_off_keeps_the_head_and_returns_the_tail() {
         let texts = [r#"{"a":1}"#, r#"{"bb":22}"#, r#"{"ccc":"é"}"#];
         for at in 0..=4 {
+            // The second record's fields were not noted; the others' were.
+            let fields = |i: usize| (i != 1).then(|| vec![[i as u32; 4]; i + 1]);
             let mut head = Batch::default();
             for (i, t) in texts.iter().enumerate() {
-                head.push(t, i as i64, None);
+                head.push_boxed(t, fields(i).as_deref(), i as i64, None);
             }
             let tail = head.split_off(at);
-            let data = |b: &Batch| -> Vec<(String, i64)> {
+            type Seen = (String, i64, Option<Vec<[u32; 4]>>);
+            let data = |b: &Batch| -> Vec<Seen> {
                 b.iter()
-                    .map(|r| (r.data.to_string(), r.emitted_at))
+                    .map(|r| {
+                        (
+                            r.data.to_string(),
+                            r.emitted_at,
+                            r.fields.map(<[_]>::to_vec),
+                        )
+                    })
                     .collect()
             };
-            let all: Vec<(String, i64)> = texts
+            let all: Vec<Seen> = texts
                 .iter()
                 .enumerate()
-                .map(|(i, t)| (t.to_string(), i as i64))
+                .map(|(i, t)| (t.to_string(), i as i64, fields(i)))
                 .collect();
             let cut = at.min(texts.len());
             assert_eq!(data(&head), all[..cut].to_vec(), "at {at}");

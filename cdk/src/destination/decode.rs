@@ -13,6 +13,7 @@ use tokio::sync::mpsc;
 
 use super::batch::boxed_meta;
 use super::{Input, StreamId};
+use crate::protocol::decode_line_with_fields;
 use crate::protocol::*;
 use crate::{Error, Result};
 
@@ -89,14 +90,29 @@ pub(crate) fn unknown_stream(descriptor: &StreamDescriptor) -> Error {
 /// One input line (without its newline) as the loader reads it: `None` for a blank line,
 /// `Err(warning)` for a line that is not a protocol message (it is skipped with a warning).
 pub(crate) fn parse(line: &[u8]) -> Option<std::result::Result<InputLine<'_>, String>> {
+    let line = content(line)?;
+    Some(decode_line(line).map_err(|e| skipping(line, &e)))
+}
+
+/// [`parse`], also noting where the fields of a record's data lie (see
+/// [`decode_line_with_fields`]).
+fn parse_with_fields<'a>(
+    line: &'a [u8],
+    fields: &mut Vec<[u32; 4]>,
+) -> Option<std::result::Result<(InputLine<'a>, bool), String>> {
+    let line = content(line)?;
+    Some(decode_line_with_fields(line, fields).map_err(|e| skipping(line, &e)))
+}
+
+/// A line without its `\r`; `None` when it is blank.
+fn content(line: &[u8]) -> Option<&[u8]> {
     let line = line.strip_suffix(b"\r").unwrap_or(line);
-    if line.iter().all(u8::is_ascii_whitespace) {
-        return None;
-    }
-    Some(decode_line(line).map_err(|e| {
-        let preview = String::from_utf8_lossy(&line[..line.len().min(120)]);
-        format!("skipping an input line that is not a protocol message ({e}): {preview}")
-    }))
+    (!line.iter().all(u8::is_ascii_whitespace)).then_some(line)
+}
+
+fn skipping(line: &[u8], e: &DecodeError) -> String {
+    let preview = String::from_utf8_lossy(&line[..line.len().min(120)]);
+    format!("skipping an input line that is not a protocol message ({e}): {preview}")
 }
 
 /// A chunk of whole input lines, decoded.
@@ -105,14 +121,22 @@ pub(crate) struct Piece {
     /// The records' data texts, one after another.
     pub text: String,
     pub records: Vec<PieceRecord>,
+    /// Where the top-level fields of the records' data lie (see [`Batch`](super::Batch)),
+    /// one record's after another's.
+    pub fields: Vec<[u32; 4]>,
+    /// The fields of the line being decoded.
+    line_fields: Vec<[u32; 4]>,
     /// Everything that is not a record, each with the number of records before it.
     pub events: Vec<(usize, Event)>,
 }
 
-/// A record of a [`Piece`]: its data is `text[previous end..end]`.
+/// A record of a [`Piece`]: its data is `text[previous end..end]`, its fields
+/// `fields[previous fields_end..fields_end]` when `has_fields`.
 #[derive(Debug)]
 pub(crate) struct PieceRecord {
     pub end: usize,
+    pub fields_end: usize,
+    pub has_fields: bool,
     pub emitted_at: i64,
     pub meta: Option<Box<AirbyteRecordMessageMeta>>,
     pub stream: StreamId,
@@ -134,6 +158,7 @@ impl Piece {
     fn clear(&mut self) {
         self.text.clear();
         self.records.clear();
+        self.fields.clear();
         self.events.clear();
     }
 
@@ -158,14 +183,19 @@ impl Piece {
     /// Decodes one line; false when decoding must stop.
     fn line(&mut self, line: &[u8], streams: &mut StreamIds) -> bool {
         let at = self.records.len();
-        match parse(line) {
+        match parse_with_fields(line, &mut self.line_fields) {
             None => {}
-            Some(Ok(InputLine::Record(record))) => {
+            Some(Ok((InputLine::Record(record), has_fields))) => {
                 match streams.get(&record.stream, record.namespace.as_deref()) {
                     Ok(stream) => {
                         self.text.push_str(record.data.get());
+                        if has_fields {
+                            self.fields.extend_from_slice(&self.line_fields);
+                        }
                         self.records.push(PieceRecord {
                             end: self.text.len(),
+                            fields_end: self.fields.len(),
+                            has_fields,
                             emitted_at: record.emitted_at,
                             meta: boxed_meta(record.meta),
                             stream,
@@ -177,7 +207,7 @@ impl Piece {
                     }
                 }
             }
-            Some(Ok(InputLine::Message(message))) => {
+            Some(Ok((InputLine::Message(message), _))) => {
                 self.events.push((at, Event::Message(message)))
             }
             Some(Err(warning)) => self.events.push((at, Event::Skipped(warning))),

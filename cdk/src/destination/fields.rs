@@ -12,6 +12,8 @@ use std::fmt;
 use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
+use super::RecordRef;
+
 /// Column names and their positions.
 #[derive(Debug, Default, Clone)]
 pub struct Lookup {
@@ -97,6 +99,39 @@ impl Walker {
             return Ok(());
         }
         self.walk_serde(data, lookup, f)
+    }
+
+    /// [`walk`](Self::walk) for a record of a [`Batch`](super::Batch): through the fields its
+    /// decoding found when there are (no scan of `data` at all), else as `walk`.
+    pub fn walk_record<'a>(
+        &mut self,
+        record: &RecordRef<'a>,
+        lookup: &Lookup,
+        mut f: impl FnMut(usize, &'a str),
+    ) -> Result<(), serde_json::Error> {
+        let Some(fields) = record.fields else {
+            return self.walk(record.data, lookup, f);
+        };
+        let data = record.data;
+        for (position, &[key_start, key_end, start, end]) in fields.iter().enumerate() {
+            let key = &data[key_start as usize..key_end as usize];
+            let guess = self.order.get(position).copied().flatten();
+            let column = match guess {
+                Some(g) if lookup.names.get(g).is_some_and(|name| name == key) => guess,
+                _ => {
+                    let column = lookup.index.get(key).copied();
+                    match self.order.get_mut(position) {
+                        Some(slot) => *slot = column,
+                        None => self.order.push(column),
+                    }
+                    column
+                }
+            };
+            if let Some(column) = column {
+                f(column, &data[start as usize..end as usize]);
+            }
+        }
+        Ok(())
     }
 
     /// [`walk`](Self::walk) through serde_json alone.
@@ -399,6 +434,46 @@ mod tests {
         ] {
             let mut walker = Walker::default();
             assert!(walker.walk(bad, &lookup, |_, _| {}).is_err(), "{bad}");
+        }
+    }
+
+    /// A record's fields as the loader's decoding notes them lead to what a scan finds.
+    #[test]
+    fn the_decoded_fields_give_what_the_scan_finds() {
+        let lookup = Lookup::new(["a", "b\"c", "é", "n", "d"].map(String::from));
+        let mut walker = Walker::default();
+        for data in [
+            r#"{}"#,
+            r#"{"a":1,"n":null,"d":-1.5e3,"zz":{"a":2}}"#,
+            "{ \"é\" :\t[1, {\"a\": \"]}\"}] ,\n\"a\": \"x\\\"y\" }",
+            r#"{"d":"1","a":{"n":[]},"n":true}"#,
+            r#"{"a":"1","a":"2"}"#,
+            r#"{"b\"c":1,"a":2}"#,
+            r#"[1]"#,
+        ] {
+            let line = format!(
+                r#"{{"type":"RECORD","record":{{"stream":"s","emitted_at":1,"data":{data}}}}}"#
+            );
+            let mut spans = Vec::new();
+            let (_, complete) =
+                crate::protocol::decode_line_with_fields(line.as_bytes(), &mut spans).unwrap();
+            let record = RecordRef {
+                data,
+                fields: complete.then_some(&spans[..]),
+                emitted_at: 1,
+                meta: None,
+            };
+            assert_eq!(
+                complete,
+                data.starts_with('{') && !data.contains("b\\\""),
+                "{data}"
+            );
+            let mut decoded = Vec::new();
+            let walked = walker.walk_record(&record, &lookup, |i, raw| decoded.push((i, raw)));
+            let mut scanned = Vec::new();
+            let scan = Walker::default().walk(data, &lookup, |i, raw| scanned.push((i, raw)));
+            assert_eq!(walked.is_ok(), scan.is_ok(), "{data}");
+            assert_eq!(decoded, scanned, "{data}");
         }
     }
 

@@ -331,16 +331,22 @@ impl<'a, W: BatchWriter> Loader<'a, W> {
             text,
             records,
             events,
+            fields,
+            ..
         } = piece;
         let mut events = events.drain(..).peekable();
-        let mut start = 0;
+        let (mut start, mut fields_start) = (0, 0);
         for (i, record) in records.iter_mut().enumerate() {
             while let Some((_, event)) = events.next_if(|(at, _)| *at == i) {
                 self.event(event).await?;
             }
             let data = &text[start..record.end];
             start = record.end;
-            self.record(record.stream, data, record.emitted_at, record.meta.take())
+            let record_fields =
+                (record.has_fields).then(|| &fields[fields_start..record.fields_end]);
+            fields_start = record.fields_end;
+            let meta = record.meta.take();
+            self.record(record.stream, data, record_fields, record.emitted_at, meta)
                 .await?;
         }
         for (_, event) in events {
@@ -384,7 +390,7 @@ impl<'a, W: BatchWriter> Loader<'a, W> {
                     .get(&record.stream, record.namespace.as_deref())
                     .map_err(|d| decode::unknown_stream(&d))?;
                 let meta = boxed_meta(record.meta);
-                self.record(id, record.data.get(), record.emitted_at, meta)
+                self.record(id, record.data.get(), None, record.emitted_at, meta)
                     .await
             }
             Some(Ok(InputLine::Message(message))) => self.message(message).await,
@@ -400,12 +406,13 @@ impl<'a, W: BatchWriter> Loader<'a, W> {
         &mut self,
         id: StreamId,
         data: &str,
+        fields: Option<&[[u32; 4]]>,
         emitted_at: i64,
         meta: Option<Box<AirbyteRecordMessageMeta>>,
     ) -> Result<()> {
         self.bytes_since_commit += data.len();
         let stream = &mut self.streams[id];
-        stream.batch.push_boxed(data, emitted_at, meta);
+        stream.batch.push_boxed(data, fields, emitted_at, meta);
         stream.since_state += 1;
         self.since_global_state += 1;
         self.records += 1;

@@ -96,6 +96,20 @@ pub fn decode_line(line: &[u8]) -> Result<InputLine<'_>, DecodeError> {
     decode_with_serde(line)
 }
 
+/// [`decode_line`], also noting in `fields` where the top-level fields of a record's `data`
+/// lie (relative to its start: key start and end without quotes, value start and end); true
+/// when `fields` holds every one of them.
+pub(crate) fn decode_line_with_fields<'a>(
+    line: &'a [u8],
+    fields: &mut Vec<[u32; 4]>,
+) -> Result<(InputLine<'a>, bool), DecodeError> {
+    let line = std::str::from_utf8(line)?;
+    if let Some((record, complete)) = super::scan::record_with_fields(line, fields) {
+        return Ok((InputLine::Record(record), complete));
+    }
+    decode_with_serde(line).map(|decoded| (decoded, false))
+}
+
 /// [`decode_line`] through serde_json alone.
 fn decode_with_serde(line: &str) -> Result<InputLine<'_>, DecodeError> {
     let envelope: Envelope<'_> = serde_json::from_str(line)?;
@@ -242,6 +256,33 @@ mod tests {
                 }
                 other => prop_assert!(false, "{line}: serde_json reads {other:?}"),
             }
+            fields_agree(line, fast.data.get())?;
+        }
+        Ok(())
+    }
+
+    /// Where the direct reading says the top-level fields of `data` lie, serde_json finds
+    /// each field; it says so for every object whose keys have no escapes.
+    fn fields_agree(line: &str, data: &str) -> Result<(), TestCaseError> {
+        let mut fields = vec![[9; 4]];
+        let (record, complete) = super::super::scan::record_with_fields(line, &mut fields)
+            .ok_or_else(|| TestCaseError::fail("the reading with fields differs"))?;
+        prop_assert_eq!(record.data.get(), data);
+        let value: serde_json::Value = serde_json::from_str(data).unwrap();
+        let Some(object) = value.as_object() else {
+            prop_assert!(!complete);
+            return Ok(());
+        };
+        if !complete {
+            prop_assert!(object.keys().any(|k| k.contains('"')), "{}", data);
+            return Ok(());
+        }
+        prop_assert_eq!(fields.len(), object.len());
+        for [key_start, key_end, start, end] in fields {
+            let key = &data[key_start as usize..key_end as usize];
+            let field: serde_json::Value =
+                serde_json::from_str(&data[start as usize..end as usize]).unwrap();
+            prop_assert_eq!(object.get(key), Some(&field), "{}", key);
         }
         Ok(())
     }

@@ -13,10 +13,35 @@ const MAX_DEPTH: usize = 64;
 
 /// The RECORD on `line`, when it is of the usual shape; `None` otherwise (serde_json decides).
 pub(super) fn record(line: &str) -> Option<RawRecord<'_>> {
-    let mut scan = Scan { text: line, at: 0 };
+    let mut scan = Scan::new(line, false);
     let record = scan.envelope()?;
     scan.space();
     (scan.at == line.len()).then_some(record)
+}
+
+/// [`record`], also putting into `fields` where each top-level field of `data` lies (key
+/// start and end, without its quotes; value start and end), relative to the start of `data`.
+/// True when `fields` holds them all: `data` is an object and no key has an escape.
+pub(super) fn record_with_fields<'a>(
+    line: &'a str,
+    fields: &mut Vec<[u32; 4]>,
+) -> Option<(RawRecord<'a>, bool)> {
+    let mut scan = Scan::new(line, true);
+    scan.fields = std::mem::take(fields);
+    scan.fields.clear();
+    let record = scan.envelope().and_then(|record| {
+        scan.space();
+        (scan.at == line.len()).then_some(record)
+    });
+    *fields = std::mem::take(&mut scan.fields);
+    let complete = scan.fields_complete && u32::try_from(line.len()).is_ok();
+    if complete {
+        let start = scan.data_start as u32;
+        for span in fields.iter_mut() {
+            span.iter_mut().for_each(|at| *at -= start);
+        }
+    }
+    record.map(|record| (record, complete))
 }
 
 /// Where `bytes` has its first `"`, `\` or control character, eight bytes at a time.
@@ -47,9 +72,28 @@ fn special(bytes: &[u8]) -> Option<usize> {
 struct Scan<'a> {
     text: &'a str,
     at: usize,
+    /// Whether to note where the top-level fields of `data` lie.
+    want_fields: bool,
+    /// Set while `data` is read (when `want_fields`).
+    in_data: bool,
+    data_start: usize,
+    fields: Vec<[u32; 4]>,
+    fields_complete: bool,
 }
 
 impl<'a> Scan<'a> {
+    fn new(text: &'a str, want_fields: bool) -> Self {
+        Self {
+            text,
+            at: 0,
+            want_fields,
+            in_data: false,
+            data_start: 0,
+            fields: Vec::new(),
+            fields_complete: false,
+        }
+    }
+
     fn peek(&self) -> Option<u8> {
         self.text.as_bytes().get(self.at).copied()
     }
@@ -135,7 +179,11 @@ impl<'a> Scan<'a> {
                 }
                 "data" if data.is_none() => {
                     let start = scan.at;
+                    scan.in_data = scan.want_fields;
+                    scan.data_start = start;
+                    scan.fields_complete = scan.want_fields && scan.peek() == Some(b'{');
                     scan.value(0)?;
+                    scan.in_data = false;
                     data = Some(&scan.text[start..scan.at]);
                 }
                 "emitted_at" if emitted_at.is_none() => emitted_at = Some(scan.integer()?),
@@ -233,14 +281,27 @@ impl<'a> Scan<'a> {
     /// An object in `data`: its keys may have escapes.
     fn object(&mut self, depth: usize) -> Option<()> {
         self.at += 1; // {
+        // `data` itself, whose fields are noted when asked for.
+        let noted = self.in_data && depth == 1;
         self.items(b'}', |s| {
             if s.peek()? != b'"' {
                 return None;
             }
+            let key_start = s.at + 1;
             s.string()?;
+            let key_end = s.at - 1;
             s.eat(b':')?;
             s.space();
-            s.value(depth)
+            let value_start = s.at;
+            s.value(depth)?;
+            if noted {
+                if s.text.as_bytes()[key_start..key_end].contains(&b'\\') {
+                    s.fields_complete = false;
+                }
+                let span = [key_start, key_end, value_start, s.at].map(|at| at as u32);
+                s.fields.push(span);
+            }
+            Some(())
         })
     }
 

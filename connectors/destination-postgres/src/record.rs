@@ -2,10 +2,13 @@
 //! column (nested objects followed in flattened mode, arrays of objects set aside for child
 //! tables). Fields the schema doesn't know are skipped.
 
-use cdk::destination::fields::Walker;
+use cdk::destination::RecordRef;
+use cdk::destination::fields::{Lookup, Walker};
 use cdk::protocol::ChangeReason;
 
 use crate::schema::{Fields, Node};
+
+type Walked = Result<(), serde_json::Error>;
 
 /// The values found in one record (or one child item).
 #[derive(Debug, Default)]
@@ -31,34 +34,52 @@ impl<'a> Parsed<'a> {
 
     /// Fills the slots from `data`, a JSON object's text.
     pub fn fill(&mut self, data: &'a str, fields: &Fields) -> Result<(), serde_json::Error> {
+        self.fill_top(fields, |walker, keys, f| walker.walk(data, keys, f))
+    }
+
+    /// Fills the slots from a record's data, through the fields its decoding found.
+    pub fn fill_record(
+        &mut self,
+        record: &RecordRef<'a>,
+        fields: &Fields,
+    ) -> Result<(), serde_json::Error> {
+        self.fill_top(fields, |walker, keys, f| {
+            walker.walk_record(record, keys, f)
+        })
+    }
+
+    fn fill_top(
+        &mut self,
+        fields: &Fields,
+        walk: impl FnOnce(&mut Walker, &Lookup, &mut dyn FnMut(usize, &'a str)) -> Walked,
+    ) -> Walked {
         self.slots.iter_mut().for_each(|s| *s = None);
         self.children.clear();
         self.bad_objects.clear();
         let mut walker = std::mem::take(&mut self.walker);
-        let filled = self.fill_object(&mut walker, data, fields);
+        let mut objects = Vec::new();
+        let walked = walk(
+            &mut walker,
+            &fields.keys,
+            &mut place(fields, &mut self.slots, &mut self.children, &mut objects),
+        );
         self.walker = walker;
-        filled
+        walked?;
+        self.follow(objects)
     }
 
-    fn fill_object(
-        &mut self,
-        walker: &mut Walker,
-        data: &'a str,
-        fields: &Fields,
-    ) -> Result<(), serde_json::Error> {
-        let mut objects: Vec<(&Fields, &'a str)> = Vec::new();
-        let (slots, children) = (&mut self.slots, &mut self.children);
-        walker.walk(data, &fields.keys, |at, raw| match &fields.nodes[at] {
-            Node::Leaf(column) => slots[*column] = Some(raw),
-            Node::Child(table) => children.push((*table, raw)),
-            Node::Object(inner) => objects.push((inner, raw)),
-        })?;
-        // Nested objects (flattened mode) are rare enough for a walker each.
-        for (inner, raw) in objects {
+    /// Fills the slots of nested objects (flattened mode; rare enough for a walker each).
+    fn follow(&mut self, objects: Vec<(&Fields, &'a str)>) -> Walked {
+        for (fields, raw) in objects {
             match raw.as_bytes().first() {
-                Some(b'{') => self.fill_object(&mut Walker::default(), raw, inner)?,
+                Some(b'{') => {
+                    let mut inner = Vec::new();
+                    let place = place(fields, &mut self.slots, &mut self.children, &mut inner);
+                    Walker::default().walk(raw, &fields.keys, place)?;
+                    self.follow(inner)?;
+                }
                 Some(b'n') => {}
-                _ => self.bad_objects.push(inner.path.clone()),
+                _ => self.bad_objects.push(fields.path.clone()),
             }
         }
         Ok(())
@@ -72,6 +93,21 @@ impl<'a> Parsed<'a> {
                 .drain(..)
                 .map(|f| (f, ChangeReason::DestinationTypecastError)),
         );
+    }
+}
+
+/// Where the value of field `at` of `fields` goes: a column's slot, the child tables, or the
+/// nested objects still to follow.
+fn place<'s, 'f, 'a>(
+    fields: &'f Fields,
+    slots: &'s mut [Option<&'a str>],
+    children: &'s mut Vec<(usize, &'a str)>,
+    objects: &'s mut Vec<(&'f Fields, &'a str)>,
+) -> impl FnMut(usize, &'a str) {
+    move |at, raw| match &fields.nodes[at] {
+        Node::Leaf(column) => slots[*column] = Some(raw),
+        Node::Child(table) => children.push((*table, raw)),
+        Node::Object(inner) => objects.push((inner, raw)),
     }
 }
 

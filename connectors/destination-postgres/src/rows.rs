@@ -227,7 +227,7 @@ impl Rows {
         let mut cells: Vec<Cell<'_>> = Vec::with_capacity(layout.main.columns.len());
         for record in batch.iter() {
             parsed
-                .fill(record.data, &layout.main.fields)
+                .fill_record(&record, &layout.main.fields)
                 .map_err(|e| Error::system(format!("a record's data is not a JSON object: {e}")))?;
             parsed.take_changes(&mut changes);
             let mut id_buf = [0u8; 36];

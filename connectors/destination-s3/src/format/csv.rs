@@ -78,7 +78,7 @@ impl Encoder for CsvEncoder {
                 self.values.resize(self.columns.len(), None);
                 let values = &mut self.values;
                 self.walker
-                    .walk(record.data, &self.lookup, |i, raw| {
+                    .walk_record(&record, &self.lookup, |i, raw| {
                         values[i] = match string(raw) {
                             Some(s) => Some(s.into_owned()),
                             None if raw.trim() == "null" => None,

@@ -263,7 +263,7 @@ impl ParquetEncoder {
             nulled.clear();
             let columns = &self.columns;
             self.walker
-                .walk(record.data, &self.lookup, |i, raw| {
+                .walk_record(&record, &self.lookup, |i, raw| {
                     if filled[i] > row {
                         return; // a repeated field: the first one counts
                     }
