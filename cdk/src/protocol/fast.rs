@@ -268,7 +268,10 @@ mod tests {
         let (record, complete) = super::super::scan::record_with_fields(line, &mut fields)
             .ok_or_else(|| TestCaseError::fail("the reading with fields differs"))?;
         prop_assert_eq!(record.data.get(), data);
-        let value: serde_json::Value = serde_json::from_str(data).unwrap();
+        // Numbers past f64 (`1e400`) are JSON that a `Value` cannot hold.
+        let Ok(value) = serde_json::from_str::<serde_json::Value>(data) else {
+            return Ok(());
+        };
         let Some(object) = value.as_object() else {
             prop_assert!(!complete);
             return Ok(());
