@@ -273,9 +273,11 @@ impl BatchWriter for PgWriter {
     }
 
     /// Starts encoding `batch` on a blocking thread, then sends the rows of the previous
-    /// batch into COPY: the loader decodes the next batch meanwhile.
+    /// batch into COPY: the loader decodes the next batch meanwhile. The first batch of a
+    /// transaction is sent as soon as it is encoded, so that the server starts at once.
     async fn write(&mut self, id: StreamId, batch: Batch) -> Result<()> {
         let previous = self.encoded().await?;
+        let first = previous.is_none() && !self.in_tx;
         let stream = &mut self.streams[id];
         stream.records += batch.len() as u64;
         if stream.dedup.is_some() {
@@ -289,7 +291,13 @@ impl BatchWriter for PgWriter {
             let encoded = rows.encode(&batch).map(|()| rows.take_all());
             (id, rows, encoded)
         }));
-        self.send_encoded(previous).await
+        match first {
+            true => {
+                let encoded = self.encoded().await?;
+                self.send_encoded(encoded).await
+            }
+            false => self.send_encoded(previous).await,
+        }
     }
 
     /// One transaction per connection holds every stream's rows: the second connection's
