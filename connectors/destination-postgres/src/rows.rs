@@ -335,7 +335,7 @@ impl Rows {
         let plain = is_plain(&[], record.meta);
         let meta = if plain { &self.plain_meta } else { &self.meta };
         let (e, meta) = self.lanes[self.lane][t].pick(plain, meta);
-        e.row_start(5 + usize::from(meta.is_some()));
+        e.row_start(meta_count(meta) + 2);
         meta_columns(e, raw_id, record.emitted_at, meta, self.generation);
         e.null();
         e.json(&data);
@@ -425,7 +425,8 @@ fn coerce_all<'a>(
     }
 }
 
-/// The `_airbyte_*` columns; `meta` is `None` when left to the column default.
+/// The `_airbyte_*` columns; `meta` is `None` when it and the generation are left to the
+/// columns' defaults.
 fn meta_columns(
     e: &mut Encoder,
     raw_id: &str,
@@ -437,8 +438,13 @@ fn meta_columns(
     e.timestamp(emitted_at.saturating_mul(1000) - PG_EPOCH_MICROS, true);
     if let Some(meta) = meta {
         e.json(meta);
+        e.int(generation);
     }
-    e.int(generation);
+}
+
+/// How many `_airbyte_*` columns [`meta_columns`] writes.
+fn meta_count(meta: Option<&str>) -> usize {
+    if meta.is_some() { 4 } else { 2 }
 }
 
 fn write_row(
@@ -450,7 +456,7 @@ fn write_row(
     cells: &[Cell<'_>],
     layout: &Layout,
 ) {
-    e.row_start(3 + usize::from(meta.is_some()) + cells.len());
+    e.row_start(meta_count(meta) + cells.len());
     meta_columns(e, raw_id, emitted_at, meta, generation);
     for (cell, column) in cells.iter().zip(&layout.columns) {
         e.cell(cell, column.ty);

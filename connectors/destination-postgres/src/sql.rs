@@ -55,16 +55,20 @@ pub fn create_stage(stage: &str, columns: &[ColumnDef]) -> String {
 pub const STAGE_BUFFERS: &str = "SET temp_buffers = '256MB'";
 
 /// Makes `_airbyte_meta` default to `meta` (on a table only this sync uses).
-pub fn set_meta_default(table_sql: &str, meta: &str) -> String {
+/// The defaults that let a row without changes leave out `_airbyte_meta` and
+/// `_airbyte_generation_id` (the same for every such row of a sync).
+pub fn set_meta_default(table_sql: &str, meta: &str, generation: i64) -> String {
     format!(
-        "ALTER TABLE {table_sql} ALTER COLUMN \"_airbyte_meta\" SET DEFAULT {}::jsonb",
+        "ALTER TABLE {table_sql} ALTER COLUMN \"_airbyte_meta\" SET DEFAULT {}::jsonb, \
+         ALTER COLUMN \"_airbyte_generation_id\" SET DEFAULT {generation}",
         literal(meta)
     )
 }
 
 pub fn drop_meta_default(table: &TableName) -> String {
     format!(
-        "ALTER TABLE {} ALTER COLUMN \"_airbyte_meta\" DROP DEFAULT",
+        "ALTER TABLE {} ALTER COLUMN \"_airbyte_meta\" DROP DEFAULT, \
+         ALTER COLUMN \"_airbyte_generation_id\" DROP DEFAULT",
         table.sql()
     )
 }

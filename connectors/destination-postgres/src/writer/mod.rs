@@ -220,6 +220,7 @@ impl BatchWriter for PgWriter {
         self.claim_tables(&tables)?;
         let created = self.create(&tables).await?;
         let plain_meta = Rows::plain_meta(stream.sync_id);
+        let generation = plan.generation_id.unwrap_or(0);
         let StreamTables {
             descriptor,
             layout,
@@ -231,7 +232,10 @@ impl BatchWriter for PgWriter {
         } = tables;
         let mut ready = Vec::with_capacity(tables.len());
         for (table, created) in tables.into_iter().zip(created) {
-            ready.push(self.prepare_copy(table, created, &plain_meta).await?);
+            ready.push(
+                self.prepare_copy(table, created, &plain_meta, generation)
+                    .await?,
+            );
         }
         let omit_meta: Vec<bool> = ready.iter().map(|t| t.copy_plain_sql.is_some()).collect();
         let split = match (&self.dedup_lane, &dedup, &layout) {
@@ -239,7 +243,8 @@ impl BatchWriter for PgWriter {
             _ => None,
         };
         if split.is_some() {
-            self.open_dedup_lane(&ready, &plain_meta).await?;
+            self.open_dedup_lane(&ready, &plain_meta, generation)
+                .await?;
         }
         tracing::info!(
             stream = %descriptor,
@@ -250,7 +255,6 @@ impl BatchWriter for PgWriter {
             raw = layout.is_none(),
             "stream ready"
         );
-        let generation = plan.generation_id.unwrap_or(0);
         self.streams.push(StreamWriter {
             descriptor,
             tables: ready,

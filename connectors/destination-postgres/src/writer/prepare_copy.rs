@@ -12,12 +12,14 @@ use crate::sql;
 
 impl PgWriter {
     /// Readies the COPY into `table` (`created`: this sync created the table it loads into);
-    /// `plain_meta` is the `_airbyte_meta` of a row without changes in this sync.
+    /// `plain_meta` is the `_airbyte_meta` of a row without changes in this sync, `generation`
+    /// its generation id.
     pub(super) async fn prepare_copy(
         &self,
         table: TablePlan,
         created: bool,
         plain_meta: &str,
+        generation: i64,
     ) -> Result<Table> {
         let load_into = table.load_into().clone();
         let copy_into = match &table.stage {
@@ -28,13 +30,13 @@ impl PgWriter {
         // a stage, or a table this sync created.
         let meta_default = table.stage.is_some() || created;
         if meta_default {
-            self.execute(&sql::set_meta_default(&copy_into, plain_meta))
+            self.execute(&sql::set_meta_default(&copy_into, plain_meta, generation))
                 .await?;
         }
         let columns: Vec<String> = table.columns.iter().map(|d| d.name.clone()).collect();
         let plain_columns: Vec<String> = columns
             .iter()
-            .filter(|c| c.as_str() != META_COLUMNS[2])
+            .filter(|c| !META_COLUMNS[2..].contains(&c.as_str()))
             .cloned()
             .collect();
         let mut indexes = vec![("extracted_at", vec!["_airbyte_extracted_at".to_string()])];

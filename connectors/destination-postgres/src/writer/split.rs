@@ -35,6 +35,7 @@ impl PgWriter {
         &mut self,
         tables: &[Table],
         plain_meta: &str,
+        generation: i64,
     ) -> Result<()> {
         let Some(lane) = self.dedup_lane.as_mut() else {
             return Ok(());
@@ -50,8 +51,11 @@ impl PgWriter {
             let defs = &table.stage_columns;
             lane.execute(sql::create_stage(stage, defs), context)
                 .await?;
-            lane.execute(sql::set_meta_default(&quote(stage), plain_meta), context)
-                .await?;
+            lane.execute(
+                sql::set_meta_default(&quote(stage), plain_meta, generation),
+                context,
+            )
+            .await?;
         }
         Ok(())
     }

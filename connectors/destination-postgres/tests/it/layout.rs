@@ -176,17 +176,18 @@ async fn round_trip(format: &str) {
         ]
     );
 
-    // The load-time default of `_airbyte_meta` is gone afterwards.
-    let default: Option<String> = client
+    // The load-time defaults of `_airbyte_meta` and `_airbyte_generation_id` are gone
+    // afterwards.
+    let row = client
         .query_one(
-            "SELECT column_default::text FROM information_schema.columns \
-             WHERE table_name = 'users' AND column_name = '_airbyte_meta'",
+            "SELECT count(*), count(column_default) FROM information_schema.columns \
+             WHERE table_name = 'users' AND column_name LIKE '\\_airbyte\\_%'",
             &[],
         )
         .await
-        .unwrap()
-        .get(0);
-    assert_eq!(default, None);
+        .unwrap();
+    let (columns, defaults): (i64, i64) = (row.get(0), row.get(1));
+    assert_eq!((columns, defaults), (4, 0));
 
     let idx = indexes(&db, "public", "users").await;
     assert!(
