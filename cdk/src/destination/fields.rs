@@ -13,6 +13,7 @@ use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
 use super::RecordRef;
+use crate::protocol::special;
 
 /// Column names and their positions.
 #[derive(Debug, Default, Clone)]
@@ -150,27 +151,6 @@ impl Walker {
     }
 }
 
-/// Where `bytes` has its first `"` or `\`, eight bytes at a time (strings in records are
-/// mostly too short for a vector search to pay).
-fn quote_or_backslash(bytes: &[u8]) -> Option<usize> {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGH: u64 = 0x8080_8080_8080_8080;
-    let zero = |x: u64| x.wrapping_sub(ONES) & !x;
-    let mut at = 0;
-    for chunk in bytes.chunks_exact(8) {
-        let Ok(eight) = <[u8; 8]>::try_from(chunk) else {
-            break;
-        };
-        let x = u64::from_le_bytes(eight);
-        if (zero(x ^ (ONES * u64::from(b'"'))) | zero(x ^ (ONES * u64::from(b'\\')))) & HIGH != 0 {
-            break;
-        }
-        at += 8;
-    }
-    let n = bytes[at..].iter().position(|&b| b == b'"' || b == b'\\')?;
-    Some(at + n)
-}
-
 /// A scan of one JSON object's top level. Every method answers `None` where the text is not
 /// a well-formed object (the caller then lets serde_json tell why).
 struct Scan<'s, 'a> {
@@ -266,13 +246,18 @@ impl Scan<'_, '_> {
     fn string_end(&mut self) -> Option<bool> {
         let mut escaped = false;
         loop {
-            self.at += quote_or_backslash(self.bytes().get(self.at..)?)?;
-            if self.bytes()[self.at] == b'"' {
-                self.at += 1;
-                return Some(escaped);
+            self.at += special(self.bytes().get(self.at..)?)?;
+            match self.bytes()[self.at] {
+                b'"' => {
+                    self.at += 1;
+                    return Some(escaped);
+                }
+                b'\\' => {
+                    escaped = true;
+                    self.at += 2;
+                }
+                _ => self.at += 1, // a control character: serde_json's to judge
             }
-            escaped = true;
-            self.at += 2;
         }
     }
 

@@ -277,7 +277,8 @@ mod tests {
             return Ok(());
         };
         if !complete {
-            prop_assert!(object.keys().any(|k| k.contains('"')), "{}", data);
+            // A key with an escape (the data has one somewhere, then).
+            prop_assert!(data.contains('\\'), "{}", data);
             return Ok(());
         }
         prop_assert_eq!(fields.len(), object.len());

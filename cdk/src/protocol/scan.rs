@@ -44,8 +44,9 @@ pub(super) fn record_with_fields<'a>(
     record.map(|record| (record, complete))
 }
 
-/// Where `bytes` has its first `"`, `\` or control character, eight bytes at a time.
-fn special(bytes: &[u8]) -> Option<usize> {
+/// Where `bytes` has its first `"`, `\` or control character, eight bytes at a time (strings
+/// in records are mostly too short for a vector search to pay).
+pub(crate) fn special(bytes: &[u8]) -> Option<usize> {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGH: u64 = 0x8080_8080_8080_8080;
     let zero = |x: u64| x.wrapping_sub(ONES) & !x;

@@ -93,16 +93,7 @@ impl RecordWriter {
 
     /// Emits a record whose data serialises to a JSON object.
     pub fn record<T: Serialize + ?Sized>(&mut self, data: &T) -> Result<()> {
-        self.begin_record();
-        let start = self.buf.len() - self.prefix.len();
-        if let Err(e) = serde_json::to_writer(&mut self.buf, data) {
-            self.buf.truncate(start);
-            return Err(Error::system(format!(
-                "stream '{}': a record could not be serialised: {e}",
-                self.descriptor
-            )));
-        }
-        self.end_record(&[])
+        self.serialized(data, None)
     }
 
     /// Emits a record whose data is JSON the source built itself, with `meta.changes` when
@@ -125,11 +116,23 @@ impl RecordWriter {
         data: &T,
         file: &AirbyteRecordMessageFileReference,
     ) -> Result<()> {
+        self.serialized(data, Some(file))
+    }
+
+    /// A record of `data` serialised here, with its file when it has one.
+    fn serialized<T: Serialize + ?Sized>(
+        &mut self,
+        data: &T,
+        file: Option<&AirbyteRecordMessageFileReference>,
+    ) -> Result<()> {
         self.begin_record();
         let start = self.buf.len() - self.prefix.len();
-        let written = serde_json::to_writer(&mut self.buf, data).and_then(|()| {
-            self.buf.extend_from_slice(br#","file_reference":"#);
-            serde_json::to_writer(&mut self.buf, file)
+        let written = serde_json::to_writer(&mut self.buf, data).and_then(|()| match file {
+            Some(file) => {
+                self.buf.extend_from_slice(br#","file_reference":"#);
+                serde_json::to_writer(&mut self.buf, file)
+            }
+            None => Ok(()),
         });
         if let Err(e) = written {
             self.buf.truncate(start);
