@@ -162,15 +162,16 @@ impl Piece {
         self.events.clear();
     }
 
-    /// Decodes the lines of `chunk`.
-    fn decode(&mut self, chunk: &[u8], streams: &mut StreamIds) {
+    /// Decodes the lines of `chunk`, noting where the fields of records' data lie when
+    /// `want_fields`.
+    fn decode(&mut self, chunk: &[u8], streams: &mut StreamIds, want_fields: bool) {
         let mut rest = chunk;
         loop {
             let (line, more) = match memchr::memchr(b'\n', rest) {
                 Some(nl) => (&rest[..nl], Some(&rest[nl + 1..])),
                 None => (rest, None),
             };
-            if !self.line(line, streams) {
+            if !self.line(line, streams, want_fields) {
                 return;
             }
             match more {
@@ -181,9 +182,13 @@ impl Piece {
     }
 
     /// Decodes one line; false when decoding must stop.
-    fn line(&mut self, line: &[u8], streams: &mut StreamIds) -> bool {
+    fn line(&mut self, line: &[u8], streams: &mut StreamIds, want_fields: bool) -> bool {
         let at = self.records.len();
-        match parse_with_fields(line, &mut self.line_fields) {
+        let parsed = match want_fields {
+            true => parse_with_fields(line, &mut self.line_fields),
+            false => parse(line).map(|parsed| parsed.map(|line| (line, false))),
+        };
+        match parsed {
             None => {}
             Some(Ok((InputLine::Record(record), has_fields))) => {
                 match streams.get(&record.stream, record.namespace.as_deref()) {
@@ -228,7 +233,12 @@ pub(crate) struct Pieces {
 
 impl Pieces {
     /// Starts the reader thread and `threads` (at least 1) decoder threads.
-    pub(crate) fn start(input: Input, threads: usize, streams: &StreamIds) -> Result<Self> {
+    pub(crate) fn start(
+        input: Input,
+        threads: usize,
+        streams: &StreamIds,
+        want_fields: bool,
+    ) -> Result<Self> {
         let threads = threads.max(1);
         let (spent_chunks, chunks_back) = sync::channel::<Vec<u8>>();
         let mut to_decoders = Vec::with_capacity(threads);
@@ -244,6 +254,7 @@ impl Pieces {
                 chunks_back: spent_chunks.clone(),
                 spent: spent_rx,
                 streams: streams.clone(),
+                want_fields,
             };
             spawn(format!("cdk-decode-{i}"), move || decoder.run())?;
             to_decoders.push(chunk_tx);
@@ -289,6 +300,7 @@ struct Decoder {
     chunks_back: sync::Sender<Vec<u8>>,
     spent: sync::Receiver<Piece>,
     streams: StreamIds,
+    want_fields: bool,
 }
 
 impl Decoder {
@@ -297,7 +309,7 @@ impl Decoder {
             let piece = chunk.map(|chunk| {
                 let mut piece = self.spent.try_recv().unwrap_or_default();
                 piece.clear();
-                piece.decode(&chunk, &mut self.streams);
+                piece.decode(&chunk, &mut self.streams, self.want_fields);
                 let _ = self.chunks_back.send(chunk);
                 piece
             });
@@ -402,7 +414,7 @@ mod tests {
             r#"{"type":"RECORD","record":{"stream":"a","data":{},"emitted_at":8}}"#,
         );
         let mut piece = Piece::default();
-        piece.decode(chunk.as_bytes(), &mut streams);
+        piece.decode(chunk.as_bytes(), &mut streams, true);
         assert_eq!(piece.text, r#"{"x":1}{"y":"é"}"#);
         let records: Vec<_> = piece
             .records

@@ -86,6 +86,10 @@ pub struct LoaderOptions {
     /// order); 0 decodes on the loader's own task. The default is one per core when there
     /// are two or more (at most 4); `CDK_DECODE_THREADS` overrides it.
     pub decode_threads: usize,
+    /// Whether the decoder threads note where each record's top-level fields lie
+    /// ([`RecordRef::fields`](super::RecordRef::fields)), for a writer that reads records
+    /// field by field; off by default (it costs the decoding a little).
+    pub record_fields: bool,
 }
 
 impl Default for LoaderOptions {
@@ -96,6 +100,7 @@ impl Default for LoaderOptions {
             commit_interval: Duration::from_secs(15),
             commit_bytes: 64 << 20,
             decode_threads: decode::default_threads(),
+            record_fields: false,
         }
     }
 }
@@ -306,7 +311,13 @@ impl<'a, W: BatchWriter> Loader<'a, W> {
 
     /// Takes the input as pieces decoded by other threads, in input order.
     async fn load_pieces(&mut self, input: Input) -> Result<()> {
-        let mut pieces = Pieces::start(input, self.options.decode_threads, &self.ids)?;
+        let options = &self.options;
+        let mut pieces = Pieces::start(
+            input,
+            options.decode_threads,
+            &self.ids,
+            options.record_fields,
+        )?;
         let (mut tick, mut stop) = (self.ticker(), StopSignals::listen());
         loop {
             let piece = tokio::select! {

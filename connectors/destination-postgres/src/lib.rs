@@ -107,6 +107,7 @@ impl Destination for DestinationPostgres {
             &mut writer,
             LoaderOptions {
                 commit_bytes: commit_bytes(catalog),
+                record_fields: true,
                 ..LoaderOptions::default()
             },
             output,

@@ -72,7 +72,7 @@ impl Destination for DestinationS3 {
             catalog,
             &modes,
             &mut writer,
-            loader_options(),
+            loader_options(&config.format),
             output,
         )
         .await

@@ -10,7 +10,7 @@ use cdk::protocol::ConfiguredAirbyteStream;
 use cdk::{Error, Result};
 use chrono::{DateTime, Utc};
 
-use crate::config::S3Config;
+use crate::config::{Format, S3Config};
 use crate::format::{self, StreamFormat, columns};
 use crate::layout::{Context, Template};
 use crate::stream::{StreamFiles, StreamWorker};
@@ -18,10 +18,12 @@ use crate::target::Target;
 
 /// Commit thresholds: a file is completed (and states echoed) every 256 MiB of input or every
 /// five minutes, so files are large enough for readers and a failed sync re-sends little.
-pub fn loader_options() -> LoaderOptions {
+/// Parquet and CSV read records field by field: the loader's decoding notes where they lie.
+pub fn loader_options(format: &Format) -> LoaderOptions {
     LoaderOptions {
         commit_bytes: 256 << 20,
         commit_interval: Duration::from_secs(300),
+        record_fields: !matches!(format, Format::Jsonl { .. }),
         ..LoaderOptions::default()
     }
 }
