@@ -283,17 +283,7 @@ fn create_path(v: &mut Value, path: &[String], value: Value) {
 
 /// Every record the resolver's retriever reads, with its partition.
 async fn http_values(r: &mut Component<'_>, b: &Build, name: &str) -> Result<Vec<(Value, Value)>> {
-    let retriever = r.required("retriever")?;
-    let def = json!({"type": "DeclarativeStream", "name": name, "retriever": retriever,
-        "$parameters": Value::Object(r.params().clone())});
-    let stream = Arc::new(StreamDef::decode(
-        Node {
-            value: &def,
-            path: format!("{}/retriever", r.at()),
-            params: Map::new(),
-        },
-        b,
-    )?);
+    let stream = Arc::new(StreamDef::of_retriever(r, b, name)?);
     let (tx, mut rx) = mpsc::channel(8);
     let _guard = read::spawn(
         Plan {

@@ -70,17 +70,7 @@ pub async fn resolve(
 
 async fn load(node: Node<'_>, b: &Build, stream: &str) -> Result<Value> {
     let mut c = node.component(Some("DynamicSchemaLoader"))?;
-    let retriever = c.required("retriever")?;
-    let def = json!({"type": "DeclarativeStream", "name": stream, "retriever": retriever,
-        "$parameters": Value::Object(c.params().clone())});
-    let reader = Arc::new(StreamDef::decode(
-        Node {
-            value: &def,
-            path: format!("{}/retriever", c.at()),
-            params: Map::new(),
-        },
-        b,
-    )?);
+    let reader = Arc::new(StreamDef::of_retriever(&mut c, b, stream)?);
     let filter = match c.child("schema_filter") {
         Some(n) => {
             let mut f = n.component(Some("RecordFilter"))?;

@@ -318,16 +318,8 @@ fn list_retriever(n: Node<'_>, b: &Build) -> Result<crate::stream::StreamDef> {
     if let Value::Object(m) = &mut retriever {
         m.entry("type").or_insert_with(|| "SimpleRetriever".into());
     }
-    let def = serde_json::json!({"type": "DeclarativeStream", "name": "record_expander_truncated_list",
-        "retriever": retriever, "$parameters": Value::Object(n.params.clone())});
-    crate::stream::StreamDef::decode(
-        Node {
-            value: &def,
-            path: n.path.clone(),
-            params: Map::new(),
-        },
-        b,
-    )
+    let name = "record_expander_truncated_list";
+    crate::stream::StreamDef::from_retriever(retriever, &n.params, n.path.clone(), b, name)
 }
 
 /// Every record the retriever reads with `parent` as `stream_slice['parent_record']`.

@@ -7,7 +7,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use cdk::{Error, Result};
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 use tokio::sync::{OnceCell, mpsc};
 
 use crate::interpolation::{Template, Vars};
@@ -243,17 +243,7 @@ impl Endpoint {
             .iter()
             .map(|p| c.template_of(b, "property_field_path", p))
             .collect::<Result<Vec<_>>>()?;
-        let retriever = c.required("retriever")?;
-        let def = json!({"type": "DeclarativeStream", "name": "dynamic_properties",
-            "retriever": retriever, "$parameters": Value::Object(c.params().clone())});
-        let stream = StreamDef::decode(
-            Node {
-                value: &def,
-                path: format!("{}/retriever", c.at()),
-                params: Map::new(),
-            },
-            b,
-        )?;
+        let stream = StreamDef::of_retriever(&mut c, b, "dynamic_properties")?;
         c.finish()?;
         Ok(Self {
             field_path,
@@ -378,6 +368,7 @@ fn deep_merge(target: &mut Value, source: Value) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn chunking(characters: bool, limit: i64) -> Chunking {
         Chunking {

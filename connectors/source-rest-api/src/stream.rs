@@ -14,7 +14,7 @@ use crate::decoder::Decoder;
 use crate::dependency::with_parent_state;
 use crate::file_uploader::FileUploader;
 use crate::interpolation::datetime::Dt;
-use crate::manifest::{Build, Node, unsupported_type};
+use crate::manifest::{Build, Component, Node, unsupported_type};
 use crate::paginator::Paginator;
 use crate::partition::PartitionRouter;
 use crate::read::{self, Msg, Plan};
@@ -55,6 +55,33 @@ pub struct Retriever {
 }
 
 impl StreamDef {
+    /// A stream called `name` reading `c`'s own `retriever`: what a resolver, a schema loader
+    /// or a property list that reads an endpoint of its own runs.
+    pub fn of_retriever(c: &mut Component<'_>, b: &Build, name: &str) -> Result<Self> {
+        let retriever = c.required("retriever")?;
+        let path = format!("{}/retriever", c.at());
+        Self::from_retriever(retriever, c.params(), path, b, name)
+    }
+
+    /// A stream called `name` reading `retriever` (at `path`, with `params` as its
+    /// `$parameters`).
+    pub fn from_retriever(
+        retriever: Value,
+        params: &serde_json::Map<String, Value>,
+        path: String,
+        b: &Build,
+        name: &str,
+    ) -> Result<Self> {
+        let def = json!({"type": "DeclarativeStream", "name": name, "retriever": retriever,
+            "$parameters": Value::Object(params.clone())});
+        let node = Node {
+            value: &def,
+            path,
+            params: serde_json::Map::new(),
+        };
+        Self::decode(node, b)
+    }
+
     pub fn decode(node: Node<'_>, b: &Build) -> Result<Self> {
         if node.value.get("type").and_then(Value::as_str) == Some("StateDelegatingStream") {
             return crate::delegating::decode(node, b);
