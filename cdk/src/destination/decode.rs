@@ -124,8 +124,6 @@ pub(crate) struct Piece {
     /// Where the top-level fields of the records' data lie (see [`Batch`](super::Batch)),
     /// one record's after another's.
     pub fields: Vec<[u32; 4]>,
-    /// The fields of the line being decoded.
-    line_fields: Vec<[u32; 4]>,
     /// Everything that is not a record, each with the number of records before it.
     pub events: Vec<(usize, Event)>,
 }
@@ -185,7 +183,7 @@ impl Piece {
     fn line(&mut self, line: &[u8], streams: &mut StreamIds, want_fields: bool) -> bool {
         let at = self.records.len();
         let parsed = match want_fields {
-            true => parse_with_fields(line, &mut self.line_fields),
+            true => parse_with_fields(line, &mut self.fields),
             false => parse(line).map(|parsed| parsed.map(|line| (line, false))),
         };
         match parsed {
@@ -194,9 +192,6 @@ impl Piece {
                 match streams.get(&record.stream, record.namespace.as_deref()) {
                     Ok(stream) => {
                         self.text.push_str(record.data.get());
-                        if has_fields {
-                            self.fields.extend_from_slice(&self.line_fields);
-                        }
                         self.records.push(PieceRecord {
                             end: self.text.len(),
                             fields_end: self.fields.len(),

@@ -19,27 +19,31 @@ pub(super) fn record(line: &str) -> Option<RawRecord<'_>> {
     (scan.at == line.len()).then_some(record)
 }
 
-/// [`record`], also putting into `fields` where each top-level field of `data` lies (key
+/// [`record`], also appending to `fields` where each top-level field of `data` lies (key
 /// start and end, without its quotes; value start and end), relative to the start of `data`.
-/// True when `fields` holds them all: `data` is an object and no key has an escape.
+/// True when it appended them all: `data` is an object and no key has an escape; otherwise
+/// `fields` is left as it was.
 pub(super) fn record_with_fields<'a>(
     line: &'a str,
     fields: &mut Vec<[u32; 4]>,
 ) -> Option<(RawRecord<'a>, bool)> {
+    let before = fields.len();
     let mut scan = Scan::new(line, true);
     scan.fields = std::mem::take(fields);
-    scan.fields.clear();
     let record = scan.envelope().and_then(|record| {
         scan.space();
         (scan.at == line.len()).then_some(record)
     });
     *fields = std::mem::take(&mut scan.fields);
-    let complete = scan.fields_complete && u32::try_from(line.len()).is_ok();
-    if complete {
-        let start = scan.data_start as u32;
-        for span in fields.iter_mut() {
-            span.iter_mut().for_each(|at| *at -= start);
+    let complete = record.is_some() && scan.fields_complete && u32::try_from(line.len()).is_ok();
+    match complete {
+        true => {
+            let start = scan.data_start as u32;
+            for span in &mut fields[before..] {
+                span.iter_mut().for_each(|at| *at -= start);
+            }
         }
+        false => fields.truncate(before),
     }
     record.map(|record| (record, complete))
 }
