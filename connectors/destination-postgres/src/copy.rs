@@ -39,6 +39,8 @@ pub struct Encoder {
     format: Format,
     buf: BytesMut,
     first_in_row: bool,
+    /// Values written since [`start_cells`](Self::start_cells).
+    cells: usize,
 }
 
 impl Encoder {
@@ -47,7 +49,27 @@ impl Encoder {
             format,
             buf: BytesMut::with_capacity(1 << 20),
             first_in_row: true,
+            cells: 0,
         }
+    }
+
+    /// Empties the encoder for the cells of one row, to be appended to a row of another
+    /// encoder after its first values (see [`append_cells`](Self::append_cells)).
+    pub fn start_cells(&mut self) {
+        self.buf.clear();
+        self.cells = 0;
+        // Each cell follows another value of the row it goes into.
+        self.first_in_row = false;
+    }
+
+    /// How many values were written since [`start_cells`](Self::start_cells).
+    pub fn cells(&self) -> usize {
+        self.cells
+    }
+
+    /// Appends the cells written to `cells` since its [`start_cells`](Self::start_cells).
+    pub fn append_cells(&mut self, cells: &Encoder) {
+        self.buf.extend_from_slice(&cells.buf);
     }
 
     pub fn is_empty(&self) -> bool {
@@ -99,6 +121,7 @@ impl Encoder {
     }
 
     fn separator(&mut self) {
+        self.cells += 1;
         if self.format == Format::Text && !std::mem::take(&mut self.first_in_row) {
             self.buf.put_u8(b'\t');
         }

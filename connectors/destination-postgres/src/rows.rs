@@ -78,6 +78,8 @@ pub struct Rows {
     generation: i64,
     ids: RawIds,
     meta: String,
+    /// The cells of the row being encoded (its `_airbyte_meta` is known after them).
+    cells: Encoder,
     /// `_airbyte_normalized_at` of this writer's rows, microseconds since 2000-01-01 UTC.
     normalized_at: i64,
     /// The table that also gets each record as a raw row (basic normalization's kept raw
@@ -120,6 +122,7 @@ impl Rows {
             generation,
             ids: RawIds::new(),
             meta: String::new(),
+            cells: Encoder::new(format),
             normalized_at: now_pg_micros(),
             raw_table: None,
         }
@@ -184,14 +187,26 @@ impl Rows {
         }
     }
 
-    /// Sets the lane of a record whose main-table cells are `cells` (noting its key's hash
-    /// when split), and counts the record there.
-    fn pick_lane(&mut self, cells: &[Cell<'_>]) {
+    /// Sets the lane of a record whose main-table slots are `slots` (noting its key's hash
+    /// when split: the key columns are coerced into `keys`), and counts the record there.
+    fn pick_lane<'a>(
+        &mut self,
+        layout: &Layout,
+        slots: &[Option<&'a str>],
+        keys: &mut Vec<Cell<'a>>,
+    ) {
         self.lane = 0;
         if let Some(key) = &self.split {
+            keys.clear();
+            keys.extend(key.iter().map(|&i| {
+                match (slots.get(i).copied().flatten(), layout.columns.get(i)) {
+                    (Some(raw), Some(column)) => value::coerce(column, raw).unwrap_or(Cell::Null),
+                    _ => Cell::Null,
+                }
+            }));
             let mut hasher = std::hash::DefaultHasher::new();
-            for &i in key {
-                value::hash_key_cell(cells.get(i), &mut hasher);
+            for cell in keys.iter() {
+                value::hash_key_cell(Some(cell), &mut hasher);
             }
             let hash = std::hash::Hasher::finish(&hasher);
             self.lane = (hash & 1) as usize;
@@ -224,7 +239,7 @@ impl Rows {
             .map(|c| Parsed::new(c.layout.columns.len()))
             .collect();
         let mut changes: Vec<(String, ChangeReason)> = Vec::new();
-        let mut cells: Vec<Cell<'_>> = Vec::with_capacity(layout.main.columns.len());
+        let mut keys: Vec<Cell<'_>> = Vec::new();
         for record in batch.iter() {
             parsed
                 .fill_record(&record, &layout.main.fields)
@@ -236,11 +251,11 @@ impl Rows {
                 Some(_) => hex_md5(record.data),
                 None => String::new(),
             };
-            coerce_all(
+            encode_cells(
                 &layout.main,
                 &parsed.slots,
                 (&hashid, self.normalized_at),
-                &mut cells,
+                &mut self.cells,
                 &mut changes,
             );
             for (child, array) in &parsed.children {
@@ -250,7 +265,7 @@ impl Rows {
                 }
             }
             build_meta(&mut self.meta, &self.sync_id, record.meta, &changes);
-            self.pick_lane(&cells);
+            self.pick_lane(&layout.main, &parsed.slots, &mut keys);
             let plain = is_plain(&changes, record.meta);
             let meta = if plain { &self.plain_meta } else { &self.meta };
             let (e, meta) = self.lanes[self.lane][0].pick(plain, meta);
@@ -260,8 +275,7 @@ impl Rows {
                 record.emitted_at,
                 meta,
                 self.generation,
-                &cells,
-                &layout.main,
+                &self.cells,
             );
             let parent = Parent {
                 raw_id,
@@ -293,18 +307,17 @@ impl Rows {
         }
         let items: Vec<&'a RawValue> = serde_json::from_str(text)?;
         let mut changes: Vec<(String, ChangeReason)> = Vec::new();
-        let mut cells = Vec::with_capacity(table.layout.columns.len());
         for item in items {
             if !item.get().starts_with('{') {
                 continue;
             }
             parsed.fill(item.get(), &table.layout.fields)?;
             parsed.take_changes(&mut changes);
-            coerce_all(
+            encode_cells(
                 &table.layout,
                 &parsed.slots,
                 (parent.hashid, self.normalized_at),
-                &mut cells,
+                &mut self.cells,
                 &mut changes,
             );
             build_meta(&mut self.meta, &self.sync_id, None, &changes);
@@ -317,8 +330,7 @@ impl Rows {
                 parent.emitted_at,
                 meta,
                 self.generation,
-                &cells,
-                &table.layout,
+                &self.cells,
             );
         }
         Ok(())
@@ -392,36 +404,36 @@ fn now_pg_micros() -> i64 {
     unix - PG_EPOCH_MICROS
 }
 
-/// Coerces every slot into `cells`, noting the fields that were nulled; `fixed` is the row's
-/// hashid and `_airbyte_normalized_at`.
-fn coerce_all<'a>(
+/// Coerces every slot and encodes it into `out` (emptied first: the cells of one row),
+/// noting the fields that were nulled; `fixed` is the row's hashid and
+/// `_airbyte_normalized_at`.
+fn encode_cells(
     layout: &Layout,
-    slots: &[Option<&'a str>],
+    slots: &[Option<&str>],
     fixed: (&str, i64),
-    cells: &mut Vec<Cell<'a>>,
+    out: &mut Encoder,
     changes: &mut Vec<(String, ChangeReason)>,
 ) {
-    cells.clear();
+    out.start_cells();
     for (i, column) in layout.columns.iter().enumerate() {
         if layout.hashid == Some(i) {
-            cells.push(Cell::Text(fixed.0.to_string().into()));
+            out.text(fixed.0);
             continue;
         }
         if layout.normalized_at == Some(i) {
-            cells.push(Cell::Timestamp(fixed.1));
+            out.cell(&Cell::Timestamp(fixed.1), column.ty);
             continue;
         }
-        let cell = match slots[i] {
-            None => Cell::Null,
+        match slots[i] {
+            None => out.null(),
             Some(raw) => match value::coerce(column, raw) {
-                Ok(cell) => cell,
+                Ok(cell) => out.cell(&cell, column.ty),
                 Err(reason) => {
                     changes.push((column.field.clone(), reason));
-                    Cell::Null
+                    out.null();
                 }
             },
-        };
-        cells.push(cell);
+        }
     }
 }
 
@@ -447,20 +459,18 @@ fn meta_count(meta: Option<&str>) -> usize {
     if meta.is_some() { 4 } else { 2 }
 }
 
+/// A row: the `_airbyte_*` columns, then the row's `cells` (see [`encode_cells`]).
 fn write_row(
     e: &mut Encoder,
     raw_id: &str,
     emitted_at: i64,
     meta: Option<&str>,
     generation: i64,
-    cells: &[Cell<'_>],
-    layout: &Layout,
+    cells: &Encoder,
 ) {
-    e.row_start(meta_count(meta) + cells.len());
+    e.row_start(meta_count(meta) + cells.cells());
     meta_columns(e, raw_id, emitted_at, meta, generation);
-    for (cell, column) in cells.iter().zip(&layout.columns) {
-        e.cell(cell, column.ty);
-    }
+    e.append_cells(cells);
     e.row_end();
 }
 

@@ -144,8 +144,13 @@ pub fn string(text: &str) -> Result<Cow<'_, str>, ChangeReason> {
         .map_err(|_| ChangeReason::DestinationSerializationError)
 }
 
+/// `s` when it has no NUL (PostgreSQL text can't hold one). Valid JSON has control
+/// characters only as escapes, so only an unescaped string can have one.
 fn no_nul(s: Cow<'_, str>) -> Option<Cow<'_, str>> {
-    (!s.contains('\0')).then_some(s)
+    match &s {
+        Cow::Borrowed(_) => Some(s),
+        Cow::Owned(o) => (!o.contains('\0')).then_some(s),
+    }
 }
 
 /// JSON text for a JSONB column: PostgreSQL rejects `\u0000` in JSONB.
