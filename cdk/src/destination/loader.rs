@@ -76,6 +76,9 @@ pub trait BatchWriter: Send {
 pub struct LoaderOptions {
     /// A stream's batch goes to the writer at this many records…
     pub batch_records: usize,
+    /// …its first batch at this many at most (so that the writer, and its server, start while
+    /// the rest of the input is decoded)…
+    pub first_batch_records: usize,
     /// …or this many bytes of record data.
     pub batch_bytes: usize,
     /// Pending states are acknowledged (commit, then echo) once this much time passed…
@@ -96,6 +99,7 @@ impl Default for LoaderOptions {
     fn default() -> Self {
         Self {
             batch_records: 10_000,
+            first_batch_records: 1_250,
             batch_bytes: 8 << 20,
             commit_interval: Duration::from_secs(15),
             commit_bytes: 64 << 20,
@@ -163,9 +167,17 @@ pub async fn load<W: BatchWriter>(
     result.and(closed)
 }
 
+/// How the input is read: decoded on other threads, or line by line on the loader's task.
+enum Reading {
+    Pieces(Pieces),
+    Inline(Input),
+}
+
 struct StreamBuf {
     batch: Batch,
     dirty: bool,
+    /// Whether a batch of the stream went to the writer: until then batches are cut short.
+    started: bool,
     since_state: u64,
     /// The batch's first records that came before the last pending state.
     before_state: usize,
@@ -214,6 +226,7 @@ impl<'a, W: BatchWriter> Loader<'a, W> {
                 .map(|_| StreamBuf {
                     batch: Batch::default(),
                     dirty: false,
+                    started: false,
                     since_state: 0,
                     before_state: 0,
                 })
@@ -237,14 +250,24 @@ impl<'a, W: BatchWriter> Loader<'a, W> {
         catalog: &ConfiguredAirbyteCatalog,
         plans: &[StreamPlan],
     ) -> Result<()> {
+        // The decoder threads start on the input while the writer opens its streams (tables
+        // created, files begun): the first batch is then ready sooner.
+        let input = match self.options.decode_threads {
+            0 => Reading::Inline(input),
+            threads => Reading::Pieces(Pieces::start(
+                input,
+                threads,
+                &self.ids,
+                self.options.record_fields,
+            )?),
+        };
         for (id, (stream, plan)) in catalog.streams.iter().zip(plans).enumerate() {
             self.writer.open(id, stream, *plan).await?;
             self.opened = id + 1;
         }
-        if self.options.decode_threads == 0 {
-            self.load_inline(input).await?;
-        } else {
-            self.load_pieces(input).await?;
+        match input {
+            Reading::Pieces(pieces) => self.load_pieces(pieces).await?,
+            Reading::Inline(input) => self.load_inline(input).await?,
         }
         self.commit_all().await?;
         if self.skipped_lines > 0 {
@@ -310,14 +333,7 @@ impl<'a, W: BatchWriter> Loader<'a, W> {
     }
 
     /// Takes the input as pieces decoded by other threads, in input order.
-    async fn load_pieces(&mut self, input: Input) -> Result<()> {
-        let options = &self.options;
-        let mut pieces = Pieces::start(
-            input,
-            options.decode_threads,
-            &self.ids,
-            options.record_fields,
-        )?;
+    async fn load_pieces(&mut self, mut pieces: Pieces) -> Result<()> {
         let (mut tick, mut stop) = (self.ticker(), StopSignals::listen());
         loop {
             let piece = tokio::select! {
@@ -429,9 +445,14 @@ impl<'a, W: BatchWriter> Loader<'a, W> {
         self.records += 1;
         self.records_after_state = true;
         let batch = &stream.batch;
-        if batch.len() >= self.options.batch_records
-            || batch.data_bytes() >= self.options.batch_bytes
-        {
+        let records = match stream.started {
+            true => self.options.batch_records,
+            false => self
+                .options
+                .first_batch_records
+                .min(self.options.batch_records),
+        };
+        if batch.len() >= records || batch.data_bytes() >= self.options.batch_bytes {
             stream.before_state = 0;
             self.written_after_state |= !self.pending.is_empty();
             self.write_batch(id).await?;
@@ -506,6 +527,7 @@ impl<'a, W: BatchWriter> Loader<'a, W> {
             return Ok(());
         }
         self.streams[id].dirty = true;
+        self.streams[id].started = true;
         self.writer.write(id, batch).await
     }
 

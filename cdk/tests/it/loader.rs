@@ -259,6 +259,20 @@ async fn batches_are_cut_at_the_record_limit() {
 }
 
 #[tokio::test]
+async fn a_streams_first_batch_is_cut_short() {
+    let lines: Vec<String> = (1..=6).map(|i| record("a", i)).collect();
+    let mut w = Recorder::default();
+    let options = LoaderOptions {
+        batch_records: 4,
+        first_batch_records: 1,
+        ..LoaderOptions::default()
+    };
+    run(&lines, &["a"], &mut w, options).await.1.unwrap();
+    let writes: Vec<String> = w.events_of("write");
+    assert_eq!(writes, ["write 0 [1]", "write 0 [2,3,4,5]", "write 0 [6]"]);
+}
+
+#[tokio::test]
 async fn an_unknown_stream_fails_naming_it() {
     let lines = [record("a", 1), record("nope", 2)];
     let mut w = Recorder::default();
