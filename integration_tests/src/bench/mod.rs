@@ -49,7 +49,7 @@ impl Bench {
         let path = self.bin_dir.join(name);
         if !path.is_file() {
             bail!(
-                "{} not found: build every binary first with `cargo build --release --workspace`",
+                "{} not found: build every binary first with `cargo build --profile dist --workspace`",
                 path.display()
             );
         }

@@ -1,5 +1,6 @@
-//! `bench [NAME…] [--records N]`: runs the benchmarks (all by default) on release binaries.
-//! Build them first: `cargo build --release --workspace`.
+//! `bench [NAME…] [--records N]`: runs the benchmarks (all by default) on the binaries built
+//! beside it, as shipped: `cargo build --profile dist --workspace` first, then
+//! `target/dist/bench` (a `release` build runs too, without the cross-crate optimisation).
 
 use anyhow::Result;
 use integration_tests::bench::{self, Bench};

@@ -113,7 +113,9 @@ pub fn run(args: Args) -> Result<ExitCode> {
             println!("next:");
             println!("  cd {shown}");
             println!("  cargo test");
-            println!("  cargo build --release && cdk image build . --prebuilt target/release/{n}");
+            println!(
+                "  cargo build --profile dist && cdk image build . --prebuilt target/dist/{n}"
+            );
             println!("  docker run --rm airbyte/{n}:dev spec");
         }
     }
