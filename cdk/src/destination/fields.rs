@@ -49,7 +49,7 @@ impl Lookup {
     fn matches_raw(&self, guess: usize, rest: &[u8]) -> Option<usize> {
         let name = self.names.get(guess)?.as_bytes();
         let len = name.len();
-        (self.plain[guess] && rest.get(len) == Some(&b'"') && same(&rest[..len], name))
+        (self.plain[guess] && rest.get(len) == Some(&b'"') && &rest[..len] == name)
             .then_some(len + 1)
     }
 
@@ -61,30 +61,9 @@ impl Lookup {
     /// The column called `key`; `guess` is tried first.
     fn find(&self, key: &str, guess: Option<usize>) -> Option<usize> {
         match guess {
-            Some(g)
-                if self
-                    .names
-                    .get(g)
-                    .is_some_and(|name| same(name.as_bytes(), key.as_bytes())) =>
-            {
-                Some(g)
-            }
+            Some(g) if self.names.get(g).is_some_and(|name| name == key) => Some(g),
             _ => self.index.get(key).copied(),
         }
-    }
-}
-
-/// `a == b`, without a call to `memcmp` for the short texts column names mostly are (one
-/// such call per field is a visible share of a destination's time).
-#[inline]
-fn same(a: &[u8], b: &[u8]) -> bool {
-    let eight =
-        |s: &[u8], at: usize| u64::from_le_bytes(s[at..at + 8].try_into().unwrap_or([0; 8]));
-    match a.len() {
-        n if n != b.len() => false,
-        n @ 8..=16 => eight(a, 0) == eight(b, 0) && eight(a, n - 8) == eight(b, n - 8),
-        0..8 => a.iter().zip(b).all(|(x, y)| x == y),
-        _ => a == b,
     }
 }
 
@@ -139,14 +118,7 @@ impl Walker {
             let key = &data[key_start as usize..key_end as usize];
             let guess = self.order.get(position).copied().flatten();
             let column = match guess {
-                Some(g)
-                    if lookup
-                        .names
-                        .get(g)
-                        .is_some_and(|name| same(name.as_bytes(), key.as_bytes())) =>
-                {
-                    guess
-                }
+                Some(g) if lookup.names.get(g).is_some_and(|name| name == key) => guess,
                 _ => {
                     let column = lookup.index.get(key).copied();
                     match self.order.get_mut(position) {
@@ -409,14 +381,6 @@ mod tests {
         f: impl FnMut(usize, &'a str),
     ) -> Result<(), serde_json::Error> {
         Walker::default().walk(data, lookup, f)
-    }
-
-    proptest::proptest! {
-        #[test]
-        fn same_is_equality(a in proptest::collection::vec(0u8..4, 0..40), b in proptest::collection::vec(0u8..4, 0..40)) {
-            proptest::prop_assert_eq!(same(&a, &b), a == b);
-            proptest::prop_assert!(same(&a, &a));
-        }
     }
 
     #[test]

@@ -39,8 +39,6 @@ pub struct Encoder {
     format: Format,
     buf: BytesMut,
     first_in_row: bool,
-    /// Values written since [`start_cells`](Self::start_cells).
-    cells: usize,
 }
 
 impl Encoder {
@@ -49,7 +47,6 @@ impl Encoder {
             format,
             buf: BytesMut::with_capacity(1 << 20),
             first_in_row: true,
-            cells: 0,
         }
     }
 
@@ -57,14 +54,8 @@ impl Encoder {
     /// encoder after its first values (see [`append_cells`](Self::append_cells)).
     pub fn start_cells(&mut self) {
         self.buf.clear();
-        self.cells = 0;
         // Each cell follows another value of the row it goes into.
         self.first_in_row = false;
-    }
-
-    /// How many values were written since [`start_cells`](Self::start_cells).
-    pub fn cells(&self) -> usize {
-        self.cells
     }
 
     /// Appends the cells written to `cells` since its [`start_cells`](Self::start_cells).
@@ -121,7 +112,6 @@ impl Encoder {
     }
 
     fn separator(&mut self) {
-        self.cells += 1;
         if self.format == Format::Text && !std::mem::take(&mut self.first_in_row) {
             self.buf.put_u8(b'\t');
         }

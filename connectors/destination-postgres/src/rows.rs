@@ -275,7 +275,7 @@ impl Rows {
                 record.emitted_at,
                 meta,
                 self.generation,
-                &self.cells,
+                (&self.cells, &layout.main),
             );
             let parent = Parent {
                 raw_id,
@@ -330,7 +330,7 @@ impl Rows {
                 parent.emitted_at,
                 meta,
                 self.generation,
-                &self.cells,
+                (&self.cells, &table.layout),
             );
         }
         Ok(())
@@ -459,16 +459,17 @@ fn meta_count(meta: Option<&str>) -> usize {
     if meta.is_some() { 4 } else { 2 }
 }
 
-/// A row: the `_airbyte_*` columns, then the row's `cells` (see [`encode_cells`]).
+/// A row: the `_airbyte_*` columns, then the row's `cells` (one per column of `layout`, see
+/// [`encode_cells`]).
 fn write_row(
     e: &mut Encoder,
     raw_id: &str,
     emitted_at: i64,
     meta: Option<&str>,
     generation: i64,
-    cells: &Encoder,
+    (cells, layout): (&Encoder, &Layout),
 ) {
-    e.row_start(meta_count(meta) + cells.cells());
+    e.row_start(meta_count(meta) + layout.columns.len());
     meta_columns(e, raw_id, emitted_at, meta, generation);
     e.append_cells(cells);
     e.row_end();
