@@ -10,7 +10,9 @@
 //! During a sync (discover, read, write) an unreachable server or a dropped connection is
 //! transient and retried; authentication and missing databases stay config errors.
 
+use std::future::Future;
 use std::io;
+use std::pin::Pin;
 use std::time::Duration;
 
 use cdk::protocol::FailureType;
@@ -173,18 +175,26 @@ impl Connector {
     /// current runtime. For [`Purpose::Sync`], transient failures are retried
     /// ([`SYNC_RETRY`]); for [`Purpose::Check`], any failure is a config error.
     pub async fn connect(&self, purpose: Purpose) -> Result<Client> {
+        let (client, driver) = self.connect_driven(purpose).await?;
+        driver.spawn();
+        Ok(client)
+    }
+
+    /// [`connect`](Self::connect), leaving the connection for the caller to drive (see
+    /// [`Driver`]).
+    pub async fn connect_driven(&self, purpose: Purpose) -> Result<(Client, Driver)> {
         match purpose {
             Purpose::Check => self.connect_once().await.map_err(as_config_error),
             Purpose::Sync => cdk::retry(SYNC_RETRY, || self.connect_once()).await,
         }
     }
 
-    async fn connect_once(&self) -> Result<Client> {
+    async fn connect_once(&self) -> Result<(Client, Driver)> {
         // The bastion login, outside the attempt's timeout so its own errors come through.
         if let Some(tunnel) = &self.tunnel {
             tunnel.connect().await?;
         }
-        let client = match &self.tls {
+        let (client, mut driver) = match &self.tls {
             Tls::Disable => self.attempt(PgSslMode::Disable, NoTls).await,
             Tls::Require(tls) => self.attempt_tls(PgSslMode::Require, tls).await,
             Tls::Prefer(tls) => match self.attempt_tls(PgSslMode::Prefer, tls).await {
@@ -204,19 +214,19 @@ impl Connector {
         }
         .map_err(|f| self.connect_error(f))?;
         if !self.setup.is_empty() {
-            client
-                .batch_execute(&self.setup)
+            driver
+                .alongside(client.batch_execute(&self.setup))
                 .await
                 .map_err(|e| pg_error(e).context("cannot set up the session"))?;
         }
-        Ok(client)
+        Ok((client, driver))
     }
 
     async fn attempt_tls(
         &self,
         mode: PgSslMode,
         tls: &MakeRustlsConnect,
-    ) -> std::result::Result<Client, Failure> {
+    ) -> std::result::Result<(Client, Driver), Failure> {
         let mut tls = tls.clone();
         let connect = MakeTlsConnect::<PgSocket>::make_tls_connect(&mut tls, &self.host)
             .map_err(|e| Failure::TlsName(e.to_string()))?;
@@ -224,7 +234,11 @@ impl Connector {
     }
 
     /// One attempt: the socket, then TLS and the startup over it, within the timeout.
-    async fn attempt<T>(&self, mode: PgSslMode, tls: T) -> std::result::Result<Client, Failure>
+    async fn attempt<T>(
+        &self,
+        mode: PgSslMode,
+        tls: T,
+    ) -> std::result::Result<(Client, Driver), Failure>
     where
         T: TlsConnect<PgSocket>,
         T::Stream: Send + 'static,
@@ -238,8 +252,7 @@ impl Connector {
         let (client, connection) = tokio::time::timeout(self.timeout, work)
             .await
             .map_err(|_| Failure::TimedOut)??;
-        spawn(connection);
-        Ok(client)
+        Ok((client, Driver::new(connection)))
     }
 
     /// The one place a connection's byte stream is made: a channel to `host:port` through the
@@ -298,29 +311,59 @@ impl Connector {
     }
 }
 
-/// Runs a connection's driver as a task (out of the generic async fn, which the compiler
-/// cannot prove `Send` for every lifetime). The server's notices ("schema … already exists,
+/// What moves a connection's messages between its socket and its [`Client`]; someone must
+/// poll it for the client to work. [`Driver::spawn`] runs it as a task of its own;
+/// [`Driver::alongside`] polls it in the task doing the work, which spares a wakeup of another
+/// thread for every read of the socket (a bulk read is otherwise two tasks passing each batch
+/// of messages between the runtime's threads). The server's notices ("schema … already exists,
 /// skipping") are DEBUG lines, not the driver's INFO ones.
-fn spawn<S, T>(mut connection: tokio_postgres::Connection<S, T>)
-where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    tokio::spawn(async move {
-        loop {
-            match std::future::poll_fn(|cx| connection.poll_message(cx)).await {
-                Some(Ok(AsyncMessage::Notice(notice))) => {
-                    tracing::debug!("server {}: {}", notice.severity(), notice.message());
+pub struct Driver(Option<Pin<Box<dyn Future<Output = ()> + Send>>>);
+
+impl Driver {
+    fn new<S, T>(mut connection: tokio_postgres::Connection<S, T>) -> Self
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+        T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        Self(Some(Box::pin(async move {
+            loop {
+                match std::future::poll_fn(|cx| connection.poll_message(cx)).await {
+                    Some(Ok(AsyncMessage::Notice(notice))) => {
+                        tracing::debug!("server {}: {}", notice.severity(), notice.message());
+                    }
+                    Some(Ok(_)) => {}
+                    Some(Err(e)) => {
+                        tracing::debug!(error = %e, "postgres connection closed with an error");
+                        break;
+                    }
+                    None => break,
                 }
-                Some(Ok(_)) => {}
-                Some(Err(e)) => {
-                    tracing::debug!(error = %e, "postgres connection closed with an error");
-                    break;
-                }
-                None => break,
             }
+        })))
+    }
+
+    /// Runs `work` (which uses the client) while driving the connection in the same task.
+    /// The connection is polled first, so the messages it reads are there for `work` to take
+    /// in the same turn.
+    pub async fn alongside<T>(&mut self, work: impl Future<Output = T>) -> T {
+        let mut work = std::pin::pin!(work);
+        std::future::poll_fn(|cx| {
+            if let Some(connection) = &mut self.0
+                && connection.as_mut().poll(cx).is_ready()
+            {
+                self.0 = None; // closed: `work` sees it through the client
+            }
+            work.as_mut().poll(cx)
+        })
+        .await
+    }
+
+    /// Drives the connection as a task of its own from now on (until its client is dropped).
+    pub fn spawn(self) {
+        if let Some(connection) = self.0 {
+            tokio::spawn(connection);
         }
-    });
+    }
 }
 
 fn as_config_error(e: Error) -> Error {

@@ -15,7 +15,7 @@ mod tls;
 pub mod tunnel;
 
 pub use calendar::civil_from_days;
-pub use connect::{CONNECT_TIMEOUT, Connector, Endpoint, Purpose, SYNC_RETRY, Session};
+pub use connect::{CONNECT_TIMEOUT, Connector, Driver, Endpoint, Purpose, SYNC_RETRY, Session};
 pub use errors::{failure_type, pg_error, query_error};
 pub use params::JdbcParams;
 pub use quote::{quote_ident, quote_literal};

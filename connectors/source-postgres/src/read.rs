@@ -9,7 +9,7 @@ use cdk::{Error, Estimate, ReadContext, RecordWriter, Result, Stream, TrustedJso
 use serde_json::Value;
 use tokio_postgres::Client;
 
-use crate::connect::{Connector, Purpose, query_error};
+use crate::connect::{Connector, Driver, Purpose, query_error};
 use crate::copy::{Tuple, for_each_tuple};
 use crate::discover::{Column, Table};
 use crate::state::{CursorStatus, StreamState, ctid_state, parse_ctid};
@@ -30,10 +30,16 @@ pub struct ReadEnv {
 
 impl ReadEnv {
     /// A new connection inside a read-only REPEATABLE READ transaction on the shared
-    /// snapshot (or its own, when the shared one cannot be imported).
-    pub(crate) async fn begin(&self) -> Result<Client> {
+    /// snapshot (or its own, when the shared one cannot be imported), and its driver, which
+    /// the reading task polls itself.
+    pub(crate) async fn begin(&self) -> Result<(Client, Driver)> {
+        let (client, mut driver) = self.connector.connect_driven(Purpose::Sync).await?;
+        driver.alongside(self.begin_on(&client)).await?;
+        Ok((client, driver))
+    }
+
+    async fn begin_on(&self, client: &Client) -> Result<()> {
         const BEGIN: &str = "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY";
-        let client = self.connector.connect(Purpose::Sync).await?;
         client
             .batch_execute(BEGIN)
             .await
@@ -48,7 +54,7 @@ impl ReadEnv {
                     .map_err(|e| query_error(&e, "cannot start a read-only transaction"))?;
             }
         }
-        Ok(client)
+        Ok(())
     }
 }
 
@@ -96,11 +102,25 @@ impl Stream for TableStream {
     }
 
     async fn read(&self, ctx: &ReadContext, out: &mut RecordWriter) -> Result<()> {
-        let client = self.env.begin().await?;
+        let (client, mut driver) = self.env.begin().await?;
+        let read = driver.alongside(self.read_on(&client, ctx, out)).await;
+        drop(client);
+        driver.spawn(); // to close the connection
+        read
+    }
+}
+
+impl TableStream {
+    async fn read_on(
+        &self,
+        client: &Client,
+        ctx: &ReadContext,
+        out: &mut RecordWriter,
+    ) -> Result<()> {
         let reader = TableReader {
             table: &self.table,
             env: &self.env,
-            client: &client,
+            client,
         };
         let state = StreamState::parse(ctx.state.as_ref())?;
         if ctx.is_incremental() && self.env.xmin {
