@@ -13,8 +13,8 @@ use tokio::sync::mpsc;
 
 use super::batch::boxed_meta;
 use super::{Input, StreamId};
-use crate::protocol::decode_line_with_fields;
 use crate::protocol::*;
+use crate::protocol::{Prefix, decode_line_with_fields};
 use crate::{Error, Result};
 
 /// Bytes asked of the input per read.
@@ -99,9 +99,10 @@ pub(crate) fn parse(line: &[u8]) -> Option<std::result::Result<InputLine<'_>, St
 fn parse_with_fields<'a>(
     line: &'a [u8],
     fields: &mut Vec<[u32; 4]>,
+    prefix: &mut Prefix,
 ) -> Option<std::result::Result<(InputLine<'a>, bool), String>> {
     let line = content(line)?;
-    Some(decode_line_with_fields(line, fields).map_err(|e| skipping(line, &e)))
+    Some(decode_line_with_fields(line, fields, prefix).map_err(|e| skipping(line, &e)))
 }
 
 /// A line without its `\r`; `None` when it is blank.
@@ -126,6 +127,8 @@ pub(crate) struct Piece {
     pub fields: Vec<[u32; 4]>,
     /// Everything that is not a record, each with the number of records before it.
     pub events: Vec<(usize, Event)>,
+    /// The start of the last record line read (kept across chunks).
+    prefix: Prefix,
 }
 
 /// A record of a [`Piece`]: its data is `text[previous end..end]`, its fields
@@ -183,7 +186,7 @@ impl Piece {
     fn line(&mut self, line: &[u8], streams: &mut StreamIds, want_fields: bool) -> bool {
         let at = self.records.len();
         let parsed = match want_fields {
-            true => parse_with_fields(line, &mut self.fields),
+            true => parse_with_fields(line, &mut self.fields, &mut self.prefix),
             false => parse(line).map(|parsed| parsed.map(|line| (line, false))),
         };
         match parsed {

@@ -427,6 +427,7 @@ mod tests {
     fn the_decoded_fields_give_what_the_scan_finds() {
         let lookup = Lookup::new(["a", "b\"c", "é", "n", "d"].map(String::from));
         let mut walker = Walker::default();
+        let mut prefix = crate::protocol::Prefix::default();
         for data in [
             r#"{}"#,
             r#"{"a":1,"n":null,"d":-1.5e3,"zz":{"a":2}}"#,
@@ -440,8 +441,10 @@ mod tests {
                 r#"{{"type":"RECORD","record":{{"stream":"s","emitted_at":1,"data":{data}}}}}"#
             );
             let mut spans = Vec::new();
+            // Every line but the first is read after the start it shares with the last one.
             let (_, complete) =
-                crate::protocol::decode_line_with_fields(line.as_bytes(), &mut spans).unwrap();
+                crate::protocol::decode_line_with_fields(line.as_bytes(), &mut spans, &mut prefix)
+                    .unwrap();
             let record = RecordRef {
                 data,
                 fields: complete.then_some(&spans[..]),

@@ -10,6 +10,7 @@ use std::borrow::Cow;
 use serde::{Deserialize, Deserializer};
 use serde_json::value::RawValue;
 
+use super::scan::Prefix;
 use super::{AirbyteMessage, AirbyteRecordMessageMeta};
 
 /// A RECORD whose `data` was validated but not turned into a tree.
@@ -98,13 +99,15 @@ pub fn decode_line(line: &[u8]) -> Result<InputLine<'_>, DecodeError> {
 
 /// [`decode_line`], also appending to `fields` where the top-level fields of a record's
 /// `data` lie (relative to its start: key start and end without quotes, value start and end);
-/// true when it appended every one of them (otherwise `fields` is left as it was).
+/// true when it appended every one of them (otherwise `fields` is left as it was). `prefix`
+/// carries the start of the last record line to the next call (see [`Prefix`]).
 pub(crate) fn decode_line_with_fields<'a>(
     line: &'a [u8],
     fields: &mut Vec<[u32; 4]>,
+    prefix: &mut Prefix,
 ) -> Result<(InputLine<'a>, bool), DecodeError> {
     let line = std::str::from_utf8(line)?;
-    if let Some((record, complete)) = super::scan::record_with_fields(line, fields) {
+    if let Some((record, complete)) = super::scan::record_with_fields(line, fields, prefix) {
         return Ok((InputLine::Record(record), complete));
     }
     decode_with_serde(line).map(|decoded| (decoded, false))
@@ -266,8 +269,10 @@ mod tests {
     fn fields_agree(line: &str, data: &str) -> Result<(), TestCaseError> {
         // Fields are appended to what the vector holds, which stays as it was.
         let mut fields = vec![[9; 4]];
-        let (record, complete) = super::super::scan::record_with_fields(line, &mut fields)
-            .ok_or_else(|| TestCaseError::fail("the reading with fields differs"))?;
+        let mut prefix = Prefix::default();
+        let (record, complete) =
+            super::super::scan::record_with_fields(line, &mut fields, &mut prefix)
+                .ok_or_else(|| TestCaseError::fail("the reading with fields differs"))?;
         prop_assert_eq!(fields.remove(0), [9; 4]);
         prop_assert!(complete || fields.is_empty());
         prop_assert_eq!(record.data.get(), data);

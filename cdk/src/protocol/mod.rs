@@ -18,7 +18,7 @@ pub use airbyte_type::{AirbyteType, Properties};
 pub use catalog::*;
 pub use fast::*;
 pub use record::*;
-pub(crate) use scan::special;
+pub(crate) use scan::{Prefix, special};
 pub use spec::*;
 pub use state::*;
 pub use trace::*;

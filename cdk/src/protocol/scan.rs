@@ -22,19 +22,32 @@ pub(super) fn record(line: &str) -> Option<RawRecord<'_>> {
 /// [`record`], also appending to `fields` where each top-level field of `data` lies (key
 /// start and end, without its quotes; value start and end), relative to the start of `data`.
 /// True when it appended them all: `data` is an object and no key has an escape; otherwise
-/// `fields` is left as it was.
+/// `fields` is left as it was. A line that starts with the bytes of `prefix` (what the last
+/// line had before its `data`) is read from its `data` on; `prefix` then becomes this line's.
 pub(super) fn record_with_fields<'a>(
     line: &'a str,
     fields: &mut Vec<[u32; 4]>,
+    prefix: &mut Prefix,
 ) -> Option<(RawRecord<'a>, bool)> {
     let before = fields.len();
     let mut scan = Scan::new(line, true);
     scan.fields = std::mem::take(fields);
-    let record = scan.envelope().and_then(|record| {
+    let known = prefix.matches(line);
+    let record = match known {
+        true => scan.record_after(prefix),
+        false => scan.envelope(),
+    }
+    .and_then(|record| {
         scan.space();
         (scan.at == line.len()).then_some(record)
     });
     *fields = std::mem::take(&mut scan.fields);
+    if record.is_some()
+        && !known
+        && let Some(keys) = scan.before_data
+    {
+        *prefix = Prefix::of(line, scan.data_start, keys);
+    }
     let complete = record.is_some() && scan.fields_complete && u32::try_from(line.len()).is_ok();
     match complete {
         true => {
@@ -46,6 +59,54 @@ pub(super) fn record_with_fields<'a>(
         false => fields.truncate(before),
     }
     record.map(|record| (record, complete))
+}
+
+/// The start of a RECORD line up to its `data` value, and what it said there (`type` having
+/// come first). A writer puts every envelope's keys in one order and records come in runs of
+/// one stream, so most lines start with the same bytes as the line before: those bytes read
+/// the same again, and are compared instead of read.
+#[derive(Debug, Default)]
+pub(crate) struct Prefix {
+    bytes: Vec<u8>,
+    keys: RecordKeys<Span>,
+}
+
+/// Where a string lies on a line.
+type Span = (usize, usize);
+
+impl Prefix {
+    fn matches(&self, line: &str) -> bool {
+        !self.bytes.is_empty() && line.as_bytes().starts_with(&self.bytes)
+    }
+
+    fn of(line: &str, data_start: usize, keys: RecordKeys<Span>) -> Self {
+        Self {
+            bytes: line.as_bytes()[..data_start].to_vec(),
+            keys,
+        }
+    }
+}
+
+/// The keys of a `record` read so far; `S` is a string (or where it lies).
+#[derive(Debug, Clone, Copy)]
+struct RecordKeys<S> {
+    stream: Option<S>,
+    namespace: Option<Option<S>>,
+    data: bool,
+    emitted_at: Option<i64>,
+    meta: bool,
+}
+
+impl<S> Default for RecordKeys<S> {
+    fn default() -> Self {
+        Self {
+            stream: None,
+            namespace: None,
+            data: false,
+            emitted_at: None,
+            meta: false,
+        }
+    }
 }
 
 /// Where `bytes` has its first `"`, `\` or control character, eight bytes at a time (strings
@@ -82,8 +143,13 @@ struct Scan<'a> {
     /// Set while `data` is read (when `want_fields`).
     in_data: bool,
     data_start: usize,
+    data_end: usize,
     fields: Vec<[u32; 4]>,
     fields_complete: bool,
+    /// The envelope's `type` was `RECORD`, read before its `record`.
+    type_first: bool,
+    /// What the `record` said before its `data`, when `type_first`.
+    before_data: Option<RecordKeys<Span>>,
 }
 
 impl<'a> Scan<'a> {
@@ -94,8 +160,11 @@ impl<'a> Scan<'a> {
             want_fields,
             in_data: false,
             data_start: 0,
+            data_end: 0,
             fields: Vec::new(),
             fields_complete: false,
+            type_first: false,
+            before_data: None,
         }
     }
 
@@ -118,12 +187,15 @@ impl<'a> Scan<'a> {
     /// `{`, then `f` for each key until the closing `}` (which it consumes).
     fn members(&mut self, mut f: impl FnMut(&mut Self, &'a str) -> Option<()>) -> Option<()> {
         self.eat(b'{')?;
-        self.items(b'}', |s| {
-            let key = s.plain_string()?;
-            s.eat(b':')?;
-            s.space();
-            f(s, key)
-        })
+        self.items(b'}', |s| s.member(&mut f))
+    }
+
+    /// One `"key": value` of an object, the value read by `f`.
+    fn member(&mut self, f: &mut impl FnMut(&mut Self, &'a str) -> Option<()>) -> Option<()> {
+        let key = self.plain_string()?;
+        self.eat(b':')?;
+        self.space();
+        f(self, key)
     }
 
     /// The items of an object or array whose opening bracket was consumed, each read by
@@ -137,16 +209,35 @@ impl<'a> Scan<'a> {
         loop {
             self.space();
             item(self)?;
-            self.space();
-            match self.peek()? {
-                b',' => self.at += 1,
-                c if c == close => {
-                    self.at += 1;
-                    return Some(());
-                }
-                _ => return None,
+            if self.after_item(close)? {
+                return Some(());
             }
         }
+    }
+
+    /// After an item: true at `close` (consumed), false at a comma (consumed).
+    fn after_item(&mut self, close: u8) -> Option<bool> {
+        self.space();
+        match self.peek()? {
+            b',' => {
+                self.at += 1;
+                Some(false)
+            }
+            c if c == close => {
+                self.at += 1;
+                Some(true)
+            }
+            _ => None,
+        }
+    }
+
+    /// The rest of an object after one of its members, each further one read by `f`.
+    fn more_members(&mut self, mut f: impl FnMut(&mut Self, &'a str) -> Option<()>) -> Option<()> {
+        while !self.after_item(b'}')? {
+            self.space();
+            self.member(&mut f)?;
+        }
+        Some(())
     }
 
     fn envelope(&mut self) -> Option<RawRecord<'a>> {
@@ -158,6 +249,7 @@ impl<'a> Scan<'a> {
                 Some(())
             }
             "record" if record.is_none() => {
+                scan.type_first = kind == Some("RECORD");
                 record = Some(scan.record()?);
                 Some(())
             }
@@ -168,47 +260,97 @@ impl<'a> Scan<'a> {
     }
 
     fn record(&mut self) -> Option<RawRecord<'a>> {
-        let (mut stream, mut namespace, mut data, mut emitted_at) = (None, None, None, None);
-        let mut meta_seen = false;
-        self.members(|scan, key| {
-            match key {
-                "stream" if stream.is_none() => stream = Some(scan.plain_string()?),
-                "namespace" if namespace.is_none() => {
-                    namespace = Some(match scan.peek()? {
-                        b'"' => Some(scan.plain_string()?),
-                        _ => {
-                            scan.literal(b"null")?;
-                            None
-                        }
-                    })
-                }
-                "data" if data.is_none() => {
-                    let start = scan.at;
-                    scan.in_data = scan.want_fields;
-                    scan.data_start = start;
-                    scan.fields_complete = scan.want_fields && scan.peek() == Some(b'{');
-                    scan.value(0)?;
-                    scan.in_data = false;
-                    data = Some(&scan.text[start..scan.at]);
-                }
-                "emitted_at" if emitted_at.is_none() => emitted_at = Some(scan.integer()?),
-                // A record without changes; a real `meta` is serde's to read.
-                "meta" if !meta_seen => {
-                    scan.literal(b"null")?;
-                    meta_seen = true;
-                }
-                "stream" | "namespace" | "data" | "emitted_at" | "meta" => return None,
-                _ => scan.value(0)?,
-            }
-            Some(())
+        let mut keys = RecordKeys::default();
+        self.members(|scan, key| scan.record_member(&mut keys, key))?;
+        self.raw_record(keys)
+    }
+
+    /// A line that starts with `prefix`: its `data` on, then the rest of the `record` and of
+    /// the envelope (whose `type` and `record` were read).
+    fn record_after(&mut self, prefix: &Prefix) -> Option<RawRecord<'a>> {
+        let text = self.text;
+        let at = |(start, end): Span| &text[start..end];
+        let known = &prefix.keys;
+        let mut keys = RecordKeys {
+            stream: known.stream.map(at),
+            namespace: known.namespace.map(|n| n.map(at)),
+            data: known.data,
+            emitted_at: known.emitted_at,
+            meta: known.meta,
+        };
+        self.at = prefix.bytes.len();
+        self.data(&mut keys)?;
+        self.more_members(|scan, key| scan.record_member(&mut keys, key))?;
+        self.more_members(|scan, key| match key {
+            "type" | "record" => None,
+            _ => scan.value(0),
         })?;
+        self.raw_record(keys)
+    }
+
+    fn raw_record(&self, keys: RecordKeys<&'a str>) -> Option<RawRecord<'a>> {
         Some(RawRecord {
-            stream: Cow::Borrowed(stream?),
-            namespace: namespace.flatten().map(Cow::Borrowed),
-            data: RawJson::new(data?),
-            emitted_at: emitted_at?,
+            stream: Cow::Borrowed(keys.stream?),
+            namespace: keys.namespace.flatten().map(Cow::Borrowed),
+            data: RawJson::new(&self.text[self.data_start..self.data_end]),
+            emitted_at: keys.emitted_at?,
             meta: None,
         })
+        .filter(|_| keys.data)
+    }
+
+    /// One member of a `record`.
+    fn record_member(&mut self, keys: &mut RecordKeys<&'a str>, key: &'a str) -> Option<()> {
+        match key {
+            "stream" if keys.stream.is_none() => keys.stream = Some(self.plain_string()?),
+            "namespace" if keys.namespace.is_none() => {
+                keys.namespace = Some(match self.peek()? {
+                    b'"' => Some(self.plain_string()?),
+                    _ => {
+                        self.literal(b"null")?;
+                        None
+                    }
+                })
+            }
+            "data" if !keys.data => {
+                if self.type_first {
+                    let span = |s: &str| {
+                        let start = s.as_ptr() as usize - self.text.as_ptr() as usize;
+                        (start, start + s.len())
+                    };
+                    self.before_data = Some(RecordKeys {
+                        stream: keys.stream.map(span),
+                        namespace: keys.namespace.map(|n| n.map(span)),
+                        data: false,
+                        emitted_at: keys.emitted_at,
+                        meta: keys.meta,
+                    });
+                }
+                self.data(keys)?;
+            }
+            "emitted_at" if keys.emitted_at.is_none() => keys.emitted_at = Some(self.integer()?),
+            // A record without changes; a real `meta` is serde's to read.
+            "meta" if !keys.meta => {
+                self.literal(b"null")?;
+                keys.meta = true;
+            }
+            "stream" | "namespace" | "data" | "emitted_at" | "meta" => return None,
+            _ => self.value(0)?,
+        }
+        Some(())
+    }
+
+    /// The `data` value.
+    fn data(&mut self, keys: &mut RecordKeys<&'a str>) -> Option<()> {
+        let start = self.at;
+        self.in_data = self.want_fields;
+        self.data_start = start;
+        self.fields_complete = self.want_fields && self.peek() == Some(b'{');
+        self.value(0)?;
+        self.in_data = false;
+        self.data_end = self.at;
+        keys.data = true;
+        Some(())
     }
 
     /// A string without escapes, its text.
@@ -382,5 +524,140 @@ impl<'a> Scan<'a> {
         }
         self.at = at;
         Some(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// What a reading gives: the record's parts, whether its fields are complete, and them.
+    type Reading = Option<(String, Option<String>, String, i64, bool, Vec<[u32; 4]>)>;
+
+    fn read(line: &str, prefix: &mut Prefix) -> Reading {
+        let mut fields = Vec::new();
+        let (r, complete) = record_with_fields(line, &mut fields, prefix)?;
+        let namespace = r.namespace.map(|n| n.into_owned());
+        let data = r.data.get().to_string();
+        Some((
+            r.stream.into_owned(),
+            namespace,
+            data,
+            r.emitted_at,
+            complete,
+            fields,
+        ))
+    }
+
+    /// Two lines with one envelope: the second, read after the first, reads as it does alone.
+    fn after_first(first: &str, second: &str) -> Result<bool, TestCaseError> {
+        let mut prefix = Prefix::default();
+        read(first, &mut prefix);
+        let known = prefix.matches(second);
+        prop_assert_eq!(
+            read(second, &mut prefix),
+            read(second, &mut Prefix::default())
+        );
+        Ok(known)
+    }
+
+    #[test]
+    fn a_line_with_the_last_lines_start_reads_as_it_does_alone() {
+        let first = r#"{"type":"RECORD","record":{"stream":"s","namespace":"n","data":{"a":1},"emitted_at":5}}"#;
+        let second = r#"{"type":"RECORD","record":{"stream":"s","namespace":"n","data":{"b":"x"},"emitted_at":6}}"#;
+        assert!(after_first(first, second).unwrap());
+        let mut prefix = Prefix::default();
+        read(first, &mut prefix);
+        let (stream, namespace, data, at, complete, fields) = read(second, &mut prefix).unwrap();
+        assert_eq!((stream.as_str(), namespace.as_deref()), ("s", Some("n")));
+        assert_eq!((data.as_str(), at, complete), (r#"{"b":"x"}"#, 6, true));
+        assert_eq!(fields, [[2, 3, 5, 8]]);
+        // What follows `data` is read in full: a repeated key or a broken tail is refused.
+        for broken in [
+            r#"{"type":"RECORD","record":{"stream":"s","namespace":"n","data":{},"stream":"t","emitted_at":6}}"#,
+            r#"{"type":"RECORD","record":{"stream":"s","namespace":"n","data":{},"emitted_at":6},"type":"STATE"}"#,
+            r#"{"type":"RECORD","record":{"stream":"s","namespace":"n","data":{},"emitted_at":6}"#,
+            r#"{"type":"RECORD","record":{"stream":"s","namespace":"n","data":{"a":},"emitted_at":6}}"#,
+            r#"{"type":"RECORD","record":{"stream":"s","namespace":"n","data":{}}}"#,
+        ] {
+            assert!(after_first(first, broken).unwrap(), "{broken}");
+            assert!(read(broken, &mut prefix).is_none(), "{broken}");
+        }
+        // A `type` after the `record` is not known at `data`: nothing is kept.
+        let late = r#"{"record":{"stream":"s","data":{},"emitted_at":1},"type":"RECORD"}"#;
+        let mut prefix = Prefix::default();
+        assert!(read(late, &mut prefix).is_some());
+        assert!(!prefix.matches(late));
+    }
+
+    /// A RECORD envelope with `data` somewhere in it: the text before `data`, and after.
+    fn envelope() -> impl Strategy<Value = (String, String)> {
+        let at = prop_oneof![Just(7i64), any::<i64>()];
+        (0..5usize, at, "[a-z]{0,2}").prop_map(|(layout, at, s)| {
+            let (before, after) = match layout {
+                0 => (
+                    format!(
+                        r#"{{"type":"RECORD","record":{{"stream":"{s}","namespace":"n","data":"#
+                    ),
+                    format!(r#","emitted_at":{at}}}}}"#),
+                ),
+                1 => (
+                    format!(
+                        r#" {{ "type" : "RECORD", "record" : {{ "emitted_at" : {at}, "data" : "#
+                    ),
+                    format!(r#" , "meta" : null, "stream" : "{s}", "x" : [1] }} , "y" : {{}} }}"#),
+                ),
+                2 => (
+                    format!(r#"{{"type":"RECORD","record":{{"stream":"{s}","meta":null,"data":"#),
+                    format!(r#","namespace":null,"emitted_at":{at},"meta":null}}}}"#),
+                ),
+                3 => (
+                    format!(r#"{{"type":"RECORD","record":{{"stream":"{s}","data":"#),
+                    format!(r#","emitted_at":{at}}},"type":"RECORD"}}"#),
+                ),
+                _ => (
+                    format!(r#"{{"type":"LOG","record":{{"stream":"{s}","data":"#),
+                    format!(r#","emitted_at":{at}}}}}"#),
+                ),
+            };
+            (before, after)
+        })
+    }
+
+    /// A `data` value: objects of plain and odd keys, or anything else, sometimes broken.
+    fn data() -> impl Strategy<Value = String> {
+        prop_oneof![
+            Just(r#"{"id":1,"name":"a \"b\"","tags":["x",null],"n":-1.5e3}"#.to_string()),
+            Just(r#"{"k\u0041":true,"o":{"p":[{}]}}"#.to_string()),
+            Just("[1,2]".to_string()),
+            Just(r#""text""#.to_string()),
+            Just(r#"{"a":01}"#.to_string()),
+            Just(r#"{"a":1,}"#.to_string()),
+            "[ -~]{0,8}",
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(1000))]
+
+        #[test]
+        fn reading_after_a_known_start_agrees_with_reading_alone(
+            (before, after) in envelope(),
+            (other_before, other_after) in envelope(),
+            first in data(),
+            second in data(),
+            same in any::<bool>(),
+        ) {
+            let first = format!("{before}{first}{after}");
+            let second = match same {
+                true => format!("{before}{second}{after}"),
+                false => format!("{other_before}{second}{other_after}"),
+            };
+            let known = after_first(&first, &second)?;
+            // Every record read keeps its start (`type` comes first in these envelopes).
+            let read_first = read(&first, &mut Prefix::default()).is_some();
+            prop_assert_eq!(known, read_first && second.starts_with(&before));
+        }
     }
 }
