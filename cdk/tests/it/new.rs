@@ -142,6 +142,32 @@ fn joins_a_cdk_workspace() {
         "{crate_manifest}"
     );
     assert!(!dir.path().join("connectors/source-x/Dockerfile").exists());
+    // This workspace has no `dist` profile: the builds it is told of use `release`.
+    let readme = std::fs::read_to_string(dir.path().join("connectors/source-x/README.md")).unwrap();
+    assert!(
+        readme.contains("cargo build --profile release -p source-x\n")
+            && readme.contains("--prebuilt target/release/source-x ")
+            && !readme.contains("dist"),
+        "{readme}"
+    );
+    assert!(
+        printed.contains("cargo build --profile release -p source-x && "),
+        "{printed}"
+    );
+
+    // A workspace with the profile (as this repository): `dist`.
+    let manifest = format!("{manifest}\n[profile.dist]\ninherits = \"release\"\n");
+    std::fs::write(dir.path().join("Cargo.toml"), manifest).unwrap();
+    new(
+        &dir.path().join("connectors"),
+        &["destination-y", "--path", "destination-y"],
+    );
+    let readme =
+        std::fs::read_to_string(dir.path().join("connectors/destination-y/README.md")).unwrap();
+    assert!(
+        readme.contains("cargo build --profile dist -p destination-y\n"),
+        "{readme}"
+    );
 }
 
 /// Standalone connectors generated outside any workspace compile against this cdk and pass

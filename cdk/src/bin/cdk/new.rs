@@ -74,6 +74,10 @@ pub fn run(args: Args) -> Result<ExitCode> {
             Layout::Standalone(source) => source.clone(),
             Layout::Member(_) => String::new(),
         },
+        profile: match &layout {
+            Layout::Member(root) if !defines_dist_profile(root) => "release",
+            _ => "dist",
+        },
         ..names
     };
     let mode = match layout {
@@ -104,9 +108,12 @@ pub fn run(args: Args) -> Result<ExitCode> {
             if add_to_workspace(&root, &out)? {
                 println!("added {} to the workspace members", out.display());
             }
+            let p = names.profile;
             println!("next:");
             println!("  cargo test -p {n}");
-            println!("  cargo build -p {n} && cdk image build {shown} --prebuilt target/debug/{n}");
+            println!(
+                "  cargo build --profile {p} -p {n} && cdk image build {shown} --prebuilt target/{p}/{n}"
+            );
             println!("  docker run --rm airbyte/{n}:dev spec");
         }
         Layout::Standalone(_) => {
@@ -120,6 +127,13 @@ pub fn run(args: Args) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Whether the workspace at `root` has the `dist` profile the standalone crates define
+/// (release, optimised whole: what images and benchmarks are built with).
+fn defines_dist_profile(root: &Path) -> bool {
+    std::fs::read_to_string(root.join("Cargo.toml"))
+        .is_ok_and(|t| t.lines().any(|l| l.trim() == "[profile.dist]"))
 }
 
 /// Refuses a folder that exists with files in it, unless forced.
@@ -191,6 +205,8 @@ struct Names {
     is_source: bool,
     /// The `cdk` dependency's source for a standalone crate.
     cdk_source: String,
+    /// The cargo profile images are built with: `dist`, or `release` in a workspace without it.
+    profile: &'static str,
 }
 
 impl Names {
@@ -222,6 +238,7 @@ impl Names {
             title: rest.split('-').map(capital).collect::<Vec<_>>().join(" "),
             is_source: name.starts_with("source-"),
             cdk_source: String::new(),
+            profile: "dist",
         })
     }
 
@@ -231,6 +248,7 @@ impl Names {
             .replace("{{type_name}}", &self.type_name)
             .replace("{{title}}", &self.title)
             .replace("{{cdk_source}}", &self.cdk_source)
+            .replace("{{profile}}", self.profile)
     }
 }
 
