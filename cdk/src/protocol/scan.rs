@@ -109,9 +109,38 @@ impl<S> Default for RecordKeys<S> {
     }
 }
 
-/// Where `bytes` has its first `"`, `\` or control character, eight bytes at a time (strings
-/// in records are mostly too short for a vector search to pay).
+/// Where `bytes` has its first `"`, `\` or control character: sixteen bytes at a time (SSE2,
+/// which every x86-64 has), then eight, then one.
 pub(crate) fn special(bytes: &[u8]) -> Option<usize> {
+    let mut at = 0;
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::*;
+        // SAFETY: SSE2 is part of x86-64; each load reads 16 bytes that lie inside `bytes`.
+        unsafe {
+            let quote = _mm_set1_epi8(b'"' as i8);
+            let backslash = _mm_set1_epi8(b'\\' as i8);
+            let control = _mm_set1_epi8(0x1f);
+            while at + 16 <= bytes.len() {
+                let x = _mm_loadu_si128(bytes.as_ptr().add(at).cast());
+                let found = _mm_or_si128(
+                    _mm_or_si128(_mm_cmpeq_epi8(x, quote), _mm_cmpeq_epi8(x, backslash)),
+                    // x <= 0x1f, unsigned
+                    _mm_cmpeq_epi8(_mm_max_epu8(x, control), control),
+                );
+                let mask = _mm_movemask_epi8(found) as u32;
+                if mask != 0 {
+                    return Some(at + mask.trailing_zeros() as usize);
+                }
+                at += 16;
+            }
+        }
+    }
+    special_swar(&bytes[at..]).map(|n| at + n)
+}
+
+/// [`special`] eight bytes at a time.
+fn special_swar(bytes: &[u8]) -> Option<usize> {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGH: u64 = 0x8080_8080_8080_8080;
     let zero = |x: u64| x.wrapping_sub(ONES) & !x;
@@ -640,6 +669,23 @@ mod tests {
 
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(1000))]
+
+        /// The first `"`, `\` or control character, found sixteen or eight bytes at a time,
+        /// is the one a byte-by-byte search finds.
+        #[test]
+        fn special_finds_the_first_special_byte(
+            mut bytes in proptest::collection::vec(0x20u8..=0xff, 0..80),
+            at in any::<prop::sample::Index>(),
+            byte in prop_oneof![Just(b'"'), Just(b'\\'), 0u8..0x20],
+            put in any::<bool>(),
+        ) {
+            if put && !bytes.is_empty() {
+                let i = at.index(bytes.len());
+                bytes[i] = byte;
+            }
+            let naive = bytes.iter().position(|&b| b == b'"' || b == b'\\' || b < 0x20);
+            prop_assert_eq!(special(&bytes), naive);
+        }
 
         #[test]
         fn reading_after_a_known_start_agrees_with_reading_alone(
