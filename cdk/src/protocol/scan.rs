@@ -303,11 +303,12 @@ impl<'a> Scan<'a> {
         let mut keys = RecordKeys {
             stream: known.stream.map(at),
             namespace: known.namespace.map(|n| n.map(at)),
-            data: known.data,
+            data: false,
             emitted_at: known.emitted_at,
             meta: known.meta,
         };
         self.at = prefix.bytes.len();
+        self.space();
         self.data(&mut keys)?;
         self.more_members(|scan, key| scan.record_member(&mut keys, key))?;
         self.more_members(|scan, key| match key {
@@ -602,6 +603,10 @@ mod tests {
         assert_eq!((stream.as_str(), namespace.as_deref()), ("s", Some("n")));
         assert_eq!((data.as_str(), at, complete), (r#"{"b":"x"}"#, 6, true));
         assert_eq!(fields, [[2, 3, 5, 8]]);
+        // White space before `data` that the first line did not have.
+        let spaced = r#"{"type":"RECORD","record":{"stream":"s","namespace":"n","data": {"c":2},"emitted_at":7}}"#;
+        assert!(after_first(first, spaced).unwrap());
+        assert_eq!(read(spaced, &mut prefix).unwrap().2, r#"{"c":2}"#);
         // What follows `data` is read in full: a repeated key or a broken tail is refused.
         for broken in [
             r#"{"type":"RECORD","record":{"stream":"s","namespace":"n","data":{},"stream":"t","emitted_at":6}}"#,

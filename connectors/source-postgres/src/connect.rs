@@ -2,7 +2,7 @@
 //! that make value formats fixed and scans run in physical order.
 
 use cdk::Result;
-pub use postgres_common::{Connector, Driver, Purpose, query_error};
+pub use postgres_common::{Connector, Purpose, query_error};
 use postgres_common::{Endpoint, Session};
 
 use crate::config::PostgresConfig;

@@ -9,7 +9,7 @@ use cdk::{Error, Estimate, ReadContext, RecordWriter, Result, Stream, TrustedJso
 use serde_json::Value;
 use tokio_postgres::Client;
 
-use crate::connect::{Connector, Driver, Purpose, query_error};
+use crate::connect::{Connector, Purpose, query_error};
 use crate::copy::{Tuple, for_each_tuple};
 use crate::discover::{Column, Table};
 use crate::state::{CursorStatus, StreamState, ctid_state, parse_ctid};
@@ -29,16 +29,29 @@ pub struct ReadEnv {
 }
 
 impl ReadEnv {
-    /// A new connection inside a read-only REPEATABLE READ transaction on the shared
-    /// snapshot (or its own, when the shared one cannot be imported), and its driver, which
-    /// the reading task polls itself.
-    pub(crate) async fn begin(&self) -> Result<(Client, Driver)> {
+    /// Runs `work` on a new connection inside a read-only REPEATABLE READ transaction on the
+    /// shared snapshot (or its own, when the shared one cannot be imported), then ends it.
+    /// The connection is driven by this task (see [`postgres_common::Driver::alongside`]).
+    pub(crate) async fn in_snapshot(
+        &self,
+        work: impl AsyncFnOnce(&Client) -> Result<()>,
+    ) -> Result<()> {
         let (client, mut driver) = self.connector.connect_driven(Purpose::Sync).await?;
-        driver.alongside(self.begin_on(&client)).await?;
-        Ok((client, driver))
+        let done = driver
+            .alongside(async {
+                self.begin(&client).await?;
+                work(&client).await?;
+                // Read only: ending the transaction cannot lose anything.
+                let _ = client.batch_execute("COMMIT").await;
+                Ok(())
+            })
+            .await;
+        drop(client);
+        driver.spawn(); // to close the connection
+        done
     }
 
-    async fn begin_on(&self, client: &Client) -> Result<()> {
+    async fn begin(&self, client: &Client) -> Result<()> {
         const BEGIN: &str = "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY";
         client
             .batch_execute(BEGIN)
@@ -102,38 +115,24 @@ impl Stream for TableStream {
     }
 
     async fn read(&self, ctx: &ReadContext, out: &mut RecordWriter) -> Result<()> {
-        let (client, mut driver) = self.env.begin().await?;
-        let read = driver.alongside(self.read_on(&client, ctx, out)).await;
-        drop(client);
-        driver.spawn(); // to close the connection
-        read
-    }
-}
-
-impl TableStream {
-    async fn read_on(
-        &self,
-        client: &Client,
-        ctx: &ReadContext,
-        out: &mut RecordWriter,
-    ) -> Result<()> {
-        let reader = TableReader {
-            table: &self.table,
-            env: &self.env,
-            client,
-        };
-        let state = StreamState::parse(ctx.state.as_ref())?;
-        if ctx.is_incremental() && self.env.xmin {
-            crate::xmin::read(&reader, state, out).await?;
-        } else if ctx.is_incremental() {
-            let cursor = reader.cursor_column(ctx.cursor_field())?;
-            reader.incremental(cursor, state, out).await?;
-        } else {
-            reader.full_refresh(state, out).await?;
-        }
-        // Read only: ending the transaction cannot lose anything.
-        let _ = client.batch_execute("COMMIT").await;
-        Ok(())
+        self.env
+            .in_snapshot(async |client| {
+                let reader = TableReader {
+                    table: &self.table,
+                    env: &self.env,
+                    client,
+                };
+                let state = StreamState::parse(ctx.state.as_ref())?;
+                if ctx.is_incremental() && self.env.xmin {
+                    crate::xmin::read(&reader, state, out).await
+                } else if ctx.is_incremental() {
+                    let cursor = reader.cursor_column(ctx.cursor_field())?;
+                    reader.incremental(cursor, state, out).await
+                } else {
+                    reader.full_refresh(state, out).await
+                }
+            })
+            .await
     }
 }
 

@@ -46,38 +46,34 @@ pub(crate) async fn run(
             chunk_bytes: env.config.chunk_size_mb.max(1) << 20,
             xmin: false,
         };
-        let (client, mut driver) = read_env.begin().await?;
-        let load = async {
-            let reader = TableReader {
-                table: &s.table,
-                env: &read_env,
-                client: &client,
-            };
-            let mut sink = Sink {
-                writer: &mut *writer,
-                progress: &mut *progress,
-                stream: s.descriptor.clone(),
-                deadline,
-                hours: env.cdc.initial_load_timeout_hours,
-                timed_out: false,
-            };
-            if s.table.has_ctid() {
-                let format = RowFormat::new(&s.table, 1).with_suffix(suffix.clone());
-                reader
-                    .ctid_load(resume.clone(), Some(streaming()), &mut sink, format)
-                    .await?;
-            } else {
-                let format = RowFormat::new(&s.table, 0).with_suffix(suffix.clone());
-                reader.read_all(&mut sink, format).await?;
-                sink.checkpoint(streaming());
-            }
-            let _ = client.batch_execute("COMMIT").await;
-            Ok::<_, cdk::Error>(())
-        };
-        let loaded = driver.alongside(load).await;
-        drop(client);
-        driver.spawn(); // to close the connection
-        loaded?;
+        read_env
+            .in_snapshot(async |client| {
+                let reader = TableReader {
+                    table: &s.table,
+                    env: &read_env,
+                    client,
+                };
+                let mut sink = Sink {
+                    writer: &mut *writer,
+                    progress: &mut *progress,
+                    stream: s.descriptor.clone(),
+                    deadline,
+                    hours: env.cdc.initial_load_timeout_hours,
+                    timed_out: false,
+                };
+                if s.table.has_ctid() {
+                    let format = RowFormat::new(&s.table, 1).with_suffix(suffix.clone());
+                    reader
+                        .ctid_load(resume.clone(), Some(streaming()), &mut sink, format)
+                        .await
+                } else {
+                    let format = RowFormat::new(&s.table, 0).with_suffix(suffix.clone());
+                    reader.read_all(&mut sink, format).await?;
+                    sink.checkpoint(streaming());
+                    Ok(())
+                }
+            })
+            .await?;
     }
     Ok(())
 }
